@@ -1,0 +1,70 @@
+"""cloudphys: crystals → SCOPE strings → latent intrinsic parameters → thermodynamics.
+
+Public API::
+
+    import cloudphys
+    head = cloudphys.load_head("debye")
+    out = head(latents={"theta_D": theta}, temperature=T, n_atoms=n)   # {"u", "cv", "s", "f"}
+
+Heavy modules (torch, transformers, pymatgen) are imported on first use of what needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CheckpointError,
+    CloudphysError,
+    ConfigError,
+    DataError,
+    PluginError,
+    PluginRegistrationError,
+    ScopeError,
+    ScopeParseError,
+    StructureError,
+)
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "hookimpl",
+    "load_head",
+    "list_heads",
+    "get_registry",
+    "CloudphysError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "PluginError",
+    "PluginRegistrationError",
+    "ScopeError",
+    "ScopeParseError",
+    "StructureError",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .physics.contract import PhysicsHead
+    from .plugins import Registry
+
+
+def get_registry() -> "Registry":
+    """The process-wide plugin registry (heads, encoders, data sets)."""
+    from .plugins import get_registry as _get
+
+    return _get()
+
+
+def list_heads() -> list[str]:
+    """Names of every registered physics head."""
+    return sorted(get_registry().heads)
+
+
+def load_head(name: str, **params: Any) -> "PhysicsHead":
+    """Build the physics head registered as ``name`` with its keyword ``params``.
+
+    Raises :class:`PluginError` listing the available heads if ``name`` is unknown.
+    """
+    return get_registry().head(name)(**params)

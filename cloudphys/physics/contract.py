@@ -1,0 +1,368 @@
+"""The physics-head contract: what a head declares and how it is called.
+
+A head is a :class:`torch.nn.Module` subclass of :class:`PhysicsHead` that declares
+
+* ``latents`` -- :class:`LatentSpec` per latent parameter the encoder must predict (name, unit,
+  bounds, typical value, and a shape: ``()`` for a scalar per sample such as ``theta_D``, ``(K,)``
+  for a vector such as a coarse phonon density of states);
+* ``conditions`` -- the per-sample inputs it needs besides latents (``temperature`` in K,
+  ``n_atoms`` atoms per cell);
+* ``observables`` -- :class:`ObservableSpec` per output (name, unit, extensive or not).
+
+Call convention (``forward``)::
+
+    head(latents={"theta_D": theta}, temperature=T, n_atoms=n, observables=("cv", "u"))
+
+``theta`` has shape ``[B, *latent.shape]``; ``T`` has shape ``[B]`` (one temperature per sample) or
+``[B, nT]`` (a curve per sample); ``n`` is a number or has shape ``[B]``. Scalars are accepted and
+broadcast against the others. Every returned tensor has the shape of
+``T`` after broadcasting. Device and dtype follow the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import PluginRegistrationError
+
+__all__ = [
+    "R_GAS",
+    "LatentSpec",
+    "ObservableSpec",
+    "PhysicsHead",
+    "CONDITIONS",
+    "validate_head_class",
+    "check_inputs",
+]
+
+#: Molar gas constant in J/(K·mol) (CODATA 2018, exact).
+R_GAS = 8.314462618
+
+#: Conditions a head may declare: name → unit.
+CONDITIONS: dict[str, str] = {"temperature": "K", "n_atoms": "atoms per cell"}
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """A latent parameter a head needs.
+
+    :param name: key in the ``latents`` mapping, e.g. ``"theta_D"``.
+    :param unit: physical unit, e.g. ``"K"``; ``""`` for dimensionless.
+    :param lower: smallest allowed value (``None``: unbounded below).
+    :param upper: largest allowed value (``None``: unbounded above).
+    :param typical: a typical value; latent layers initialise so that training starts here.
+    :param shape: per-sample shape, ``()`` for a scalar, ``(K,)`` for a vector.
+    :param scale: ``"log"`` (positive quantities spanning decades, e.g. temperatures) or
+        ``"linear"``: how a latent layer should map an unconstrained number into the bounds.
+    :param description: one line for docs and ``cloudphys plugins``.
+    """
+
+    name: str
+    unit: str
+    lower: float | None = None
+    upper: float | None = None
+    typical: float = 1.0
+    shape: tuple[int, ...] = ()
+    scale: str = "linear"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"latent name must be an identifier, got {self.name!r}")
+        if self.scale not in ("log", "linear"):
+            raise ValueError(f"latent {self.name!r}: scale must be 'log' or 'linear', got {self.scale!r}")
+        if self.lower is not None and self.upper is not None and not self.lower < self.upper:
+            raise ValueError(f"latent {self.name!r}: lower bound {self.lower} must be below upper {self.upper}")
+        if not math.isfinite(self.typical):
+            raise ValueError(f"latent {self.name!r}: typical value must be finite, got {self.typical}")
+        if (self.lower is not None and self.typical < self.lower) or (
+            self.upper is not None and self.typical > self.upper
+        ):
+            raise ValueError(
+                f"latent {self.name!r}: typical value {self.typical} outside [{self.lower}, {self.upper}]"
+            )
+        if self.scale == "log" and (self.lower is None or self.lower <= 0):
+            raise ValueError(f"latent {self.name!r}: scale 'log' needs a positive lower bound")
+        if not all(isinstance(d, int) and d > 0 for d in self.shape):
+            raise ValueError(f"latent {self.name!r}: shape must be a tuple of positive ints, got {self.shape!r}")
+
+    @property
+    def size(self) -> int:
+        """Number of scalars per sample."""
+        return math.prod(self.shape)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "lower": self.lower,
+            "upper": self.upper,
+            "typical": self.typical,
+            "shape": list(self.shape),
+            "scale": self.scale,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class ObservableSpec:
+    """An observable a head gives.
+
+    :param name: key in the returned mapping, e.g. ``"cv"``.
+    :param unit: e.g. ``"J/(K*mol)"``.
+    :param extensive: ``True`` if the value is per mole of cells (scales with ``n_atoms``);
+        ``False`` if it is intensive or already per atom.
+    :param description: one line for docs.
+    """
+
+    name: str
+    unit: str
+    extensive: bool = True
+    description: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "unit": self.unit, "extensive": self.extensive, "description": self.description}
+
+
+class PhysicsHead(nn.Module):
+    """Base class of physics heads.
+
+    Subclasses set the class attributes ``name``, ``latents``, ``observables`` (and
+    ``conditions`` if they need fewer than both) and implement :meth:`compute`. Constructor
+    keyword arguments are the head's parameters in a config; :meth:`get_config` returns them so
+    that a head can be rebuilt with ``type(head)(**head.get_config())``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    latents: ClassVar[tuple[LatentSpec, ...]] = ()
+    observables: ClassVar[tuple[ObservableSpec, ...]] = ()
+    conditions: ClassVar[tuple[str, ...]] = ("temperature", "n_atoms")
+
+    def __init__(self, observables: Sequence[str] | None = None) -> None:
+        super().__init__()
+        known = [o.name for o in type(self).observables]
+        chosen = list(known if observables is None else observables)
+        for o in chosen:
+            if o not in known:
+                raise ValueError(f"head {self.name!r} has no observable {o!r}; available: {', '.join(known)}")
+        self.selected: tuple[str, ...] = tuple(chosen)
+
+    # -- declarations ---------------------------------------------------------------------
+    @classmethod
+    def latent(cls, name: str) -> LatentSpec:
+        for spec in cls.latents:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @classmethod
+    def observable(cls, name: str) -> ObservableSpec:
+        for spec in cls.observables:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-serialisable) that rebuild this head."""
+        return {"observables": list(self.selected)}
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The head's declarations as plain data (for docs, listings and checkpoints)."""
+        return {
+            "name": cls.name,
+            "description": cls.description or _first_line(cls.__doc__),
+            "latents": [s.as_dict() for s in cls.latents],
+            "conditions": {c: CONDITIONS[c] for c in cls.conditions},
+            "observables": [s.as_dict() for s in cls.observables],
+        }
+
+    # -- evaluation -----------------------------------------------------------------------
+    def forward(
+        self,
+        latents: Mapping[str, Tensor],
+        temperature: Tensor | float | None = None,
+        n_atoms: Tensor | float | None = 1,
+        observables: Sequence[str] | None = None,
+    ) -> dict[str, Tensor]:
+        """Evaluate observables.
+
+        :param latents: ``{name: tensor [B, *shape]}`` for every declared latent.
+        :param temperature: K, shape ``[B]`` or ``[B, nT]`` (or a scalar).
+        :param n_atoms: atoms per cell, a number or shape ``[B]``.
+        :param observables: names to compute (default: those selected at construction).
+        :returns: ``{name: tensor}`` each of the broadcast temperature shape.
+        """
+        wanted = tuple(self.selected if observables is None else observables)
+        known = {s.name for s in self.observables}
+        for o in wanted:
+            if o not in known:
+                self._unknown(o)
+        lat, T, n = check_inputs(type(self), latents, temperature, n_atoms)
+        return self.compute(lat, T, n, wanted)
+
+    def _unknown(self, name: str) -> None:
+        known = ", ".join(s.name for s in self.observables)
+        raise ValueError(f"head {self.name!r} has no observable {name!r}; available: {known}")
+
+    def compute(
+        self, latents: dict[str, Tensor], temperature: Tensor, n_atoms: Tensor, observables: tuple[str, ...]
+    ) -> dict[str, Tensor]:
+        """Compute ``observables`` from checked, broadcast inputs.
+
+        ``latents[name]`` has shape ``[B, 1, *shape]`` when ``temperature`` is ``[B, nT]``
+        and ``[B, *shape]`` when it is ``[B]``; ``n_atoms`` has the shape of ``temperature``'s
+        batch dimensions broadcast the same way (``[B, 1]`` or ``[B]``).
+        """
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, observables={self.selected}"
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _as_tensor(x: Tensor | float, like: Tensor | None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if like is not None:
+        return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    return torch.as_tensor(x, dtype=torch.get_default_dtype())
+
+
+def check_inputs(
+    head_cls: type[PhysicsHead],
+    latents: Mapping[str, Tensor],
+    temperature: Tensor | float | None,
+    n_atoms: Tensor | float | None,
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """Validate and broadcast a head's inputs (see :meth:`PhysicsHead.compute` for shapes).
+
+    Raises ``ValueError`` naming the offending value for NaN or negative temperatures,
+    ``n_atoms`` ≤ 0 or NaN, and latents outside their declared bounds or non-finite.
+    """
+    if not isinstance(latents, Mapping):
+        raise TypeError(f"latents must be a mapping name -> tensor, got {type(latents).__name__}")
+    missing = [s.name for s in head_cls.latents if s.name not in latents]
+    if missing:
+        raise ValueError(f"head {head_cls.name!r} needs latents {missing}; got {sorted(latents)}")
+    first = latents[head_cls.latents[0].name] if head_cls.latents else None
+    first = first if isinstance(first, Tensor) else None
+    if temperature is None:
+        raise ValueError(f"head {head_cls.name!r} needs a temperature (K)")
+    T = _as_tensor(temperature, first)
+    ref = T if T.is_floating_point() else (first if first is not None else None)
+    if not T.is_floating_point():
+        T = T.to(ref.dtype if ref is not None else torch.get_default_dtype())
+    if T.ndim > 2:
+        raise ValueError(f"temperature must have shape [B] or [B, nT], got {tuple(T.shape)}")
+    _check_values("temperature", T, lower=0.0, strict=False)
+
+    values: dict[str, Tensor] = {}
+    sizes: list[tuple[str, int]] = []
+    if T.ndim >= 1:
+        sizes.append(("temperature", T.shape[0]))
+    for spec in head_cls.latents:
+        v = _as_tensor(latents[spec.name], T)
+        if not v.is_floating_point():
+            v = v.to(T.dtype)
+        base = v.ndim - len(spec.shape)
+        if base not in (0, 1) or tuple(v.shape[base:]) != spec.shape:
+            raise ValueError(
+                f"latent {spec.name!r} must have shape [B, *{spec.shape}] or {spec.shape}, got {tuple(v.shape)}"
+            )
+        _check_values(f"latent {spec.name!r}", v, lower=spec.lower, upper=spec.upper, strict=False)
+        values[spec.name] = v
+        if base == 1:
+            sizes.append((f"latent {spec.name!r}", v.shape[0]))
+
+    n = _as_tensor(1 if n_atoms is None else n_atoms, T).to(T.dtype)
+    if n.ndim > 1:
+        raise ValueError(f"n_atoms must be a number or have shape [B], got {tuple(n.shape)}")
+    _check_values("n_atoms", n, lower=0.0, strict=True)
+    if n.ndim == 1:
+        sizes.append(("n_atoms", n.shape[0]))
+
+    # Samples run along dim 0; a 2-D temperature adds a curve dimension.
+    B = max((size for _, size in sizes), default=1)
+    for what, size in sizes:
+        if size not in (1, B):
+            raise ValueError(f"{what} has batch size {size} but the batch has {B}")
+    if T.ndim == 0:
+        T = T.expand(B)
+    elif T.shape[0] != B:
+        T = T.expand(B, *T.shape[1:])
+    curve = T.ndim == 2
+    out: dict[str, Tensor] = {}
+    for spec in head_cls.latents:
+        v = values[spec.name]
+        v = v.expand(B, *spec.shape)
+        out[spec.name] = v.unsqueeze(1) if curve else v
+    n = n.expand(B)
+    if curve:
+        n = n.unsqueeze(1)
+    return out, T, n
+
+
+def _check_values(what: str, x: Tensor, lower: float | None = None, upper: float | None = None, strict: bool = False) -> None:
+    """Raise ``ValueError`` naming ``what`` if ``x`` holds NaN/inf or leaves its bounds."""
+    if torch.jit.is_scripting() or x.numel() == 0:
+        return
+    xd = x.detach()
+    bad = ~torch.isfinite(xd)
+    if lower is not None:
+        bad |= (xd <= lower) if strict else (xd < lower)
+    if upper is not None:
+        bad |= xd > upper
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad)[0]) if xd.ndim else ()
+        value = float(xd[idx]) if xd.ndim else float(xd)
+        bounds = []
+        if lower is not None:
+            bounds.append(f"{'>' if strict else '>='} {lower:g}")
+        if upper is not None:
+            bounds.append(f"<= {upper:g}")
+        need = "finite" + (", " + " and ".join(bounds) if bounds else "")
+        where = f" at index {list(idx)}" if idx else ""
+        raise ValueError(f"invalid {what}: {value!r}{where} (must be {need})")
+
+
+def validate_head_class(head_cls: Any, plugin: str = "<unknown>") -> None:
+    """Check a head class's declarations; raise :class:`PluginRegistrationError` naming ``plugin``."""
+    if not isinstance(head_cls, type) or not issubclass(head_cls, PhysicsHead):
+        raise PluginRegistrationError(plugin, f"register_heads expects a PhysicsHead subclass, got {head_cls!r}")
+    label = getattr(head_cls, "__qualname__", repr(head_cls))
+    name = getattr(head_cls, "name", "")
+    if not isinstance(name, str) or not name:
+        raise PluginRegistrationError(plugin, f"head class {label} declares no 'name'")
+    if not head_cls.latents:
+        raise PluginRegistrationError(plugin, f"head {name!r} declares no latents")
+    if not head_cls.observables:
+        raise PluginRegistrationError(plugin, f"head {name!r} declares no observables")
+    for spec in head_cls.latents:
+        if not isinstance(spec, LatentSpec):
+            raise PluginRegistrationError(plugin, f"head {name!r}: latents must be LatentSpec, got {spec!r}")
+    for spec in head_cls.observables:
+        if not isinstance(spec, ObservableSpec):
+            raise PluginRegistrationError(plugin, f"head {name!r}: observables must be ObservableSpec, got {spec!r}")
+    for kind, specs in (("latent", head_cls.latents), ("observable", head_cls.observables)):
+        names = [s.name for s in specs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise PluginRegistrationError(plugin, f"head {name!r}: duplicate {kind} names {sorted(dup)}")
+    unknown = [c for c in head_cls.conditions if c not in CONDITIONS]
+    if unknown:
+        raise PluginRegistrationError(
+            plugin, f"head {name!r}: unknown conditions {unknown}; known: {sorted(CONDITIONS)}"
+        )
+    if head_cls.compute is PhysicsHead.compute:
+        raise PluginRegistrationError(plugin, f"head {name!r} does not implement compute()")

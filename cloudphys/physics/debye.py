@@ -1,0 +1,116 @@
+"""The Debye model as a differentiable physics head (built-in plugin ``debye``).
+
+For a cell of ``n`` atoms with Debye temperature θ at temperature T, with x = θ/T and the Debye
+function D₃(x) = 3/x³ ∫₀ˣ t³/(eᵗ − 1) dt (per mole of cells, R in J/(K·mol)):
+
+* U  = 9/8·n·R·θ + 3·n·R·T·D₃(x)                      (J/mol, zero-point energy included)
+* Cv = 3·n·R·[4·D₃(x) − 3x/(eˣ − 1)]                  (J/(K·mol))
+* S  = n·R·[4·D₃(x) − 3·ln(1 − e⁻ˣ)]                  (J/(K·mol))
+* F  = U − T·S = 9/8·n·R·θ + n·R·T·[3·ln(1 − e⁻ˣ) − D₃(x)]   (J/mol)
+
+All four come from the one integral J(u) = ∫₀ᵘ t³/expm1(t) dt, evaluated by Gauss–Legendre
+quadrature over [0, min(x, x_c)] with x_c = 50: the integrand decays like t³e⁻ᵗ, so the part beyond
+x_c is below 1e-17 of the total, while a fixed number of nodes stays accurate for any θ/T
+(see docs/physics.md). ``expm1`` and ``log(-expm1(-x))`` keep every term finite; at T = 0 the
+formulas are written in r = T/θ so that Cv = S = 0 and U = F = 9/8·n·R·θ come out of the same code
+path with finite gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..hookspecs import hookimpl
+from .contract import R_GAS, LatentSpec, ObservableSpec, PhysicsHead
+from .quadrature import integrate_0_to
+
+__all__ = ["DebyeHead", "debye_integral", "X_CUT", "default_order"]
+
+#: Upper cut-off of the Debye integral in units of x = θ/T (the tail beyond is < 1e-17 relative).
+X_CUT = 50.0
+
+_DEFAULT_ORDER = {torch.float64: 40, torch.float32: 24}
+
+
+def default_order(dtype: torch.dtype) -> int:
+    """Gauss–Legendre nodes used for ``dtype`` (40 in float64, 24 otherwise)."""
+    return _DEFAULT_ORDER.get(dtype, 24)
+
+
+def _j3_integrand(t: Tensor) -> Tensor:
+    return t * t * t / torch.expm1(t)
+
+
+def debye_integral(upper: Tensor, order: int | None = None) -> Tensor:
+    """J(u) = ∫₀ᵘ t³/(eᵗ − 1) dt for u in [0, X_CUT] by Gauss–Legendre quadrature."""
+    return integrate_0_to(_j3_integrand, upper, order or default_order(upper.dtype))
+
+
+class DebyeHead(PhysicsHead):
+    """Debye model: one Debye temperature per material gives u, cv, s, f at any temperature."""
+
+    name = "debye"
+    description = "Debye model (3n acoustic-like modes up to k·θ_D), Gauss–Legendre quadrature"
+    latents = (
+        LatentSpec(
+            "theta_D", "K", lower=1.0, upper=5000.0, typical=300.0, scale="log",
+            description="Debye temperature",
+        ),
+    )
+    observables = (
+        ObservableSpec("u", "J/mol", True, "internal energy per mole of cells, zero-point energy included"),
+        ObservableSpec("cv", "J/(K*mol)", True, "isochoric heat capacity per mole of cells"),
+        ObservableSpec("s", "J/(K*mol)", True, "vibrational entropy per mole of cells"),
+        ObservableSpec("f", "J/mol", True, "Helmholtz free energy u - T*s per mole of cells"),
+    )
+
+    def __init__(self, observables: Sequence[str] | None = None, order: int | None = None) -> None:
+        super().__init__(observables)
+        if order is not None and int(order) < 2:
+            raise ValueError(f"quadrature order must be >= 2, got {order}")
+        self.order = None if order is None else int(order)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "order": self.order}
+
+    def compute(
+        self, latents: dict[str, Tensor], temperature: Tensor, n_atoms: Tensor, observables: tuple[str, ...]
+    ) -> dict[str, Tensor]:
+        theta = latents["theta_D"]
+        dtype = torch.promote_types(theta.dtype, temperature.dtype)
+        work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+        theta, T, n = theta.to(work), temperature.to(work), n_atoms.to(work)
+        nR = n * R_GAS
+
+        # x = θ/T where it is below the cut-off; elsewhere (T = 0 included) a harmless
+        # substitute, so that neither the value nor the gradient of the unused branch is inf.
+        inside = T * X_CUT > theta
+        T_in = torch.where(inside, T, theta)
+        x = theta / T_in
+        upper = torch.where(inside, x, torch.full_like(x, X_CUT))
+        r = T / theta
+        d3 = 3.0 * r * r * r * debye_integral(upper, self.order or default_order(work))
+
+        out: dict[str, Tensor] = {}
+        zpe = 1.125 * nR * theta
+        if "u" in observables:
+            out["u"] = zpe + 3.0 * nR * T * d3
+        if "cv" in observables:
+            boson = torch.where(inside, x / torch.expm1(x), torch.zeros_like(x))
+            out["cv"] = 3.0 * nR * (4.0 * d3 - 3.0 * boson)
+        if "s" in observables or "f" in observables:
+            # ln(1 − e⁻ˣ); below e⁻⁵⁰ relative beyond the cut-off, where it is dropped.
+            log_term = torch.where(inside, torch.log(-torch.expm1(-x)), torch.zeros_like(x))
+            if "s" in observables:
+                out["s"] = nR * (4.0 * d3 - 3.0 * log_term)
+            if "f" in observables:
+                out["f"] = zpe + nR * T * (3.0 * log_term - d3)
+        return {k: v.to(dtype) for k, v in out.items()}
+
+
+@hookimpl
+def register_heads(register):  # noqa: ANN001 - pluggy hook
+    register(DebyeHead)
