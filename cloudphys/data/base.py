@@ -1,0 +1,119 @@
+"""Data-set contract shared by the registry, the loaders and the trainer.
+
+* :class:`DataFile` -- one file of a data set: path relative to the data directory, canonical
+  URL (public sources) and SHA-256.
+* :class:`DatasetSpec` -- what ``register_datasets`` hooks register: name, description, files,
+  columns with units, licence, source, and a ``load`` callable.
+* :class:`Examples` -- what ``spec.load(split=..., **params)`` returns to the trainer: one split of
+  a labelled data set as SCOPE strings, atoms per cell, a temperature grid and target curves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+__all__ = ["DataFile", "DatasetSpec", "Examples", "data_dir"]
+
+
+def data_dir() -> Path:
+    """The data directory: ``$CLOUDPHYS_DATA`` if set, else a per-user cache directory."""
+    env = os.environ.get("CLOUDPHYS_DATA")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("cloudphys")) / "data"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a data set.
+
+    :param path: path relative to the data directory, e.g. ``"cloud/cloud_cv_test.csv"``.
+    :param url: canonical download location (``None``: not downloadable, e.g. derived data).
+    :param sha256: expected SHA-256 hex digest (``None``: not verified).
+    :param size: size in bytes, if known (for ``cloudphys data info``).
+    """
+
+    path: str
+    url: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class Examples:
+    """One split of a labelled data set, ready for tokenization.
+
+    :param ids: one identifier per example.
+    :param scope: one SCOPE string per example (either dialect).
+    :param n_atoms: atoms per cell, shape ``[N]``.
+    :param temperatures: K, shape ``[nT]`` (a grid shared by all examples; ``[1]`` for
+        single-temperature data such as CLOUD's Cv at 300 K).
+    :param targets: observable name → values of shape ``[N, nT]`` in the head's units (per mole of
+        cells); NaN marks a missing label.
+    :param units: observable name → unit string.
+    """
+
+    ids: list[str]
+    scope: list[str]
+    n_atoms: np.ndarray
+    temperatures: np.ndarray
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.scope) != n or len(self.n_atoms) != n:
+            raise ValueError("ids, scope and n_atoms must have the same length")
+        for name, values in self.targets.items():
+            if values.shape != (n, len(self.temperatures)):
+                raise ValueError(
+                    f"target {name!r} has shape {values.shape}, expected {(n, len(self.temperatures))}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class DatasetSpec:
+    """A registered data set.
+
+    :param name: registry name, e.g. ``"cloud-cv"``.
+    :param description: one line.
+    :param files: the files it reads (relative to the data directory).
+    :param columns: column → meaning and unit.
+    :param licence: licence of the data.
+    :param source: where it comes from (citation / repository).
+    :param labelled: ``False`` for unlabelled corpora (MLM pretraining).
+    :param load: ``load(split=..., **params)`` → :class:`Examples` (labelled) or ``list[str]``
+        of SCOPE strings (unlabelled). ``split`` is one of ``splits``.
+    :param splits: split names ``load`` accepts.
+    :param params: documented keyword parameters of ``load`` with their defaults.
+    """
+
+    name: str
+    description: str
+    files: tuple[DataFile, ...] = ()
+    columns: Mapping[str, str] = field(default_factory=dict)
+    licence: str = ""
+    source: str = ""
+    labelled: bool = True
+    load: Callable[..., Any] | None = None
+    splits: tuple[str, ...] = ("train", "val", "test")
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if a declaration is missing (called at registration)."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("data set needs a non-empty name")
+        if not callable(self.load):
+            raise ValueError(f"data set {self.name!r} has no callable 'load'")
+        if not self.splits:
+            raise ValueError(f"data set {self.name!r} declares no splits")
