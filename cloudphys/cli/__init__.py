@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pluggy
 
 from .. import __version__
 from ..errors import CloudphysError
@@ -12,8 +15,8 @@ from ..errors import CloudphysError
 __all__ = ["main", "build_parser"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every plugin's sub-commands."""
+def build_parser(pm: "pluggy.PluginManager | None" = None) -> argparse.ArgumentParser:
+    """The argument parser with the sub-commands of every plugin of ``pm`` (default: global)."""
     from ..plugins import get_plugin_manager
 
     parser = argparse.ArgumentParser(
@@ -22,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cloudphys {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    pm = get_plugin_manager()
+    pm = pm or get_plugin_manager()
     for impl in pm.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=sub)
@@ -31,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, pm: "pluggy.PluginManager | None" = None) -> int:
     """Entry point of the ``cloudphys`` script; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(pm)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
