@@ -129,6 +129,18 @@ class ObservableSpec:
         return {"name": self.name, "unit": self.unit, "extensive": self.extensive, "description": self.description}
 
 
+class _class_or_instance_method:
+    """Like ``classmethod``, but bound to the instance when called on one (so that a method
+    reading declarations sees per-instance overrides such as ``self.latents``)."""
+
+    def __init__(self, func: Any) -> None:
+        self.__func__ = func
+        self.__doc__ = getattr(func, "__doc__", None)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self.__func__.__get__(owner if obj is None else obj, owner)
+
+
 class PhysicsHead(nn.Module):
     """Base class of physics heads.
 
@@ -136,6 +148,13 @@ class PhysicsHead(nn.Module):
     ``conditions`` if they need fewer than both) and implement :meth:`compute`. Constructor
     keyword arguments are the head's parameters in a config; :meth:`get_config` returns them so
     that a head can be rebuilt with ``type(head)(**head.get_config())``.
+
+    When a latent's shape depends on a constructor parameter (e.g. the number of bins of a
+    vector-valued phonon density of states), ``__init__`` may set ``self.latents`` on the
+    instance; the class attribute stays the default declaration (used for listings and
+    registration checks). :meth:`forward`, :meth:`latent` and :meth:`describe` read the
+    instance's declarations when called on an instance, so whatever builds the encoder's latent
+    layer must read ``head.latents`` from the built head.
     """
 
     name: ClassVar[str] = ""
@@ -154,14 +173,14 @@ class PhysicsHead(nn.Module):
         self.selected: tuple[str, ...] = tuple(chosen)
 
     # -- declarations ---------------------------------------------------------------------
-    @classmethod
+    @_class_or_instance_method
     def latent(cls, name: str) -> LatentSpec:
         for spec in cls.latents:
             if spec.name == name:
                 return spec
         raise KeyError(name)
 
-    @classmethod
+    @_class_or_instance_method
     def observable(cls, name: str) -> ObservableSpec:
         for spec in cls.observables:
             if spec.name == name:
@@ -172,7 +191,7 @@ class PhysicsHead(nn.Module):
         """Constructor parameters (JSON-serialisable) that rebuild this head."""
         return {"observables": list(self.selected)}
 
-    @classmethod
+    @_class_or_instance_method
     def describe(cls) -> dict[str, Any]:
         """The head's declarations as plain data (for docs, listings and checkpoints)."""
         return {
@@ -204,7 +223,7 @@ class PhysicsHead(nn.Module):
         for o in wanted:
             if o not in known:
                 self._unknown(o)
-        lat, T, n = check_inputs(type(self), latents, temperature, n_atoms)
+        lat, T, n = check_inputs(self, latents, temperature, n_atoms)
         return self.compute(lat, T, n, wanted)
 
     def _unknown(self, name: str) -> None:
@@ -240,12 +259,14 @@ def _as_tensor(x: Tensor | float, like: Tensor | None) -> Tensor:
 
 
 def check_inputs(
-    head_cls: type[PhysicsHead],
+    head_cls: type[PhysicsHead] | PhysicsHead,
     latents: Mapping[str, Tensor],
     temperature: Tensor | float | None,
     n_atoms: Tensor | float | None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Validate and broadcast a head's inputs (see :meth:`PhysicsHead.compute` for shapes).
+
+    ``head_cls`` is a head class or a built head (whose instance declarations then apply).
 
     Raises ``ValueError`` naming the offending value for NaN or negative temperatures,
     ``n_atoms`` ≤ 0 or NaN, and latents outside their declared bounds or non-finite.
