@@ -47,6 +47,7 @@ ENTRY_POINT_GROUP = "cloudphys"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cloudphys.physics.debye",
     "cloudphys.cli.plugins_cmd",
+    "cloudphys.data.builtin",
 )
 
 

@@ -1,0 +1,20 @@
+"""Built-in data sets, registered through the ``register_datasets`` hook like any plugin's.
+
+Cheap to import: the loaders read their files only when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def register_datasets(register: Callable[[Any], None]) -> None:
+    from .cloud import cloud_specs
+    from .phonondb import phonondb_spec
+
+    for spec in cloud_specs():
+        register(spec)
+    register(phonondb_spec())

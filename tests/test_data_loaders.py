@@ -1,0 +1,210 @@
+"""Loaders of the built-in data sets: cloud-cv, cloud-pretrain, cloud-dielectric, phonondb-thermo."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloudphys.data import Examples
+from cloudphys.data import cache as cache_mod
+from cloudphys.data.cloud import cloud_split_indices, load_cloud_cv, load_cloud_pretrain, load_cloud_dielectric
+from cloudphys.data.phonondb import DataWarning, load_phonondb_thermo, select_temperatures
+from cloudphys.errors import DataError
+from cloudphys.plugins import Registry, make_plugin_manager
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDPHYS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLOUDPHYS_OFFLINE", "1")
+
+
+def _registry() -> Registry:
+    return Registry(make_plugin_manager(("cloudphys.data.builtin",), entry_points=False))
+
+
+def test_builtins_registered():
+    reg = _registry()
+    assert not reg.errors
+    for name in ("cloud-cv", "cloud-pretrain", "cloud-dielectric", "phonondb-thermo"):
+        spec = reg.dataset(name)
+        assert spec.name == name and callable(spec.load) and spec.files and spec.licence and spec.source
+
+
+# -- cloud-cv -------------------------------------------------------------------------------------
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cloud_split_matches_cloud_protocol():
+    # CLOUD: indices = list(range(n)); RandomState(0).shuffle(indices); val = first floor(0.25 n)
+    n = 1213
+    indices = list(range(n))
+    np.random.RandomState(seed=0).shuffle(indices)
+    train, val = cloud_split_indices(n)
+    assert val.tolist() == indices[: math.floor(0.25 * n)]
+    assert train.tolist() == indices[math.floor(0.25 * n):]
+    assert len(val) == 303 and len(train) == 910
+    assert sorted(train.tolist() + val.tolist()) == list(range(n))
+
+
+def test_cloud_cv_splits(data_root):
+    rows = _csv_rows(data_root / "cloud" / "cloud_cv_train_and_val.csv")
+    test_rows = _csv_rows(data_root / "cloud" / "cloud_cv_test.csv")
+    tr = load_cloud_cv("train")
+    va = load_cloud_cv("val")
+    te = load_cloud_cv("test")
+    assert isinstance(tr, Examples)
+    assert (len(tr), len(va), len(te)) == (910, 303, 299)
+    assert set(tr.ids).isdisjoint(va.ids)
+    assert len(set(tr.ids) | set(va.ids)) == len(rows)
+    assert tr.temperatures.tolist() == [300.0]
+    assert tr.targets["cv"].shape == (910, 1) and tr.units == {"cv": "J/(K*mol)"}
+    # every example is the row its id names
+    for ex in (tr, va):
+        for k in (0, 17, len(ex) - 1):
+            row = rows[int(ex.ids[k].split(":")[1])]
+            assert ex.ids[k].startswith("train_and_val:")
+            assert ex.scope[k] == row["cloud"]
+            assert ex.targets["cv"][k, 0] == float(row["cv"])
+            assert ex.n_atoms[k] == float(row["n_atoms"])
+    assert te.ids[5] == "test:5" and te.scope[5] == test_rows[5]["cloud"]
+    assert te.targets["cv"][5, 0] == float(test_rows[5]["cv"])
+    # physical sanity: Cv/(3R n) in (0, 1]
+    ratio = tr.targets["cv"][:, 0] / (3 * 8.314462618 * tr.n_atoms)
+    assert ratio.min() > 0.2 and ratio.max() <= 1.0
+
+
+def test_cloud_cv_rejects_bad_params():
+    with pytest.raises(DataError, match="300 K"):
+        load_cloud_cv("train", temperature=500)
+    with pytest.raises(DataError, match="no split"):
+        load_cloud_cv("validation")
+    with pytest.raises(DataError, match="no parameter"):
+        load_cloud_cv("train", temprature=300)
+
+
+def test_cloud_pretrain_and_dielectric(data_root):
+    all_ = load_cloud_pretrain("all")
+    train, val = load_cloud_pretrain("train"), load_cloud_pretrain("val")
+    assert len(all_) == 10000 and len(val) == 500 and len(train) == 9500
+    assert sorted(train + val) == sorted(all_)
+    d = load_cloud_dielectric("test")
+    assert len(d) == 953 and d.targets["n"].shape == (953, 1) and np.all(d.targets["n"] >= 1.0)
+
+
+def test_missing_file_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDPHYS_DATA", str(tmp_path / "nodata"))
+    with pytest.raises(DataError) as info:
+        load_cloud_cv("test")
+    msg = str(info.value)
+    assert "cloud/cloud_cv_test.csv" in msg and str(tmp_path / "nodata" / "cloud" / "cloud_cv_test.csv") in msg
+    assert "https://raw.githubusercontent.com/ChangwenXu98/CLOUD/main/example_data/cloud_cv_test.csv" in msg
+    with pytest.raises(DataError) as info:
+        load_phonondb_thermo("test")
+    msg = str(info.value)
+    assert "phonondb-thermo/" in msg and str(tmp_path / "nodata" / "phonondb-thermo") in msg
+
+
+# -- phonondb-thermo ------------------------------------------------------------------------------
+
+GRID = [0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 175, 200, 250, 300, 350, 400, 500,
+        600, 700, 800, 900, 1000]
+
+
+def test_select_temperatures():
+    assert select_temperatures(GRID).tolist() == list(range(28))
+    assert [GRID[i] for i in select_temperatures(GRID, [300, 20])] == [20, 300]
+    assert [GRID[i] for i in select_temperatures(GRID, temperature_range=[20, 100])] == [
+        20, 25, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert [GRID[i] for i in select_temperatures(GRID, [5, 300], temperature_range=[20, 1000])] == [300]
+    with pytest.raises(DataError, match="not on the data set's grid"):
+        select_temperatures(GRID, [298.15])
+    with pytest.raises(DataError, match="no grid temperature"):
+        select_temperatures(GRID, temperature_range=[1001, 2000])
+
+
+def _fake_converter(monkeypatch, fail: set[str] = frozenset()):
+    """Replace the SCOPE converter by a stand-in that records its calls."""
+    calls: list[list[str]] = []
+
+    def convert(items, **kw):
+        calls.append([i for i, _ in items])
+        ok = {i: f"scope-of-{i}" for i, _ in items if i not in fail}
+        bad = {i: "cannot convert" for i, _ in items if i in fail}
+        return ok, bad
+
+    monkeypatch.setattr("cloudphys.data.phonondb.convert_structures", convert)
+    return calls
+
+
+def test_phonondb_rows_and_filters(data_root, monkeypatch):
+    calls = _fake_converter(monkeypatch)
+    ex = load_phonondb_thermo("test", limit=5)
+    meta = json.loads((data_root / "phonondb-thermo" / "meta.json").read_text())
+    split = json.loads((data_root / "phonondb-thermo" / "split.json").read_text())
+    assert len(ex) == 5 and ex.temperatures.tolist() == meta["temperatures_K"]
+    assert set(ex.targets) == {"cv", "s", "u", "f"} and ex.units["u"] == "J/mol"
+    rows = {}
+    with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["id"] in ex.ids:
+                rows[r["id"]] = r
+    for k, i in enumerate(ex.ids):
+        assert split[i] == "test" and rows[i]["stable"]
+        assert ex.n_atoms[k] == rows[i]["n_atoms"]
+        for o in ("cv", "s", "u", "f"):
+            np.testing.assert_array_equal(ex.targets[o][k], rows[i][o])
+        # F = U - T S holds in the file's units (J/mol vs J/(K*mol))
+        np.testing.assert_allclose(ex.targets["f"][k], ex.targets["u"][k] - ex.temperatures * ex.targets["s"][k],
+                                   rtol=1e-6, atol=1e-2)
+    assert calls == [ex.ids]
+    # second call: served from the per-user cache, no conversion
+    sub = load_phonondb_thermo("test", limit=5, observables=["cv"], temperature_range=[20, 1000])
+    assert calls == [ex.ids] and sub.ids == ex.ids
+    assert set(sub.targets) == {"cv"} and sub.temperatures[0] == 20 and sub.temperatures[-1] == 1000
+    np.testing.assert_array_equal(sub.targets["cv"], ex.targets["cv"][:, 4:])
+    # unstable ones only come with stable=False
+    everything = load_phonondb_thermo("all", limit=40, stable=False, observables="cv")
+    assert any(not rows_stable for rows_stable in _stable_flags(data_root, everything.ids))
+
+
+def _stable_flags(data_root: Path, ids: list[str]) -> list[bool]:
+    out = {}
+    with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["id"] in ids:
+                out[r["id"]] = r["stable"]
+    return [out[i] for i in ids]
+
+
+def test_phonondb_unconvertible_structures_are_reported(data_root, monkeypatch):
+    _fake_converter(monkeypatch)
+    ids = load_phonondb_thermo("train", limit=4, observables="cv").ids
+    monkeypatch.setenv("CLOUDPHYS_CACHE", str(Path(str(cache_mod.cache_dir())) / "other"))
+    _fake_converter(monkeypatch, fail={ids[1]})
+    with pytest.warns(DataWarning, match=rf"1 of 4 structures .*{ids[1]}: cannot convert"):
+        ex = load_phonondb_thermo("train", limit=4, observables="cv")
+    assert ex.ids == [ids[0], ids[2], ids[3]]
+    with pytest.raises(DataError, match=ids[1]):
+        load_phonondb_thermo("train", limit=4, observables="cv", on_error="raise")
+
+
+def test_phonondb_bad_params(data_root):
+    with pytest.raises(DataError, match="unknown observable"):
+        load_phonondb_thermo("train", observables=["heat"])
+    with pytest.raises(DataError, match="not on the data set's grid"):
+        load_phonondb_thermo("train", temperatures=[298.15])
+    with pytest.raises(DataError, match="no split"):
+        load_phonondb_thermo("dev")
