@@ -1,0 +1,41 @@
+"""Tolerances of the head contract battery, per dtype.
+
+Errors are measured against a *scale* per observable and element, so that one number works for
+every head, temperature and cell size:
+
+* heat capacity and entropy (J/(K·mol)): 3·n·R + |reference value| (s grows like ln T);
+* energies (u, f in J/mol): 3·n·R·T + |reference value| (the reference includes the zero-point
+  energy, so the scale never vanishes);
+* anything else: |reference value|.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["TOLERANCES", "tolerance", "IDENTITY_RTOL", "BATCH_RTOL", "LIMIT_RTOL", "GRADCHECK"]
+
+#: Agreement with float64 (evaluated at the same, rounded inputs), relative to the scale.
+TOLERANCES: dict[torch.dtype, float] = {
+    torch.float64: 1e-10,
+    torch.float32: 2e-5,
+    torch.bfloat16: 2e-2,
+    torch.float16: 2e-3,
+}
+
+#: Thermodynamic identities (autograd derivatives vs returned values), float64.
+IDENTITY_RTOL = 1e-8
+#: Batched vs one sample at a time, float64.
+BATCH_RTOL = 1e-11
+#: Limits: T = 0 (cv = s = 0, u = f) and the classical limit cv → 3nR, u → 3nRT.
+LIMIT_RTOL = 1e-4
+#: ``torch.autograd.gradcheck`` settings (float64, outputs normalised to order one).
+GRADCHECK = {"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3}
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Agreement tolerance with float64 for results computed in ``dtype``."""
+    try:
+        return TOLERANCES[dtype]
+    except KeyError:
+        raise ValueError(f"no tolerance for dtype {dtype}; known: {sorted(map(str, TOLERANCES))}") from None
