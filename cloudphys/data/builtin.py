@@ -13,8 +13,9 @@ from ..hookspecs import hookimpl
 @hookimpl
 def register_datasets(register: Callable[[Any], None]) -> None:
     from .cloud import cloud_specs
-    from .phonondb import phonondb_spec
+    from .phonondb import phonondb_spec, thermo_jsonl_spec
 
     for spec in cloud_specs():
         register(spec)
     register(phonondb_spec())
+    register(thermo_jsonl_spec())

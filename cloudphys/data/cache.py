@@ -47,13 +47,12 @@ def converter_fingerprint() -> str:
         try:
             import cloudphys.scope as scope_pkg
 
-            root = Path(scope_pkg.__file__).parent
-            for path in sorted(root.rglob("*.py")):
-                h.update(path.relative_to(root).as_posix().encode())
-                h.update(path.read_bytes())
-            for path in sorted(root.rglob("*.json")):
-                h.update(path.relative_to(root).as_posix().encode())
-                h.update(path.read_bytes())
+            for root in map(Path, getattr(scope_pkg, "__path__", [])):
+                for path in sorted(root.rglob("*.py")) + sorted(root.rglob("*.json")):
+                    if "__pycache__" in path.parts:
+                        continue
+                    h.update(path.relative_to(root).as_posix().encode())
+                    h.update(path.read_bytes())
         except ImportError:
             h.update(b"no-scope")
         for dist in ("spglib", "pymatgen"):
