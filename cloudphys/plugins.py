@@ -48,6 +48,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cloudphys.physics.debye",
     "cloudphys.cli.plugins_cmd",
     "cloudphys.data.builtin",
+    "cloudphys.cli.data_cmd",
+    "cloudphys.physics.direct",
+    "cloudphys.encoders.plugin",
+    "cloudphys.cli.train_cmd",
 )
 
 

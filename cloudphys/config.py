@@ -1,0 +1,417 @@
+"""Run configuration: YAML/TOML → validated, typed objects; ``key.sub=value`` overrides.
+
+A config has up to five sections::
+
+    encoder:  {name: scope-bert, hidden_size: 256, num_layers: 4, num_heads: 4}
+    head:     {name: debye, observables: [cv]}
+    data:     {name: cloud-cv, temperature: 300}
+    train:    {epochs: 200, lr: 1.0e-4, batch_size: 64, device: auto, seed: 0}
+    pretrain: {sources: [{name: cloud-pretrain}], epochs: 5}      # optional, MLM
+
+``encoder``, ``head`` and ``data`` name a plugin (resolved through the registry) and pass the
+remaining keys as its parameters; ``train`` and ``pretrain`` are fixed schemas
+(:class:`TrainConfig`, :class:`PretrainConfig`). Every unknown key or plugin name raises
+:class:`~cloudphys.errors.ConfigError` naming it and listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError, PluginError
+
+__all__ = [
+    "Config",
+    "PluginSection",
+    "TrainConfig",
+    "PretrainConfig",
+    "load_config",
+    "read_config_file",
+    "apply_overrides",
+    "parse_override",
+]
+
+SECTIONS = ("encoder", "head", "data", "train", "pretrain")
+
+
+@dataclass
+class PluginSection:
+    """A section that names a plugin: ``name`` plus its keyword ``params``."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **copy.deepcopy(self.params)}
+
+
+@dataclass
+class TrainConfig:
+    """The ``train:`` section (supervised fine-tuning).
+
+    :param epochs: maximum number of passes over the training split.
+    :param batch_size: global batch size (split over DDP ranks).
+    :param eval_batch_size: batch size for validation / evaluation / prediction.
+    :param lr: peak learning rate of AdamW.
+    :param latent_lr: peak learning rate of the latent layer (default: ``lr``).
+    :param weight_decay: AdamW weight decay (not applied to biases and LayerNorm).
+    :param warmup: fraction of the optimizer steps spent in linear warm-up (then cosine decay).
+    :param grad_clip: maximum gradient norm (0: no clipping).
+    :param patience: stop after this many epochs without a better validation loss (0: never).
+    :param loss: ``l1``, ``mse`` or ``huber`` on per-atom values divided by the training spread.
+    :param device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
+    :param precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
+    :param seed: seeds shuffling, dropout and initialisation (the global RNG is restored after).
+    :param limit: use only the first ``limit`` training examples (smoke tests).
+    :param max_steps: stop after this many optimizer steps (smoke tests; 0: no limit).
+    :param progress: show a progress bar (``auto``: when stderr is a terminal).
+    :param num_threads: torch CPU threads during training (``None``: leave as is).
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 1.0e-4
+    latent_lr: float | None = None
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    grad_clip: float = 1.0
+    patience: int = 20
+    loss: str = "l1"
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    limit: int | None = None
+    max_steps: int = 0
+    progress: str = "auto"
+    num_threads: int | None = None
+
+    def validate(self) -> None:
+        _choice("train.loss", self.loss, ("l1", "mse", "huber"))
+        _choice("train.precision", self.precision, ("auto", "fp32", "bf16"))
+        _choice("train.progress", str(self.progress).lower(), ("auto", "true", "false"))
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"train.warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class PretrainConfig:
+    """The ``pretrain:`` section (masked-language-model pretraining of the encoder).
+
+    :param sources: unlabelled SCOPE strings: ``{name: DATASET, split: ..., **params}`` (a
+        registered data set; labelled sets give their strings) or ``{path: FILE.csv, column: COL}``.
+    :param exclude: the same kind of entries whose strings are removed from the corpus (e.g. the
+        test split of the benchmark you will fine-tune on).
+    :param epochs, batch_size, lr, weight_decay, warmup, grad_clip, seed, device, precision,
+        max_steps, progress, num_threads: as in :class:`TrainConfig`.
+    :param mlm_probability: fraction of tokens masked (transformers' MLM collator).
+    :param val_fraction: fraction of the corpus held out to report the MLM loss.
+    """
+
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 5.0e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    grad_clip: float = 1.0
+    mlm_probability: float = 0.15
+    val_fraction: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    max_steps: int = 0
+    progress: str = "auto"
+    num_threads: int | None = None
+
+    def validate(self) -> None:
+        _choice("pretrain.precision", self.precision, ("auto", "fp32", "bf16"))
+        if not self.sources:
+            raise ConfigError("pretrain.sources is empty: list data sets ({name: ...}) or files ({path: ...})")
+        for kind in ("sources", "exclude"):
+            for i, src in enumerate(getattr(self, kind)):
+                if not isinstance(src, Mapping) or ("name" in src) == ("path" in src):
+                    raise ConfigError(f"pretrain.{kind}[{i}] must have exactly one of 'name' or 'path', got {src!r}")
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"pretrain.mlm_probability must be in (0, 1), got {self.mlm_probability}")
+
+
+@dataclass
+class Config:
+    """A validated run configuration."""
+
+    encoder: PluginSection
+    head: PluginSection
+    data: PluginSection | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"encoder": self.encoder.to_dict(), "head": self.head.to_dict()}
+        if self.data is not None:
+            out["data"] = self.data.to_dict()
+        out["train"] = dataclasses.asdict(self.train)
+        if self.pretrain is not None:
+            out["pretrain"] = dataclasses.asdict(self.pretrain)
+        return out
+
+    def dump(self, path: str | Path) -> None:
+        """Write the config as YAML (or JSON for a ``.json`` path)."""
+        path = Path(path)
+        text = (
+            json.dumps(self.to_dict(), indent=2)
+            if path.suffix == ".json"
+            else yaml.safe_dump(self.to_dict(), sort_keys=False)
+        )
+        path.write_text(text)
+
+
+# -- reading -----------------------------------------------------------------------------
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parser error → ConfigError naming the file
+        raise ConfigError(f"cannot parse config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` → ``(["train", "lr"], 0.0003)`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if len(path) < 2 or not all(path):
+        raise ConfigError(f"override {text!r}: key must be section.key (e.g. train.lr), got {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: cannot read value: {exc}") from exc
+    return path, _numeric(value)
+
+
+def _numeric(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string; turn such strings into numbers."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A deep copy of ``data`` with each ``key.sub=value`` override applied."""
+    out = copy.deepcopy(dict(data))
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = out
+        for i, key in enumerate(path[:-1]):
+            nxt = node.get(key) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = node[key] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(path[: i + 1])} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+# -- validation --------------------------------------------------------------------------
+def _choice(what: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{what}: unknown value {value!r}; valid: {', '.join(choices)}")
+
+
+def _unknown(what: str, keys: Iterable[str], valid: Iterable[str]) -> None:
+    valid = sorted(valid)
+    bad = [k for k in keys if k not in valid]
+    if bad:
+        raise ConfigError(f"unknown key{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} in {what}; valid: {', '.join(valid)}")
+
+
+def _accepted(fn: Callable[..., Any], skip: Iterable[str] = ()) -> set[str] | None:
+    """Keyword parameters ``fn`` accepts (``None``: it takes ``**kwargs``, accept anything)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            return None
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+            names.add(p.name)
+    return names - set(skip)
+
+
+def _typed(cls: type, what: str, raw: Mapping[str, Any]) -> Any:
+    """Build dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"section {what!r} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _unknown(f"section {what!r}", raw, fields)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        kwargs[key] = _coerce(f"{what}.{key}", _numeric(value), hints[key])
+    return cls(**kwargs)
+
+
+def _coerce(what: str, value: Any, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(what, value, a)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{what}: bad value {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{what} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise ConfigError(f"{what} must be a string, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{what} must be a list, got {value!r}")
+        return list(value)
+    return value
+
+
+def _plugin_section(what: str, raw: Any, table: Mapping[str, Any], accepted: Callable[[Any], set[str] | None]) -> PluginSection:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"section {what!r} must be a mapping with a 'name', got {raw!r}")
+    if "name" not in raw:
+        raise ConfigError(f"section {what!r} needs 'name'; available: {', '.join(sorted(table)) or 'none'}")
+    name = raw["name"]
+    if name not in table:
+        raise ConfigError(f"unknown {what} {name!r}; available: {', '.join(sorted(table)) or 'none'}")
+    params = {k: v for k, v in raw.items() if k != "name"}
+    valid = accepted(table[name])
+    if valid is not None:
+        _unknown(f"{what} {name!r}", params, valid | {"name"})
+    return PluginSection(str(name), copy.deepcopy(params))
+
+
+def _encoder_params(factory: Any) -> set[str] | None:
+    src = getattr(factory, "signature_source", None)
+    fn = src() if callable(src) else factory
+    return _accepted(fn, skip=("latents", "tokenizer"))
+
+
+def _head_params(head_cls: Any) -> set[str] | None:
+    return _accepted(head_cls.__init__)
+
+
+def _data_params(spec: Any) -> set[str] | None:
+    params = getattr(spec, "params", None)
+    declared = set(params) if params else None
+    loader = _accepted(spec.load, skip=("split",)) if callable(getattr(spec, "load", None)) else None
+    if declared is None:
+        return loader
+    return declared | (loader or set())
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any],
+    overrides: Iterable[str] = (),
+    registry: Any = None,
+) -> Config:
+    """Read (file or mapping), apply ``overrides`` and validate a config against ``registry``.
+
+    :param source: path to a ``.yaml``/``.yml``/``.toml``/``.json`` file, or a mapping.
+    :param overrides: ``key.sub=value`` strings (values read as YAML).
+    :param registry: plugin registry (default: the process-wide one).
+    :raises ConfigError: unknown section, key or plugin name (listing the valid ones), bad type.
+    """
+    data = read_config_file(source) if isinstance(source, (str, Path)) else dict(source)
+    data = apply_overrides(data, overrides)
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    _unknown("config", data, SECTIONS)
+    for required in ("encoder", "head"):
+        if required not in data:
+            raise ConfigError(f"config needs an {required!r} section")
+    encoder = _plugin_section("encoder", data["encoder"], registry.encoders, _encoder_params)
+    head = _plugin_section("head", data["head"], registry.heads, _head_params)
+    dataset = None
+    if data.get("data") is not None:
+        dataset = _plugin_section("data", data["data"], registry.datasets, _data_params)
+    train = _typed(TrainConfig, "train", data.get("train") or {})
+    train.validate()
+    pretrain = None
+    if data.get("pretrain") is not None:
+        pretrain = _typed(PretrainConfig, "pretrain", data["pretrain"])
+        pretrain.validate()
+    # Heads check their own parameters (e.g. observable names): fail now, not mid-run.
+    try:
+        registry.head(head.name)(**head.params)
+    except PluginError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"head {head.name!r}: {exc}") from exc
+    return Config(encoder=encoder, head=head, data=dataset, train=train, pretrain=pretrain)

@@ -1,0 +1,243 @@
+"""``scope-bert``: a transformers ``BertModel`` over SCOPE tokens with a latent layer on [CLS].
+
+:class:`ScopeBertConfig` / :class:`ScopeBertEncoder` are Hugging Face ``PretrainedConfig`` /
+``PreTrainedModel`` subclasses registered with ``AutoConfig`` / ``AutoModel`` (model type
+``scope-bert``), so an encoder directory loads with ``AutoModel.from_pretrained(path)``. The config
+stores the head's latent declarations; the latent layer maps the [CLS] state (plus optional
+composition features, see :mod:`cloudphys.encoders.descriptors`) into them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+
+from ..physics.contract import LatentSpec
+from .descriptors import N_COMPOSITION_FEATURES, composition_features, element_vector
+from .latent import LatentLayer
+
+__all__ = ["ScopeBertConfig", "ScopeBertEncoder", "build_scope_bert", "bert_config"]
+
+
+class ScopeBertConfig(PretrainedConfig):
+    """Configuration of :class:`ScopeBertEncoder` (BERT sizes + latent declarations).
+
+    :param latents: list of ``LatentSpec.as_dict()`` the latent layer produces.
+    :param composition_features: add composition descriptors to the latent layer's input.
+    :param latent_mlp: hidden width of the latent layer's MLP (0: linear).
+    :param pooling: ``"cls"`` (the [CLS] state) or ``"mean"`` (mean over non-padding tokens).
+    """
+
+    model_type = "scope-bert"
+
+    def __init__(
+        self,
+        vocab_size: int = 128,
+        hidden_size: int = 256,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        intermediate_size: int | None = None,
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        max_position_embeddings: int = 256,
+        pad_token_id: int = 0,
+        latents: Sequence[Mapping[str, Any]] | None = None,
+        composition_features: bool = False,
+        latent_mlp: int = 0,
+        pooling: str = "cls",
+        **kwargs: Any,
+    ) -> None:
+        self.vocab_size = int(vocab_size)
+        self.hidden_size = int(hidden_size)
+        self.num_hidden_layers = int(num_hidden_layers)
+        self.num_attention_heads = int(num_attention_heads)
+        self.intermediate_size = int(intermediate_size or 4 * self.hidden_size)
+        self.hidden_dropout_prob = float(hidden_dropout_prob)
+        self.attention_probs_dropout_prob = float(attention_probs_dropout_prob)
+        self.max_position_embeddings = int(max_position_embeddings)
+        self.latents = [dict(d) if not isinstance(d, LatentSpec) else d.as_dict() for d in (latents or [])]
+        self.composition_features = bool(composition_features)
+        self.latent_mlp = int(latent_mlp)
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.pooling = pooling
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+
+def bert_config(cfg: ScopeBertConfig) -> BertConfig:
+    """The ``BertConfig`` (SDPA attention) of the BERT trunk of ``cfg``."""
+    return BertConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_dropout_prob=cfg.hidden_dropout_prob,
+        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+        max_position_embeddings=cfg.max_position_embeddings,
+        pad_token_id=cfg.pad_token_id,
+        type_vocab_size=1,
+        attn_implementation="sdpa",
+    )
+
+
+class ScopeBertEncoder(PreTrainedModel):
+    """SCOPE token ids → ``{latent name: tensor [B, *shape]}``."""
+
+    config_class = ScopeBertConfig
+    base_model_prefix = "scope_bert"
+    _supports_sdpa = True
+
+    def __init__(self, config: ScopeBertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(bert_config(config), add_pooling_layer=False)
+        self.latent_layer = LatentLayer(
+            config.hidden_size,
+            config.latents,
+            n_features=N_COMPOSITION_FEATURES if config.composition_features else 0,
+            mlp_size=config.latent_mlp,
+            dropout=config.hidden_dropout_prob,
+        )
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, LatentLayer):
+            module.reset_parameters()
+            return
+        if any(module is m for m in self.latent_layer.modules()):
+            return  # owned by the latent layer
+        self.bert._init_weights(module)
+
+    # -- inputs that are not tokens -----------------------------------------------------
+    def featurize(self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray | None:
+        """Per-sample features the latent layer expects (``None`` if it expects none)."""
+        if not self.config.composition_features:
+            return None
+        return composition_features(scope, n_atoms)
+
+    def init_element_embeddings(self, vocab: Mapping[str, int], std: float | None = None) -> int:
+        """Initialise element-token embeddings from physical descriptors (see :func:`init_element_embeddings`)."""
+        std = float(std if std is not None else self.bert.config.initializer_range)
+        return init_element_embeddings(self.bert.embeddings.word_embeddings.weight, vocab, std)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        features: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
+        if self.config.pooling == "mean" and attention_mask is not None:
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        else:
+            pooled = hidden[:, 0]
+        return self.latent_layer(pooled, features)
+
+
+@torch.no_grad()
+def init_element_embeddings(weight: Tensor, vocab: Mapping[str, int], std: float = 0.02) -> int:
+    """Set the rows of element tokens of an embedding matrix from physical descriptors.
+
+    Each element token's row becomes a fixed random projection (seed 0) of its standardised
+    descriptors (:mod:`cloudphys.encoders.descriptors`) scaled to ``std``, so chemically similar
+    elements start close together. Returns the number of rows set.
+    """
+    probe = element_vector("H")
+    assert probe is not None
+    gen = torch.Generator().manual_seed(0)
+    proj = torch.randn(len(probe), weight.shape[1], generator=gen, dtype=torch.float64) / np.sqrt(len(probe))
+    count = 0
+    for token, idx in vocab.items():
+        vec = element_vector(token)
+        if vec is None or idx >= weight.shape[0]:
+            continue
+        weight[idx] = (torch.from_numpy(vec) @ proj * std).to(weight.dtype)
+        count += 1
+    return count
+
+
+AutoConfig.register("scope-bert", ScopeBertConfig, exist_ok=True)
+AutoModel.register(ScopeBertConfig, ScopeBertEncoder, exist_ok=True)
+
+
+def build_scope_bert(
+    *,
+    latents: Sequence[LatentSpec],
+    tokenizer: Any,
+    hidden_size: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    dropout: float = 0.1,
+    max_length: int = 256,
+    composition_features: bool = False,
+    element_init: bool = False,
+    latent_mlp: int = 0,
+    pooling: str = "cls",
+    pretrained: str | None = None,
+) -> ScopeBertEncoder:
+    """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
+
+    :param latents: the head's latent declarations (filled in by :func:`cloudphys.build_model`).
+    :param tokenizer: the SCOPE tokenizer (vocabulary size, pad id, element tokens).
+    :param hidden_size, num_layers, num_heads, intermediate_size, dropout: BERT sizes.
+    :param max_length: longest token sequence, [CLS] and [SEP] included.
+    :param composition_features: feed composition descriptors to the latent layer.
+    :param element_init: initialise element-token embeddings from physical descriptors.
+    :param latent_mlp: hidden width of the latent layer (0: linear).
+    :param pooling: ``cls`` or ``mean``.
+    :param pretrained: directory of an MLM-pretrained encoder (``cloudphys pretrain``) whose BERT
+        weights (and sizes) are loaded.
+    """
+    vocab = tokenizer.get_vocab()
+    sizes: dict[str, Any] = dict(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        max_position_embeddings=max_length,
+    )
+    pre = None
+    if pretrained is not None:
+        from ..training.pretrain import load_pretrained_bert
+
+        pre = load_pretrained_bert(pretrained, vocab)
+        bc = pre.config
+        sizes = dict(
+            hidden_size=bc.hidden_size,
+            num_hidden_layers=bc.num_hidden_layers,
+            num_attention_heads=bc.num_attention_heads,
+            intermediate_size=bc.intermediate_size,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            max_position_embeddings=bc.max_position_embeddings,
+        )
+    if sizes["hidden_size"] % sizes["num_attention_heads"]:
+        raise ValueError(
+            f"hidden_size {sizes['hidden_size']} is not a multiple of num_heads {sizes['num_attention_heads']}"
+        )
+    cfg = ScopeBertConfig(
+        vocab_size=len(vocab),
+        pad_token_id=int(tokenizer.pad_token_id),
+        latents=[s.as_dict() for s in latents],
+        composition_features=composition_features,
+        latent_mlp=latent_mlp,
+        pooling=pooling,
+        **sizes,
+    )
+    model = ScopeBertEncoder(cfg)
+    if pre is not None:
+        missing, unexpected = model.bert.load_state_dict(pre.state_dict(), strict=False)
+        if unexpected or [m for m in missing if "pooler" not in m]:
+            raise ValueError(f"pretrained encoder {pretrained!r} does not match: missing {missing}, unexpected {unexpected}")
+    elif element_init:
+        model.init_element_embeddings(vocab)
+    return model
