@@ -191,7 +191,7 @@ def _where(lat: Mapping[str, Tensor], T: Tensor, n: Tensor, idx: tuple[int, ...]
         vb = v[b] if v.ndim and v.shape[0] > b else v
         vb = vb.detach().double().flatten()
         parts.append(f"{k}={vb.tolist() if vb.numel() > 1 else float(vb):}")
-    t = float(T.detach()[idx]) if T.ndim else float(T.detach())
+    t = float(T.detach()[idx[: T.ndim]]) if T.ndim else float(T.detach())
     nb = n.detach().reshape(-1)
     nb = float(nb[b] if nb.numel() > b else nb[0])
     return f"latents {{{', '.join(parts)}}}, T={t:g} K, n_atoms={nb:g}"
@@ -221,6 +221,21 @@ def _eval(head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, n: Tensor, ob
 
 def _cast(lat: Mapping[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
     return {k: v.detach().to(dtype) for k, v in lat.items()}
+
+
+def _round_into_bounds(head: PhysicsHead, lat: Mapping[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
+    """Latents cast to ``dtype``; a value that rounding pushed past a bound steps one ulp back."""
+    out = {}
+    for spec in head.latents:
+        v = lat[spec.name].detach().to(dtype)
+        for bound, toward in ((spec.upper, -math.inf), (spec.lower, math.inf)):
+            if bound is None:
+                continue
+            past = v.double() > bound if toward < 0 else v.double() < bound
+            if bool(past.any()):
+                v = torch.where(past, torch.nextafter(v, torch.full_like(v, toward)), v)
+        out[spec.name] = v
+    return out
 
 
 # -- the individual checks --------------------------------------------------------------------
@@ -277,7 +292,7 @@ def _check_shapes(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tenso
             if tuple(v.shape) != shape:
                 failures.append(f"[shapes] {label}: {k} has shape {tuple(v.shape)}, expected {shape}")
     for dtype in (torch.float32, torch.float64):
-        out = _eval(head, _cast(lat, dtype), T.to(dtype), n.to(dtype))
+        out = _eval(head, _round_into_bounds(head, lat, dtype), T.to(dtype), n.to(dtype))
         for k, v in out.items():
             if v.dtype != dtype:
                 failures.append(f"[shapes] {k}: {dtype} inputs gave a {v.dtype} result")
@@ -290,14 +305,14 @@ def _check_shapes(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tenso
         _compare(failures, "shapes", k, alone[k], full[k], _scale(head, k, full[k], T, n), tol.BATCH_RTOL, lat, T, n, "(asked alone)")
 
 
-def _grad_inputs(lat: Mapping[str, Tensor], T: Tensor, dtype: torch.dtype) -> tuple[dict[str, Tensor], Tensor]:
-    la = {k: v.detach().to(dtype).requires_grad_(True) for k, v in lat.items()}
+def _grad_inputs(head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, dtype: torch.dtype) -> tuple[dict[str, Tensor], Tensor]:
+    la = {k: v.requires_grad_(True) for k, v in _round_into_bounds(head, lat, dtype).items()}
     return la, T.detach().to(dtype).requires_grad_(True)
 
 
 def _check_finite(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
     for dtype in (torch.float64, torch.float32):
-        la, t = _grad_inputs(lat, T, dtype)
+        la, t = _grad_inputs(head, lat, T, dtype)
         nn_ = n.to(dtype)
         out = _eval(head, la, t, nn_)
         for k, v in out.items():
@@ -319,7 +334,7 @@ def _check_finite(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tenso
 
 def _check_dtype(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
     for dtype in (torch.float32, torch.bfloat16):
-        la, t, nn_ = _cast(lat, dtype), T.to(dtype), n.to(dtype)
+        la, t, nn_ = _round_into_bounds(head, lat, dtype), T.to(dtype), n.to(dtype)
         try:
             low = _eval(head, la, t, nn_)
         except Exception as exc:  # noqa: BLE001
@@ -336,23 +351,25 @@ def _check_dtype(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
 
 def _check_batch(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
     full = _eval(head, lat, T, n)
-    B = T.shape[0]
-    for b in range(B):
-        one = _eval(head, {k: v[b : b + 1] for k, v in lat.items()}, T[b : b + 1], n[b : b + 1])
+
+    def same(k: str, got: Tensor, ref: Tensor, la: Mapping[str, Tensor], t: Tensor, nn_: Tensor, what: str) -> None:
+        _compare(failures, "batch", k, got, ref, _scale(head, k, ref, t, nn_), tol.BATCH_RTOL, la, t, nn_, what)
+
+    for b in range(T.shape[0]):
+        la = {k: v[b : b + 1] for k, v in lat.items()}
+        one = _eval(head, la, T[b : b + 1], n[b : b + 1])
         for k in full:
-            _compare(failures, "batch", k, one[k][0], full[k][b], _scale(head, k, full[k][b], T[b], n[b]),
-                     tol.BATCH_RTOL, {kk: v[b : b + 1] for kk, v in lat.items()}, T[b : b + 1], n[b : b + 1], "(one sample vs batch)")
+            same(k, one[k], full[k][b : b + 1], la, T[b : b + 1], n[b : b + 1], "(one sample vs batch)")
     for j in range(T.shape[1]):
         col = _eval(head, lat, T[:, j], n)
         for k in full:
-            _compare(failures, "batch", k, col[k], full[k][:, j], _scale(head, k, full[k][:, j], T[:, j], n),
-                     tol.BATCH_RTOL, lat, T[:, j], n, "(column vs curve)")
-    # Unbatched latents broadcast over a [B] temperature vector.
+            same(k, col[k], full[k][:, j], lat, T[:, j], n, "(column vs curve)")
+    # Unbatched latents broadcast over a [nT] temperature vector (nT samples of one material).
     first = {k: v[0] for k, v in lat.items()}
     bc = _eval(head, first, T[0], n[0])
+    la = {k: v[:1] for k, v in lat.items()}
     for k in full:
-        _compare(failures, "batch", k, bc[k], full[k][0], _scale(head, k, full[k][0], T[0], n[0]),
-                 tol.BATCH_RTOL, {kk: v[:1] for kk, v in lat.items()}, T[0], n[0], "(unbatched latents broadcast)")
+        same(k, bc[k].unsqueeze(0), full[k][:1], la, T[:1], n[:1], "(unbatched latents broadcast)")
 
 
 def _check_identities(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
