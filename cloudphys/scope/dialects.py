@@ -1,0 +1,291 @@
+"""Rendering and parsing SCOPE strings in the ``default`` and ``cloud`` dialects.
+
+A SCOPE string has three sections separated by ``|``::
+
+    <symmetry tokens> | <Wyckoff sites> | <element amount>...
+
+* symmetry, ``default`` dialect: the Hall symbol of spglib's default setting of the group, one token
+  per Hall-symbol part, an origin shift ``(0 0 4)`` written as one token ``(0,0,4)``
+  (Fm-3m: ``-F 4 2 3``);
+* symmetry, ``cloud`` dialect: the group's generator string from CLOUD's table, one character a token
+  (Fm-3m: ``1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0``);
+* Wyckoff sites: ``<multiplicity><letter>``, distinct, in order of first appearance over the sites;
+* composition: ``<element> <amount>`` pairs, the amount the fraction of atoms rounded to 2 decimals
+  as numpy prints it.
+
+The two dialects differ only in the symmetry section; :func:`parse` tells them apart by its first
+token (``0``/``1`` for cloud, a lattice symbol such as ``P`` or ``-F`` for default). Cloud strings
+are parsed *without* the generator table: the generators are decoded to the space group they generate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..errors import ScopeError, ScopeParseError
+from . import _grammar as G
+from .record import DIALECTS, ScopeRecord, WyckoffSite
+
+__all__ = [
+    "parse",
+    "to_dialect",
+    "symmetry_tokens",
+    "load_generator_table",
+    "GeneratorTable",
+    "GENERATOR_TABLE_ENV",
+]
+
+#: Environment variable naming CLOUD's ``generator.json`` when no table is passed.
+GENERATOR_TABLE_ENV = "CLOUDPHYS_GENERATOR_TABLE"
+
+_SECTION_NAMES = ("symmetry", "Wyckoff", "composition")
+_WYCKOFF_RE = re.compile(r"([1-9][0-9]*)([a-zA])")
+_TOKEN_RE = re.compile(r"\S+")
+
+
+# --------------------------------------------------------------------------------------------
+# generator tables
+# --------------------------------------------------------------------------------------------
+
+class GeneratorTable(Mapping[int, tuple[str, ...]]):
+    """A validated generator table: space-group number → generator tokens (one character each)."""
+
+    __slots__ = ("_data", "source")
+
+    def __init__(self, data: Mapping[int, tuple[str, ...]], source: str) -> None:
+        self._data = dict(data)
+        self.source = source
+
+    def __getitem__(self, key: int) -> tuple[str, ...]:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"GeneratorTable({len(self)} groups from {self.source})"
+
+    def as_json(self) -> dict[str, str]:
+        """The table as CLOUD writes it (``{"225": "16aODD..."}``)."""
+        return {str(k): "".join(v) for k, v in self._data.items()}
+
+
+def _validate_table(raw: Mapping[Any, Any], source: str) -> GeneratorTable:
+    table: dict[int, tuple[str, ...]] = {}
+    for key, value in raw.items():
+        try:
+            number = int(key)
+        except (TypeError, ValueError):
+            raise ScopeError(f"generator table {source}: key {key!r} is not a space-group number") from None
+        if not 1 <= number <= 230:
+            raise ScopeError(f"generator table {source}: key {key!r} is not in 1..230")
+        if isinstance(value, (tuple, list)) and all(isinstance(c, str) for c in value):
+            value = "".join(value)
+        if not isinstance(value, str) or G.GENERATOR_RE.fullmatch(value.replace(" ", "")) is None:
+            raise ScopeError(f"generator table {source}: entry {key!r} = {value!r} is not a generator string")
+        table[number] = tuple(value.replace(" ", ""))
+    return GeneratorTable(table, source)
+
+
+@lru_cache(maxsize=8)
+def _load_table_file(path: str, mtime: float) -> GeneratorTable:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ScopeError(f"cannot read the generator table {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ScopeError(f"generator table {path}: expected a JSON object space-group number → string")
+    return _validate_table(raw, path)
+
+
+def load_generator_table(source: "str | os.PathLike[str] | Mapping[Any, str] | None" = None) -> GeneratorTable:
+    """CLOUD's generator table as space-group number → generator tokens.
+
+    :param source: a path to CLOUD's ``data/generator.json``, a mapping number → string (validated
+        once; pass the returned :class:`GeneratorTable` on to avoid re-validation), or ``None`` for
+        ``$CLOUDPHYS_GENERATOR_TABLE``. cloudphys does not ship the table.
+    """
+    if isinstance(source, GeneratorTable):
+        return source
+    if source is None:
+        env = os.environ.get(GENERATOR_TABLE_ENV)
+        if not env:
+            raise ScopeError(
+                "the cloud dialect needs CLOUD's generator table (data/generator.json in the GitHub "
+                f"repository ChangwenXu98/CLOUD): pass generator_table=PATH (CLI: --generator-table) "
+                f"or set {GENERATOR_TABLE_ENV}"
+            )
+        source = env
+    if isinstance(source, Mapping):
+        return _validate_table(source, "(mapping)")
+    path = Path(source).expanduser()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError as exc:
+        raise ScopeError(f"cannot read the generator table {path}: {exc}") from exc
+    return _load_table_file(str(path.resolve()), mtime)
+
+
+def symmetry_tokens(
+    number: int, dialect: str = "default", generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None
+) -> tuple[str, ...]:
+    """Tokens of the symmetry section of space group ``number`` in ``dialect``."""
+    if dialect == "default":
+        return G.hall_tokens(number)
+    if dialect == "cloud":
+        table = load_generator_table(generator_table)
+        try:
+            return table[number]
+        except KeyError:
+            raise ScopeError(f"the generator table has no entry for space group {number}") from None
+    raise ScopeError(f"unknown SCOPE dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+# --------------------------------------------------------------------------------------------
+
+def _fail(text: str, pos: int, section: str | None, token: str | None, why: str) -> ScopeParseError:
+    where = f"character {pos}"
+    if section is not None:
+        where += f" ({section} section"
+        where += f", token {token!r})" if token is not None else ")"
+    snippet = text if len(text) <= 120 else text[:117] + "..."
+    err = ScopeParseError(f"malformed SCOPE string at {where}: {why} -- in {snippet!r}")
+    err.position = pos  # type: ignore[attr-defined]
+    err.section = section  # type: ignore[attr-defined]
+    err.token = token  # type: ignore[attr-defined]
+    err.reason = why  # type: ignore[attr-defined]
+    return err
+
+
+def _split(text: str) -> list[list[tuple[int, str]]]:
+    """Sections as lists of (offset, token)."""
+    sections: list[list[tuple[int, str]]] = [[]]
+    for m in _TOKEN_RE.finditer(text):
+        tok = m.group()
+        start = m.start()
+        # "|" glued to a neighbour ("a|b") still separates sections
+        for piece in re.split(r"(\|)", tok):
+            if not piece:
+                continue
+            if piece == "|":
+                sections.append([])
+            else:
+                sections[-1].append((start, piece))
+            start += len(piece)
+    return sections
+
+
+def parse(text: str, generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None) -> ScopeRecord:
+    """Parse a SCOPE string of either dialect into a :class:`ScopeRecord`.
+
+    Cloud strings need no generator table: the generators are decoded to the group they generate.
+    With ``generator_table`` the cloud symmetry section must moreover be that table's entry.
+
+    Raises :class:`~cloudphys.errors.ScopeParseError` saying where (character offset, section,
+    token) and why; its attributes ``position``, ``section``, ``token`` and ``reason`` hold the same.
+    """
+    if not isinstance(text, str):
+        raise ScopeParseError(f"a SCOPE string must be a str, got {type(text).__name__}")
+    sections = _split(text)
+    if len(sections) != 3:
+        bars = [i for i, ch in enumerate(text) if ch == "|"]
+        pos = bars[2] if len(bars) > 2 else len(text)
+        raise _fail(text, pos, None, None, f"expected 3 sections separated by '|', found {len(sections)}")
+    for name, sec, in zip(_SECTION_NAMES, sections):
+        if not sec:
+            pos = text.find("|") if name == "symmetry" else len(text)
+            raise _fail(text, max(pos, 0), name, None, "the section is empty")
+    number = _parse_symmetry(text, sections[0], generator_table)
+    sites = _parse_sites(text, sections[1], number)
+    comp = _parse_composition(text, sections[2])
+    return ScopeRecord(number, sites, comp)
+
+
+def _parse_symmetry(text: str, toks: list[tuple[int, str]], generator_table: Any) -> int:
+    first_pos, first = toks[0]
+    if first in ("0", "1"):  # cloud
+        for pos, tok in toks:
+            if len(tok) != 1 or tok not in G.CLOUD_SYMMETRY_TOKENS:
+                raise _fail(text, pos, "symmetry", tok, "cloud generator tokens are single characters "
+                            "(digits, rotation codes a-n, translation codes O A B C D E F G X Y Z)")
+        gen = "".join(tok for _, tok in toks)
+        try:
+            number = G.decode_generators(gen)
+        except G.GeneratorError as exc:
+            raise _fail(text, first_pos, "symmetry", gen, f"not a valid cloud generator string: {exc}") from None
+        if generator_table is not None:
+            table = load_generator_table(generator_table)
+            if table.get(number) != tuple(gen):
+                raise _fail(text, first_pos, "symmetry", gen,
+                            f"generates space group {number}, but the generator table's entry for it differs")
+        return number
+    fwd, inv = G.hall_symmetry_table()
+    key = tuple(tok for _, tok in toks)
+    number = inv.get(key)
+    if number is None:
+        raise _fail(text, first_pos, "symmetry", " ".join(key),
+                    "neither a cloud generator string (starting with 0 or 1) nor the Hall symbol of "
+                    "spglib's default setting of a space group (e.g. '-F 4 2 3')")
+    return number
+
+
+def _parse_sites(text: str, toks: list[tuple[int, str]], number: int) -> tuple[WyckoffSite, ...]:
+    allowed = G.wyckoff_multiplicities(number)
+    sites: list[WyckoffSite] = []
+    seen: set[str] = set()
+    for pos, tok in toks:
+        m = _WYCKOFF_RE.fullmatch(tok)
+        if m is None:
+            raise _fail(text, pos, "Wyckoff", tok, "expected a multiplicity followed by one Wyckoff letter "
+                        "(a-z or A), e.g. '4a'")
+        mult, letter = int(m.group(1)), m.group(2)
+        if mult not in allowed:
+            raise _fail(text, pos, "Wyckoff", tok, f"space group {number} has no Wyckoff position of "
+                        f"multiplicity {mult} (possible: {', '.join(map(str, sorted(allowed)))})")
+        if letter in seen:
+            raise _fail(text, pos, "Wyckoff", tok, f"Wyckoff letter {letter!r} appears twice")
+        seen.add(letter)
+        sites.append(WyckoffSite(mult, letter))
+    return tuple(sites)
+
+
+def _parse_composition(text: str, toks: list[tuple[int, str]]) -> tuple[tuple[str, Fraction], ...]:
+    if len(toks) % 2:
+        pos, tok = toks[-1]
+        raise _fail(text, pos, "composition", tok, "expected element/amount pairs, the last amount is missing")
+    comp: list[tuple[str, Fraction]] = []
+    seen: set[str] = set()
+    for k in range(0, len(toks), 2):
+        (epos, el), (apos, amt) = toks[k], toks[k + 1]
+        if el not in G.ELEMENT_SET:
+            raise _fail(text, epos, "composition", el, "not an element symbol (or X, a dummy species)")
+        if el in seen:
+            raise _fail(text, epos, "composition", el, "element appears twice")
+        seen.add(el)
+        value = G.amount_fraction(amt)
+        if value is None:
+            raise _fail(text, apos, "composition", amt, "expected an amount between 0.0 and 1.0 with at most "
+                        "2 decimals, written as numpy prints it (e.g. 0.5, 0.07, 1.0)")
+        comp.append((el, value))
+    return tuple(comp)
+
+
+def to_dialect(
+    text: str,
+    dialect: str = "default",
+    generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
+) -> str:
+    """Re-render a SCOPE string of either dialect in ``dialect`` (e.g. CLOUD data in the default dialect)."""
+    return parse(text).render(dialect, generator_table)

@@ -1,0 +1,329 @@
+"""Crystal structure → :class:`ScopeRecord` with one direct spglib call.
+
+The cell handed to spglib is built exactly as pymatgen's ``SpacegroupAnalyzer`` builds it (lattice
+matrix, fractional coordinates as stored, one atom type per distinct site species numbered by first
+appearance, magnetic moments when the structure carries them), so the space group and Wyckoff letters
+are those of CLOUD's published converter; everything else is read from the same spglib result:
+
+* Wyckoff multiplicity (conventional cell) = orbit size in the input cell × atoms in spglib's
+  standardized conventional cell / atoms in the input cell (i.e. × V_conventional / V_input);
+* composition = exact fraction of the atoms of each element, in order of first appearance (pymatgen's).
+
+Disordered (partial-occupancy) structures are refused with :class:`~cloudphys.errors.StructureError`
+unless ``allow_disordered=True``, which treats them as the published converter does: each distinct
+site occupancy is one atom type for spglib and amounts are summed occupancies.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import StructureError
+from . import _grammar as G
+from .record import ScopeRecord, WyckoffSite
+
+__all__ = ["from_structure", "read_structure", "structure_cell"]
+
+_Z = {symbol: z for z, symbol in enumerate(G.ELEMENTS, start=1)}
+_Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
+
+
+class _Cell:
+    """What spglib needs plus the composition, in pymatgen's order."""
+
+    __slots__ = ("lattice", "positions", "types", "magmoms", "amounts")
+
+    def __init__(self, lattice: Any, positions: Any, types: list[int], magmoms: list[Any] | None,
+                 amounts: dict[str, Fraction | int]) -> None:
+        self.lattice = lattice
+        self.positions = positions
+        self.types = types
+        self.magmoms = magmoms
+        self.amounts = amounts
+
+    def spglib_cell(self) -> tuple[Any, ...]:
+        if self.magmoms is not None:
+            return (self.lattice, self.positions, self.types, self.magmoms)
+        return (self.lattice, self.positions, self.types)
+
+
+def _disordered(where: str) -> StructureError:
+    return StructureError(
+        f"disordered structure ({where} has partial or mixed occupancy); SCOPE strings describe ordered "
+        "crystals -- order it first, or pass allow_disordered=True (CLI: --allow-disordered) to convert it "
+        "as CLOUD's converter does (each distinct site occupancy one atom type, amounts summed)"
+    )
+
+
+def _frac(x: Any) -> Fraction | int:
+    if isinstance(x, int):
+        return x
+    f = float(x)
+    return 1 if f == 1.0 else Fraction(f)
+
+
+def _cell_from_pymatgen(structure: Any, allow_disordered: bool) -> _Cell:
+    """Mirror of SpacegroupAnalyzer.__init__'s cell (types by site species, first appearance)."""
+    type_of: dict[Any, int] = {}  # ordered sites: species → type
+    mixed: list[Any] = []  # disordered sites: compositions compared with ==, as pymatgen does
+    types: list[int] = []
+    amounts: dict[str, Fraction | int] = {}
+    has_spin = False
+    for i, site in enumerate(structure):
+        comp = site.species
+        items = list(comp.items())
+        if len(items) == 1 and items[0][1] == 1:
+            key = items[0][0]
+            t = type_of.get(key)
+            if t is None:
+                t = type_of[key] = len(type_of) + len(mixed) + 1
+        else:
+            if not allow_disordered:
+                raise _disordered(f"site {i}")
+            for k, (c, tt) in enumerate(mixed):
+                if c == comp:
+                    t = tt
+                    break
+            else:
+                t = len(type_of) + len(mixed) + 1
+                mixed.append((comp, t))
+        types.append(t)
+        for sp, amt in items:
+            el = sp.symbol
+            if el not in _Z:
+                raise StructureError(f"site {i}: {sp!s} is not a chemical element (or the dummy species X)")
+            amounts[el] = amounts.get(el, 0) + _frac(amt)
+            if getattr(sp, "spin", None) is not None:
+                has_spin = True
+    if not types:
+        raise StructureError("the structure has no sites")
+    magmoms = None
+    props = structure.site_properties
+    if "magmom" in props or has_spin:
+        magmoms = []
+        for site in structure:
+            if hasattr(site, "magmom"):
+                magmoms.append(site.magmom)
+            elif site.is_ordered and getattr(site.specie, "spin", None) is not None:
+                magmoms.append(site.specie.spin)
+            else:
+                magmoms.append(0)
+        magmoms = _magmom_values(magmoms)
+    return _Cell(structure.lattice.matrix, structure.frac_coords, types, magmoms, amounts)
+
+
+def _magmom_values(magmoms: list[Any]) -> list[Any]:
+    out = []
+    for m in magmoms:
+        if isinstance(m, (list, tuple, np.ndarray)) or hasattr(m, "moment"):
+            out.append(tuple(float(v) for v in getattr(m, "moment", m)))
+        else:
+            out.append(float(m))
+    if out and isinstance(out[0], tuple):
+        return [m if isinstance(m, tuple) else (0.0, 0.0, float(m)) for m in out]
+    return out
+
+
+def _cell_from_dict(d: Mapping[str, Any], allow_disordered: bool) -> _Cell:
+    """A pymatgen ``Structure.as_dict()`` dict, without building pymatgen objects."""
+    try:
+        lattice = d["lattice"]
+        matrix = lattice["matrix"] if isinstance(lattice, Mapping) else lattice
+        sites = d["sites"]
+        positions = [site["abc"] for site in sites]
+    except (KeyError, TypeError) as exc:
+        raise StructureError(f"not a pymatgen Structure dict (missing {exc})") from None
+    type_of: dict[Any, int] = {}
+    types: list[int] = []
+    amounts: dict[str, Fraction | int] = {}
+    magmoms: list[Any] = []
+    any_magmom = False
+    for i, site in enumerate(sites):
+        species = site.get("species")
+        if not species:
+            raise StructureError(f"site {i} has no species")
+        if len(species) != 1 or species[0].get("occu", 1) != 1:
+            if not allow_disordered:
+                raise _disordered(f"site {i}")
+        key = tuple(
+            sorted((sp.get("element"), sp.get("oxidation_state"), sp.get("spin"), float(sp.get("occu", 1)))
+                   for sp in species)
+        )
+        t = type_of.get(key)
+        if t is None:
+            t = type_of[key] = len(type_of) + 1
+        types.append(t)
+        for sp in species:
+            el = sp.get("element")
+            if el not in _Z:
+                raise StructureError(f"site {i}: {el!r} is not a chemical element (or the dummy species X)")
+            amounts[el] = amounts.get(el, 0) + _frac(sp.get("occu", 1))
+        props = site.get("properties") or {}
+        if "magmom" in props:
+            any_magmom = True
+            magmoms.append(props["magmom"])
+        elif len(species) == 1 and species[0].get("spin") is not None:
+            any_magmom = True
+            magmoms.append(species[0]["spin"])
+        else:
+            magmoms.append(0)
+    if not types:
+        raise StructureError("the structure has no sites")
+    return _Cell(matrix, positions, types, _magmom_values(magmoms) if any_magmom else None, amounts)
+
+
+def _cell_from_ase(atoms: Any) -> _Cell:
+    numbers = [int(z) for z in atoms.numbers]
+    if not numbers:
+        raise StructureError("the structure has no atoms")
+    type_of: dict[int, int] = {}
+    types = []
+    amounts: dict[str, Fraction | int] = {}
+    for i, z in enumerate(numbers):
+        if not 0 <= z <= len(G.ELEMENTS):
+            raise StructureError(f"atom {i}: atomic number {z} is not a chemical element")
+        t = type_of.get(z)
+        if t is None:
+            t = type_of[z] = len(type_of) + 1
+        types.append(t)
+        el = G.ELEMENTS[z - 1] if z else G.DUMMY_SYMBOL
+        amounts[el] = amounts.get(el, 0) + 1
+    magmoms = None
+    if atoms.has("initial_magmoms"):
+        magmoms = _magmom_values(list(atoms.get_initial_magnetic_moments()))
+    return _Cell(np.asarray(atoms.cell), atoms.get_scaled_positions(wrap=False), types, magmoms, amounts)
+
+
+def _cell_from_tuple(cell: Sequence[Any]) -> _Cell:
+    lattice, positions, numbers = cell[0], cell[1], cell[2]
+    amounts: dict[str, Fraction | int] = {}
+    type_of: dict[int, int] = {}
+    types = []
+    for i, z in enumerate(numbers):
+        z = int(z)
+        if not 0 <= z <= len(G.ELEMENTS):
+            raise StructureError(f"atom {i}: atomic number {z} is not a chemical element")
+        t = type_of.get(z)
+        if t is None:
+            t = type_of[z] = len(type_of) + 1
+        types.append(t)
+        el = G.ELEMENTS[z - 1] if z else G.DUMMY_SYMBOL
+        amounts[el] = amounts.get(el, 0) + 1
+    if not types:
+        raise StructureError("the structure has no atoms")
+    magmoms = _magmom_values(list(cell[3])) if len(cell) > 3 and cell[3] is not None else None
+    return _Cell(lattice, positions, types, magmoms, amounts)
+
+
+def read_structure(path: str | os.PathLike[str]) -> Any:
+    """Read a CIF/POSCAR (any format pymatgen reads) into a pymatgen ``Structure``."""
+    p = Path(path)
+    if not p.is_file():
+        raise StructureError(f"{p}: no such file")
+    from pymatgen.core import Structure
+
+    try:
+        return Structure.from_file(str(p))
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+        raise StructureError(f"{p}: cannot read a structure ({type(exc).__name__}: {exc})") from exc
+
+
+def structure_from_text(text: str, fmt: str = "cif") -> Any:
+    """Parse CIF (or POSCAR with ``fmt="poscar"``) text into a pymatgen ``Structure``."""
+    from pymatgen.core import Structure
+
+    try:
+        return Structure.from_str(text, fmt=fmt)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001
+        raise StructureError(f"cannot read a structure from {fmt} text ({type(exc).__name__}: {exc})") from exc
+
+
+def structure_cell(structure: Any, *, allow_disordered: bool = False) -> _Cell:
+    """The spglib cell and composition of any supported input (see :func:`from_structure`)."""
+    if isinstance(structure, Mapping):
+        return _cell_from_dict(structure, allow_disordered)
+    if isinstance(structure, (str, os.PathLike)):
+        return _cell_from_pymatgen(read_structure(structure), allow_disordered)
+    mod = type(structure).__module__
+    if mod.startswith("pymatgen") and hasattr(structure, "frac_coords") and hasattr(structure, "lattice"):
+        return _cell_from_pymatgen(structure, allow_disordered)
+    if mod.startswith("ase") and hasattr(structure, "get_scaled_positions"):
+        return _cell_from_ase(structure)
+    if isinstance(structure, (tuple, list)) and len(structure) in (3, 4):
+        return _cell_from_tuple(structure)
+    raise StructureError(
+        f"cannot convert a {type(structure).__module__}.{type(structure).__name__}: expected a pymatgen "
+        "Structure, an ASE Atoms, a path to a CIF/POSCAR file, a Structure.as_dict() dict or a spglib "
+        "cell (lattice, fractional positions, atomic numbers)"
+    )
+
+
+def _dataset(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
+    import spglib
+
+    try:
+        ds = spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=symprec, angle_tolerance=angle_tolerance)
+    except Exception as exc:  # noqa: BLE001 - spglib's error types vary across versions
+        raise StructureError(f"spglib cannot determine the symmetry: {exc}") from None
+    if ds is None:
+        raise StructureError(
+            "spglib cannot determine the symmetry (overlapping atoms, a degenerate lattice or "
+            f"too strict a tolerance; symprec={symprec})"
+        )
+    return ds
+
+
+def from_structure(
+    structure: Any,
+    symprec: float = 0.01,
+    angle_tolerance: float = 5,
+    *,
+    allow_disordered: bool = False,
+) -> ScopeRecord:
+    """The SCOPE record of a crystal structure.
+
+    :param structure: a pymatgen ``Structure``, an ASE ``Atoms``, a path to a CIF/POSCAR file, a
+        pymatgen ``Structure.as_dict()`` dict (as in phonondb's ``materials.jsonl.gz``), or a spglib
+        cell ``(lattice, fractional positions, atomic numbers)``.
+    :param symprec: spglib's distance tolerance in Å (CLOUD's converter: 0.01).
+    :param angle_tolerance: spglib's angle tolerance in degrees (pymatgen's default 5).
+    :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does
+        instead of raising.
+
+    Raises :class:`~cloudphys.errors.StructureError` naming the reason when the input cannot be
+    converted (unreadable, disordered, no element, spglib finds no symmetry).
+    """
+    if not (isinstance(symprec, (int, float)) and symprec > 0):
+        raise StructureError(f"symprec must be a positive number of Å, got {symprec!r}")
+    cell = structure_cell(structure, allow_disordered=allow_disordered)
+    ds = _dataset(cell, float(symprec), float(angle_tolerance))
+    return _record(cell, ds)
+
+
+def _record(cell: _Cell, ds: Any) -> ScopeRecord:
+    number = int(ds.number)
+    n_in = len(cell.types)
+    n_std = len(ds.std_types)
+    equivalent = ds.equivalent_atoms
+    orbit = np.bincount(equivalent, minlength=n_in)
+    sites: list[WyckoffSite] = []
+    seen: set[str] = set()
+    for i, letter in enumerate(ds.wyckoffs):
+        if letter in seen:
+            continue
+        seen.add(letter)
+        num = int(orbit[equivalent[i]]) * n_std
+        if num % n_in:
+            raise StructureError(
+                f"inconsistent spglib result: orbit of atom {i} gives a non-integer multiplicity "
+                f"{num}/{n_in} for Wyckoff letter {letter!r}"
+            )
+        sites.append(WyckoffSite(num // n_in, letter))
+    total = sum(cell.amounts.values())
+    comp = tuple((el, Fraction(amt) / total) for el, amt in cell.amounts.items())
+    return ScopeRecord(number, tuple(sites), comp)
