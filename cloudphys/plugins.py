@@ -52,6 +52,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cloudphys.physics.direct",
     "cloudphys.encoders.plugin",
     "cloudphys.cli.train_cmd",
+    "cloudphys.cli.scope_cmd",
 )
 
 

@@ -1,0 +1,60 @@
+"""``cloudphys scope``: convert structures (files, folders, JSON lines, CSVs of CIFs) to SCOPE strings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..hookspecs import hookimpl
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..scope import DIALECTS
+    from ..scope.batch import convert_inputs, write_results
+
+    if args.dialect not in DIALECTS:  # pragma: no cover - argparse checks choices
+        raise SystemExit(f"unknown dialect {args.dialect}")
+    results = convert_inputs(
+        args.inputs,
+        dialect=args.dialect,
+        generator_table=args.generator_table,
+        symprec=args.symprec,
+        angle_tolerance=args.angle_tolerance,
+        workers=args.workers,
+        progress=not args.no_progress,
+        allow_disordered=args.allow_disordered,
+    )
+    write_results(results, args.output)
+    failed = sum(1 for r in results if r.error is not None)
+    where = f" to {args.output}" if args.output else ""
+    print(f"{len(results)} structures, {len(results) - failed} converted, {failed} failed{where}", file=sys.stderr)
+    return 1 if failed and args.strict else 0
+
+
+@hookimpl
+def register_commands(cli):  # noqa: ANN001 - pluggy hook
+    p = cli.add_parser(
+        "scope",
+        help="convert crystal structures to SCOPE strings",
+        description=(
+            "Convert CIF/POSCAR files, folders of them, JSON lines with 'id' and a pymatgen 'structure' "
+            "dict (e.g. phonondb's materials.jsonl.gz) or CSVs with a 'cif' column to SCOPE strings. "
+            "Writes one row per input, in input order, with columns id, scope, error."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, *.jsonl[.gz] or *.csv[.gz]")
+    p.add_argument("--dialect", choices=("default", "cloud"), default="default",
+                   help="default: Hall-symbol tokens (self-contained); cloud: CLOUD's generator strings")
+    p.add_argument("--generator-table", metavar="PATH", default=None,
+                   help="CLOUD's data/generator.json (needed for --dialect cloud; "
+                        "default $CLOUDPHYS_GENERATOR_TABLE)")
+    p.add_argument("--symprec", type=float, default=0.01, help="spglib distance tolerance in Å (default 0.01)")
+    p.add_argument("--angle-tolerance", type=float, default=5.0, help="spglib angle tolerance in degrees (default 5)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("-o", "--output", metavar="OUT", default=None,
+                   help="OUT.csv or OUT.jsonl (default: CSV on stdout)")
+    p.add_argument("--allow-disordered", action="store_true",
+                   help="convert partial-occupancy structures as CLOUD's converter does instead of failing them")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
