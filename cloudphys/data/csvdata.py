@@ -1,0 +1,249 @@
+"""The generic ``csv`` data set: a CSV of SCOPE strings or structures with target columns.
+
+Example config::
+
+    data:
+      name: csv
+      path: my_data.csv            # columns: cif (or scope/cloud/poscar/structure), n_atoms, cv_300
+      targets: {cv: cv_300}        # observable -> column, at `temperature`
+      temperature: 300
+      # or curves: targets: {cv: {cv_100: 100, cv_300: 300}}  (column -> K; same K for all observables)
+
+Splits: a ``split`` column (``train``/``val``/``test``) if present; else ``test_path`` is the test
+split and ``path`` is split into train/val like CLOUD (``RandomState(seed).shuffle``, first
+``floor(valid_size n)`` validation); else one seeded permutation of ``path``: first
+``floor(test_size n)`` rows ``test``, next ``floor(valid_size n)`` ``val``, rest ``train``.
+``n_atoms`` comes from ``n_atoms_column`` or, for structures, the number of sites.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import DataError
+from .base import DatasetSpec, Examples
+from .sources import STRING_COLUMNS, STRUCTURE_COLUMNS, read_source
+
+__all__ = ["load_csv", "csv_spec"]
+
+_DEFAULT_UNITS = {"cv": "J/(K*mol)", "s": "J/(K*mol)", "u": "J/mol", "f": "J/mol"}
+
+
+def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    csv.field_size_limit(1 << 30)
+    opener: Any = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _target_layout(targets: Mapping[str, Any] | None, temperature: float | None) -> tuple[list[float], dict[str, list[str]]]:
+    """(temperatures, observable → columns in temperature order)."""
+    if not targets:
+        raise DataError("data set 'csv' needs targets= (observable -> column, or -> {column: temperature K})")
+    temps: list[float] | None = None
+    cols: dict[str, list[str]] = {}
+    for obs, spec in targets.items():
+        if isinstance(spec, str):
+            t = [float("nan") if temperature is None else float(temperature)]
+            c = [spec]
+        elif isinstance(spec, Mapping):
+            pairs = sorted(((float(k), str(col)) for col, k in spec.items()), key=lambda p: p[0])
+            t = [p[0] for p in pairs]
+            c = [p[1] for p in pairs]
+        else:
+            raise DataError(f"csv targets[{obs!r}] must be a column name or {{column: temperature}}, got {spec!r}")
+        if temps is None:
+            temps = t
+        elif not np.allclose(temps, t, equal_nan=True):
+            raise DataError("csv targets: every observable must use the same temperatures")
+        cols[obs] = c
+    return temps or [], cols
+
+
+def load_csv(
+    split: str = "train",
+    *,
+    path: str | None = None,
+    targets: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
+    units: Mapping[str, str] | None = None,
+    column: str | None = None,
+    n_atoms_column: str = "n_atoms",
+    id_column: str | None = None,
+    split_column: str = "split",
+    test_path: str | None = None,
+    valid_size: float = 0.25,
+    test_size: float = 0.1,
+    seed: int = 0,
+    dialect: str = "default",
+    symprec: float = 0.01,
+    workers: int = 1,
+    on_error: str = "warn",
+    **unknown: Any,
+) -> Examples:
+    """A split of a CSV of SCOPE strings or structures with targets (see the module docstring).
+
+    :param column: the string/structure column (default: first of scope, cloud, cif, poscar, structure).
+    :param targets: observable → column (at ``temperature`` K) or observable → {column: K}.
+    :param units: observable → unit (default J/(K*mol) for cv, s; J/mol for u, f; else "").
+    :param on_error: ``warn`` (leave unreadable/unconvertible rows out with a DataWarning) or ``raise``.
+    """
+    from .phonondb import _report
+
+    name = "csv"
+    if unknown:
+        raise DataError(f"data set {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
+    if not path:
+        raise DataError(f"data set {name!r} needs path= (a CSV file)")
+    if split not in ("train", "val", "test", "all"):
+        raise DataError(f"data set {name!r} has no split {split!r}; choose one of train, val, test, all")
+    temps, tcols = _target_layout(targets, temperature)
+    src = Path(test_path if (split == "test" and test_path) else path).expanduser()
+    if not src.is_file():
+        raise DataError(f"data set {name!r}: file {src} does not exist")
+    header, rows = _read(src)
+    for obs, cs in tcols.items():
+        for c in cs:
+            if c not in header:
+                raise DataError(f"{src}: no target column {c!r} (for {obs}); columns are {header}")
+    col = column or next((c for c in STRING_COLUMNS + STRUCTURE_COLUMNS if c in header), None)
+    if col is None or col not in header:
+        raise DataError(f"{src}: no column {column or 'scope/cloud/cif/poscar/structure'!r}; columns are {header}")
+    idc = id_column or next((c for c in ("id", "material_id") if c in header), None)
+    ids = [(r[idc] if idc else "") or f"row:{k}" for k, r in enumerate(rows)]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{src}: ids in column {idc!r} are not unique")
+
+    # which rows belong to the split
+    if split == "all" or (split == "test" and test_path):
+        keep = np.arange(len(rows))
+    elif split_column in header:
+        keep = np.array([k for k, r in enumerate(rows) if r[split_column].strip() == split], dtype=int)
+    elif test_path:
+        if split == "test":
+            keep = np.arange(len(rows))
+        else:
+            idx = np.arange(len(rows))
+            np.random.RandomState(seed).shuffle(idx)
+            n_val = int(math.floor(valid_size * len(rows)))
+            keep = idx[:n_val] if split == "val" else idx[n_val:]
+    else:
+        order = np.random.RandomState(seed).permutation(len(rows))
+        n_test, n_val = int(math.floor(test_size * len(rows))), int(math.floor(valid_size * len(rows)))
+        keep = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}[split]
+
+    # strings (converted structures through the cache, keyed by row id)
+    got = read_source(str(src), column=col, dialect=dialect, symprec=symprec, workers=workers,
+                      generator_table=_table(dialect))
+    # read_source ids: id / material_id column or row:<k>; map them back to our ids
+    src_ids = [(r.get("id") or r.get("material_id") or f"row:{k}") for k, r in enumerate(rows)]
+    by_src = dict(zip(got.ids, got.strings))
+    failed_src = dict(got.failures)
+    failures: list[tuple[str, str]] = []
+    out_ids: list[str] = []
+    out_scope: list[str] = []
+    out_n: list[float] = []
+    values: dict[str, list[list[float]]] = {o: [] for o in tcols}
+    for k in keep:
+        k = int(k)
+        sid = src_ids[k]
+        if sid not in by_src:
+            failures.append((ids[k], failed_src.get(sid, "no SCOPE string")))
+            continue
+        try:
+            if n_atoms_column in header and rows[k][n_atoms_column].strip():
+                n_at = float(rows[k][n_atoms_column])
+            elif col in STRUCTURE_COLUMNS:
+                n_at = float(_n_sites(rows[k][col], col))
+            else:
+                n_at = float("nan")
+            vals = {o: [float(rows[k][c]) if rows[k][c].strip() else float("nan") for c in cs] for o, cs in tcols.items()}
+        except (ValueError, KeyError) as exc:
+            failures.append((ids[k], f"bad number ({exc})"))
+            continue
+        out_ids.append(ids[k])
+        out_scope.append(by_src[sid])
+        out_n.append(n_at)
+        for o in tcols:
+            values[o].append(vals[o])
+    if on_error not in ("warn", "raise"):
+        raise DataError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
+    _report(failures, len(keep), f"csv ({src})", on_error)
+    unit_map = dict(_DEFAULT_UNITS)
+    unit_map.update(units or {})
+    return Examples(
+        ids=out_ids,
+        scope=out_scope,
+        n_atoms=np.asarray(out_n, dtype=np.float64),
+        temperatures=np.asarray(temps, dtype=np.float64),
+        targets={o: np.asarray(v, dtype=np.float64).reshape(len(out_ids), len(temps)) for o, v in values.items()},
+        units={o: unit_map.get(o, "") for o in tcols},
+    )
+
+
+def _n_sites(text: str, kind: str) -> int:
+    from pymatgen.core import Structure
+
+    if kind == "structure":
+        return len(Structure.from_dict(json.loads(text)))
+    return len(Structure.from_str(text, fmt="cif" if kind == "cif" else "poscar"))
+
+
+def _table(dialect: str) -> Any:
+    if dialect != "cloud":
+        return None
+    from .corpus import _generator_table
+
+    return _generator_table(dialect)
+
+
+def csv_spec() -> DatasetSpec:
+    """The :class:`DatasetSpec` of the generic ``csv`` data set."""
+    return DatasetSpec(
+        name="csv",
+        description="your CSV of SCOPE strings or structures (cif/poscar/structure) with target columns, path=FILE",
+        files=(),
+        columns={
+            "scope | cloud | cif | poscar | structure": "SCOPE string, or a structure (CIF/POSCAR text, pymatgen JSON)",
+            "n_atoms": "atoms per cell the targets refer to (default for structures: number of sites)",
+            "<targets>": "observable columns, per mole of cells (cv, s in J/(K*mol); u, f in J/mol)",
+            "split": "optional: train / val / test",
+            "id | material_id": "optional identifier",
+        },
+        licence="yours",
+        source="your own data (see docs/data.md)",
+        load=load_csv,
+        splits=("train", "val", "test", "all"),
+        params={
+            "path": None, "targets": None, "temperature": None, "units": None, "column": None,
+            "n_atoms_column": "n_atoms", "id_column": None, "split_column": "split", "test_path": None,
+            "valid_size": 0.25, "test_size": 0.1, "seed": 0, "dialect": "default", "symprec": 0.01, "workers": 1,
+            "on_error": "warn",
+        },
+    )
+
+
+def corpus_spec() -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``corpus-csv`` (unlabelled strings; ``build-corpus`` output)."""
+    from .corpus import load_corpus_csv
+
+    return DatasetSpec(
+        name="corpus-csv",
+        description="your unlabelled SCOPE strings (build-corpus output or any scope/cloud CSV), path=FILE",
+        files=(),
+        columns={"scope | cloud": "SCOPE string", "split": "train / val (held out)"},
+        licence="yours",
+        source="cloudphys data build-corpus",
+        labelled=False,
+        load=load_corpus_csv,
+        splits=("train", "val", "all"),
+        params={"path": None, "column": None},
+    )
