@@ -53,6 +53,7 @@ class DirectHead(PhysicsHead):
         super().__init__(observables)
         # Only the selected observables need a latent (per-instance declaration).
         self.latents = tuple(spec for spec in type(self).latents if spec.name[2:] in self.selected)
+        self.observables = tuple(spec for spec in type(self).observables if spec.name in self.selected)
         self.center = {k: float(v) for k, v in (center or {}).items()}
         self.scale = {k: float(v) for k, v in (scale or {}).items()}
         for k, v in self.scale.items():

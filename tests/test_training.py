@@ -1,0 +1,156 @@
+"""End to end: train a tiny model → save → load → evaluate / predict; resume; reproducibility."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _training_helpers import TINY, cloud_examples, tokenizer
+from cloudphys.config import load_config
+from cloudphys.training import ScopePhysicsModel, evaluate_model, fit
+from cloudphys.training.data import batch_indices, collate, encode
+from cloudphys.training.predict import parse_temperatures, predict_items, read_inputs, write_csv
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tokenizer()
+
+
+@pytest.fixture(scope="module")
+def data(data_root: Path):
+    return {"train": cloud_examples(data_root, 48), "val": cloud_examples(data_root, 16, offset=48)}
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_train_save_load_predict(tmp_path: Path, tok, data, data_root: Path) -> None:
+    run = tmp_path / "run"
+    res = fit(TINY, run, tokenizer=tok, examples=data)
+    assert res.epochs_run == 3 and len(res.history) == 3
+    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "model/config.json", "model/model.safetensors",
+                 "model/head.json", "model/cloudphys.json", "model/tokenizer.json", "last/optimizer.safetensors"):
+        assert (run / name).is_file(), name
+    assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt")) and not list(run.rglob("*.pkl"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["val_loss"]) for r in rows)
+
+    loaded = ScopePhysicsModel.from_pretrained(run)
+    enc = encode(data["val"], loaded, ["cv"])
+    b = collate(enc, np.arange(len(enc)), tok.pad_token_id)
+    with torch.no_grad():
+        a, lat_a = res.model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"])
+        c, lat_c = loaded(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"])
+    assert torch.equal(a["cv"], c["cv"]) and torch.equal(lat_a["theta_D"], lat_c["theta_D"])
+    assert ((lat_c["theta_D"] >= 1) & (lat_c["theta_D"] <= 5000)).all()
+
+    m = evaluate_model(loaded, data["val"], device="cpu")
+    cv = m["observables"]["cv"]
+    assert cv["count"] == 16 and cv["mae"] > 0 and cv["mad"] > 0
+    assert cv["mae_over_mad"] == pytest.approx(cv["mae"] / cv["mad"])
+
+    # predict: a CSV of SCOPE strings (one broken row) and a file that does not exist
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "scope", "n_atoms"])
+        w.writerow(["good", data["val"].scope[0], data["val"].n_atoms[0]])
+        w.writerow(["bad-n", data["val"].scope[1], "-3"])
+    T = parse_temperatures("5:1000:5")
+    assert T[0] == 5 and T[-1] == 1000 and len(T) == 200
+    out_rows = predict_items(loaded, read_inputs([src, tmp_path / "missing.cif"]), T, device="cpu")
+    good = [r for r in out_rows if r["id"] == "good"]
+    assert len(good) == 200 and all(r["error"] is None for r in good)
+    cvs = np.array([r["cv"] for r in good])
+    assert np.all(np.diff(cvs) >= -1e-6) and np.all(cvs <= 3 * data["val"].n_atoms[0] * 8.3145)
+    assert len({r["theta_D"] for r in good}) == 1
+    errors = {r["id"]: r["error"] for r in out_rows if r["error"]}
+    assert set(errors) == {"bad-n", "missing.cif"} and "n_atoms" in errors["bad-n"]
+    write_csv(out_rows, tmp_path / "out.csv")
+    with open(tmp_path / "out.csv") as fh:
+        header = next(csv.reader(fh))
+    assert header[:5] == ["id", "source", "scope", "n_atoms", "temperature"] and "cv" in header and "theta_D" in header
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tok, data) -> None:
+    cfg = copy.deepcopy(TINY)
+    cfg["train"]["epochs"] = 4
+    straight = fit(cfg, tmp_path / "a", tokenizer=tok, examples=data)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(row: dict) -> None:
+        if row["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(cfg, tmp_path / "b", tokenizer=tok, examples=data, callbacks=[interrupt])
+    with pytest.raises(Exception, match="resume"):
+        fit(cfg, tmp_path / "b", tokenizer=tok, examples=data)
+    resumed = fit(cfg, tmp_path / "b", tokenizer=tok, examples=data, resume=True)
+    assert resumed.epochs_run == 4
+    wa, wb = _weights(straight.model), _weights(resumed.model)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda s: {k: v for k, v in json.loads(s).items() if k not in ("time_s", "samples_per_s")}  # noqa: E731
+    assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def test_seeded_and_leaves_global_rng_alone(tok, data) -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    r1 = fit(TINY, None, tokenizer=tok, examples=data)
+    assert torch.equal(torch.get_rng_state(), before)
+    r2 = fit(TINY, None, tokenizer=tok, examples=data)
+    assert [h["val_loss"] for h in r1.history] == [h["val_loss"] for h in r2.history]
+    cfg = copy.deepcopy(TINY)
+    cfg["train"]["seed"] = 1
+    r3 = fit(cfg, None, tokenizer=tok, examples=data)
+    assert [h["val_loss"] for h in r3.history] != [h["val_loss"] for h in r1.history]
+
+
+def test_direct_head_trains_and_early_stopping(tok, data) -> None:
+    cfg = copy.deepcopy(TINY)
+    cfg["head"] = {"name": "direct", "observables": ["cv"]}
+    cfg["train"].update(epochs=30, patience=2, lr=0.05, warmup=0.0)
+    res = fit(cfg, None, tokenizer=tok, examples=data)
+    assert res.epochs_run < 30 and res.best_epoch <= res.epochs_run
+    assert res.model.head.center["cv"] > 0  # fitted to the per-atom training targets
+    m = evaluate_model(res.model, data["val"], device="cpu")
+    assert 0 < m["mae_over_mad"] < 3
+
+
+def test_dynamic_padding_and_ddp_batch_split(tok, data) -> None:
+    from _training_helpers import TINY as cfg
+    from cloudphys.training import build_model
+
+    model = build_model(load_config(cfg), tokenizer=tok)
+    enc = encode(data["train"], model, ["cv"])
+    b = collate(enc, np.array([0, 1, 2]), tok.pad_token_id)
+    lengths = [len(enc.input_ids[i]) for i in range(3)]
+    assert b["input_ids"].shape == (3, max(lengths)) and b["attention_mask"].sum().item() == sum(lengths)
+    full = list(batch_indices(10, 4, shuffle=True, seed=0, epoch=1))
+    r0 = list(batch_indices(10, 4, shuffle=True, seed=0, epoch=1, rank=0, world=2))
+    r1 = list(batch_indices(10, 4, shuffle=True, seed=0, epoch=1, rank=1, world=2))
+    assert len(r0) == len(r1) == 3
+    assert sorted(np.concatenate(r0 + r1).tolist()) == sorted(np.concatenate(full).tolist())
+
+
+def test_too_long_string_is_an_error_naming_it(tok, data) -> None:
+    from cloudphys.errors import DataError
+    from cloudphys.training import build_model
+
+    short = tokenizer(8)
+    model = build_model(load_config(TINY), tokenizer=short)
+    with pytest.raises(DataError, match="row0"):
+        encode(data["train"], model, ["cv"])
