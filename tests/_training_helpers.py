@@ -11,37 +11,10 @@ from cloudphys.data import Examples
 
 
 def tokenizer(max_length: int = 256):
-    """The project's SCOPE tokenizer (cloudphys.tokenizer).
+    """The project's SCOPE tokenizer (cloudphys.tokenizer)."""
+    from cloudphys.tokenizer import build_tokenizer
 
-    TEMPORARY: until ``cloudphys.tokenizer`` lands, a throwaway whitespace tokenizer over the
-    CLOUD strings stands in (tests only; never used by the package).
-    """
-    try:
-        from cloudphys.tokenizer import build_tokenizer
-    except ImportError:
-        return _throwaway(max_length)
     return build_tokenizer(model_max_length=max_length)
-
-
-def _throwaway(max_length: int):
-    import os
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    root = Path(os.environ["CLOUDPHYS_DATA"]) / "cloud"
-    words: set[str] = set()
-    for f in ("cloud_cv_train_and_val.csv", "cloud_cv_test.csv", "pretrain_cloud_10k.csv"):
-        with open(root / f, newline="") as fh:
-            for row in csv.DictReader(fh):
-                words.update(row["cloud"].split())
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(words))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
 
 
 def cloud_examples(root: Path, n: int, offset: int = 0, file: str = "cloud_cv_train_and_val.csv") -> Examples:
