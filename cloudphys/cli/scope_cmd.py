@@ -9,6 +9,10 @@ from ..hookspecs import hookimpl
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    # spglib's C code prints its internal retries ("... failed.") to stderr; quiet unless asked for.
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")
     from ..scope import DIALECTS
     from ..scope.batch import convert_inputs, write_results
 

@@ -243,16 +243,20 @@ def structure_from_text(text: str, fmt: str = "cif") -> Any:
         raise StructureError(f"cannot read a structure from {fmt} text ({type(exc).__name__}: {exc})") from exc
 
 
+def _derives_from(obj: Any, module: str) -> bool:
+    """Whether a class in ``type(obj)``'s MRO lives in ``module`` (no import of that package)."""
+    return any(cls.__module__.startswith(module) for cls in type(obj).__mro__)
+
+
 def structure_cell(structure: Any, *, allow_disordered: bool = False) -> _Cell:
     """The spglib cell and composition of any supported input (see :func:`from_structure`)."""
     if isinstance(structure, Mapping):
         return _cell_from_dict(structure, allow_disordered)
     if isinstance(structure, (str, os.PathLike)):
         return _cell_from_pymatgen(read_structure(structure), allow_disordered)
-    mod = type(structure).__module__
-    if mod.startswith("pymatgen") and hasattr(structure, "frac_coords") and hasattr(structure, "lattice"):
+    if _derives_from(structure, "pymatgen.core") and hasattr(structure, "frac_coords"):
         return _cell_from_pymatgen(structure, allow_disordered)
-    if mod.startswith("ase") and hasattr(structure, "get_scaled_positions"):
+    if _derives_from(structure, "ase.atoms") and hasattr(structure, "get_scaled_positions"):
         return _cell_from_ase(structure)
     if isinstance(structure, (tuple, list)) and len(structure) in (3, 4):
         return _cell_from_tuple(structure)
