@@ -72,6 +72,7 @@ class TrainConfig:
     :param device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
     :param precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
     :param seed: seeds shuffling, dropout and initialisation (the global RNG is restored after).
+    :param group_by_length: batch strings of similar token length together (less padding).
     :param limit: use only the first ``limit`` training examples (smoke tests).
     :param max_steps: stop after this many optimizer steps (smoke tests; 0: no limit).
     :param progress: show a progress bar (``auto``: when stderr is a terminal).
@@ -91,6 +92,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
+    group_by_length: bool = True
     limit: int | None = None
     max_steps: int = 0
     progress: str = "auto"

@@ -111,17 +111,39 @@ def collate(enc: Encoded, idx: np.ndarray, pad_id: int, device: torch.device | s
 
 
 def batch_indices(
-    n: int, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1
+    n: int,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    lengths: Sequence[int] | np.ndarray | None = None,
+    group: int = 50,
 ) -> Iterator[np.ndarray]:
     """Indices of each batch this rank processes.
 
     The order is a permutation drawn from ``(seed, epoch)`` alone (reproducible, resumable). With
-    ``world`` ranks each global batch of ``batch_size`` is dealt out ``batch[rank::world]``; a last
-    global batch smaller than ``world`` is dropped so that every rank takes the same number of steps.
+    ``lengths`` (group by length), the permutation is cut into windows of ``group`` batches, each
+    window sorted by length and cut into batches, and the batches shuffled: batches hold strings of
+    similar length, so dynamic padding adds little. With ``world`` ranks each global batch of
+    ``batch_size`` is dealt out ``batch[rank::world]``; a last global batch smaller than ``world`` is
+    dropped so that every rank takes the same number of steps.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    for start in range(0, n, batch_size):
-        chunk = order[start : start + batch_size]
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    chunks = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    if shuffle and lengths is not None:
+        lens = np.asarray(lengths)
+        window = batch_size * max(1, group)
+        chunks = []
+        for w in range(0, n, window):
+            part = order[w : w + window]
+            part = part[np.argsort(lens[part], kind="stable")]
+            chunks += [part[s : s + batch_size] for s in range(0, len(part), batch_size)]
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    for chunk in chunks:
         if world > 1:
             if len(chunk) < world:
                 break

@@ -472,6 +472,7 @@ def fit(
             train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         pad = int(model.tokenizer.pad_token_id)
+        train_lengths = np.array([len(r) for r in train.input_ids])
         show = _progress_enabled(tc.progress, rank)
         best_state = None if out is not None else {k: v.detach().clone() for k, v in model.state_dict().items()}
         step = int(state["step"])
@@ -482,7 +483,8 @@ def fit(
             model.train()
             t0 = time.perf_counter()
             seen, loss_sum, nb = 0, 0.0, 0
-            it = batch_indices(len(train), tc.batch_size, shuffle=True, seed=tc.seed, epoch=epoch, rank=rank, world=world)
+            it = batch_indices(len(train), tc.batch_size, shuffle=True, seed=tc.seed, epoch=epoch, rank=rank, world=world,
+                               lengths=train_lengths if tc.group_by_length else None)
             bar = None
             if show:
                 from tqdm.auto import tqdm

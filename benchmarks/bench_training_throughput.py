@@ -1,0 +1,112 @@
+"""Benchmark (d): training throughput against a CLOUD-style loop, same process, same model, same data.
+
+CLOUD-style loop: every item tokenized inside the loop, one call per item, every batch padded to 64
+tokens. Ours: the split tokenized once (cloudphys.training.data.encode), each batch padded to its own
+longest string (collate). Both run the same forward/backward/AdamW step of the model of
+configs/cloud-cv-debye.yaml on the same batches of the CLOUD Cv train split, interleaved in rounds.
+
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_training_throughput.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default=str(REPO / "configs" / "cloud-cv-debye.yaml"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+
+    from cloudphys.config import load_config
+    from cloudphys.training import build_model
+    from cloudphys.training.data import batch_indices, collate, encode
+    from cloudphys.training.trainer import _loss, target_stats
+
+    cfg = load_config(args.config)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    import cloudphys
+
+    train = cloudphys.get_registry().dataset("cloud-cv").load(split="train")
+    tok = model.tokenizer
+    pad = tok.pad_token_id
+    torch.set_num_threads(args.threads)
+    lengths = [len(r) for r in tok(train.scope)["input_ids"]]
+    # One epoch each: the same samples. CLOUD-style: random batches; ours: the trainer's batches
+    # (grouped by length, as train.group_by_length does by default).
+    cloud_batches = list(batch_indices(len(train), args.batch_size, shuffle=True, seed=0, epoch=1))
+    our_batches = list(batch_indices(len(train), args.batch_size, shuffle=True, seed=0, epoch=1, lengths=lengths))
+    n_samples = len(train)
+
+    def make_opt(m):
+        return torch.optim.AdamW(m.parameters(), lr=1e-4)
+
+    def step(m, opt, b, stats):
+        pred, _ = m(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"], ["cv"])
+        loss = _loss(pred, b, stats, "l1")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def ours(m):
+        t0 = time.perf_counter()
+        enc = encode(train, m, ["cv"])  # tokenize once (counted)
+        stats = target_stats(enc, m.head)
+        opt = make_opt(m)
+        for idx in our_batches:
+            step(m, opt, collate(enc, idx, pad), stats)
+        return n_samples / (time.perf_counter() - t0)
+
+    def cloud_style(m):
+        t0 = time.perf_counter()
+        enc = encode(train, m, ["cv"])  # only for targets/features/stats; token ids are redone per item below
+        stats = target_stats(enc, m.head)
+        opt = make_opt(m)
+        for idx in cloud_batches:
+            ids, masks = [], []
+            for i in idx:
+                e = tok(train.scope[i], padding="max_length", max_length=64, truncation=True)
+                ids.append(e["input_ids"])
+                masks.append(e["attention_mask"])
+            b = collate(enc, idx, pad)
+            b["input_ids"] = torch.tensor(ids)
+            b["attention_mask"] = torch.tensor(masks)
+            step(m, opt, b, stats)
+        return n_samples / (time.perf_counter() - t0)
+
+    ratios, ours_sps, cloud_sps = [], [], []
+    for r in range(args.rounds):
+        a = ours(copy.deepcopy(model))
+        c = cloud_style(copy.deepcopy(model))
+        ours_sps.append(a)
+        cloud_sps.append(c)
+        ratios.append(a / c)
+    ours_len = float(np.mean([max(lengths[i] for i in b) for b in our_batches]))
+    random_len = float(np.mean([max(lengths[i] for i in b) for b in cloud_batches]))
+    print(f"model: {args.config} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), "
+          f"batch {args.batch_size}, one epoch ({n_samples} samples) x {args.rounds} rounds, torch threads {args.threads}")
+    print(f"token lengths in the train split: median {int(np.median(lengths))}, max {max(lengths)}; "
+          f"mean padded length per batch: ours {ours_len:.1f} (random batches would pad to {random_len:.1f}), "
+          "CLOUD-style 64\n")
+    print("| loop | training samples/s (median of rounds) |")
+    print("|---|---|")
+    print(f"| CLOUD-style (per-item tokenization, pad to 64) | {statistics.median(cloud_sps):.0f} |")
+    print(f"| cloudphys (tokenize once, dynamic padding) | {statistics.median(ours_sps):.0f} |")
+    print(f"| ratio (per round: {', '.join(f'{x:.2f}' for x in ratios)}) | **{statistics.median(ratios):.2f}x** |")
+
+
+if __name__ == "__main__":
+    main()
