@@ -267,9 +267,75 @@ def structure_cell(structure: Any, *, allow_disordered: bool = False) -> _Cell:
     )
 
 
+#: Atoms closer than this (Å, periodic images included), or than ``symprec``, are overlapping:
+#: spglib would silently merge them. No real crystal comes close (the shortest bond, H-H, is 0.74 Å).
+MIN_DISTANCE = 0.1
+_MAX_FRACTIONAL = 1e6  # beyond this a float64 fractional coordinate no longer locates an atom
+
+
+def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
+    """Refuse what spglib would crash on (NaN, inf: segfault) or silently get wrong (overlaps)."""
+    try:
+        lattice = np.asarray(cell.lattice, dtype=np.float64)
+        positions = np.asarray(cell.positions, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StructureError(f"the lattice and the coordinates must be numbers ({exc})") from None
+    if lattice.shape != (3, 3):
+        raise StructureError(f"the lattice must be a 3x3 matrix (Å), got shape {lattice.shape}")
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise StructureError(f"fractional coordinates must have shape (atoms, 3), got {positions.shape}")
+    if len(positions) != len(cell.types):
+        raise StructureError(f"{len(positions)} coordinates but {len(cell.types)} atoms")
+    if not np.isfinite(lattice).all():
+        raise StructureError(f"the lattice has NaN or infinite entries: {lattice.tolist()}")
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        raise StructureError(f"atom {bad[0]} has NaN or infinite coordinates {positions[bad[0]].tolist()}")
+    big = np.flatnonzero((np.abs(positions) > _MAX_FRACTIONAL).any(axis=1))
+    if big.size:
+        raise StructureError(f"atom {big[0]} has fractional coordinates {positions[big[0]].tolist()} too large to place it")
+    lengths = np.linalg.norm(lattice, axis=1)
+    volume = abs(float(np.linalg.det(lattice)))
+    if not np.isfinite(volume) or volume <= 1e-8 * max(float(np.prod(lengths)), 1e-300):
+        raise StructureError(
+            f"the lattice has zero volume ({volume:.3g} Å^3; vectors of length {', '.join(f'{x:.3g}' for x in lengths)} Å "
+            "are degenerate) -- a crystal (and spglib) needs three independent lattice vectors"
+        )
+    if cell.magmoms is not None and not np.isfinite(np.asarray(cell.magmoms, dtype=np.float64)).all():
+        raise StructureError("magnetic moments must be finite numbers")
+    i, j, d = _closest_pair(lattice, positions)
+    limit = max(MIN_DISTANCE, symprec)
+    if d < limit:
+        what = f"atom {i} overlaps its own periodic image" if i == j else f"atoms {i} and {j} overlap"
+        raise StructureError(f"{what}: {d:.3g} Å apart, less than {limit:g} Å (spglib cannot tell them apart)")
+
+
+def _closest_pair(lattice: np.ndarray, positions: np.ndarray) -> tuple[int, int, float]:
+    """The closest pair of atoms (``i == j``: an atom and its own image) over the 27 nearest cells."""
+    frac = positions - np.floor(positions)
+    shifts = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.float64)
+    images = shifts @ lattice  # [27, 3] Å
+    cart = frac @ lattice
+    n = len(cart)
+    block = max(1, 1_000_000 // (27 * n))  # rows per chunk: at most ~24 MB of differences
+    best = (0, 0, float("inf"))
+    for start in range(0, n, block):
+        a = cart[start : start + block]
+        diff = a[:, None, None, :] - cart[None, :, None, :] - images[None, None, :, :]  # [b, n, 27, 3]
+        dist = np.sqrt((diff * diff).sum(-1))
+        rows = np.arange(len(a))
+        dist[rows, start + rows, 13] = np.inf  # the atom itself, same cell
+        k = int(np.argmin(dist))
+        r, c, _ = np.unravel_index(k, dist.shape)
+        if dist.flat[k] < best[2]:
+            best = (start + int(r), int(c), float(dist.flat[k]))
+    return best
+
+
 def _dataset(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
     import spglib
 
+    _check_cell(cell, symprec)
     try:
         ds = spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=symprec, angle_tolerance=angle_tolerance)
     except Exception as exc:  # noqa: BLE001 - spglib's error types vary across versions
