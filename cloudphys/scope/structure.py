@@ -303,11 +303,43 @@ def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
         )
     if cell.magmoms is not None and not np.isfinite(np.asarray(cell.magmoms, dtype=np.float64)).all():
         raise StructureError("magnetic moments must be finite numbers")
-    i, j, d = _closest_pair(lattice, positions)
     limit = max(MIN_DISTANCE, symprec)
+    i, j, d = _overlapping_pair(lattice, positions, limit)
     if d < limit:
         what = f"atom {i} overlaps its own periodic image" if i == j else f"atoms {i} and {j} overlap"
         raise StructureError(f"{what}: {d:.3g} Å apart, less than {limit:g} Å (spglib cannot tell them apart)")
+
+
+def _overlapping_pair(lattice: np.ndarray, positions: np.ndarray, limit: float,
+                      block: int = 512) -> tuple[int, int, float]:
+    """The closest pair of atoms among those closer than ``limit`` Å (periodic images included), or
+    ``(0, 0, inf)`` if none is. O(n²) cheap comparisons instead of :func:`_closest_pair`'s 27 images.
+
+    Two atoms closer than ``limit`` differ by at most ``w_k = limit·|b_k|`` in fractional coordinate k
+    (``b_k``: reciprocal vectors). When every ``w_k < 1/2`` the only image that close is the nearest one
+    in every coordinate, so pairs are screened on wrapped fractional differences and only survivors are
+    measured; cells thinner than ``2·limit`` fall back to :func:`_closest_pair`.
+    """
+    w = limit * np.linalg.norm(np.linalg.inv(lattice), axis=0) + 1e-12
+    if (w >= 0.5).any():
+        return _closest_pair(lattice, positions)
+    frac = positions - np.floor(positions)
+    n = len(frac)
+    best = (0, 0, float("inf"))
+    for start in range(0, n, block):
+        a = frac[start : start + block]
+        diff = frac[None, :, :] - a[:, None, :]  # [b, n, 3]
+        diff -= np.rint(diff)
+        near = (np.abs(diff) <= w).all(axis=-1)
+        rows = np.arange(len(a))
+        near[rows, start + rows] = False  # the atom itself
+        r, c = np.nonzero(near)
+        if r.size:
+            dist = np.linalg.norm(diff[r, c] @ lattice, axis=-1)
+            k = int(np.argmin(dist))
+            if dist[k] < best[2]:
+                best = (start + int(r[k]), int(c[k]), float(dist[k]))
+    return best
 
 
 def _closest_pair(lattice: np.ndarray, positions: np.ndarray) -> tuple[int, int, float]:
