@@ -113,7 +113,8 @@ def test_default_symmetry_tokens_are_the_hall_symbol_parts() -> None:
     for n in (1, 2, 14, 62, 166, 194, 225, 227, 230):
         hall = spglib.get_spacegroup_type(G.default_hall_number(n)).hall_symbol
         assert " ".join(G.hall_tokens(n)) == hall
-        assert scope.parse(f"{hall} | {G.general_multiplicity(n)}a | Si 1.0").spacegroup == n
+        general = f"{G.general_multiplicity(n)}{G.general_wyckoff_letter(n)}"
+        assert scope.parse(f"{hall} | {general} | Si 1.0").spacegroup == n
 
 
 # -- cloud dialect -----------------------------------------------------------------------------
@@ -190,9 +191,12 @@ def test_parse_with_a_table_is_strict(table_path: Path) -> None:
 @st.composite
 def records(draw: st.DrawFn) -> ScopeRecord:
     n = draw(st.integers(1, 230))
-    mults = sorted(G.wyckoff_multiplicities(n))
-    letters = draw(st.lists(st.sampled_from(G.WYCKOFF_LETTERS), min_size=1, max_size=8, unique=True))
-    sites = tuple(WyckoffSite(draw(st.sampled_from(mults)), letter) for letter in letters)
+    # letters the group has (a..its general position); special positions have less than the general multiplicity
+    general, order = G.general_wyckoff_letter(n), G.general_multiplicity(n)
+    special = sorted(m for m in G.wyckoff_multiplicities(n) if m < order)
+    valid = G.WYCKOFF_LETTERS[: G.letter_rank(general) + 1]
+    letters = draw(st.lists(st.sampled_from(valid), min_size=1, max_size=8, unique=True))
+    sites = tuple(WyckoffSite(order if x == general else draw(st.sampled_from(special)), x) for x in letters)
     els = draw(st.lists(st.sampled_from(G.COMPOSITION_SYMBOLS), min_size=1, max_size=6, unique=True))
     amounts = [Fraction(draw(st.integers(0, 100)), 100) for _ in els]
     return ScopeRecord(n, sites, tuple(zip(els, amounts)))

@@ -44,6 +44,7 @@ __all__ = [
     "general_multiplicity",
     "wyckoff_multiplicities",
     "all_wyckoff_multiplicities",
+    "general_wyckoff_letter",
     "decode_generators",
 ]
 
@@ -167,6 +168,47 @@ def all_wyckoff_multiplicities() -> tuple[int, ...]:
     for number in range(1, 231):
         out |= wyckoff_multiplicities(number)
     return tuple(sorted(out))
+
+
+def _metric_lattice(number: int) -> np.ndarray:
+    """A generic lattice of the crystal family of group ``number`` (spglib's default settings), Å."""
+    a, b, c = 4.1, 5.2, 6.3
+    if number <= 2:
+        al, be, ga = np.radians([81.0, 86.0, 97.0])
+    elif number <= 15:
+        al, be, ga = np.radians([90.0, 101.0, 90.0])
+    else:
+        al = be = np.radians(90.0)
+        ga = np.radians(120.0 if 143 <= number <= 194 else 90.0)
+        if number >= 75:
+            b = a
+        if number >= 195:
+            b = c = a
+    cx = c * np.cos(be)
+    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
+    return np.array([[a, 0.0, 0.0], [b * np.cos(ga), b * np.sin(ga), 0.0], [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]])
+
+
+@lru_cache(maxsize=None)
+def general_wyckoff_letter(number: int) -> str:
+    """The Wyckoff letter of the general position of group ``number``: the group's last letter
+    (ITA order), so letters after it do not exist in the group. Found by spglib from one generic orbit."""
+    import spglib
+
+    ops = spglib.get_symmetry_from_database(default_hall_number(number))
+    orbits: list[list[np.ndarray]] = []
+    for point in (np.array([0.1234, 0.2871, 0.3619]), np.zeros(3)):  # a general orbit, then the origin's
+        pts: list[np.ndarray] = []
+        for r, t in zip(ops["rotations"], ops["translations"]):
+            p = (r @ point + t) % 1.0
+            if not any(np.allclose((p - q + 0.5) % 1.0 - 0.5, 0.0, atol=1e-6) for q in pts):
+                pts.append(p)
+        orbits.append(pts)
+    types = [1] * len(orbits[0]) + [2] * len(orbits[1])  # two species: no extra symmetry
+    ds = spglib.get_symmetry_dataset((_metric_lattice(number), np.array(orbits[0] + orbits[1]), types), symprec=1e-4)
+    if ds is None or int(ds.number) != number:  # pragma: no cover - spglib's database guarantees this
+        raise RuntimeError(f"cannot find the general position of space group {number}")
+    return str(ds.wyckoffs[0])
 
 
 def letter_rank(letter: str) -> int:

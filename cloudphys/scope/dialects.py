@@ -251,6 +251,13 @@ def _parse_sites(text: str, toks: list[tuple[int, str]], number: int) -> tuple[W
             raise _fail(text, pos, "Wyckoff", tok, "expected a multiplicity followed by one Wyckoff letter "
                         "(a-z or A), e.g. '4a'")
         mult, letter = int(m.group(1)), m.group(2)
+        general = G.general_wyckoff_letter(number)
+        if G.letter_rank(letter) > G.letter_rank(general):
+            raise _fail(text, pos, "Wyckoff", tok, f"space group {number} has no Wyckoff letter {letter!r} "
+                        f"(its positions are a..{general})")
+        if (letter == general) != (mult == G.general_multiplicity(number)):
+            raise _fail(text, pos, "Wyckoff", tok, f"in space group {number} the general position {general} "
+                        f"has multiplicity {G.general_multiplicity(number)} and the special positions less")
         if mult not in allowed:
             raise _fail(text, pos, "Wyckoff", tok, f"space group {number} has no Wyckoff position of "
                         f"multiplicity {mult} (possible: {', '.join(map(str, sorted(allowed)))})")
