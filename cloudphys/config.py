@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import inspect
 import json
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -107,8 +108,11 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"train.warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        _positive("train.lr", self.lr)
+        if self.latent_lr is not None:
+            _positive("train.latent_lr", self.latent_lr)
+        _positive("train.weight_decay", self.weight_decay, zero=True)
+        _positive("train.grad_clip", self.grad_clip, zero=True)
 
 
 @dataclass
@@ -152,6 +156,11 @@ class PretrainConfig:
                     raise ConfigError(f"pretrain.{kind}[{i}] must have exactly one of 'name' or 'path', got {src!r}")
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"pretrain.mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"pretrain.val_fraction must be in [0, 1), got {self.val_fraction}")
+        _positive("pretrain.lr", self.lr)
+        _positive("pretrain.weight_decay", self.weight_decay, zero=True)
+        _positive("pretrain.grad_clip", self.grad_clip, zero=True)
 
 
 @dataclass
@@ -261,6 +270,12 @@ def _choice(what: str, value: Any, choices: Sequence[str]) -> None:
         raise ConfigError(f"{what}: unknown value {value!r}; valid: {', '.join(choices)}")
 
 
+def _positive(what: str, value: float, zero: bool = False) -> None:
+    """``value`` must be finite and > 0 (``zero``: >= 0); NaN never passes."""
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+        raise ConfigError(f"{what} must be a finite number {'>=' if zero else '>'} 0, got {value!r}")
+
+
 def _unknown(what: str, keys: Iterable[str], valid: Iterable[str]) -> None:
     valid = sorted(valid)
     bad = [k for k in keys if k not in valid]
@@ -325,6 +340,8 @@ def _coerce(what: str, value: Any, hint: Any) -> Any:
         raise ConfigError(f"{what} must be an integer, got {value!r}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isnan(value):
+                raise ConfigError(f"{what} must be a number, got NaN")
             return float(value)
         raise ConfigError(f"{what} must be a number, got {value!r}")
     if hint is str:
@@ -340,7 +357,21 @@ def _coerce(what: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _plugin_section(what: str, raw: Any, table: Mapping[str, Any], accepted: Callable[[Any], set[str] | None]) -> PluginSection:
+def _hints(fn: Any) -> dict[str, Any]:
+    """Type hints of ``fn``'s parameters (empty if they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: no type check
+        return {}
+
+
+def _plugin_section(
+    what: str,
+    raw: Any,
+    table: Mapping[str, Any],
+    accepted: Callable[[Any], set[str] | None],
+    typed: Callable[[Any], Any] | None = None,
+) -> PluginSection:
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, Mapping):
@@ -348,19 +379,29 @@ def _plugin_section(what: str, raw: Any, table: Mapping[str, Any], accepted: Cal
     if "name" not in raw:
         raise ConfigError(f"section {what!r} needs 'name'; available: {', '.join(sorted(table)) or 'none'}")
     name = raw["name"]
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise ConfigError(f"unknown {what} {name!r}; available: {', '.join(sorted(table)) or 'none'}")
     params = {k: v for k, v in raw.items() if k != "name"}
+    bad_keys = [k for k in params if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"{what} {name!r}: keys must be strings, got {bad_keys[0]!r}")
     valid = accepted(table[name])
     if valid is not None:
         _unknown(f"{what} {name!r}", params, valid | {"name"})
+    hints = _hints(typed(table[name])) if typed is not None else {}
+    for key in params:
+        if key in hints and key != "return":
+            params[key] = _coerce(f"{what}.{key}", _numeric(params[key]), hints[key])
     return PluginSection(str(name), copy.deepcopy(params))
 
 
-def _encoder_params(factory: Any) -> set[str] | None:
+def _encoder_fn(factory: Any) -> Any:
     src = getattr(factory, "signature_source", None)
-    fn = src() if callable(src) else factory
-    return _accepted(fn, skip=("latents", "tokenizer"))
+    return src() if callable(src) else factory
+
+
+def _encoder_params(factory: Any) -> set[str] | None:
+    return _accepted(_encoder_fn(factory), skip=("latents", "tokenizer"))
 
 
 def _head_params(head_cls: Any) -> set[str] | None:
@@ -398,11 +439,11 @@ def load_config(
     for required in ("encoder", "head"):
         if required not in data:
             raise ConfigError(f"config needs an {required!r} section")
-    encoder = _plugin_section("encoder", data["encoder"], registry.encoders, _encoder_params)
-    head = _plugin_section("head", data["head"], registry.heads, _head_params)
+    encoder = _plugin_section("encoder", data["encoder"], registry.encoders, _encoder_params, _encoder_fn)
+    head = _plugin_section("head", data["head"], registry.heads, _head_params, lambda cls: cls.__init__)
     dataset = None
     if data.get("data") is not None:
-        dataset = _plugin_section("data", data["data"], registry.datasets, _data_params)
+        dataset = _plugin_section("data", data["data"], registry.datasets, _data_params, lambda spec: getattr(spec, "load", None))
     train = _typed(TrainConfig, "train", data.get("train") or {})
     train.validate()
     pretrain = None
