@@ -114,6 +114,19 @@ def test_multiplicities_of_real_structures_match_the_table(aflow: list, phonondb
     assert len({n for n, _ in seen}) > 100 and len(seen) > 300
 
 
+def test_orbits_split_by_the_input_cell_count_whole(data_root: Path, tables: tuple) -> None:
+    """mp-757343 (Amm2, 46 atoms): spglib's equivalent_atoms splits the 8f orbit in two 4-atom halves
+    because the input cell's operations miss the centring; multiplicities use crystallographic_orbits."""
+    gen, mult = tables
+    with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
+        row = next(json.loads(line) for line in fh if '"mp-757343"' in line)
+    from pymatgen.core import Structure
+
+    rec = scope.from_structure(row["structure"])
+    assert rec.render() == "A 2 -2 | 8f 4e 4c 4d 2a | Ca 0.17 Bi 0.26 O 0.57"
+    assert rec.render("cloud", gen) == published_cloud_string(Structure.from_dict(row["structure"]), gen, mult)
+
+
 def _lattice(number: int) -> np.ndarray:
     from pymatgen.core import Lattice
 

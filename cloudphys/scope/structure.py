@@ -411,7 +411,9 @@ def _record(cell: _Cell, ds: Any) -> ScopeRecord:
     number = int(ds.number)
     n_in = len(cell.types)
     n_std = len(ds.std_types)
-    equivalent = ds.equivalent_atoms
+    # crystallographic_orbits, not equivalent_atoms: the latter uses only the operations found in the
+    # input cell and can split one orbit of the primitive cell in two (mp-757343: 8f read as two 4f)
+    equivalent = ds.crystallographic_orbits
     orbit = np.bincount(equivalent, minlength=n_in)
     sites: list[WyckoffSite] = []
     seen: set[str] = set()
