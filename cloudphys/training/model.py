@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, CloudphysError, ConfigError
 from ..physics.contract import PhysicsHead
 
 __all__ = ["ScopePhysicsModel", "build_model", "load_tokenizer"]
@@ -124,26 +124,36 @@ class ScopePhysicsModel(nn.Module):
 
         from ..encoders import bert as _bert  # noqa: F401 - registers scope-bert with AutoModel
 
+        from .checkpoint import refuse_pickles
+
         if registry is None:
             from ..plugins import get_registry
 
             registry = get_registry()
+        refuse_pickles(path)
         try:
             head_info = json.loads((path / HEAD_FILE).read_text())
             meta = json.loads((path / META_FILE).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"model directory {path} is incomplete or corrupt: {exc}") from exc
-        head = registry.head(head_info["name"])(**head_info.get("config", {}))
-        if (path / HEAD_WEIGHTS).is_file():
-            from safetensors.torch import load_file
-
-            head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
+        if not isinstance(head_info, dict) or not isinstance(head_info.get("name"), str) or not isinstance(meta, dict):
+            raise CheckpointError(f"model directory {path} is corrupt: {HEAD_FILE} needs a head 'name', {META_FILE} an object")
         try:
+            head = registry.head(head_info["name"])(**head_info.get("config", {}))
+            if (path / HEAD_WEIGHTS).is_file():
+                from safetensors.torch import load_file
+
+                head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
             with quiet_transformers():
-                encoder = AutoModel.from_pretrained(str(path))
-                tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot load the encoder/tokenizer from {path}: {exc}") from exc
+                # safetensors only (never a pickled pytorch_model.bin), no code from the directory
+                encoder = AutoModel.from_pretrained(
+                    str(path), use_safetensors=True, trust_remote_code=False, local_files_only=True
+                )
+                tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+        except CloudphysError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types on bad files
+            raise CheckpointError(f"cannot load the model from {path} (corrupt or incompatible): {type(exc).__name__}: {exc}") from exc
         model = cls(encoder, head, tokenizer, meta)
         return model.to(map_location).eval()
 

@@ -85,8 +85,14 @@ def load_pretrained_bert(path: str | Path, vocab: Mapping[str, int]) -> Any:
         tok = PreTrainedTokenizerFast.from_pretrained(str(path))
     if dict(tok.get_vocab()) != dict(vocab):
         raise CheckpointError(f"pretrained encoder {path} was trained with a different vocabulary than this tokenizer")
-    with quiet_transformers():
-        return BertForMaskedLM.from_pretrained(str(path)).bert
+    from .checkpoint import refuse_pickles
+
+    refuse_pickles(path)
+    try:
+        with quiet_transformers():
+            return BertForMaskedLM.from_pretrained(str(path), use_safetensors=True, local_files_only=True).bert
+    except Exception as exc:  # noqa: BLE001 - corrupt or incompatible files
+        raise CheckpointError(f"cannot load the pretrained encoder from {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def pretrain(
