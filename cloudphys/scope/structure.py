@@ -402,9 +402,15 @@ def from_structure(
     """
     if not (isinstance(symprec, (int, float)) and symprec > 0):
         raise StructureError(f"symprec must be a positive number of Å, got {symprec!r}")
-    cell = structure_cell(structure, allow_disordered=allow_disordered)
-    ds = _dataset(cell, float(symprec), float(angle_tolerance))
-    return _record(cell, ds)
+    try:
+        cell = structure_cell(structure, allow_disordered=allow_disordered)
+        ds = _dataset(cell, float(symprec), float(angle_tolerance))
+        return _record(cell, ds)
+    except StructureError as exc:
+        where = os.fspath(structure) if isinstance(structure, (str, os.PathLike)) else None
+        if where is None or str(exc).startswith(where):
+            raise
+        raise StructureError(f"{where}: {exc}") from None  # name the file
 
 
 def _record(cell: _Cell, ds: Any) -> ScopeRecord:
