@@ -12,7 +12,7 @@ from ..hookspecs import hookimpl
 def _train(args: argparse.Namespace) -> int:
     from ..training import fit
 
-    res = fit(args.config, args.out, overrides=args.set, resume=args.resume)
+    res = fit(args.config, args.out, overrides=args.set, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({"run_dir": str(res.out_dir), "best_epoch": res.best_epoch,
                       "best_val_loss": res.best_val_loss, "epochs_run": res.epochs_run}))
     return 0
@@ -63,6 +63,7 @@ def register_commands(cli):  # noqa: ANN001 - pluggy hook
     p.add_argument("config", help="config file (.yaml, .yml, .toml, .json)")
     p.add_argument("--out", required=True, help="run directory (model/, last/, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="start over even if --out already holds a run")
     _set(p, "overrides such as train.lr=3e-4 train.epochs=5")
     p.set_defaults(func=_train)
 

@@ -383,6 +383,7 @@ def fit(
     *,
     overrides: Iterable[str] = (),
     resume: bool = False,
+    overwrite: bool = False,
     registry: Any = None,
     tokenizer: Any = None,
     examples: Mapping[str, Examples] | None = None,
@@ -393,6 +394,7 @@ def fit(
     :param config: a :class:`Config`, a mapping or a config file.
     :param out_dir: run directory (``None``: keep nothing on disk).
     :param resume: continue from ``out_dir/last`` (same config) instead of starting over.
+    :param overwrite: start over in an ``out_dir`` that already holds a run (its checkpoints are replaced).
     :param examples: ``{"train": Examples, "val": Examples}`` to use instead of the data section.
     :param callbacks: called with each epoch's metrics row (after it is logged and saved).
     :returns: :class:`FitResult` whose model holds the best weights (lowest validation loss).
@@ -406,8 +408,11 @@ def fit(
     tc = config.train
     device = resolve_device(tc.device)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and not resume and (out / "last").exists():
-        raise CheckpointError(f"run directory {out} already holds a run; pass resume=True (--resume) or use a new directory")
+    if out is not None and not resume and not overwrite and (out / "last").exists():
+        raise CheckpointError(
+            f"run directory {out} already holds a run; pass resume=True (--resume), overwrite=True (--overwrite) "
+            "or use a new directory"
+        )
     if resume and (out is None or not (out / "last").exists()):
         raise CheckpointError(f"nothing to resume in {out}: no 'last' checkpoint")
 
