@@ -116,6 +116,8 @@ def read_inputs(paths: Iterable[str | Path]) -> list[PredictItem]:
                         struct = obj["structure"]
                         n = obj.get("n_atoms")
                         n = float(n) if n is not None else float(len(struct.get("sites", [])))
+                        if not (math.isfinite(n) and n > 0):
+                            raise ValueError(f"n_atoms must be a positive number, got {obj.get('n_atoms')!r}")
                         items.append(PredictItem(id=rid, source=str(path), n_atoms=n, structure=struct))
                     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
                         items.append(PredictItem(id=rid, source=str(path), error=f"bad JSON line: {type(exc).__name__}: {exc}"))
@@ -178,10 +180,12 @@ def predict_items(
     _convert(items, dialect or model_dialect(model), workers)
     # Tokenize one at a time only where the batch fails, so one bad string cannot sink the rest.
     good = [it for it in items if it.error is None]
+    from ..scope import parse
     from .data import tokenize
 
     for it in good:
         try:
+            parse(it.scope)  # unknown tokens, wrong sections, impossible Wyckoff letters: this item's error
             tokenize(model.tokenizer, [it.scope], [it.id])
             model.featurize([it.scope], [it.n_atoms])
         except Exception as exc:  # noqa: BLE001 - recorded as this item's error
@@ -205,6 +209,12 @@ def predict_items(
     rows: list[dict[str, Any]] = []
     for it in items:
         base = {"id": it.id, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms}
+        if id(it) in results:
+            preds, lats, k = results[id(it)]
+            values = [preds[o][k] for o in obs_names] + [lats[spec.name][k] for spec in model.head.latents]
+            if not all(np.isfinite(v).all() for v in values):  # never pass NaN along as a prediction
+                it.error = "the model produced a non-finite value (NaN or inf) for this input"
+                del results[id(it)]
         if id(it) not in results:
             rows.append({**base, "temperature": None, **{o: None for o in obs_names},
                          **{n: None for n in lat_names}, "error": it.error})
