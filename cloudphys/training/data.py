@@ -54,8 +54,14 @@ def tokenize(tokenizer: Any, scope: Sequence[str], ids: Sequence[str] | None = N
         return []
     enc = tokenizer(list(scope), add_special_tokens=True, truncation=False, padding=False)["input_ids"]
     limit = int(getattr(tokenizer, "model_max_length", 10**9) or 10**9)
+    unk = getattr(tokenizer, "unk_token_id", None)
     out = []
     for k, row in enumerate(enc):
+        if unk is not None and unk in row:
+            name = ids[k] if ids is not None else f"#{k}"
+            vocab = tokenizer.get_vocab()
+            bad = [t for t in str(scope[k]).split() if t not in vocab]
+            raise DataError(f"SCOPE string of {name} has token(s) outside the vocabulary: {bad[:5]} (in {scope[k]!r})")
         if len(row) > limit:
             name = ids[k] if ids is not None else f"#{k}"
             raise DataError(
