@@ -366,3 +366,22 @@ def test_predict_refuses_negative_or_nan_temperatures(tmp_path: Path, model_dir:
     assert rc == 1
     assert "temperatures" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_training_data_with_unknown_tokens_or_bad_n_atoms_names_the_item(model_dir: Path) -> None:
+    from cloudphys.data import Examples
+    from cloudphys.errors import DataError
+    from cloudphys.training import ScopePhysicsModel
+    from cloudphys.training.data import encode
+
+    model = ScopePhysicsModel.from_pretrained(model_dir)
+
+    def examples(scope_strings: list[str], n_atoms: list[float]) -> Examples:
+        return Examples(ids=[f"row{k}" for k in range(len(n_atoms))], scope=scope_strings,
+                        n_atoms=np.array(n_atoms), temperatures=np.array([300.0]),
+                        targets={"cv": np.full((len(n_atoms), 1), 40.0)}, units={"cv": "J/(K*mol)"})
+
+    with pytest.raises(DataError, match=r"row1 has token\(s\) outside the vocabulary: \['Zz'\]"):
+        encode(examples([NACL, "-F 4 2 3 | 4a | Zz 1.0"], [2, 1]), model, ["cv"])
+    with pytest.raises(DataError, match=r"n_atoms of row1 is .*-1.0.*positive"):
+        encode(examples([NACL, NACL], [2, -1]), model, ["cv"])
