@@ -208,3 +208,24 @@ def test_phonondb_bad_params(data_root):
         load_phonondb_thermo("train", temperatures=[298.15])
     with pytest.raises(DataError, match="no split"):
         load_phonondb_thermo("dev")
+
+
+def test_phonondb_with_real_converter(data_root):
+    scope = pytest.importorskip("cloudphys.scope", reason="the SCOPE converter is not available")
+    ex = load_phonondb_thermo("val", limit=6, observables="cv", temperatures=[300])
+    assert len(ex) == 6 and ex.targets["cv"].shape == (6, 1)
+    spg = {}
+    with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["id"] in ex.ids:
+                spg[r["id"]] = (r["spacegroup"], r["structure"])
+    for i, s in zip(ex.ids, ex.scope):
+        rec = scope.parse(s)
+        assert s == scope.from_structure(spg[i][1]).render("default")
+        assert rec.spacegroup == spg[i][0], (i, s)
+    # the cache file lives in CLOUDPHYS_CACHE, never in the data directory
+    files = list(cache_mod.cache_dir().rglob("*.json"))
+    assert files and all(data_root not in f.parents for f in files)
+    cached = json.loads(files[0].read_text())
+    assert set(ex.ids) <= set(cached["scope"])

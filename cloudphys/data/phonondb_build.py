@@ -258,6 +258,12 @@ def build_row(
         }
 
 
+def _worker_init() -> None:
+    # one thread per worker process: the pool already uses the cores
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 def _build_one(args: tuple[str, tuple[float, ...], float]) -> dict[str, Any]:
     path, temps, mesh = args
     try:
@@ -299,7 +305,8 @@ def build_rows(
         else:
             import multiprocessing as mp
 
-            with mp.get_context().Pool(min(workers, len(jobs))) as pool:
+            # spawn, not fork: forking after phonopy/OpenMP/torch started threads can deadlock
+            with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_worker_init) as pool:
                 for row in pool.imap(_build_one, jobs, chunksize=1):
                     yield row
                     if bar is not None:
