@@ -113,3 +113,26 @@ def test_bad_yaml(tmp_path):
     p.write_text("unit: {free_energy: Ry}\nnatom: 1\nthermal_properties: []\n")
     with pytest.raises(DataError, match="unknown free-energy unit"):
         read_thermal_properties_yaml(p)
+
+
+def test_cli_from_phonopy_and_build(silicon, data_root, tmp_path, capsys):
+    from cloudphys.cli import main
+
+    work, _, ref = silicon
+    out = tmp_path / "rows.jsonl"
+    for k in range(2):
+        assert main(["data", "from-phonopy", str(work / "thermal_properties.yaml"), "--structure",
+                     str(work / "POSCAR-unitcell"), "--id", f"si-{k}", "-o", str(out), "--append"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["si-0", "si-1"] and rows[0]["u"][0] == pytest.approx(ref["u"][0], rel=1e-6)
+    archives = sorted((data_root / "phonondb-raw-sample").glob("*.tar.lzma"))[:2]
+    built = tmp_path / "built.jsonl.gz"
+    assert main(["data", "build-phonondb", *map(str, archives), "-o", str(built), "-q"]) == 0
+    assert "wrote 2 rows (2 built, 0 failed)" in capsys.readouterr().out
+    with gzip.open(built, "rt") as fh:
+        assert len(fh.readlines()) == 2
+    broken = tmp_path / "materials-id-1-x-p1-1.tar.lzma"
+    broken.write_bytes(b"junk")
+    assert main(["data", "build-phonondb", str(broken), str(archives[0]), "-o", str(built), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED materials-id-1-x-p1-1.tar.lzma (mp-1)" in err
