@@ -6,7 +6,6 @@ import csv
 import gzip
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -183,7 +183,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_build_phonondb(args: argparse.Namespace) -> int:
-    from ..data.phonondb_build import MESH_LENGTH, PHONONDB_GRID, build_rows, expand_inputs, write_jsonl
+    from ..data.phonondb_build import PHONONDB_GRID, build_rows, expand_inputs, write_jsonl
 
     try:
         import phonopy  # noqa: F401
