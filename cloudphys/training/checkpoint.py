@@ -97,8 +97,11 @@ def recover_atomic(path: str | Path) -> bool:
     restored = False
     olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not path.exists() and olds:
-        os.replace(olds.pop(0), path)
-        restored = True
+        try:
+            os.replace(olds.pop(0), path)
+            restored = True
+        except OSError:  # another process (DDP rank) restored it first
+            pass
     for stale in olds + list(path.parent.glob(f".{path.name}.tmp-*")):
         shutil.rmtree(stale, ignore_errors=True)
     return restored

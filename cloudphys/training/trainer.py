@@ -35,6 +35,7 @@ from .checkpoint import (
     load_training_state,
     optimizer_from_files,
     optimizer_to_files,
+    recover_atomic,
     save_atomic,
     save_training_state,
 )
@@ -365,6 +366,40 @@ def _progress_enabled(setting: str, rank: int) -> bool:
     return s == "true" or sys.stderr.isatty()
 
 
+def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl``; a torn last line (killed while appending) is dropped."""
+    path = out_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for k, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                raise ValueError("not a metrics row")
+        except ValueError as exc:
+            if k == len(lines) - 1:
+                break
+            raise CheckpointError(f"{path} line {k + 1} is corrupt: {exc}") from exc
+        rows.append(row)
+    return rows
+
+
+def _write_metrics(out_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.jsonl`` / ``metrics.csv`` with ``rows`` (each file replaced atomically)."""
+    for name in ("metrics.jsonl", "metrics.csv"):
+        tmp = out_dir / f".{name}.tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            if name.endswith(".jsonl"):
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
+            elif rows:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+        os.replace(tmp, out_dir / name)
+
+
 def _append_metrics(out_dir: Path, row: dict[str, Any]) -> None:
     with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -413,6 +448,9 @@ def fit(
             f"run directory {out} already holds a run; pass resume=True (--resume), overwrite=True (--overwrite) "
             "or use a new directory"
         )
+    if resume and out is not None:
+        for name in ("last", "model"):  # a kill inside save_atomic leaves the previous checkpoint aside
+            recover_atomic(out / name)
     if resume and (out is None or not (out / "last").exists()):
         raise CheckpointError(f"nothing to resume in {out}: no 'last' checkpoint")
 
@@ -461,8 +499,9 @@ def fit(
             optimizer_from_files(optimizer, last)
             state, rng = load_training_state(last)
             torch.set_rng_state(rng)
-            history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-            history = [h for h in history if h["epoch"] <= state["epoch"]]
+            history = [h for h in _read_metrics(out) if h["epoch"] <= state["epoch"]]
+            if rank == 0:  # rows of epochs after the checkpoint (killed before it was written) are redone
+                _write_metrics(out, history)
         elif out is not None and rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             config.dump(out / "config.yaml")
