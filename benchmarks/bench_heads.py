@@ -302,9 +302,10 @@ def plot_floors(out: dict[str, Any], data: dict[str, Any], path: str, trained: l
     labels = [r["label"] for r in floors]
     ax.barh(range(len(floors)), [r["mae"] for r in floors], color="tab:blue", label="floor (latents fitted per material)")
     if trained:
-        by = {t["head"]: t for t in trained}
-        xs = [by.get((r["head"], json.dumps(r["params"], sort_keys=True))) for r in floors]
-        ax.scatter([x["cv"] if x else np.nan for x in xs], range(len(floors)), color="tab:red", zorder=3, label="trained model")
+        by = {(t["head"], t.get("bins")): t for t in trained}
+        xs = [by.get((r["head"], r["params"].get("bins"))) for r in floors]
+        ax.scatter([x["cv"] if x else np.nan for x in xs], range(len(floors)), color="tab:red", marker="D", zorder=3,
+                   label="trained model (test set)")
     ax.set_yticks(range(len(floors)), labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
@@ -331,6 +332,40 @@ def plot_floors(out: dict[str, Any], data: dict[str, Any], path: str, trained: l
     fig.savefig(path, dpi=110)
 
 
+def run_trained(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from cloudphys.training.model import resolve_model_dir
+    from cloudphys.training.trainer import evaluate as evaluate_run
+
+    floors = json.loads(Path(args.floors).read_text()) if args.floors else None
+    floor_of = {(r["head"], r["params"].get("bins")): r["mae"] for r in (floors or {}).get("floors", [])}
+    rows = []
+    for run in args.runs:
+        m = evaluate_run(run, "test", device=args.device)
+        obs = m["observables"]
+        head_cfg = json.loads((resolve_model_dir(run) / "head.json").read_text()).get("config", {})
+        bins = head_cfg.get("bins") if m["head"] == "phonon-dos" else None
+        rows.append({
+            "run": str(run), "head": m["head"], "bins": bins, "n": m["n"],
+            "temperatures": [m["temperatures"][0], m["temperatures"][-1], len(m["temperatures"])],
+            **{k: (obs[k]["mae_per_atom"] if k in obs else None) for k in ("cv", "s", "u", "f")},
+            "floor_cv": floor_of.get((m["head"], bins)),
+        })
+        print(f"  {run}: {rows[-1]}", file=sys.stderr)
+    print("| head | test materials | cv MAE per atom, J/(K·mol-atom) | s MAE per atom, J/(K·mol-atom) | u MAE per atom, J/mol-atom | cv floor |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        fmt = lambda v, d=3: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
+        label = r["head"] + (f" ({r['bins']} bins)" if r["bins"] else "")
+        print(f"| {label} | {r['n']} | {fmt(r['cv'])} | {fmt(r['s'])} | {fmt(r['u'], 1)} | {fmt(r['floor_cv'], 4)} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    if args.plot:
+        if floors is None:
+            raise SystemExit("--plot needs --floors (the JSON written by the floors command)")
+        plot_floors(floors, load_test_curves(), args.plot, trained=rows)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -342,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objective", choices=("l1", "l2"), default="l1",
                    help="fit by least absolute error (l1, the MAE floor; default) or least squares (l2)")
     p.set_defaults(func=run_floors)
+    p = sub.add_parser("trained", help="test-set errors of trained runs (cloudphys train) next to the floors")
+    p.add_argument("runs", nargs="+", help="run directories written by `cloudphys train`")
+    p.add_argument("--floors", default=None, help="JSON written by the floors command")
+    p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--plot", default=None, help="write the figure (floors + trained) here (PNG)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_trained)
     args = parser.parse_args(argv)
     args.func(args)
     return 0
