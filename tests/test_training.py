@@ -154,3 +154,31 @@ def test_too_long_string_is_an_error_naming_it(tok, data) -> None:
     model = build_model(load_config(TINY), tokenizer=short)
     with pytest.raises(DataError, match="row0"):
         encode(data["train"], model, ["cv"])
+
+
+def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, capsys) -> None:
+    import gzip
+
+    from pymatgen.core import Lattice, Structure
+
+    from cloudphys.cli import main
+
+    fit(TINY, tmp_path / "run", tokenizer=tok, examples=data)
+    cif = tmp_path / "NaCl.cif"
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
+        line = fh.readline()
+    (tmp_path / "m.jsonl").write_text(line + "{not json}\n")
+    (tmp_path / "bad.cif").write_text("garbage")
+    out = tmp_path / "p.csv"
+    rc = main(["predict", str(tmp_path / "run"), "--input", str(cif), str(tmp_path / "m.jsonl"), str(tmp_path / "bad.cif"),
+               "-T", "10:300:10", "-o", str(out), "--plot", str(tmp_path / "p.png"), "--dialect", "cloud"])
+    assert rc == 0 and (tmp_path / "p.png").stat().st_size > 0
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    ids = [r["id"] for r in rows]
+    assert ids.count("NaCl.cif") == 30 and ids.count(json.loads(line)["id"]) == 30
+    nacl = [r for r in rows if r["id"] == "NaCl.cif"]
+    assert nacl[0]["n_atoms"] == "8.0" and all(not r["error"] for r in nacl) and float(nacl[0]["theta_D"]) > 1
+    errs = {r["id"]: r["error"] for r in rows if r["error"]}
+    assert "bad.cif" in errs and any("JSON" in e for e in errs.values())
