@@ -290,3 +290,43 @@ def test_importing_scope_does_not_import_pymatgen() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+
+@pytest.mark.parametrize(
+    ("cell", "match"),
+    [
+        ((np.eye(3) * 4, [[0, 0, 0], [np.nan, 0, 0]], [11, 17]), "atom 1 has NaN"),  # spglib segfaults
+        ((np.diag([4.0, np.inf, 4.0]), [[0, 0, 0]], [11]), "lattice has NaN or infinite"),
+        ((np.eye(3) * 4, [[0, 0, 0], [1e7, 0, 0]], [11, 17]), "too large"),
+        ((np.eye(3) * 4, [[0, 0, 0], [0.01, 0, 0]], [11, 17]), "atoms 0 and 1 overlap"),  # 0.04 Å
+        ((np.eye(3) * 4, [[0, 0, 0], [0.999, 0, 1.0]], [11, 17]), "atoms 0 and 1 overlap"),  # via an image
+        ((np.diag([4.0, 4.0, 0.05]), [[0, 0, 0]], [11]), "own periodic image"),
+        ((np.eye(3) * 4, [[0, 0]], [11]), "shape"),
+    ],
+)
+def test_cells_spglib_would_crash_on_or_misread_are_refused(cell: tuple, match: str) -> None:
+    with pytest.raises(StructureError, match=match):
+        scope.from_structure(cell)
+
+
+def test_overlap_screen_agrees_with_the_27_image_search() -> None:
+    from cloudphys.scope.structure import _closest_pair, _overlapping_pair
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(1500):
+        lattice = rng.normal(size=(3, 3)) * rng.uniform(0.5, 6) + np.eye(3) * rng.uniform(0, 6)
+        if abs(np.linalg.det(lattice)) < 0.5:
+            continue
+        n = int(rng.integers(1, 10))
+        pos = rng.uniform(-1, 2, size=(n, 3))
+        if n > 1:
+            pos[1] = pos[0] + (rng.normal(size=3) * 0.06) @ np.linalg.inv(lattice) + rng.integers(-1, 2, size=3)
+        i, j, d = _closest_pair(lattice, pos)
+        fast = _overlapping_pair(lattice, pos, 0.1)
+        if d < 0.1:
+            checked += 1
+            assert fast[2] == pytest.approx(d, abs=1e-9)
+        else:
+            assert fast[2] >= 0.1 - 1e-9
+    assert checked > 100

@@ -16,6 +16,7 @@ site occupancy is one atom type for spglib and amounts are summed occupancies.
 
 from __future__ import annotations
 
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -72,43 +73,52 @@ def _cell_from_pymatgen(structure: Any, allow_disordered: bool) -> _Cell:
     type_of: dict[Any, int] = {}  # ordered sites: species → type
     mixed: list[Any] = []  # disordered sites: compositions compared with ==, as pymatgen does
     types: list[int] = []
-    amounts: dict[str, Fraction | int] = {}
-    has_spin = False
+    per_species: dict[Any, Fraction | int] = {}  # species → amount, in order of first appearance
+    has_magmom = False
     for i, site in enumerate(structure):
         comp = site.species
-        items = list(comp.items())
-        if len(items) == 1 and items[0][1] == 1:
-            key = items[0][0]
+        if len(comp) == 1:
+            (key, amt), = comp.items()
+            ordered = amt == 1
+        else:
+            ordered = False
+        if ordered:
             t = type_of.get(key)
             if t is None:
                 t = type_of[key] = len(type_of) + len(mixed) + 1
+            per_species[key] = per_species.get(key, 0) + 1
         else:
             if not allow_disordered:
                 raise _disordered(f"site {i}")
-            for k, (c, tt) in enumerate(mixed):
+            for c, tt in mixed:
                 if c == comp:
                     t = tt
                     break
             else:
                 t = len(type_of) + len(mixed) + 1
                 mixed.append((comp, t))
+            for sp, amt in comp.items():
+                per_species[sp] = per_species.get(sp, 0) + _frac(amt)
         types.append(t)
-        for sp, amt in items:
-            el = sp.symbol
-            if el not in _Z:
-                raise StructureError(f"site {i}: {sp!s} is not a chemical element (or the dummy species X)")
-            amounts[el] = amounts.get(el, 0) + _frac(amt)
-            if getattr(sp, "spin", None) is not None:
-                has_spin = True
+        if not has_magmom and "magmom" in site.properties:
+            has_magmom = True
     if not types:
         raise StructureError("the structure has no sites")
+    amounts: dict[str, Fraction | int] = {}
+    has_spin = False
+    for sp, amt in per_species.items():
+        el = sp.symbol
+        if el not in _Z:
+            raise StructureError(f"{sp!s} is not a chemical element (or the dummy species X)")
+        amounts[el] = amounts.get(el, 0) + amt
+        if type(sp).__name__ == "Species" and getattr(sp, "spin", None) is not None:
+            has_spin = True
     magmoms = None
-    props = structure.site_properties
-    if "magmom" in props or has_spin:
+    if has_magmom or has_spin:
         magmoms = []
         for site in structure:
-            if hasattr(site, "magmom"):
-                magmoms.append(site.magmom)
+            if "magmom" in site.properties:
+                magmoms.append(site.properties["magmom"])
             elif site.is_ordered and getattr(site.specie, "spin", None) is not None:
                 magmoms.append(site.specie.spin)
             else:
@@ -288,15 +298,22 @@ def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
         raise StructureError(f"{len(positions)} coordinates but {len(cell.types)} atoms")
     if not np.isfinite(lattice).all():
         raise StructureError(f"the lattice has NaN or infinite entries: {lattice.tolist()}")
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-    if bad.size:
+    if not np.isfinite(positions).all():
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
         raise StructureError(f"atom {bad[0]} has NaN or infinite coordinates {positions[bad[0]].tolist()}")
-    big = np.flatnonzero((np.abs(positions) > _MAX_FRACTIONAL).any(axis=1))
-    if big.size:
+    if len(positions) and np.abs(positions).max() > _MAX_FRACTIONAL:
+        big = np.flatnonzero((np.abs(positions) > _MAX_FRACTIONAL).any(axis=1))
         raise StructureError(f"atom {big[0]} has fractional coordinates {positions[big[0]].tolist()} too large to place it")
-    lengths = np.linalg.norm(lattice, axis=1)
-    volume = abs(float(np.linalg.det(lattice)))
-    if not np.isfinite(volume) or volume <= 1e-8 * max(float(np.prod(lengths)), 1e-300):
+    # 3x3 geometry in plain Python (cheaper than numpy calls at this size)
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
+    crosses = (  # b×c, c×a, a×b: |b_k| = |cross_k| / V are the reciprocal vector lengths
+        (b2 * c3 - b3 * c2, b3 * c1 - b1 * c3, b1 * c2 - b2 * c1),
+        (c2 * a3 - c3 * a2, c3 * a1 - c1 * a3, c1 * a2 - c2 * a1),
+        (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1),
+    )
+    volume = abs(a1 * crosses[0][0] + a2 * crosses[0][1] + a3 * crosses[0][2])
+    lengths = [math.sqrt(x * x + y * y + z * z) for x, y, z in ((a1, a2, a3), (b1, b2, b3), (c1, c2, c3))]
+    if not math.isfinite(volume) or volume <= 1e-8 * max(lengths[0] * lengths[1] * lengths[2], 1e-300):
         raise StructureError(
             f"the lattice has zero volume ({volume:.3g} Å^3; vectors of length {', '.join(f'{x:.3g}' for x in lengths)} Å "
             "are degenerate) -- a crystal (and spglib) needs three independent lattice vectors"
@@ -304,14 +321,15 @@ def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
     if cell.magmoms is not None and not np.isfinite(np.asarray(cell.magmoms, dtype=np.float64)).all():
         raise StructureError("magnetic moments must be finite numbers")
     limit = max(MIN_DISTANCE, symprec)
-    i, j, d = _overlapping_pair(lattice, positions, limit)
+    recip = [math.sqrt(x * x + y * y + z * z) / volume for x, y, z in crosses]
+    i, j, d = _overlapping_pair(lattice, positions, limit, recip_lengths=recip)
     if d < limit:
         what = f"atom {i} overlaps its own periodic image" if i == j else f"atoms {i} and {j} overlap"
         raise StructureError(f"{what}: {d:.3g} Å apart, less than {limit:g} Å (spglib cannot tell them apart)")
 
 
-def _overlapping_pair(lattice: np.ndarray, positions: np.ndarray, limit: float,
-                      block: int = 512) -> tuple[int, int, float]:
+def _overlapping_pair(lattice: np.ndarray, positions: np.ndarray, limit: float, block: int = 512,
+                      recip_lengths: Sequence[float] | None = None) -> tuple[int, int, float]:
     """The closest pair of atoms among those closer than ``limit`` Å (periodic images included), or
     ``(0, 0, inf)`` if none is. O(n²) cheap comparisons instead of :func:`_closest_pair`'s 27 images.
 
@@ -320,9 +338,14 @@ def _overlapping_pair(lattice: np.ndarray, positions: np.ndarray, limit: float,
     in every coordinate, so pairs are screened on wrapped fractional differences and only survivors are
     measured; cells thinner than ``2·limit`` fall back to :func:`_closest_pair`.
     """
-    w = limit * np.linalg.norm(np.linalg.inv(lattice), axis=0) + 1e-12
-    if (w >= 0.5).any():
+    if recip_lengths is None:
+        recip_lengths = np.linalg.norm(np.linalg.inv(lattice), axis=0).tolist()
+    w = [limit * x + 1e-12 for x in recip_lengths]
+    if max(w) >= 0.5:
         return _closest_pair(lattice, positions)
+    if len(positions) < 2:
+        return (0, 0, float("inf"))
+    w = np.array(w)
     frac = positions - np.floor(positions)
     n = len(frac)
     best = (0, 0, float("inf"))
