@@ -14,7 +14,7 @@ valid SCOPE string ever maps to ``[UNK]``. In this order (ids are stable):
 
 A token that belongs to two groups (the element ``O`` and the translation code ``O``) keeps its first id.
 
-Strings are split on whitespace only (``WhitespaceSplit``) and wrapped as ``[CLS] … [SEP]``.
+Strings are split on whitespace (and on ``|`` glued to a neighbour) and wrapped as ``[CLS] … [SEP]``.
 
 Never truncate: the tokenizer has no truncation set, and a model must check lengths before training
 or predicting::
@@ -87,7 +87,10 @@ def build_tokenizer(model_max_length: int = 256) -> Any:
     vocab = build_vocabulary()
     ids = {tok: i for i, tok in enumerate(vocab)}
     core = Tokenizer(models.WordLevel(vocab=ids, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # whitespace, and "|" even when glued to a neighbour ("3|4a"), as cloudphys.scope.parse reads it
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("|", behavior="isolated")]
+    )
     core.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",

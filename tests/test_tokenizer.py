@@ -110,6 +110,13 @@ def test_no_valid_string_maps_to_unk(rec: scope.ScopeRecord, tok, table) -> None
         assert tok.decode(ids, skip_special_tokens=True) == text
 
 
+def test_glued_separators_split_like_the_parser(tok) -> None:  # noqa: ANN001
+    canonical = "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
+    glued = "  -F 4 2 3|4a\t4b |Na 0.5   Cl 0.5 "
+    assert scope.parse(glued).render() == canonical
+    assert tok(glued)["input_ids"] == tok(canonical)["input_ids"]
+
+
 def test_unknown_tokens_become_unk(tok) -> None:  # noqa: ANN001
     ids = tok("-F 4 2 3 | 4a | Zz 1.0")["input_ids"]
     assert ids.count(tok.unk_token_id) == 1
