@@ -18,6 +18,8 @@ if not os.environ.get("CLOUDPHYS_DATA"):
     default = REPO.parent / "shared" / "data"
     if default.is_dir():
         os.environ["CLOUDPHYS_DATA"] = str(default)
+else:  # absolute, so that subprocesses started in a temporary directory find the same data
+    os.environ["CLOUDPHYS_DATA"] = str(Path(os.environ["CLOUDPHYS_DATA"]).resolve())
 
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("slow", deadline=None, max_examples=1000, suppress_health_check=[HealthCheck.too_slow])

@@ -21,15 +21,7 @@ from cloudphys.data.phonondb_build import (
 )
 from cloudphys.errors import DataError
 
-#: Half a unit of the last decimal stored in materials.jsonl.gz (cv, s: 1e-6; u, f: 1e-3).
-ROUNDING = {"cv": 5e-7, "s": 5e-7, "u": 5e-4, "f": 5e-4}
-RTOL = 1e-4
-
-
-def curves_agree(built: np.ndarray, ref: np.ndarray, obs: str) -> np.ndarray:
-    """Pointwise ``|a - b| <= 1e-4 |b| + half a stored unit`` (the absolute part covers f crossing 0)."""
-    return np.abs(built - ref) <= RTOL * np.abs(ref) + ROUNDING[obs]
-
+from _gamma_modes import assert_curves_agree
 
 def test_read_phonopy_conf():
     smat, pmat = read_phonopy_conf("DIM = 2 0 0 0 2 0 0 0 2\nPRIMITIVE_AXIS = 0 1/2 1/2 1/2 0 1/2 1/2 1/2 0\n")
@@ -68,6 +60,7 @@ def test_builder_reproduces_shared_rows(data_root, tmp_path):
     meta = json.loads((data_root / "phonondb-thermo" / "meta.json").read_text())
     assert list(PHONONDB_GRID) == meta["temperatures_K"]
     assert [material_id(a) for a in archives] == [r["id"] for r in built]
+    gamma_counts = []
     for row in built:
         want = ref[row["id"]]
         for key in ("formula", "spacegroup", "n_atoms", "stable", "has_born"):
@@ -78,13 +71,14 @@ def test_builder_reproduces_shared_rows(data_root, tmp_path):
         assert [s["species"] for s in row["structure"]["sites"]] == [s["species"] for s in want["structure"]["sites"]]
         np.testing.assert_allclose([s["abc"] for s in row["structure"]["sites"]],
                                    [s["abc"] for s in want["structure"]["sites"]], atol=1e-8)
-        for obs in ("cv", "s", "u", "f"):
-            a, b = np.asarray(row[obs]), np.asarray(want[obs])
-            ok = curves_agree(a, b, obs)
-            assert ok.all(), (row["id"], obs, a[~ok], b[~ok])
+        # every curve value within 1e-4 relative, up to phonopy's Γ acoustic-mode noise (tests/_gamma_modes.py)
+        assert len(row["mesh"]) == 3 and min(row["mesh"]) >= 1
+        m = assert_curves_agree(row, want, PHONONDB_GRID, int(np.prod(row["mesh"])), label=row["id"])
+        gamma_counts.append(m)
         # internal consistency in our units: u = f + T s (J/mol), u(0) = f(0) = zero-point energy > 0
         np.testing.assert_allclose(row["u"], np.asarray(row["f"]) + np.asarray(PHONONDB_GRID) * row["s"], atol=2e-3)
         assert row["u"][0] == row["f"][0] > 0
+    assert len(gamma_counts) == 32  # every row checked; m per row is this machine's Γ noise against the shared set's
 
 
 def test_builder_reports_broken_inputs(data_root, tmp_path):

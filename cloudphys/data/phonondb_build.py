@@ -10,6 +10,13 @@ plain tar) or a directory holding ``POSCAR-unitcell``, ``FORCE_SETS``, ``phonopy
 3. thermal properties on the temperature grid (default: the 28-point grid of ``meta.json``),
    acoustic modes at Γ kept as phonopy 4.10 keeps them by default.
 
+Reproducibility: phonopy's three acoustic frequencies at Γ are numerical noise around 0 (~1e-7 THz);
+phonopy counts those that come out positive as classical modes, each adding R/N_q to cv (N_q the
+number of mesh points; R·T/N_q to u, and a ln T term to s). Whether the noise is positive depends on
+the machine's linear algebra, so rebuilt curves can differ from the shared set by up to three such
+modes (Si, 13³ mesh: up to 0.011 J/(K·mol) in cv) and agree to 1e-4 relative once that is accounted
+for (``tests/test_data_phonondb_build.py``).
+
 Units of a row (per mole of primitive cells): ``cv``, ``s`` in J/(K*mol) (phonopy's own units);
 ``f`` = phonopy's free energy (kJ/mol) × 1000 in J/mol; ``u = f + T s`` in J/mol (so ``u(0) = f(0)``
 is the zero-point energy). Stored rounded like the shared file: ``cv``, ``s`` to 1e-6 J/(K*mol),
@@ -201,7 +208,8 @@ def build_row(
     """One phonondb-thermo row from one archive or directory (raises on failure).
 
     :returns: ``{"id", "formula", "spacegroup", "n_atoms", "structure", "min_freq_thz", "stable",
-        "has_born", "cv", "s", "u", "f", "source"}`` (units in the module docstring).
+        "has_born", "mesh", "cv", "s", "u", "f", "source"}`` (units in the module docstring; ``mesh``
+        is the q-point mesh phonopy chose for the mesh length, provenance that the shared set lacks).
     """
     try:
         import phonopy
@@ -237,6 +245,7 @@ def build_row(
             s = np.asarray(tp.entropy, dtype=np.float64)
             cv = np.asarray(tp.heat_capacity, dtype=np.float64)
             freqs = np.asarray(ph.mesh.frequencies)
+            mesh_numbers = [int(n) for n in ph.mesh.mesh_numbers]
         u = f + temps * s
         prim = ph.primitive
         symbols = list(prim.symbols)
@@ -250,6 +259,7 @@ def build_row(
             "min_freq_thz": min_freq,
             "stable": bool(min_freq > STABLE_THZ),
             "has_born": has_born,
+            "mesh": mesh_numbers,
             "cv": [round(float(v), 6) for v in cv],
             "s": [round(float(v), 6) for v in s],
             "u": [round(float(v), 3) for v in u],
