@@ -78,6 +78,8 @@ class TrainConfig:
     :param max_steps: stop after this many optimizer steps (smoke tests; 0: no limit).
     :param progress: show a progress bar (``auto``: when stderr is a terminal).
     :param num_threads: torch CPU threads during training (``None``: leave as is).
+    :param ensemble: train this many models with seeds ``seed, seed+1, ...`` (run directories
+        ``member-K/``) whose latents are averaged at prediction (see :mod:`cloudphys.training.ensemble`).
     """
 
     epochs: int = 100
@@ -98,12 +100,13 @@ class TrainConfig:
     max_steps: int = 0
     progress: str = "auto"
     num_threads: int | None = None
+    ensemble: int = 1
 
     def validate(self) -> None:
         _choice("train.loss", self.loss, ("l1", "mse", "huber"))
         _choice("train.precision", self.precision, ("auto", "fp32", "bf16"))
         _choice("train.progress", str(self.progress).lower(), ("auto", "true", "false"))
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "ensemble"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup < 1:
@@ -195,11 +198,25 @@ class Config:
 
 # -- reading -----------------------------------------------------------------------------
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file into a dict."""
+    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file into a dict.
+
+    :raises ConfigError: the file is missing, a folder, unreadable, not UTF-8, unparsable or not a
+        mapping; the message names the file and the reason.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"cannot read config {path}: it is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read config {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+            "cannot be decoded); save it as UTF-8"
+        ) from exc
+    except OSError as exc:  # permission denied, I/O error, ...
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
     try:
         if path.suffix == ".toml":
             if sys.version_info >= (3, 11):

@@ -102,6 +102,11 @@ class ScopePhysicsModel(nn.Module):
     # -- persistence ----------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
         """Write the model directory (not atomic; see :func:`cloudphys.training.checkpoint.save_atomic`)."""
+        if not hasattr(self.encoder, "save_pretrained"):
+            raise CheckpointError(
+                f"cannot save a {type(self.encoder).__name__} as one model directory (an ensemble lives in its "
+                "members' run directories: train.ensemble)"
+            )
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         with quiet_transformers():
@@ -118,7 +123,12 @@ class ScopePhysicsModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu") -> "ScopePhysicsModel":
-        """Load a model directory written by :meth:`save_pretrained` (or a run directory)."""
+        """Load a model directory written by :meth:`save_pretrained`, a run directory, or an ensemble
+        run directory (``train.ensemble``; see :mod:`cloudphys.training.ensemble`)."""
+        from .ensemble import is_ensemble_dir, load_ensemble
+
+        if is_ensemble_dir(path):
+            return load_ensemble(path, registry=registry, map_location=map_location)
         path = resolve_model_dir(path)
         from transformers import AutoModel, PreTrainedTokenizerFast
 

@@ -55,6 +55,9 @@ class FitResult:
     best_val_loss: float
     epochs_run: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: for an ensemble (``train.ensemble`` > 1): each member's result; ``best_epoch``/``epochs_run``
+    #: are then the members' largest, ``best_val_loss`` the ensemble's validation loss.
+    members: list["FitResult"] = field(default_factory=list)
 
 
 # -- environment ----------------------------------------------------------------------------
@@ -441,8 +444,13 @@ def fit(
     if not isinstance(config, Config):
         config = load_config(config, overrides=overrides, registry=registry)
     tc = config.train
-    device = resolve_device(tc.device)
     out = Path(out_dir) if out_dir is not None else None
+    if tc.ensemble > 1:
+        from .ensemble import fit_ensemble
+
+        return fit_ensemble(config, out, resume=resume, overwrite=overwrite, registry=registry, tokenizer=tokenizer,
+                            examples=examples, callbacks=callbacks)
+    device = resolve_device(tc.device)
     if out is not None and not resume and not overwrite and (out / "last").exists():
         raise CheckpointError(
             f"run directory {out} already holds a run; pass resume=True (--resume), overwrite=True (--overwrite) "
