@@ -8,6 +8,7 @@ own longest sequence (not to a fixed 64 or 256) and moves it to the device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -15,9 +16,9 @@ import torch
 from torch import Tensor
 
 from ..data.base import Examples
-from ..errors import DataError
+from ..errors import DataError, ScopeError
 
-__all__ = ["Encoded", "encode", "collate", "batch_indices", "tokenize"]
+__all__ = ["Encoded", "encode", "collate", "batch_indices", "tokenize", "scope_parse_problem"]
 
 
 @dataclass
@@ -48,34 +49,96 @@ class Encoded:
         )
 
 
-def tokenize(tokenizer: Any, scope: Sequence[str], ids: Sequence[str] | None = None) -> list[np.ndarray]:
-    """Token ids ([CLS] … [SEP]) of each string; raise :class:`DataError` naming a string that is too long."""
+#: How many bad strings a :class:`DataError` lists one by one (the rest are counted).
+MAX_LISTED = 10
+
+
+@lru_cache(maxsize=1 << 16)
+def scope_parse_problem(text: str) -> str | None:
+    """Why :func:`cloudphys.scope.parse` refuses ``text`` (its message without the echoed string), or None.
+
+    Cached by string: a split or a pretraining corpus repeats strings, and evaluation re-encodes them.
+    """
+    from ..scope import parse
+
+    try:
+        parse(text)
+    except Exception as exc:  # noqa: BLE001 - any refusal (or parser bug) is this string's problem
+        msg = str(exc)
+        if isinstance(exc, ScopeError):
+            head, sep, _ = msg.rpartition(" -- in ")  # the parser echoes the string; the report shows it once
+            return head if sep else msg
+        return f"{type(exc).__name__}: {msg}"
+    return None
+
+
+def _snippet(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _unknown_tokens(tokenizer: Any, text: str) -> list[str]:
+    """The pieces of ``text`` outside the vocabulary, split as the tokenizer splits (``|`` glued too)."""
+    vocab = tokenizer.get_vocab()
+    pre = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    pieces = [p for p, _ in pre.pre_tokenize_str(text)] if pre is not None else text.split()
+    return [p for p in pieces if p not in vocab]
+
+
+def _scope_error(problems: Sequence[tuple[str, str, str]], total: int) -> DataError:
+    """One :class:`DataError` for ``problems`` (name, reasons, string): the first :data:`MAX_LISTED`
+    one per line, then "and N more"."""
+    lines = [f"{name} {why} (in {_snippet(text)!r})" for name, why, text in problems[:MAX_LISTED]]
+    if len(problems) == 1:
+        return DataError(f"SCOPE string of {lines[0]}")
+    more = len(problems) - MAX_LISTED
+    body = "\n".join(f"  {line}" for line in lines) + (f"\n  ... and {more} more" if more > 0 else "")
+    return DataError(f"{len(problems)} of {total} SCOPE strings cannot be used (fix or drop them):\n{body}")
+
+
+def tokenize(
+    tokenizer: Any, scope: Sequence[str], ids: Sequence[str] | None = None, *, validate: bool = False
+) -> list[np.ndarray]:
+    """Token ids ([CLS] … [SEP]) of each string.
+
+    Raises one :class:`DataError` naming every string (by ``ids``, else ``#<index>``) that has tokens
+    outside the vocabulary or more tokens than ``tokenizer.model_max_length`` and, with ``validate``,
+    every string :func:`cloudphys.scope.parse` refuses (wrong section count, impossible Wyckoff
+    letter, ...), each with its reason(s). Training, evaluation and pretraining validate; nothing is
+    ever truncated. A valid string encodes the same either way.
+    """
     if not scope:
         return []
     enc = tokenizer(list(scope), add_special_tokens=True, truncation=False, padding=False)["input_ids"]
     limit = int(getattr(tokenizer, "model_max_length", 10**9) or 10**9)
     unk = getattr(tokenizer, "unk_token_id", None)
+    problems: list[tuple[str, str, str]] = []
     out = []
     for k, row in enumerate(enc):
+        text = str(scope[k])
+        why = []
         if unk is not None and unk in row:
-            name = ids[k] if ids is not None else f"#{k}"
-            vocab = tokenizer.get_vocab()
-            bad = [t for t in str(scope[k]).split() if t not in vocab]
-            raise DataError(f"SCOPE string of {name} has token(s) outside the vocabulary: {bad[:5]} (in {scope[k]!r})")
+            why.append(f"has token(s) outside the vocabulary: {_unknown_tokens(tokenizer, text)[:5]}")
+        if validate:
+            reason = scope_parse_problem(text)
+            if reason is not None:
+                why.append(f"does not parse: {reason}")
         if len(row) > limit:
-            name = ids[k] if ids is not None else f"#{k}"
-            raise DataError(
-                f"SCOPE string of {name} has {len(row)} tokens, more than the model's max_length {limit}; "
+            why.append(
+                f"has {len(row)} tokens, more than the model's max_length {limit}; "
                 "raise encoder.max_length (strings are never truncated)"
             )
+        if why:
+            problems.append((str(ids[k]) if ids is not None else f"#{k}", "; ".join(why), text))
         out.append(np.asarray(row, dtype=np.int64))
+    if problems:
+        raise _scope_error(problems, len(enc))
     return out
 
 
 def encode(examples: Examples, model: Any, observables: Sequence[str] | None = None) -> Encoded:
     """Tokenize ``examples`` once for ``model`` (a :class:`ScopePhysicsModel`)."""
     ids = list(examples.ids)
-    tokens = tokenize(model.tokenizer, examples.scope, ids)
+    tokens = tokenize(model.tokenizer, examples.scope, ids, validate=True)
     n = np.asarray(examples.n_atoms, dtype=np.float64)
     bad = np.flatnonzero(~(np.isfinite(n) & (n > 0)))
     if bad.size:

@@ -128,7 +128,7 @@ def pretrain(
     out = Path(out_dir)
     with _threads(pc.num_threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(pc.seed)
-        ids = tokenize(tokenizer, corpus)
+        ids = tokenize(tokenizer, corpus, validate=True)  # same checks as training: vocabulary, grammar, length
         rng = np.random.default_rng(pc.seed)
         order = rng.permutation(len(ids))
         n_val = int(round(pc.val_fraction * len(ids)))
