@@ -3,12 +3,13 @@
 Protocol (../shared/data/README.md): train on CLOUD's 75 % train split (25 % validation, seed 0, used
 for early stopping), report test MAE and MAE/MAD with MAD = mean |y_test − mean(y_train)|.
 
-    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_cloud_cv.py [--seeds 0 1 2] [--pretrain]
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_cloud_cv.py [--seeds 0 1 2] [--pretrain [--ensemble K]]
 
 Rows: a single Debye temperature fitted to the training set; HistGradientBoostingRegressor on
 composition statistics + space group + n_atoms predicting Cv/(3nR); configs/cloud-cv-debye.yaml;
 configs/cloud-cv-direct.yaml; with ``--pretrain`` also the Debye head fine-tuned from an MLM-pretrained
-encoder (configs/cloud-pretrain.yaml; the pretraining time is counted). Wall times are for this machine.
+encoder (configs/cloud-pretrain.yaml; the pretraining time is counted) and, with ``--ensemble K``, a K-member
+seed ensemble of those (``train.ensemble``; seeds s..s+K-1 for each --seeds entry s). Wall times are for this machine.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--pretrain", action="store_true", help="also fine-tune from an MLM-pretrained encoder")
+    ap.add_argument("--ensemble", type=int, default=0,
+                    help="with --pretrain: also a K-member seed ensemble (train.ensemble=K) fine-tuned from the pretrained encoder")
     ap.add_argument("--skip-models", action="store_true", help="baselines only")
     ap.add_argument("--json", help="write all numbers here")
     args = ap.parse_args()
@@ -118,6 +121,10 @@ def main() -> None:
                 pre_seconds = time.perf_counter() - t0
                 runs.append(("cloud-cv-debye.yaml", "Debye head, MLM-pretrained encoder (configs/cloud-pretrain.yaml)",
                              [f"encoder.pretrained={Path(tmp) / 'pretrained'}"]))
+                if args.ensemble > 1:
+                    runs.append(("cloud-cv-debye.yaml",
+                                 f"Debye head, MLM-pretrained encoder, ensemble of {args.ensemble} (train.ensemble={args.ensemble})",
+                                 [f"encoder.pretrained={Path(tmp) / 'pretrained'}", f"train.ensemble={args.ensemble}"]))
             for config, label, extra in runs:
                 got = [run_config(config, s, Path(tmp) / f"{label[:6]}-{s}-{len(extra)}", extra) for s in args.seeds]
                 seconds = float(np.mean([g[2] for g in got])) + (pre_seconds if extra else 0.0)

@@ -16,30 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-R = 8.314462618
+from cloudphys.data.phonondb_build import gamma_mode_corrections
+
+__all__ = ["assert_curves_agree", "gamma_mode_corrections"]
 
 #: Half a unit of the last decimal stored in materials.jsonl.gz (cv, s: 1e-6; u, f: 1e-3).
 ROUNDING = {"cv": 5e-7, "s": 5e-7, "u": 5e-4, "f": 5e-4}
-
-
-def gamma_mode_corrections(built: dict, ref: dict, temperatures, n_q: int) -> tuple[int, dict[str, np.ndarray]]:
-    """(m, {obs: Δ explained by m extra near-zero Γ modes}) for curves ``built`` vs ``ref``."""
-    T = np.asarray(temperatures, dtype=np.float64)
-    w = 1.0 / n_q
-    dcv = np.asarray(built["cv"], dtype=np.float64)[-1] - np.asarray(ref["cv"], dtype=np.float64)[-1]
-    m = int(np.rint(dcv / (w * R)))
-    assert abs(m) <= 3, f"cv differs by {dcv:.3g} J/(K mol) at {T[-1]} K: {dcv / (w * R):.2f} Γ modes, at most 3 exist"
-    pos = T > 0
-    logT = np.where(pos, np.log(np.where(pos, T, 1.0)), 0.0)
-    ds_last = float(np.asarray(built["s"], dtype=np.float64)[-1] - np.asarray(ref["s"], dtype=np.float64)[-1])
-    const = ds_last - m * w * R * logT[-1]  # the noise frequencies' part, fitted at the last T
-    model = {
-        "cv": np.where(pos, m * w * R, 0.0),
-        "u": m * w * R * T,
-        "s": np.where(pos, m * w * R * logT + const, 0.0),
-    }
-    model["f"] = model["u"] - T * model["s"]
-    return m, model
 
 
 def assert_curves_agree(built: dict, ref: dict, temperatures, n_q: int, *, rtol: float = 1e-4,

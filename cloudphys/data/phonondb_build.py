@@ -56,7 +56,10 @@ __all__ = [
     "build_rows",
     "write_jsonl",
     "structure_dict",
+    "gamma_mode_corrections",
 ]
+
+R_GAS = 8.314462618  # J/(K mol), as cloudphys.physics.R_GAS (not imported: workers stay torch-free)
 
 #: Temperature grid of the shared phonondb-thermo set (K).
 PHONONDB_GRID: tuple[float, ...] = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 175, 200,
@@ -197,6 +200,40 @@ def structure_dict(lattice: np.ndarray, symbols: Sequence[str], frac: np.ndarray
             for sym, pos in zip(symbols, xyz)
         ],
     }
+
+
+def gamma_mode_corrections(built: dict, ref: dict, temperatures, n_q: int) -> tuple[int, dict[str, np.ndarray]]:
+    """How two builds of one material differ through phonopy's Γ acoustic-mode noise.
+
+    phonopy's three acoustic frequencies at Γ come out as ±1e-7 THz noise; those that come out
+    positive are counted as classical modes (hν ≪ kT at every T ≥ 5 K). Each, with mesh weight
+    w = 1/N_q, adds per mole of cells exactly Δcv = wR, Δu = wRT, Δs = wR(ln T + const) and
+    Δf = Δu − TΔs. This fits the integer m (``built`` counts m more such modes than ``ref``, from cv
+    at the last temperature) and the entropy constant (from s at the last temperature).
+
+    :param built, ref: rows with curves ``cv``, ``s`` (J/(K·mol)), ``u``, ``f`` (J/mol).
+    :param temperatures: their temperature grid (K).
+    :param n_q: number of q-points of the mesh (``prod(row["mesh"])``).
+    :returns: ``(m, {obs: the part of built − ref that the m modes explain})``.
+    :raises DataError: if the cv difference is not that of at most 3 modes (|m| > 3).
+    """
+    T = np.asarray(temperatures, dtype=np.float64)
+    w = 1.0 / n_q
+    dcv = np.asarray(built["cv"], dtype=np.float64)[-1] - np.asarray(ref["cv"], dtype=np.float64)[-1]
+    m = int(np.rint(dcv / (w * R_GAS)))
+    if abs(m) > 3:
+        raise DataError(f"cv differs by {dcv:.3g} J/(K mol) at {T[-1]} K: {dcv / (w * R_GAS):.2f} Γ modes, at most 3 exist")
+    pos = T > 0
+    logT = np.where(pos, np.log(np.where(pos, T, 1.0)), 0.0)
+    ds_last = float(np.asarray(built["s"], dtype=np.float64)[-1] - np.asarray(ref["s"], dtype=np.float64)[-1])
+    const = ds_last - m * w * R_GAS * logT[-1]  # the noise frequencies' part, fitted at the last T
+    model = {
+        "cv": np.where(pos, m * w * R_GAS, 0.0),
+        "u": m * w * R_GAS * T,
+        "s": np.where(pos, m * w * R_GAS * logT + const, 0.0),
+    }
+    model["f"] = model["u"] - T * model["s"]
+    return m, model
 
 
 def build_row(
