@@ -385,3 +385,160 @@ def test_training_data_with_unknown_tokens_or_bad_n_atoms_names_the_item(model_d
         encode(examples([NACL, "-F 4 2 3 | 4a | Zz 1.0"], [2, 1]), model, ["cv"])
     with pytest.raises(DataError, match=r"n_atoms of row1 is .*-1.0.*positive"):
         encode(examples([NACL, NACL], [2, -1]), model, ["cv"])
+
+
+# -- unreadable input files: not UTF-8, corrupt or truncated gzip, folders ---------------------------
+
+def _nacl_dict() -> dict[str, Any]:
+    from pymatgen.core import Lattice, Structure
+
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()
+
+
+def _truncated_jsonl_gz(path: Path, n: int) -> int:
+    """Write ``n`` NaCl lines (ids ``t0``...), gzipped and cut in the middle; return the complete lines kept."""
+    import gzip
+    import zlib
+
+    nacl = json.dumps(_nacl_dict())
+    text = "".join(f'{{"id": "t{k}", "structure": {nacl}}}\n' for k in range(n))
+    data = gzip.compress(text.encode(), mtime=0)
+    cut = data[: len(data) // 2]
+    kept = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(cut).count(b"\n")
+    assert 0 < kept < n  # the cut falls after some complete lines and before the end
+    path.write_bytes(cut)
+    return kept
+
+
+def _latin1_csv(path: Path, header: str, row: str) -> None:
+    path.write_bytes(f"{header}\n{row}\n".encode("latin-1"))  # 'é' as the single byte 0xe9
+
+
+def test_unreadable_config_files_name_the_file_and_the_reason(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from cloudphys.config import load_config, read_config_file
+
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("encoder: {name: scope-bert}\nhead: {name: debye}\n# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"cannot read config .*latin1\.yaml: not UTF-8 text \(byte 0xe9"):
+        read_config_file(latin)
+    folder = tmp_path / "conf.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"cannot read config .*conf\.yaml: it is a folder"):
+        load_config(folder)
+    with pytest.raises(ConfigError, match=r"config file not found: .*missing\.yaml"):
+        load_config(tmp_path / "missing.yaml")
+    for path, reason in ((latin, "not UTF-8 text"), (folder, "it is a folder")):
+        assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot read config") and path.name in err and reason in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_scope_command_reports_unreadable_files_and_empty_folders(tmp_path: Path) -> None:
+    good = tmp_path / "good.cif"
+    good.write_text(_poscar_to_cif(_poscar("0 0 0\n0.5 0.5 0.5")))
+    latin = tmp_path / "latin1.csv"
+    _latin1_csv(latin, "id,cif", "caf\xe9,data_x")
+    not_gzip = tmp_path / "corrupt.jsonl.gz"
+    not_gzip.write_bytes(b"this is not gzip data\n")
+    truncated = tmp_path / "truncated.jsonl.gz"
+    kept = _truncated_jsonl_gz(truncated, 40)
+    empty = tmp_path / "no_structures"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing to convert here\n")
+    inputs = [good, latin, not_gzip, truncated, empty]
+    out = tmp_path / "out.csv"
+    assert main(["scope", *map(str, inputs), "-o", str(out), "--no-progress"]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # one row per input file, the rows read before the truncation, then one row for the rest
+    expect_ids = [str(good), str(latin), str(not_gzip), *[f"t{k}" for k in range(kept)], str(truncated), str(empty)]
+    assert [r["id"] for r in rows] == expect_ids
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[str(good)]["scope"] == NACL and not by_id[str(good)]["error"]
+    assert all(by_id[f"t{k}"]["scope"] == NACL and not by_id[f"t{k}"]["error"] for k in range(kept))
+    errors = {
+        latin: r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
+        not_gzip: r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
+        truncated: rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
+                   rf".*lines 1-{kept} were read",
+        empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.vasp, \*\.poscar, "
+               r"POSCAR\*, CONTCAR\*",
+    }
+    for path, pattern in errors.items():
+        row = by_id[str(path)]
+        assert __import__("re").search(pattern, row["error"]), (path.name, row["error"])
+        assert not row["scope"]
+
+
+def test_scope_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> None:
+    """A CSV that turns out not to be UTF-8 far into the file keeps what came before it."""
+    path = tmp_path / "mostly_utf8.csv"
+    good = "".join(f"m{k},data_{k}\n" for k in range(3000))  # well past one read buffer
+    path.write_bytes(("id,cif\n" + good + "caf\xe9,data_x\n").encode("latin-1"))
+    items = list(scope.iter_inputs([path]))
+    assert 0 < len(items) - 1 <= 3000
+    assert [ident for ident, _ in items[:-1]] == [f"m{k}" for k in range(len(items) - 1)]
+    ident, failure = items[-1]
+    assert ident == str(path)
+    assert __import__("re").search(rf"cannot read from line {len(items) + 1} on: not UTF-8 text", failure.message)
+    results = scope.convert_many([items[-1]], progress=False)
+    assert results[0].id == str(path) and "not UTF-8" in (results[0].error or "")
+
+
+def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, model_dir: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "good.csv"
+    src.write_text(f"id,scope,n_atoms\ngood,{NACL},2\n")
+    latin = tmp_path / "latin1.csv"
+    _latin1_csv(latin, "id,scope,n_atoms", f"caf\xe9,{NACL},2")
+    not_gzip = tmp_path / "corrupt.jsonl.gz"
+    not_gzip.write_bytes(b"this is not gzip data\n")
+    truncated = tmp_path / "truncated.jsonl.gz"
+    kept = _truncated_jsonl_gz(truncated, 40)
+    no_cols = tmp_path / "no_columns.csv"
+    no_cols.write_text("id,formula\nx,NaCl\n")
+    inputs = [src, latin, not_gzip, truncated, no_cols]
+    out = tmp_path / "pred.csv"
+    rc = main(["predict", str(model_dir), "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
+    assert rc == 0
+    assert "Traceback" not in capsys.readouterr().err
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    good = ["good", *[f"t{k}" for k in range(kept)]]
+    errors = {
+        str(latin): r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
+        str(not_gzip): r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
+        str(truncated): rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
+                        rf".*lines 1-{kept} were read",
+        "no_columns.csv": r"CSV needs a 'scope' \(or 'cloud'\) and an 'n_atoms' column; has \['id', 'formula'\]",
+    }
+    assert len(rows) == 2 * len(good) + len(errors)  # two temperatures per good input, one row per failure
+    for rid in good:
+        mine = [r for r in rows if r["id"] == rid]
+        assert [float(r["temperature"]) for r in mine] == [0.0, 300.0] and not any(r["error"] for r in mine), rid
+        assert all(math.isfinite(float(r["cv"])) for r in mine)
+    for rid, pattern in errors.items():
+        mine = [r for r in rows if r["id"] == rid]
+        assert len(mine) == 1, rid
+        assert __import__("re").search(pattern, mine[0]["error"]), (rid, mine[0]["error"])
+        assert mine[0]["cv"] == "" and mine[0]["temperature"] == ""
+
+
+def test_predict_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> None:
+    from cloudphys.training.predict import read_inputs
+
+    path = tmp_path / "mostly_utf8.csv"
+    good = "".join(f"m{k},{NACL},2\n" for k in range(2000))  # well past one read buffer
+    path.write_bytes(("id,scope,n_atoms\n" + good + f"caf\xe9,{NACL},2\n").encode("latin-1"))
+    items = read_inputs([path, tmp_path / "missing.cif"])
+    *read, failed, missing = items
+    assert 0 < len(read) <= 2000
+    assert [it.id for it in read] == [f"m{k}" for k in range(len(read))]
+    assert all(it.error is None and it.scope == NACL and it.n_atoms == 2.0 for it in read)
+    assert failed.id == str(path) and failed.scope is None
+    assert __import__("re").search(rf"mostly_utf8\.csv: cannot read from line {len(read) + 2} on: not UTF-8 text",
+                                   failed.error or "")
+    assert missing.id == "missing.cif" and missing.error == "file not found"  # the next input is still read

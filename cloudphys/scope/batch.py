@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,8 @@ from .dialects import load_generator_table
 from .record import DIALECTS
 from .structure import from_structure, structure_from_text
 
-__all__ = ["ConversionResult", "StructureText", "convert_many", "iter_inputs", "STRUCTURE_SUFFIXES"]
+__all__ = ["ConversionResult", "StructureText", "convert_many", "iter_inputs", "read_error_reason", "READ_ERRORS",
+           "STRUCTURE_SUFFIXES"]
 
 #: File names read as single structures when a folder is given (besides POSCAR*/CONTCAR*).
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
@@ -181,9 +183,46 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8")  # type: ignore[return-value]
 
 
+#: What reading an input file can raise: not UTF-8, a corrupt or truncated gzip, an unreadable
+#: file (permissions, a folder, I/O), a malformed CSV (e.g. a NUL byte).
+READ_ERRORS: tuple[type[BaseException], ...] = (UnicodeDecodeError, OSError, EOFError, zlib.error, csv.Error)
+
+
+def read_error_reason(exc: BaseException) -> str:
+    """A short reason for one of :data:`READ_ERRORS` (without the file name)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} cannot be decoded); save it as UTF-8"
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a valid gzip file ({exc})"
+    if isinstance(exc, EOFError):
+        return "the gzip file is truncated (the compressed data ends before its end-of-stream marker)"
+    if isinstance(exc, zlib.error):
+        return f"corrupt gzip data ({exc})"
+    if isinstance(exc, csv.Error):
+        return f"malformed CSV ({exc})"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not a file"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _unreadable(path: Path, lines_read: int, exc: BaseException) -> tuple[str, _Failure]:
+    """The one error row for an input file that could not be read (from ``lines_read + 1`` on)."""
+    reason = read_error_reason(exc)
+    if lines_read == 0:
+        return str(path), _Failure(f"{path}: cannot read the file: {reason}")
+    return str(path), _Failure(
+        f"{path}: cannot read from line {lines_read + 1} on: {reason} (lines 1-{lines_read} were read)"
+    )
+
+
 def _stem_suffix(path: Path) -> str:
     name = path.name.lower()
     return name[:-3] if name.endswith(".gz") else name
+
+
+_LOOKED_FOR = ", ".join([f"*{s}" for s in STRUCTURE_SUFFIXES] + ["POSCAR*", "CONTCAR*"]) + ", in any case, recursively"
 
 
 def _is_structure_file(path: Path) -> bool:
@@ -195,15 +234,26 @@ def iter_inputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[str, 
     """``(id, structure)`` pairs from files, folders, JSON lines and CSVs, in the given order.
 
     * a CIF/POSCAR file: id = its path;
-    * a folder: its CIF/POSCAR files (recursively, sorted by path);
+    * a folder: its CIF/POSCAR files (recursively, sorted by path); a folder without any is one
+      failed input naming the file patterns looked for;
     * ``*.jsonl[.gz]``: one JSON object a line with ``id`` and ``structure`` (a pymatgen
       ``Structure.as_dict()``); a line that is not valid JSON becomes an input whose conversion fails;
     * ``*.csv[.gz]``: a ``cif`` column; id = the ``material_id`` or ``id`` column, else ``FILE:ROW``.
+
+    A JSON-lines or CSV file that cannot be read (not UTF-8, corrupt or truncated gzip) gives the
+    inputs read before the failure and then one failed input, id = the file, saying from which line on
+    and why.
     """
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_file(p))
+            try:
+                files = sorted(p for p in path.rglob("*") if p.is_file() and _is_structure_file(p))
+            except OSError as exc:
+                yield str(path), _Failure(f"{path}: cannot list the folder: {read_error_reason(exc)}")
+                continue
+            if not files:
+                yield str(path), _Failure(f"{path}: the folder has no structure files (looked for {_LOOKED_FOR})")
             for p in files:
                 yield str(p), p
             continue
@@ -227,34 +277,45 @@ class _Failure:
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield where, _Failure(f"{where}: not valid JSON ({exc})")
-                continue
-            if not isinstance(row, dict) or "structure" not in row:
-                yield where, _Failure(f"{where}: expected an object with 'id' and 'structure'")
-                continue
-            yield str(row.get("id", where)), row["structure"]
+    lines_read = 0
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                lines_read = lineno
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield where, _Failure(f"{where}: not valid JSON ({exc})")
+                    continue
+                if not isinstance(row, dict) or "structure" not in row:
+                    yield where, _Failure(f"{where}: expected an object with 'id' and 'structure'")
+                    continue
+                yield str(row.get("id", where)), row["structure"]
+    except READ_ERRORS as exc:
+        yield _unreadable(path, lines_read, exc)
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[str, Any]]:
     csv.field_size_limit(1 << 30)
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        if "cif" not in fields:
-            yield str(path), _Failure(f"{path}: a CSV input needs a 'cif' column (has {', '.join(fields)})")
-            return
-        id_col = next((c for c in ("material_id", "id") if c in fields), None)
-        for row_no, row in enumerate(reader, start=1):
-            ident = row.get(id_col) if id_col else None
-            yield (ident or f"{path}:{row_no}"), StructureText(row["cif"] or "", "cif")
+    lines_read = 0
+    try:
+        with _open_text(path) as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            lines_read = reader.line_num
+            if "cif" not in fields:
+                yield str(path), _Failure(f"{path}: a CSV input needs a 'cif' column (has {', '.join(fields)})")
+                return
+            id_col = next((c for c in ("material_id", "id") if c in fields), None)
+            for row_no, row in enumerate(reader, start=1):
+                lines_read = reader.line_num
+                ident = row.get(id_col) if id_col else None
+                yield (ident or f"{path}:{row_no}"), StructureText(row["cif"] or "", "cif")
+    except READ_ERRORS as exc:
+        yield _unreadable(path, lines_read, exc)
 
 
 def convert_inputs(

@@ -10,7 +10,9 @@ Inputs (by extension):
 
 Structures are converted to the SCOPE dialect the model was trained on. Observables are per mole of
 the cells described by ``n_atoms``. An input that cannot be read, converted or tokenized gives a
-row with its ``error`` — nothing is dropped.
+row with its ``error`` — nothing is dropped. A CSV or JSON-lines file that cannot be read (not
+UTF-8, a corrupt or truncated gzip) keeps the rows read before the failure and adds one error row,
+id = the file's path, saying from which line on and why.
 """
 
 from __future__ import annotations
@@ -73,8 +75,68 @@ def _open_text(path: Path) -> Any:
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
+@dataclass
+class _Progress:
+    """How many lines of a file have been read (for the error row if the rest cannot be)."""
+
+    lines: int = 0
+
+
+def _read_csv(path: Path, items: list[PredictItem], done: _Progress) -> None:
+    name = path.name
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        done.lines = reader.line_num
+        col = next((c for c in ("scope", "cloud", "SCOPE") if c in cols), None)
+        if col is None or "n_atoms" not in cols:
+            items.append(PredictItem(id=name, source=str(path),
+                                     error=f"CSV needs a 'scope' (or 'cloud') and an 'n_atoms' column; has {cols}"))
+            return
+        for k, row in enumerate(reader):
+            done.lines = reader.line_num
+            rid = row.get("id") or f"{name}:{k}"
+            item = PredictItem(id=rid, source=str(path), scope=(row.get(col) or "").strip())
+            try:
+                item.n_atoms = float(row["n_atoms"])
+                if not (math.isfinite(item.n_atoms) and item.n_atoms > 0):
+                    raise ValueError("must be a positive number")
+            except (TypeError, ValueError) as exc:
+                item.error = f"bad n_atoms {row.get('n_atoms')!r}: {exc}"
+            if not item.scope and item.error is None:
+                item.error = "empty SCOPE string"
+            items.append(item)
+
+
+def _read_jsonl(path: Path, items: list[PredictItem], done: _Progress) -> None:
+    name = path.name
+    with _open_text(path) as fh:
+        for k, line in enumerate(fh):
+            done.lines = k + 1
+            if not line.strip():
+                continue
+            rid = f"{name}:{k}"
+            try:
+                obj = json.loads(line)
+                rid = str(obj.get("id", rid))
+                struct = obj["structure"]
+                n = obj.get("n_atoms")
+                n = float(n) if n is not None else float(len(struct.get("sites", [])))
+                if not (math.isfinite(n) and n > 0):
+                    raise ValueError(f"n_atoms must be a positive number, got {obj.get('n_atoms')!r}")
+                items.append(PredictItem(id=rid, source=str(path), n_atoms=n, structure=struct))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                items.append(PredictItem(id=rid, source=str(path), error=f"bad JSON line: {type(exc).__name__}: {exc}"))
+
+
 def read_inputs(paths: Iterable[str | Path]) -> list[PredictItem]:
-    """Read every input file into :class:`PredictItem` (errors recorded, never raised per item)."""
+    """Read every input file into :class:`PredictItem` (errors recorded, never raised per item).
+
+    A CSV or JSON-lines file that cannot be read (see :data:`cloudphys.scope.batch.READ_ERRORS`)
+    keeps the items read before the failure and adds one error item, id = the file's path.
+    """
+    from ..scope.batch import READ_ERRORS, read_error_reason
+
     items: list[PredictItem] = []
     for p in paths:
         path = Path(p)
@@ -83,44 +145,17 @@ def read_inputs(paths: Iterable[str | Path]) -> list[PredictItem]:
             items.append(PredictItem(id=name, source=str(path), error="file not found"))
             continue
         lower = name.lower()
-        if lower.endswith(".csv"):
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                cols = reader.fieldnames or []
-                col = next((c for c in ("scope", "cloud", "SCOPE") if c in cols), None)
-                if col is None or "n_atoms" not in cols:
-                    items.append(PredictItem(id=name, source=str(path),
-                                             error=f"CSV needs a 'scope' (or 'cloud') and an 'n_atoms' column; has {cols}"))
-                    continue
-                for k, row in enumerate(reader):
-                    rid = row.get("id") or f"{name}:{k}"
-                    item = PredictItem(id=rid, source=str(path), scope=(row.get(col) or "").strip())
-                    try:
-                        item.n_atoms = float(row["n_atoms"])
-                        if not (math.isfinite(item.n_atoms) and item.n_atoms > 0):
-                            raise ValueError("must be a positive number")
-                    except (TypeError, ValueError) as exc:
-                        item.error = f"bad n_atoms {row.get('n_atoms')!r}: {exc}"
-                    if not item.scope and item.error is None:
-                        item.error = "empty SCOPE string"
-                    items.append(item)
-        elif lower.endswith(".jsonl") or lower.endswith(".jsonl.gz"):
-            with _open_text(path) as fh:
-                for k, line in enumerate(fh):
-                    if not line.strip():
-                        continue
-                    rid = f"{name}:{k}"
-                    try:
-                        obj = json.loads(line)
-                        rid = str(obj.get("id", rid))
-                        struct = obj["structure"]
-                        n = obj.get("n_atoms")
-                        n = float(n) if n is not None else float(len(struct.get("sites", [])))
-                        if not (math.isfinite(n) and n > 0):
-                            raise ValueError(f"n_atoms must be a positive number, got {obj.get('n_atoms')!r}")
-                        items.append(PredictItem(id=rid, source=str(path), n_atoms=n, structure=struct))
-                    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                        items.append(PredictItem(id=rid, source=str(path), error=f"bad JSON line: {type(exc).__name__}: {exc}"))
+        if lower.endswith(".csv") or lower.endswith(".jsonl") or lower.endswith(".jsonl.gz"):
+            done = _Progress()
+            try:
+                (_read_csv if lower.endswith(".csv") else _read_jsonl)(path, items, done)
+            except READ_ERRORS as exc:
+                reason = read_error_reason(exc)
+                if done.lines == 0:
+                    error = f"{path}: cannot read the file: {reason}"
+                else:
+                    error = f"{path}: cannot read from line {done.lines + 1} on: {reason} (lines 1-{done.lines} were read)"
+                items.append(PredictItem(id=str(path), source=str(path), error=error))
         else:
             try:
                 from pymatgen.core import Structure
