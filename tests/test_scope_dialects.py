@@ -271,3 +271,19 @@ def test_parse_error_is_a_value_error_and_rejects_non_strings() -> None:
 def test_parser_accepts_irregular_whitespace_and_renders_canonically() -> None:
     rec = scope.parse("  -F  4 2 3|4a\t4b |Na 0.5   Cl 0.5 ")
     assert rec.render() == "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
+
+
+def test_orbit_deduplication_wraps_after_rounding() -> None:
+    """The vectorised orbit keeps one image per point (0.999999 and 0.0 are the same point), in
+    order of first occurrence, and a generic point's orbit has the general multiplicity in every group."""
+    import numpy as np
+    import spglib
+
+    rotations = np.array([np.eye(3)] * 3)
+    translations = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.999999]])
+    orbit = G._orbit(rotations, translations, np.zeros(3))
+    assert orbit.tolist() == [[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]]
+    for n in range(1, 231):
+        ops = spglib.get_symmetry_from_database(G.default_hall_number(n))
+        pts = G._orbit(np.asarray(ops["rotations"], float), ops["translations"], np.array([0.1234, 0.2871, 0.3619]))
+        assert len(pts) == G.general_multiplicity(n)

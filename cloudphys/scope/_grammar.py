@@ -189,6 +189,24 @@ def _metric_lattice(number: int) -> np.ndarray:
     return np.array([[a, 0.0, 0.0], [b * np.cos(ga), b * np.sin(ga), 0.0], [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]])
 
 
+#: Orbit points are compared on a grid of 1/_ORBIT_GRID of a cell axis.
+_ORBIT_GRID = 100_000
+
+
+def _orbit(rotations: np.ndarray, translations: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """The distinct images of ``point`` (fractional, wrapped into [0, 1)) under the operations, in
+    order of the first operation producing each; each image is the one that first operation gives.
+
+    Images are the same point when they agree on a 1e-5 grid modulo 1 (wrapping after rounding, so
+    0.999999 and 0.0 coincide). The coordinates here are sums of ±0.1234, ±0.2871, ±0.3619 (or 0)
+    and multiples of 1/24, so they are never near a rounding boundary and the grid is exact.
+    """
+    images = (np.einsum("nij,j->ni", rotations, point) + translations) % 1.0
+    keys = np.round(images * _ORBIT_GRID).astype(np.int64) % _ORBIT_GRID
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return images[np.sort(first)]
+
+
 @lru_cache(maxsize=None)
 def general_wyckoff_letter(number: int) -> str:
     """The Wyckoff letter of the general position of group ``number``: the group's last letter
@@ -196,16 +214,12 @@ def general_wyckoff_letter(number: int) -> str:
     import spglib
 
     ops = spglib.get_symmetry_from_database(default_hall_number(number))
-    orbits: list[list[np.ndarray]] = []
-    for point in (np.array([0.1234, 0.2871, 0.3619]), np.zeros(3)):  # a general orbit, then the origin's
-        pts: list[np.ndarray] = []
-        for r, t in zip(ops["rotations"], ops["translations"]):
-            p = (r @ point + t) % 1.0
-            if not any(np.allclose((p - q + 0.5) % 1.0 - 0.5, 0.0, atol=1e-6) for q in pts):
-                pts.append(p)
-        orbits.append(pts)
+    rotations = np.asarray(ops["rotations"], dtype=np.float64)
+    translations = np.asarray(ops["translations"], dtype=np.float64)
+    # a general orbit, then the origin's
+    orbits = [_orbit(rotations, translations, point) for point in (np.array([0.1234, 0.2871, 0.3619]), np.zeros(3))]
     types = [1] * len(orbits[0]) + [2] * len(orbits[1])  # two species: no extra symmetry
-    ds = spglib.get_symmetry_dataset((_metric_lattice(number), np.array(orbits[0] + orbits[1]), types), symprec=1e-4)
+    ds = spglib.get_symmetry_dataset((_metric_lattice(number), np.concatenate(orbits), types), symprec=1e-4)
     if ds is None or int(ds.number) != number:  # pragma: no cover - spglib's database guarantees this
         raise RuntimeError(f"cannot find the general position of space group {number}")
     return str(ds.wyckoffs[0])
