@@ -236,13 +236,20 @@ def test_batched_equals_one_at_a_time(rows):
             assert batched[k][i].item() == pytest.approx(single[k].item(), rel=1e-13, abs=1e-12)
 
 
+# float32 vs float64 at the same (unrounded) inputs. u and cv meet the 1e-5 target (largest seen over
+# 1.2e6 random points: 1.8e-6, 2.2e-6). s does not: near θ/T ≈ 16.7 its ln(1 − e⁻ˣ) = log(−expm1(−x))
+# rounds to 0 or one ulp once e⁻ˣ < 6e-8 (1.08e-5 seen); f reaches 8.6e-6 at θ/T ≈ 4e-5, outside
+# [1e-3, 1e4] but drawn here. Those two keep 2e-5.
+FLOAT32_RTOL = {"u": 1e-5, "cv": 1e-5, "s": 2e-5, "f": 2e-5}
+
+
 @given(thetas, temps, ns)
 def test_float32_agrees_with_float64(theta, T, n):
     a = _eval(theta, T, n, torch.float64)
     b = _eval(theta, T, n, torch.float32)
     for k in a:
         scale = n * R_GAS * (T + theta) if k in ("u", "f") else max(abs(a[k].item()), 1e-30)
-        assert abs(b[k].double().item() - a[k].item()) <= 2e-5 * scale + 1e-30, k
+        assert abs(b[k].double().item() - a[k].item()) <= FLOAT32_RTOL[k] * scale + 1e-30, k
 
 
 # ---- shapes, dtypes, API ---------------------------------------------------------------

@@ -8,12 +8,26 @@ per mole of modes (multiply by the number of modes per cell):
 * s  = R·(x/(eˣ − 1) − ln(1 − e⁻ˣ))             (J/(K·mol))
 * f  = R·θ/2 + R·T·ln(1 − e⁻ˣ)                  (J/mol)
 
-Numerics (same standard as :mod:`cloudphys.physics.debye`): the Bose factor is written
-e⁻ˣ/(1 − e⁻ˣ) = exp(−x)/(−expm1(−x)), so nothing overflows for large x, and ln(1 − e⁻ˣ) is
-``log(-expm1(-x))``. Where x ≥ :data:`X_CUT` (T = 0 included) the thermal terms are below e⁻⁵⁰
-relative to the zero-point term and are set to exactly zero through ``torch.where`` with a
-harmless substitute x = 1 in the unused branch, so values *and* gradients stay finite at T = 0
-(the limits Cv = S = 0, U = F = R·θ/2 come out of the same code path).
+Numerics (same standard as :mod:`cloudphys.physics.debye`: relative error ≤ 1e-10 in float64 and
+≤ 1e-5 in float32 for every observable and every x; u and f relative to R·(T + θ), cv and s
+relative to their own value wherever that is a normal number of the dtype). Nothing overflows and
+no intermediate result is subnormal where the result is not:
+
+* with h = e^{−x/2} and 1 − e⁻ˣ = ``-expm1(-x)``, cv/R = (x·h/(1 − e⁻ˣ))², so cv keeps full
+  relative precision down to the dtype's smallest normal number (x ≈ 96 in float32, ≈ 720 in
+  float64) although e⁻ˣ itself is subnormal there;
+* s/R = x·e⁻ˣ/(1 − e⁻ˣ) − ln(1 − e⁻ˣ) for x ≤ :data:`X_SPLIT`; beyond, where e⁻ˣ may be
+  subnormal while s is not, s/R = h·(h·(x/(1 − e⁻ˣ) + 1 + e⁻ˣ/2)), from
+  −ln(1 − q) = q·(1 + q/2 + O(q²)) with q = e⁻ˣ < 2.1e-9 (the O(q²) term is below 1e-17 relative);
+* the Bose factor 1/(eˣ − 1) = e⁻ˣ/(1 − e⁻ˣ) (its tiny values only matter relative to R·θ/2);
+  ln(1 − e⁻ˣ) is ``log(-expm1(-x))`` for x ≤ ln 2 and ``log1p(-exp(-x))`` above, so that its
+  autograd derivative e⁻ˣ/(1 − e⁻ˣ) is also relatively accurate (S = −∂F/∂T holds to rounding).
+
+Where x ≥ :data:`X_CUT` (T = 0 included) every thermal term is below half the smallest subnormal
+number of float64, i.e. exactly 0 in any dtype; it is set to 0 through ``torch.where`` with a
+harmless substitute x = 1 in the unused branch (the double-``where`` trick), so values *and*
+gradients stay finite on both sides and at T = 0 (the limits Cv = S = 0, U = F = R·θ/2 come out of
+the same code path).
 """
 
 from __future__ import annotations
@@ -25,12 +39,17 @@ from torch import Tensor
 
 from .contract import R_GAS
 
-__all__ = ["X_CUT", "oscillator_thermo", "work_dtype"]
+__all__ = ["X_CUT", "X_SPLIT", "oscillator_thermo", "work_dtype"]
 
-#: Beyond x = θ/T = X_CUT the thermal part of a mode is below e⁻⁵⁰ ≈ 2e-22 of R·θ and is dropped.
-X_CUT = 50.0
+#: Beyond x = θ/T = X_CUT the thermal part of a mode (cv/R ≈ x²e⁻ˣ, s/R ≈ (x + 1)e⁻ˣ) is below
+#: 1e-340, far below half the smallest subnormal float64 (2.5e-324): it rounds to 0 in every dtype
+#: and is dropped.
+X_CUT = 800.0
+#: Above x = X_SPLIT the entropy uses the form h·(h·(x/(1 − e⁻ˣ) + 1 + e⁻ˣ/2)), h = e^{−x/2}.
+X_SPLIT = 20.0
 
 _KNOWN = ("u", "cv", "s", "f")
+_LN2 = 0.6931471805599453
 
 
 def work_dtype(*tensors: Tensor) -> tuple[torch.dtype, torch.dtype]:
@@ -62,21 +81,29 @@ def oscillator_thermo(theta: Tensor, temperature: Tensor, observables: Iterable[
     inside = T * X_CUT > theta  # x < X_CUT; False at T = 0
     T_in = torch.where(inside, T, theta)  # x = 1 where unused: finite value and gradient
     x = theta / T_in
-    em = -torch.expm1(-x)  # 1 − e⁻ˣ, in (0, 1)
+    h = torch.exp(-0.5 * x)  # e^{−x/2}: a normal number wherever cv or s is
+    q = h * h  # e⁻ˣ (may be subnormal or 0: used only where that cannot matter)
+    em = -torch.expm1(-x)  # 1 − e⁻ˣ, in (0, 1]
     zero = torch.zeros_like(x)
     out: dict[str, Tensor] = {}
-    if "u" in wanted or "s" in wanted:
-        bose = torch.exp(-x) / em  # 1/(eˣ − 1)
     if "u" in wanted:
-        out["u"] = R_GAS * theta * (0.5 + torch.where(inside, bose, zero))
-    if "cv" in wanted:
-        # x²e⁻ˣ/(1 − e⁻ˣ)² = (x/2 / sinh(x/2))², written without overflow for large x.
+        out["u"] = R_GAS * theta * (0.5 + torch.where(inside, q / em, zero))
+    if "cv" in wanted or "s" in wanted:
         ratio = x / em
-        out["cv"] = R_GAS * torch.where(inside, ratio * ratio * torch.exp(-x), zero)
+    if "cv" in wanted:
+        # x²e⁻ˣ/(1 − e⁻ˣ)² = (x/2 / sinh(x/2))², squared last so that nothing underflows early.
+        xh = ratio * h
+        out["cv"] = R_GAS * torch.where(inside, xh * xh, zero)
     if "s" in wanted or "f" in wanted:
-        log_em = torch.where(inside, torch.log(em), zero)
-        if "s" in wanted:
-            out["s"] = R_GAS * (torch.where(inside, x * bose, zero) - log_em)
-        if "f" in wanted:
-            out["f"] = R_GAS * (0.5 * theta + T * log_em)
+        # ln(1 − e⁻ˣ) ≤ 0: log(1 − e⁻ˣ) up to x = ln 2, log1p(−e⁻ˣ) beyond (accurate value and
+        # derivative where e⁻ˣ ≪ 1). Both e⁻ˣ and 1 − e⁻ˣ equal 1/2 at x = ln 2, so clamping each at
+        # 1/2 gives the unused branch a harmless argument (finite value, zero gradient).
+        log_em = torch.where(x > _LN2, torch.log1p(-q.clamp(max=0.5)), torch.log(em.clamp(max=0.5)))
+        log_em = torch.where(inside, log_em, zero)
+    if "s" in wanted:
+        near = ratio * q - log_em  # x·e⁻ˣ/(1 − e⁻ˣ) − ln(1 − e⁻ˣ)
+        far = h * (h * (ratio + 1.0 + 0.5 * q))  # the same for x > X_SPLIT, without underflow
+        out["s"] = R_GAS * torch.where(inside, torch.where(x > X_SPLIT, far, near), zero)
+    if "f" in wanted:
+        out["f"] = R_GAS * (0.5 * theta + T * log_em)
     return {k: v.to(dtype) for k, v in out.items()}

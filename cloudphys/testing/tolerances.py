@@ -18,7 +18,7 @@ __all__ = ["TOLERANCES", "tolerance", "IDENTITY_RTOL", "BATCH_RTOL", "LIMIT_RTOL
 #: Agreement with float64 (evaluated at the same, rounded inputs), relative to the scale.
 TOLERANCES: dict[torch.dtype, float] = {
     torch.float64: 1e-10,
-    torch.float32: 2e-5,
+    torch.float32: 1e-5,  # the heads' float32 accuracy target; all four heads stay below 1e-6 here
     torch.bfloat16: 2e-2,
     torch.float16: 2e-3,
 }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import mpmath as mp
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -22,6 +24,12 @@ R = mp.mpf(R_GAS)
 test_contract = contract_tests(EinsteinHead, DebyeEinsteinHead)
 
 
+def _log1m_exp(x: mp.mpf) -> mp.mpf:
+    """ln(1 − e⁻ˣ), accurate at 40 digits also where e⁻ˣ is far below 1e-40 (log(−expm1(−x)) is not)."""
+    return mp.log1p(-mp.exp(-x))
+
+
+@lru_cache(maxsize=None)
 def einstein_ref(theta: float, T: float) -> dict[str, mp.mpf]:
     """One mode, per mole of modes (mpmath)."""
     theta, T = mp.mpf(theta), mp.mpf(T)
@@ -31,11 +39,12 @@ def einstein_ref(theta: float, T: float) -> dict[str, mp.mpf]:
     return {
         "u": R * theta * (mp.mpf(1) / 2 + 1 / mp.expm1(x)),
         "cv": R * (x / 2 / mp.sinh(x / 2)) ** 2,
-        "s": R * (x / mp.expm1(x) - mp.log(-mp.expm1(-x))),
-        "f": R * theta / 2 + R * T * mp.log(-mp.expm1(-x)),
+        "s": R * (x / mp.expm1(x) - _log1m_exp(x)),
+        "f": R * theta / 2 + R * T * _log1m_exp(x),
     }
 
 
+@lru_cache(maxsize=None)
 def debye3_ref(theta: float, T: float) -> dict[str, mp.mpf]:
     """Debye solid of one atom (3 modes), per mole (mpmath quadrature of the Debye function)."""
     theta, T = mp.mpf(theta), mp.mpf(T)
@@ -44,7 +53,7 @@ def debye3_ref(theta: float, T: float) -> dict[str, mp.mpf]:
         return {"u": zpe, "cv": mp.mpf(0), "s": mp.mpf(0), "f": zpe}
     x = theta / T
     d3 = 3 / x**3 * mp.quad(lambda t: t**3 / mp.expm1(t), [0, min(x, 20), x] if x > 20 else [0, x])
-    log_term = mp.log(-mp.expm1(-x))
+    log_term = _log1m_exp(x)
     u = zpe + 3 * R * T * d3
     s = R * (4 * d3 - 3 * log_term)
     return {"u": u, "cv": 3 * R * (4 * d3 - 3 * x / mp.expm1(x)), "s": s, "f": u - T * s}
@@ -53,21 +62,66 @@ def debye3_ref(theta: float, T: float) -> dict[str, mp.mpf]:
 THETAS = [1.0, 7.5, 95.0, 300.0, 1234.0, 5000.0]
 TEMPS = [0.0, 1e-3, 0.7, 5.0, 40.0, 300.0, 999.0, 5000.0, 1e5]
 NS = [1.0, 2.0, 7.0]
+# θ/T over the issue's whole range 1e-3 … 1e4, plus a dense window where e⁻ˣ, cv and s reach the
+# smallest normal number of float32 (x ≈ 87–97) and float64 (x ≈ 700–720); T = 0 is added per case.
+RATIOS = sorted(
+    {float(r) for r in np.logspace(-3, 4, 71)}
+    | {float(r) for r in np.arange(20.0, 121.0, 2.5)}
+    | {300.0, 600.0, 700.0, 708.0, 715.0, 720.0, 745.0, 799.0, 801.0}
+)
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
-def _errors(head, latents_of, ref_of, dtype):
+def _rounded(value: float, dtype: torch.dtype) -> float:
+    """The input as the head sees it (the accuracy is measured at the rounded inputs)."""
+    return float(torch.tensor(value, dtype=dtype))
+
+
+def _error(key: str, got: float, ref: mp.mpf, n: float, energy_scale: float, dtype: torch.dtype, relative: bool = True) -> float:
+    """Error of one value. u and f (they pass through zero): relative to n·R·(T + θ). cv and s:
+    relative to min(|value|, n·R), i.e. relative to the value and never weaker than the earlier
+    check relative to n·R, wherever the value is at least the smallest normal number of ``dtype``;
+    below that (it underflows to a subnormal or 0) the absolute error must be ≤ finfo.tiny,
+    reported as 0 if so and as inf if not. ``relative=False``: cv and s relative to n·R only."""
+    diff = abs(mp.mpf(got) - ref)
+    if key in ("u", "f"):
+        return float(diff / energy_scale)
+    if not relative:
+        return float(diff / (n * R))
+    tiny = torch.finfo(dtype).tiny
+    if abs(ref) >= tiny:
+        return float(diff / min(abs(ref), n * R))
+    return 0.0 if diff <= tiny else math.inf
+
+
+def _errors(head, latents_of, ref_of, dtype, rows, relative=True):
+    """Worst error per observable over ``rows`` = [(θ, θ₂, n, [T, ...]), ...] (θ₂ for the second latent)."""
     worst = {k: 0.0 for k in ("u", "cv", "s", "f")}
-    for i, th in enumerate(THETAS):
-        th2 = THETAS[(i + 2) % len(THETAS)]
-        for n in NS:
-            T = torch.tensor([TEMPS], dtype=dtype)
-            out = head(latents=latents_of(th, th2, dtype), temperature=T, n_atoms=n)
-            for j, t in enumerate(TEMPS):
-                ref = ref_of(th, th2, t, n)
-                for k, v in out.items():
-                    scale = n * R_GAS * (t + max(th, th2)) if k in ("u", "f") else n * R_GAS
-                    worst[k] = max(worst[k], abs(float(v[0, j]) - float(ref[k])) / scale)
+    for th, th2, n, temps in rows:
+        th, th2 = _rounded(th, dtype), _rounded(th2, dtype)
+        T = torch.tensor([temps], dtype=dtype)
+        out = head(latents=latents_of(th, th2, dtype), temperature=T, n_atoms=n)
+        for j, t in enumerate(T[0].tolist()):
+            ref = ref_of(th, th2, t, n)
+            for k, v in out.items():
+                assert v.dtype == dtype
+                scale = n * R_GAS * (t + max(th, th2))
+                worst[k] = max(worst[k], _error(k, float(v[0, j]), ref[k], n, scale, dtype, relative))
     return worst
+
+
+def _check(head, latents_of, ref_of, dtype, rows):
+    worst = _errors(head, latents_of, ref_of, dtype, rows)
+    if head.name == "debye-einstein" and dtype == torch.float32 and worst["s"] > TOL[dtype]:
+        # Known gap of the built-in Debye head (cloudphys/physics/debye.py), not of the Einstein
+        # part: in float32 its ln(1 − e⁻ˣ) = log(−expm1(−x)) rounds to 0 (or one ulp) once
+        # e⁻ˣ < 6e-8, so the acoustic s is off by up to 3·e⁻ˣ·n·R, ≈ 1.04e-5 relative near x = 16.7.
+        # Everything else, and s relative to n·R (the earlier criterion), must hold.
+        assert max(v for k, v in worst.items() if k != "s") <= TOL[dtype], worst
+        coarse = _errors(head, latents_of, ref_of, dtype, rows, relative=False)
+        assert coarse["s"] <= TOL[dtype], coarse
+        pytest.xfail(f"DebyeHead float32 entropy: relative error {worst['s']:.3g} > {TOL[dtype]:g} (debye.py)")
+    assert max(worst.values()) <= TOL[dtype], worst
 
 
 def _einstein_case():
@@ -90,12 +144,71 @@ def _debye_einstein_case():
     )
 
 
-@pytest.mark.parametrize("case", [_einstein_case, _debye_einstein_case], ids=["einstein", "debye-einstein"])
-@pytest.mark.parametrize(("dtype", "bound"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_accuracy_against_mpmath(case, dtype, bound):
+CASES = pytest.mark.parametrize("case", [_einstein_case, _debye_einstein_case], ids=["einstein", "debye-einstein"])
+DTYPES = pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+
+
+@CASES
+@DTYPES
+def test_accuracy_against_mpmath_on_a_grid(case, dtype):
     head, latents_of, ref_of = case()
-    worst = _errors(head, latents_of, ref_of, dtype)
-    assert max(worst.values()) <= bound, worst
+    rows = [(th, THETAS[(i + 2) % len(THETAS)], n, TEMPS) for i, th in enumerate(THETAS) for n in NS]
+    _check(head, latents_of, ref_of, dtype, rows)
+
+
+@DTYPES
+def test_einstein_accuracy_over_the_whole_ratio_range(dtype):
+    # x = θ_E/T from 1e-3 to 1e4 and T = 0: cv and s relative to themselves (the old cut at x = 50
+    # returned 0, a 100 % error, for x ≥ 50).
+    head, latents_of, ref_of = _einstein_case()
+    rows = [(th, th, n, [th / r for r in RATIOS] + [0.0]) for th in (1.0, 300.0, 4999.0) for n in (1.0, 7.0)]
+    _check(head, latents_of, ref_of, dtype, rows)
+
+
+@DTYPES
+def test_debye_einstein_accuracy_over_the_whole_ratio_range(dtype):
+    # θ_E/T from 1e-3 to 1e4 (every other point of the sweep: the Debye reference is a quadrature),
+    # with θ_D below and above θ_E.
+    head, latents_of, ref_of = _debye_einstein_case()
+    ratios = RATIOS[::2]
+    rows = [(thd, the, 5.0, [the / r for r in ratios] + [0.0]) for thd, the in ((300.0, 75.0), (40.0, 1200.0))]
+    _check(head, latents_of, ref_of, dtype, rows)
+
+
+@CASES
+@DTYPES
+def test_gradients_finite_over_the_whole_ratio_range(case, dtype):
+    head, latents_of, _ = case()
+    theta0 = 300.0
+    temps = [theta0 / r for r in RATIOS] + [0.0]
+    T = torch.tensor(temps, dtype=dtype, requires_grad=True)
+    latents = {k: v.expand(len(temps)).clone().requires_grad_(True) for k, v in latents_of(theta0, theta0, dtype).items()}
+    out = head(latents=latents, temperature=T, n_atoms=3)
+    for k, v in out.items():
+        assert torch.isfinite(v).all(), k
+        grads = torch.autograd.grad(v.sum(), (*latents.values(), T), retain_graph=True)
+        for name, g in zip((*latents, "T"), grads):
+            assert torch.isfinite(g).all(), f"d{k}/d{name} not finite ({dtype})"
+    # At T = 0 the gradients are their limits: dU/dθ = zero-point energy per K, dU/dT = dCv/dT = 0.
+    grads = torch.autograd.grad(out["u"][-1], (*latents.values(), T), retain_graph=True)
+    assert float(grads[-1][-1]) == 0.0
+    (dcv,) = torch.autograd.grad(out["cv"][-1], T)
+    assert float(dcv[-1]) == 0.0
+    if head.name == "einstein":
+        assert float(grads[0][-1]) == pytest.approx(3 * 3 * R_GAS / 2, rel=1e-6)
+
+
+def test_einstein_identities_are_relatively_accurate_at_low_temperature():
+    # Cv = ∂U/∂T and S = −∂F/∂T by autograd, relative to the values, down to where they underflow.
+    head = EinsteinHead()
+    theta = torch.tensor(300.0, dtype=torch.float64)
+    ratios = [r for r in RATIOS if r <= 700.0]
+    T = torch.tensor([300.0 / r for r in ratios], dtype=torch.float64, requires_grad=True)
+    out = head(latents={"theta_E": theta.expand(len(ratios))}, temperature=T, n_atoms=2)
+    (du,) = torch.autograd.grad(out["u"].sum(), T, retain_graph=True)
+    (df,) = torch.autograd.grad(out["f"].sum(), T)
+    torch.testing.assert_close(du, out["cv"], rtol=1e-11, atol=0)
+    torch.testing.assert_close(-df, out["s"], rtol=1e-11, atol=0)
 
 
 def test_einstein_limits_and_units():
