@@ -123,7 +123,10 @@ class PretrainConfig:
     """The ``pretrain:`` section (masked-language-model pretraining of the encoder).
 
     :param sources: unlabelled SCOPE strings: ``{name: DATASET, split: ..., **params}`` (a
-        registered data set; labelled sets give their strings) or ``{path: FILE.csv, column: COL}``.
+        registered data set and its parameters, e.g. ``{name: corpus-csv, path: corpus.csv}`` for a
+        data set that takes ``path``; labelled sets give their strings) or, without ``name``,
+        ``{path: FILE.csv, column: COL}`` (a CSV's ``scope``/``cloud`` column, or a text file of one
+        string a line).
     :param exclude: the same kind of entries whose strings are removed from the corpus (e.g. the
         test split of the benchmark you will fine-tune on).
     :param epochs, batch_size, lr, weight_decay, warmup, grad_clip, seed, device, precision,
@@ -155,8 +158,7 @@ class PretrainConfig:
             raise ConfigError("pretrain.sources is empty: list data sets ({name: ...}) or files ({path: ...})")
         for kind in ("sources", "exclude"):
             for i, src in enumerate(getattr(self, kind)):
-                if not isinstance(src, Mapping) or ("name" in src) == ("path" in src):
-                    raise ConfigError(f"pretrain.{kind}[{i}] must have exactly one of 'name' or 'path', got {src!r}")
+                self.check_source(f"pretrain.{kind}[{i}]", src)
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"pretrain.mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not 0 <= self.val_fraction < 1:
@@ -164,6 +166,72 @@ class PretrainConfig:
         _positive("pretrain.lr", self.lr)
         _positive("pretrain.weight_decay", self.weight_decay, zero=True)
         _positive("pretrain.grad_clip", self.grad_clip, zero=True)
+
+    #: Keys of a file entry (one without ``name``).
+    FILE_KEYS: typing.ClassVar[tuple[str, ...]] = ("path", "column")
+
+    @classmethod
+    def check_source(cls, what: str, src: Any, registry: Any = None) -> str:
+        """Check one ``sources`` / ``exclude`` entry; return its kind, ``"dataset"`` or ``"file"``.
+
+        ``{name: DATASET, ...}`` is a data set: every other key (``path`` included) is ``split`` or
+        one of its parameters. ``{path: FILE, column: COL}`` (no ``name``) is a file. With
+        ``registry``, a data set entry is also checked against the data set: its name, its split,
+        its parameters (``path`` only where the data set takes one).
+
+        :raises ConfigError: naming the entry and what is wrong with it.
+        """
+        if not isinstance(src, Mapping):
+            raise ConfigError(f"{what} must be a mapping, {{name: DATASET, split: ..., **params}} or "
+                              f"{{path: FILE, column: COL}}; got {src!r}")
+        bad = [k for k in src if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{what}: keys must be strings, got {bad[0]!r}")
+        if "name" not in src:
+            if "path" not in src:
+                raise ConfigError(f"{what} needs 'name' (a data set) or 'path' (a file of strings); got {src!r}")
+            extra = sorted(k for k in src if k not in cls.FILE_KEYS)
+            if extra:
+                raise ConfigError(
+                    f"{what}: a file entry (no 'name') takes only {', '.join(cls.FILE_KEYS)}, got {extra}; for a "
+                    f"data set with parameters write {{name: DATASET, path: ..., ...}} (e.g. name: corpus-csv)"
+                )
+            for key in cls.FILE_KEYS:
+                if key in src and src[key] is not None and not isinstance(src[key], str):
+                    raise ConfigError(f"{what}.{key} must be a string, got {src[key]!r}")
+            if not src["path"]:
+                raise ConfigError(f"{what}.path must be a file, got {src['path']!r}")
+            return "file"
+        name = src["name"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{what}.name must be a data set name, got {name!r}")
+        if "split" in src and not isinstance(src["split"], str):
+            raise ConfigError(f"{what}.split must be a string, got {src['split']!r}")
+        if "path" in src and (not isinstance(src["path"], str) or not src["path"]):
+            raise ConfigError(f"{what}.path must be a file path (a string), got {src['path']!r}")
+        if registry is None:
+            return "dataset"
+        if name not in registry.datasets:
+            hint = " (for a file of strings, leave out 'name': {path: FILE})" if "path" in src else ""
+            raise ConfigError(f"{what}: unknown data set {name!r}; available: "
+                              f"{', '.join(sorted(registry.datasets)) or 'none'}{hint}")
+        spec = registry.datasets[name]
+        split = src.get("split", "train")
+        splits = tuple(getattr(spec, "splits", ()) or ())
+        if splits and split not in splits:
+            raise ConfigError(f"{what}: data set {name!r} has no split {split!r}; available: {', '.join(splits)}")
+        params = [k for k in src if k not in ("name", "split")]
+        valid = _data_params(spec)
+        if valid is not None:
+            if "path" in params and "path" not in valid:
+                with_path = sorted(n for n, s in registry.datasets.items() if "path" in (_data_params(s) or ()))
+                raise ConfigError(
+                    f"{what}: data set {name!r} takes no 'path' parameter, so {{name: {name}, path: ...}} is "
+                    f"ambiguous; for a file of strings leave out 'name' ({{path: FILE, column: COL}}), or name a "
+                    f"data set that reads a file ({', '.join(with_path) or 'none'})"
+                )
+            _unknown(f"{what} (data set {name!r})", params, valid | {"name", "split"})
+        return "dataset"
 
 
 @dataclass

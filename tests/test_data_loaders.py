@@ -228,3 +228,107 @@ def test_phonondb_with_real_converter(data_root):
     assert files and all(data_root not in f.parents for f in files)
     cached = json.loads(files[0].read_text())
     assert set(ex.ids) <= set(cached["scope"])
+
+
+# -- thermo-jsonl: empty splits and temperature grids ---------------------------------------------
+
+def _thermo_row(rid: str, grid: list[float] | None, n: int | None = None, **extra) -> dict:
+    """A thermo row with made-up curves on ``grid`` (``None``: no temperatures_K, ``n`` values)."""
+    n = len(grid) if n is None else n
+    row = {"id": rid, "n_atoms": 2, "structure": {"fake": rid}, "stable": True,
+           **({"temperatures_K": grid} if grid is not None else {}),
+           "cv": [float(k) for k in range(n)], "s": [2.0 * k for k in range(n)],
+           "u": [100.0 + k for k in range(n)], "f": [100.0 - k for k in range(n)]}
+    row.update(extra)
+    return row
+
+
+def _write(path: Path, rows: list[dict], split: dict[str, str] | None = None) -> tuple[str, str | None]:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if split is None:
+        return str(path), None
+    sp = path.with_name(path.stem + ".split.json")
+    sp.write_text(json.dumps(split))
+    return str(path), str(sp)
+
+
+def test_thermo_jsonl_empty_split_gives_empty_examples_on_the_files_grid(tmp_path, monkeypatch):
+    from cloudphys.data.phonondb import load_thermo_jsonl
+
+    calls = _fake_converter(monkeypatch)
+    grid = [0.0, 50.0, 100.0, 300.0, 1000.0]
+    path, split_file = _write(tmp_path / "mine.jsonl", [_thermo_row("a", grid), _thermo_row("b", grid)],
+                              {"a": "train", "b": "train"})
+    ex = load_thermo_jsonl("val", path=path, split_file=split_file, observables=["cv", "s", "u"])
+    assert isinstance(ex, Examples) and len(ex) == 0 and ex.ids == [] and ex.scope == []
+    assert ex.temperatures.tolist() == grid and ex.n_atoms.shape == (0,)
+    assert {k: v.shape for k, v in ex.targets.items()} == {"cv": (0, 5), "s": (0, 5), "u": (0, 5)}
+    assert ex.units == {"cv": "J/(K*mol)", "s": "J/(K*mol)", "u": "J/mol"}
+    sub = load_thermo_jsonl("test", path=path, split_file=split_file, observables="cv", temperature_range=[40, 400])
+    assert sub.temperatures.tolist() == [50.0, 100.0, 300.0] and sub.targets["cv"].shape == (0, 3)
+    assert calls == []  # nothing to convert
+    # the seeded random split leaves val and test empty below 10 rows: empty, not an error
+    path3, _ = _write(tmp_path / "three.jsonl", [_thermo_row(i, grid) for i in "xyz"])
+    assert len(load_thermo_jsonl("val", path=path3)) == 0 and len(load_thermo_jsonl("train", path=path3)) == 3
+    # rows without temperatures_K (phonondb's 28-point grid): the empty split is on that grid
+    path28, split28 = _write(tmp_path / "old.jsonl", [_thermo_row("p", None, n=28)], {"p": "train"})
+    empty28 = load_thermo_jsonl("val", path=path28, split_file=split28)
+    assert empty28.temperatures.tolist() == GRID and empty28.targets["f"].shape == (0, 28)
+
+
+def test_thermo_jsonl_empty_train_split_is_a_clear_error(tmp_path, monkeypatch):
+    from cloudphys.data.phonondb import load_thermo_jsonl
+
+    _fake_converter(monkeypatch)
+    grid = [0.0, 300.0]
+    rows = [_thermo_row("a", grid), _thermo_row("b", grid), _thermo_row("c", grid)]
+    path, split_file = _write(tmp_path / "mine.jsonl", rows, {"a": "val", "b": "val"})
+    with pytest.raises(DataError, match="'train' split is empty") as err:
+        load_thermo_jsonl("train", path=path, split_file=split_file)
+    msg = str(err.value)
+    assert "split_file" in msg and split_file in msg and "2 'val'" in msg and "1 not listed" in msg
+    assert "not a value per grid" not in msg and "does not have one value" not in msg
+    # random split: which fractions took every row (2 rows: floor(0.5 * 2) test, floor(0.5 * 2) val)
+    path2, _ = _write(tmp_path / "two.jsonl", rows[:2])
+    with pytest.raises(DataError, match=r"'train' split is empty.*RandomState\(seed=0\).*'train' the remaining 0"):
+        load_thermo_jsonl("train", path=path2, test_size=0.5, valid_size=0.5)
+    # rows assigned to train, but none usable
+    unstable = [_thermo_row("u1", grid, stable=False), {"id": "e1", "source": "x.tar", "error": "boom"}]
+    path_u, split_u = _write(tmp_path / "unstable.jsonl", unstable, {"u1": "train", "e1": "train"})
+    with pytest.warns(DataWarning, match="e1: failed build"), pytest.raises(DataError, match="unstable") as err:
+        load_thermo_jsonl("train", path=path_u, split_file=split_u)
+    assert "2 rows are assigned to 'train'" in str(err.value) and "failed build" in str(err.value)
+    with pytest.warns(DataWarning, match="1 of 2 rows are left out"):
+        assert load_thermo_jsonl("train", path=path_u, split_file=split_u, stable=False).ids == ["u1"]
+
+
+def test_thermo_rows_share_one_grid_whatever_their_split(tmp_path, monkeypatch):
+    from cloudphys.data.phonondb import load_thermo_jsonl, load_thermo_rows
+
+    _fake_converter(monkeypatch)
+    g21 = [float(t) for t in range(0, 1001, 50)]
+    # a row without temperatures_K is on the 28-point grid: never read on the file's 21-point one
+    path, split_file = _write(tmp_path / "mixed.jsonl", [_thermo_row("si", g21), _thermo_row("old-build", None, n=21)],
+                              {"si": "train", "old-build": "test"})
+    with pytest.raises(DataError, match="old-build") as err:
+        load_thermo_jsonl("train", path=path, split_file=split_file)  # old-build is not even in this split
+    msg = str(err.value)
+    assert "no temperatures_K" in msg and "28 points" in msg and "21 points" in msg and "si (line 1)" in msg
+    # two rows with different temperatures_K: the second is named with both grids
+    path2, _ = _write(tmp_path / "two.jsonl", [_thermo_row("a", [0.0, 300.0]), _thermo_row("b", [0.0, 298.15])])
+    with pytest.raises(DataError, match=r"line 2 \(b\).*2 points \[0, 298\.15\] K.*2 points \[0, 300\] K"):
+        load_thermo_jsonl("all", path=path2)
+    # rows on the 28-point grid mix, whether they carry it or not
+    path3, _ = _write(tmp_path / "ok.jsonl", [_thermo_row("new", GRID), _thermo_row("old", None, n=28)])
+    ex = load_thermo_jsonl("all", path=path3)
+    assert ex.ids == ["new", "old"] and ex.temperatures.tolist() == GRID and ex.targets["cv"].shape == (2, 28)
+    # a curve that does not fit its row's grid is named
+    path4, _ = _write(tmp_path / "short.jsonl", [_thermo_row("a", [0.0, 300.0]), {**_thermo_row("b", [0.0, 300.0]),
+                                                                                   "cv": [1.0]}])
+    with pytest.raises(DataError, match=r"\(b\): curve 'cv' has 1 values, but the row's temperature grid has 2"):
+        load_thermo_jsonl("all", path=path4)
+    # a known grid (meta.json's) is the grid in use: a row carrying another one is refused
+    path5, _ = _write(tmp_path / "meta.jsonl", [_thermo_row("m", None, n=28), _thermo_row("x", g21)])
+    with pytest.raises(DataError, match=r"\(x\).*21 points.*from meta\.json.*28 points"):
+        load_thermo_rows(path5, "all", name="t", grid=GRID, split_of=None, grid_source="meta.json")
+    assert load_thermo_rows(path5, "all", name="t", grid=GRID, split_of=None, limit=1).ids == ["m"]

@@ -6,7 +6,9 @@
    entries and how they add up; the 300 K → whole-curve temperature transfer.
 3. docs/data.md's "Training on your own phonopy calculations", step by step, on the Si and MgO
    archives of ``phonondb-raw-sample/``: phonopy → ``data from-phonopy`` → split file → the docs'
-   config → ``train`` → ``predict``.
+   config → ``train`` → ``predict``; rows of ``build-phonondb`` (on a ``--meta`` grid) mixed in; an
+   empty ``val`` split.
+4. ``pretrain.sources`` / ``exclude`` entries naming a data set that takes ``path`` (``corpus-csv``).
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ def test_train_and_predict_on_own_phonopy_output(own_phonopy, monkeypatch):
     echo = re.search(r"echo '(.*)' > (\S+)", block)
     assert echo and echo.group(2) == config["data"]["split_file"], "the docs write the split file the config names"
     split = {**json.loads(echo.group(1)), "si-2": "train"}
-    assert set(split.values()) == {"train", "val"}  # cloudphys train needs rows in both
+    assert set(split.values()) == {"train", "val"}  # rows in both (an empty val is allowed: see below)
     (work / echo.group(2)).write_text(json.dumps(split))
     (work / "mine.yaml").write_text(yaml.safe_dump(config))
     train_cmd, predict_cmd = _commands(block)
@@ -280,9 +282,6 @@ def test_train_and_predict_on_own_phonopy_output(own_phonopy, monkeypatch):
         assert 0 < float(p["cv"]) <= 3 * 8 * 8.314462619
 
 
-@pytest.mark.xfail(strict=True, raises=DataError, reason=(
-    "build_row (cloudphys/data/phonondb_build.py) writes no temperatures_K, and load_thermo_jsonl takes the grid "
-    "from the first row only: build-phonondb rows after from-phonopy rows, or on a --meta grid, do not load"))
 def test_build_phonondb_rows_mix_with_from_phonopy_rows(own_phonopy, data_root, tmp_path):
     from cloudphys.data.phonondb import load_thermo_jsonl
 
@@ -294,7 +293,109 @@ def test_build_phonondb_rows_mix_with_from_phonopy_rows(own_phonopy, data_root, 
     built = tmp_path / "built.jsonl"
     cli("data", "build-phonondb", data_root / "phonondb-raw-sample" / "materials-id-1138-lif-fm-3m-225.tar.lzma",
         "--meta", tmp_path / "meta.json", "-o", built, "-q")
+    (row,) = [json.loads(line) for line in built.read_text().splitlines()]
+    assert row["temperatures_K"] == grid and len(row["cv"]) == len(grid) == 21  # the --meta grid, not the 28 points
+    alone = load_thermo_jsonl("all", path=str(built), observables=["cv", "u"])  # --meta output loads by itself
+    assert alone.ids == ["mp-1138"] and alone.temperatures.tolist() == grid and alone.targets["u"].shape == (1, 21)
     with open(rows, "a") as fh:
         fh.write(built.read_text())
     ex = load_thermo_jsonl("all", path=str(rows), observables=["cv"])
     assert ex.ids == ["si", "mp-1138"] and ex.temperatures.tolist() == grid
+    np.testing.assert_array_equal(ex.targets["cv"][1], row["cv"])
+    # a row without temperatures_K (older build-phonondb output) is on the 28-point grid: refused by name, whatever
+    # its split, never read on the 21-point grid
+    old = {k: v for k, v in row.items() if k != "temperatures_K"} | {"id": "old-build"}
+    with open(rows, "a") as fh:
+        fh.write(json.dumps(old) + "\n")
+    (tmp_path / "split.json").write_text(json.dumps({"si": "train", "mp-1138": "train", "old-build": "test"}))
+    with pytest.raises(DataError, match=r"\(old-build\): .*no temperatures_K.*28 points.*21 points"):
+        load_thermo_jsonl("train", path=str(rows), split_file=str(tmp_path / "split.json"))
+
+
+def test_training_copes_with_an_empty_val_split(own_phonopy, tmp_path):
+    """A split file that puts every row in train: val loads as an empty split, the model is kept on train loss."""
+    from cloudphys.data.phonondb import load_thermo_jsonl
+
+    rows = tmp_path / "mine.jsonl"
+    for name in ("si", "mgo"):
+        cli("data", "from-phonopy", own_phonopy / name / "thermal_properties.yaml", "--structure",
+            own_phonopy / name / "POSCAR-unitcell", "--id", name, "-o", rows, "--append")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"si": "train", "mgo": "train"}))
+    val = load_thermo_jsonl("val", path=str(rows), split_file=str(split), observables=["cv", "s", "u"])
+    assert len(val) == 0 and val.temperatures.tolist() == list(range(0, 1001, 50))
+    assert all(v.shape == (0, 21) for v in val.targets.values())
+    config = {"encoder": {"name": "scope-bert"}, "head": {"name": "debye", "observables": ["cv", "s", "u"]},
+              "data": {"name": "thermo-jsonl", "path": str(rows), "split_file": str(split),
+                       "observables": ["cv", "s", "u"], "temperature_range": [50, 1000]},
+              "train": {"epochs": 2, "batch_size": 2}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    res = json.loads(cli("train", tmp_path / "mine.yaml", "--out", run, "-s", *TINY_ENCODER, *QUIET))
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert res["epochs_run"] == 2 and len(history) == 2 and all("val_loss" not in h for h in history)
+    best = min(h["train_loss"] for h in history)  # without val, the checkpoint is chosen on the training loss
+    assert np.isfinite(best) and res["best_val_loss"] == pytest.approx(best)
+    assert (run / "model" / "model.safetensors").is_file()
+    # and a split file without train rows says so, instead of a shape error
+    split.write_text(json.dumps({"si": "val", "mgo": "val"}))
+    with pytest.raises(DataError, match=r"'train' split is empty.*split_file.*2 'val'"):
+        load_thermo_jsonl("train", path=str(rows), split_file=str(split))
+
+
+# -- 4. path-parameterised data sets as pretraining sources ------------------------------------
+def test_pretrain_sources_name_a_data_set_with_a_path(data_root, tmp_path):
+    from cloudphys.config import load_config
+    from cloudphys.errors import ConfigError
+    from cloudphys.plugins import get_registry
+    from cloudphys.training.pretrain import collect_strings
+
+    with open(data_root / "cloud" / "pretrain_cloud_10k.csv", newline="") as fh:
+        strings = [r["cloud"] for r in csv.DictReader(fh)][:12]
+    raw = tmp_path / "raw.csv"
+    raw.write_text("scope\n" + "".join(f"{s}\n" for s in strings))
+    corpus = tmp_path / "corpus.csv"
+    cli("data", "build-corpus", raw, "-o", corpus, "--holdout", "0.25", "--dialect", "cloud")
+    with open(corpus, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    train = [r["scope"] for r in table if r["split"] == "train"]
+    assert len(train) == 9 and len(table) == 12
+    held_out = tmp_path / "held_out.csv"  # one of the train strings, excluded through a second corpus-csv entry
+    held_out.write_text(f"scope\n{train[0]}\n")
+    base = {"encoder": {"name": "scope-bert"}, "head": {"name": "debye"}}
+    pretrain = {"sources": [{"name": "corpus-csv", "path": str(corpus)}],  # split: train by default
+                "exclude": [{"name": "corpus-csv", "path": str(held_out), "split": "all"}]}
+    cfg = load_config({**base, "pretrain": pretrain})
+    got, info = collect_strings(cfg.pretrain, get_registry())
+    assert got == train[1:]  # the data set received path= (and split): the train rows of corpus.csv, minus one
+    assert info["sources"][0]["strings"] == 9 and info["excluded_strings"] == 1
+    # {path: FILE, column: COL} without a name is still a file (all its rows, split column or not)
+    files = load_config({**base, "pretrain": {"sources": [{"path": str(corpus), "column": "scope"}]}})
+    assert collect_strings(files.pretrain, get_registry())[0] == [r["scope"] for r in table]
+    # the same through `cloudphys pretrain`: a tiny run on the data set entry
+    out = tmp_path / "pretrained"
+    summary = json.loads(cli(
+        "pretrain", CONFIGS / "cloud-pretrain.yaml", "--out", out, "-s", *TINY_ENCODER,
+        f"pretrain.sources=[{{name: corpus-csv, path: {corpus}, split: all}}]",
+        f"pretrain.exclude=[{{name: corpus-csv, path: {held_out}, split: all}}]", "pretrain.epochs=1",
+        "pretrain.batch_size=8", "pretrain.val_fraction=0", "pretrain.num_threads=1", "pretrain.progress=false",
+    ))
+    assert summary["corpus"] == 11 and summary["steps"] == 2
+    source = json.loads((out / "pretrain.json").read_text())["corpus"]["sources"][0]
+    assert source["source"] == {"name": "corpus-csv", "path": str(corpus), "split": "all"} and source["kept"] == 11
+
+    # ambiguous or invalid entries: a ConfigError naming the entry
+    def refused(entry: dict, match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            c = load_config({**base, "pretrain": {"sources": [{"name": "cloud-pretrain"}], "exclude": [entry]}})
+            collect_strings(c.pretrain, get_registry())
+
+    refused({"name": "cloud-pretrain", "path": str(corpus)}, r"pretrain\.exclude\[0\]: data set 'cloud-pretrain' "
+            r"takes no 'path' parameter.*leave out 'name'.*corpus-csv, csv, thermo-jsonl")
+    refused({"path": str(corpus), "split": "all"}, r"pretrain\.exclude\[0\]: a file entry \(no 'name'\) takes only "
+            r"path, column, got \['split'\].*name: DATASET, path")
+    refused({"split": "all"}, r"pretrain\.exclude\[0\] needs 'name' \(a data set\) or 'path'")
+    refused({"name": "corpus-csv", "path": str(corpus), "colum": "scope"}, r"unknown key 'colum'.*corpus-csv")
+    refused({"name": "corpus-csv", "path": str(corpus), "split": "test"}, r"no split 'test'; available: train, val, all")
+    refused({"name": "no-such-set", "path": str(corpus)}, r"unknown data set 'no-such-set'.*leave out 'name'")
+    refused({"name": "corpus-csv", "path": 3}, r"pretrain\.exclude\[0\]\.path must be a file path")

@@ -222,6 +222,7 @@ def load_phonondb_thermo(
         mat_path, split, name=name, grid=grid, split_of=split_of, observables=observables,
         temperatures=temperatures, temperature_range=temperature_range, stable=stable, limit=limit,
         dialect=dialect, symprec=symprec, workers=workers, on_error=on_error, progress=progress,
+        grid_source=f"meta.json ({meta_path})", split_source=f"split.json ({split_path})",
     )
 
 
@@ -246,12 +247,36 @@ def _report(failed: list[tuple[str, str]], total: int, what: str, on_error: str)
     warnings.warn(msg, DataWarning, stacklevel=4)
 
 
+def _grid_text(g: np.ndarray) -> str:
+    """A temperature grid for messages: its size and its points (K)."""
+    pts = [f"{t:g}" for t in np.asarray(g, dtype=np.float64).tolist()]
+    return f"{len(pts)} points [{', '.join(pts)}] K"
+
+
+def _same_grid(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-6))
+
+
+def _row_grid(row: dict[str, Any], where: str) -> np.ndarray | None:
+    """A row's own ``temperatures_K`` (1-D, finite, K), or ``None`` when it carries none."""
+    if "temperatures_K" not in row:
+        return None
+    try:
+        t = np.asarray(row["temperatures_K"], dtype=np.float64)
+    except (TypeError, ValueError):
+        t = None
+    if t is None or t.ndim != 1 or t.size == 0 or not np.isfinite(t).all():
+        raise DataError(f"{where}: temperatures_K must be a non-empty list of temperatures in K, "
+                        f"got {row['temperatures_K']!r}")
+    return t
+
+
 def load_thermo_rows(
     path: str | Path,
     split: str,
     *,
     name: str,
-    grid: np.ndarray | None,
+    grid: np.ndarray | Sequence[float] | None,
     split_of: dict[str, str] | None,
     observables: Sequence[str] | str | None = None,
     temperatures: Sequence[float] | None = None,
@@ -266,14 +291,31 @@ def load_thermo_rows(
     split_seed: int = 0,
     valid_size: float = 0.1,
     test_size: float = 0.1,
+    default_grid: np.ndarray | Sequence[float] | None = None,
+    grid_source: str = "the data set's grid",
+    split_source: str | None = None,
 ) -> Examples:
     """Examples from a JSON-lines file of thermo rows (phonondb-thermo format).
 
-    :param grid: the temperature grid (K); ``None``: every row carries ``temperatures_K`` and all
-        must be equal.
-    :param split_of: id → split; ``None``: a random split of the ids (``RandomState(split_seed)``
-        permutation of the rows in file order: the first ``floor(test_size n)`` are ``test``, the
-        next ``floor(valid_size n)`` ``val``, the rest ``train``), drawn before filtering.
+    The temperature grid (K) every curve is read on:
+
+    * ``grid`` given (e.g. meta.json's, described by ``grid_source``): rows without
+      ``temperatures_K`` are on it, and a row with ``temperatures_K`` must carry exactly it;
+    * ``grid=None``: the grid of the file's first row -- its ``temperatures_K``, or ``default_grid``
+      for a row without one (``default_grid=None``: such a row is an error) -- and every row must
+      be on that grid.
+
+    Every row of the file is checked (not only those of ``split``, failed builds aside), so all
+    splits share one grid; a row on another grid is a :class:`DataError` naming it and both grids,
+    and a curve whose length is not its grid's is one too.
+
+    :param split_of: id → split (``split_source`` says where it comes from, for messages);
+        ``None``: a random split of the ids (``RandomState(split_seed)`` permutation of the rows in
+        file order: the first ``floor(test_size n)`` are ``test``, the next ``floor(valid_size n)``
+        ``val``, the rest ``train``), drawn before filtering.
+    :returns: :class:`Examples`; a split without rows gives an empty one (0 rows, the grid's
+        temperatures), except ``train``, which must have rows (:class:`DataError` saying why it is
+        empty and how splits are assigned).
     Rows with an ``error`` field (failed builds) are left out with a :class:`DataWarning`.
     """
     obs = _observables(name, observables)
@@ -281,8 +323,13 @@ def load_thermo_rows(
         raise DataError(f"limit must be a non-negative integer, got {limit!r}")
     if on_error not in ("warn", "raise"):
         raise DataError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
-    if grid is not None:
-        select_temperatures(grid, temperatures, temperature_range)  # fail early on a bad selection
+    known = None if grid is None else np.asarray(grid, dtype=np.float64)
+    fallback = known  # the grid of a row without temperatures_K
+    if fallback is None and default_grid is not None:
+        fallback = np.asarray(default_grid, dtype=np.float64)
+    if known is not None:
+        select_temperatures(known, temperatures, temperature_range)  # fail early on a bad selection
+    random_split = None
     if split_of is None and split != "all":
         ids = [r.get("id") for r in iter_jsonl(path)]
         order = np.random.RandomState(split_seed).permutation(len(ids))
@@ -290,65 +337,128 @@ def load_thermo_rows(
         split_of = {}
         for k, j in enumerate(order):
             split_of[str(ids[j])] = "test" if k < n_test else ("val" if k < n_test + n_val else "train")
+        random_split = (len(ids), n_test, n_val)
     rows: list[dict[str, Any]] = []
     broken: list[tuple[str, str]] = []
-    row_grid = grid
+    in_use, in_use_from = known, grid_source
+    n_file = n_in_split = n_unstable = 0
+    assigned: dict[str, int] = {}
     for lineno, row in enumerate(iter_jsonl(path), start=1):
         if limit is not None and len(rows) >= limit:
             break
+        n_file += 1
         rid = str(row.get("id", f"line {lineno}"))
-        if split != "all" and (split_of or {}).get(rid) != split:
-            continue
+        where = f"{path}, line {lineno} ({rid})"
+        t_row = None
+        if "error" not in row:
+            own = _row_grid(row, where)
+            t_row = own if own is not None else fallback
+            if t_row is None:
+                raise DataError(f"{where}: no 'temperatures_K' (and no grid given)")
+            if in_use is None:
+                in_use, in_use_from = t_row, f"the first row, {rid} (line {lineno})"
+            elif not _same_grid(t_row, in_use):
+                mine = (f"temperatures_K = {_grid_text(t_row)}" if own is not None else
+                        f"no temperatures_K, so it is taken to be on {_grid_text(t_row)}")
+                raise DataError(
+                    f"{where}: this row is on another temperature grid than the one in use: it has {mine}; the grid "
+                    f"in use (from {in_use_from}) is {_grid_text(in_use)}. All rows of one file must share one grid: "
+                    "rebuild the row on that grid (build-phonondb --meta META.json, or phonopy's "
+                    "run_thermal_properties(temperatures=...)) or keep it in a separate file"
+                )
+        if split != "all":
+            got = (split_of or {}).get(rid)
+            assigned[str(got)] = assigned.get(str(got), 0) + 1
+            if got != split:
+                continue
+        n_in_split += 1
         if "error" in row:
             broken.append((rid, f"failed build ({row.get('source', '?')}): {row['error']}"))
             continue
         missing = [k for k in ("id", "n_atoms", "structure", *obs) if k not in row]
         if missing:
-            raise DataError(f"{path}, line {lineno} ({rid}): missing field(s) {', '.join(missing)}")
+            raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
+        for o in obs:
+            if not isinstance(row[o], list) or len(row[o]) != len(t_row):
+                n = len(row[o]) if isinstance(row[o], list) else type(row[o]).__name__
+                raise DataError(f"{where}: curve {o!r} has {n} values, but the row's temperature grid has "
+                                f"{len(t_row)} ({_grid_text(t_row)})")
         if stable and not row.get("stable", True):
+            n_unstable += 1
             continue
-        if grid is None:
-            t_row = np.asarray(row.get("temperatures_K", ()), dtype=np.float64)
-            if t_row.size == 0:
-                raise DataError(f"{path}, line {lineno} ({rid}): no 'temperatures_K' (and no grid given)")
-            if row_grid is None:
-                row_grid = t_row
-            elif t_row.shape != row_grid.shape or not np.allclose(t_row, row_grid, rtol=0, atol=1e-6):
-                raise DataError(
-                    f"{path}, line {lineno} ({rid}): temperatures_K differ from the first row's; all rows of "
-                    "one file must share one temperature grid"
-                )
         rows.append(row)
     _report(broken, len(rows) + len(broken), f"{name} ({path})", on_error)
-    if row_grid is None:
-        row_grid = np.asarray(PHONONDB_GRID_DEFAULT, dtype=np.float64)
-    t_idx = select_temperatures(row_grid, temperatures, temperature_range)
+    if in_use is None:
+        in_use = np.asarray(PHONONDB_GRID_DEFAULT, dtype=np.float64)
+    t_idx = select_temperatures(in_use, temperatures, temperature_range)
 
-    generator_table = None
-    if dialect == "cloud":
-        from .cloud import CLOUD_FILES
+    scope: dict[str, str] = {}
+    if rows:
+        generator_table = None
+        if dialect == "cloud":
+            from .cloud import CLOUD_FILES
 
-        with open(fetch(CLOUD_FILES["cloud/generator.json"], dataset=name), encoding="utf-8") as fh:
-            generator_table = json.load(fh)
-    scope = scope_for_structures(
-        Path(path), [(str(r["id"]), r["structure"]) for r in rows], dialect=dialect, symprec=symprec,
-        workers=workers, progress=progress, generator_table=generator_table, dataset=name, on_error=on_error,
-    )
+            with open(fetch(CLOUD_FILES["cloud/generator.json"], dataset=name), encoding="utf-8") as fh:
+                generator_table = json.load(fh)
+        scope = scope_for_structures(
+            Path(path), [(str(r["id"]), r["structure"]) for r in rows], dialect=dialect, symprec=symprec,
+            workers=workers, progress=progress, generator_table=generator_table, dataset=name, on_error=on_error,
+        )
+    n_read = len(rows)
     rows = [r for r in rows if str(r["id"]) in scope]
+    if not rows and split == "train":
+        raise DataError(_empty_split_message(
+            name, path, split, n_file=n_file, n_in_split=n_in_split, n_broken=len(broken), n_unstable=n_unstable,
+            n_unconverted=n_read, limit=limit, assigned=assigned, random_split=random_split,
+            split_source=split_source, valid_size=valid_size, test_size=test_size, split_seed=split_seed,
+        ))
     targets = {}
     for o in obs:
-        values = np.asarray([r[o] for r in rows], dtype=np.float64)
-        if values.shape != (len(rows), len(row_grid)):
-            raise DataError(f"{path}: curve {o!r} does not have one value per grid temperature ({len(row_grid)})")
-        targets[o] = values.reshape(len(rows), len(row_grid))[:, t_idx]
+        values = np.asarray([r[o] for r in rows], dtype=np.float64).reshape(len(rows), len(in_use))
+        targets[o] = values[:, t_idx]
     return Examples(
         ids=[str(r["id"]) for r in rows],
         scope=[scope[str(r["id"])] for r in rows],
-        n_atoms=np.asarray([r["n_atoms"] for r in rows], dtype=np.float64),
-        temperatures=row_grid[t_idx].copy(),
+        n_atoms=np.asarray([r["n_atoms"] for r in rows], dtype=np.float64).reshape(len(rows)),
+        temperatures=in_use[t_idx].copy(),
         targets=targets,
         units={o: UNITS[o] for o in obs},
     )
+
+
+def _empty_split_message(
+    name: str, path: str | Path, split: str, *, n_file: int, n_in_split: int, n_broken: int, n_unstable: int,
+    n_unconverted: int, limit: int | None, assigned: dict[str, int], random_split: tuple[int, int, int] | None,
+    split_source: str | None, valid_size: float, test_size: float, split_seed: int,
+) -> str:
+    """Why ``split`` of a thermo file has no rows, and how its splits are assigned."""
+    head = f"data set {name!r} ({path}): the {split!r} split is empty"
+    if limit == 0:
+        return f"{head} (limit=0)"
+    if n_file == 0:
+        return f"{head}: the file has no rows"
+    if n_in_split:
+        why = [f"{n_in_split} rows are assigned to {split!r} but none is usable"]
+        if n_broken:
+            why.append(f"{n_broken} are failed builds (rows with an 'error' field)")
+        if n_unstable:
+            why.append(f"{n_unstable} are dynamically unstable (stable: false; pass stable=false to keep them)")
+        if n_unconverted:
+            why.append(f"{n_unconverted} have structures that could not be converted to SCOPE strings")
+        return f"{head}: " + "; ".join(why)
+    counts = ", ".join(f"{n} {k!r}" if k != "None" else f"{n} not listed" for k, n in sorted(assigned.items()))
+    if random_split is not None:
+        n, n_test, n_val = random_split
+        how = (f"without split_file the rows are split at random: RandomState(seed={split_seed}).permutation of the "
+               f"file's {n} rows gives 'test' the first floor(test_size*n) = floor({test_size}*{n}) = {n_test}, 'val' "
+               f"the next floor(valid_size*n) = floor({valid_size}*{n}) = {n_val} and 'train' the remaining "
+               f"{n - n_test - n_val}")
+        fix = "write a split_file (id -> train/val/test) or lower test_size / valid_size"
+    else:
+        how = (f"splits are assigned by {split_source or 'the split mapping'} (id -> train/val/test; rows it does "
+               f"not list are not used), which gives the file's rows: {counts or 'none'}")
+        fix = f"assign some ids to {split!r} there"
+    return f"{head}: {how}; {fix}"
 
 
 def load_thermo_jsonl(
@@ -377,8 +487,11 @@ def load_thermo_jsonl(
     :param split_file: JSON id → ``train``/``val``/``test``; without it a seeded random split
         (``test_size``, ``valid_size``, ``seed``; see :func:`load_thermo_rows`).
     Other parameters as in :func:`load_phonondb_thermo`; rows without ``stable`` count as stable.
-    The temperature grid is each row's ``temperatures_K`` (identical for all rows), else the
-    phonondb 28-point grid.
+    The temperature grid is the rows' ``temperatures_K`` (the same for every row of the file); a
+    row without one is taken to be on the phonondb 28-point grid, and a row on another grid than
+    the file's first row is a :class:`DataError`. A split without rows gives an empty
+    :class:`Examples` (0 rows, the file's temperatures); an empty ``train`` split is a
+    :class:`DataError` saying how the splits were assigned.
     """
     name = "thermo-jsonl"
     if unknown:
@@ -396,17 +509,15 @@ def load_thermo_jsonl(
             split_of = json.loads(Path(split_file).expanduser().read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(f"data set {name!r}: cannot read split_file {split_file}: {exc}") from exc
-    has_grid = None
-    for row in iter_jsonl(p):
-        if "error" not in row:
-            has_grid = "temperatures_K" in row
-            break
+        if not isinstance(split_of, dict):
+            raise DataError(f"data set {name!r}: split_file {split_file} must be a JSON object id -> train/val/test, "
+                            f"got {type(split_of).__name__}")
     return load_thermo_rows(
-        p, split, name=name, grid=None if has_grid else np.asarray(PHONONDB_GRID_DEFAULT, dtype=np.float64),
+        p, split, name=name, grid=None, default_grid=PHONONDB_GRID_DEFAULT,
         split_of=split_of, observables=observables, temperatures=temperatures,
         temperature_range=temperature_range, stable=stable, limit=limit, dialect=dialect, symprec=symprec,
         workers=workers, on_error=on_error, progress=progress, split_seed=seed, valid_size=valid_size,
-        test_size=test_size,
+        test_size=test_size, split_source=f"split_file {split_file}" if split_file else None,
     )
 
 

@@ -245,8 +245,10 @@ def build_row(
     """One phonondb-thermo row from one archive or directory (raises on failure).
 
     :returns: ``{"id", "formula", "spacegroup", "n_atoms", "structure", "min_freq_thz", "stable",
-        "has_born", "mesh", "cv", "s", "u", "f", "source"}`` (units in the module docstring; ``mesh``
-        is the q-point mesh phonopy chose for the mesh length, provenance that the shared set lacks).
+        "has_born", "mesh", "temperatures_K", "cv", "s", "u", "f", "source"}`` (units in the module
+        docstring; ``mesh`` is the q-point mesh phonopy chose for the mesh length and
+        ``temperatures_K`` the grid (K) the curves were computed on -- fields the shared set lacks,
+        which keeps its grid in meta.json -- so built rows load next to ``from-phonopy`` rows).
     """
     try:
         import phonopy
@@ -297,6 +299,7 @@ def build_row(
             "stable": bool(min_freq > STABLE_THZ),
             "has_born": has_born,
             "mesh": mesh_numbers,
+            "temperatures_K": [float(t) for t in temps],
             "cv": [round(float(v), 6) for v in cv],
             "s": [round(float(v), 6) for v in s],
             "u": [round(float(v), 3) for v in u],

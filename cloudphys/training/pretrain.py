@@ -30,13 +30,14 @@ from .trainer import _autocast, _lr_factor, _progress_enabled, _threads, resolve
 __all__ = ["pretrain", "collect_strings", "load_pretrained_bert"]
 
 
-def _strings_of(entry: Mapping[str, Any], registry: Any) -> list[str]:
+def _strings_of(entry: Mapping[str, Any], registry: Any, what: str = "pretrain source") -> list[str]:
+    """The strings of one ``sources`` / ``exclude`` entry: a data set (``name``, with its parameters,
+    ``path`` included) or, without ``name``, a file (``path``, ``column``)."""
+    kind = PretrainConfig.check_source(what, entry, registry)
     entry = dict(entry)
-    if "path" in entry:
-        path = Path(entry.pop("path"))
+    if kind == "file":
+        path = Path(entry.pop("path")).expanduser()
         column = entry.pop("column", None)
-        if entry:
-            raise ConfigError(f"pretrain source {path}: unknown keys {sorted(entry)}; valid: path, column")
         if not path.is_file():
             raise DataError(f"pretrain source {path} not found")
         if path.suffix == ".csv":
@@ -60,12 +61,15 @@ def _strings_of(entry: Mapping[str, Any], registry: Any) -> list[str]:
 def collect_strings(cfg: PretrainConfig, registry: Any) -> tuple[list[str], dict[str, Any]]:
     """The corpus: every source's strings minus every excluded string (order kept, duplicates kept)."""
     excluded: set[str] = set()
-    for entry in cfg.exclude:
-        excluded.update(_strings_of(entry, registry))
+    for kind in ("sources", "exclude"):  # every entry against the registry before any is read
+        for i, entry in enumerate(getattr(cfg, kind)):
+            PretrainConfig.check_source(f"pretrain.{kind}[{i}]", entry, registry)
+    for i, entry in enumerate(cfg.exclude):
+        excluded.update(_strings_of(entry, registry, f"pretrain.exclude[{i}]"))
     corpus: list[str] = []
     counts = []
-    for entry in cfg.sources:
-        got = _strings_of(entry, registry)
+    for i, entry in enumerate(cfg.sources):
+        got = _strings_of(entry, registry, f"pretrain.sources[{i}]")
         kept = [s for s in got if s not in excluded]
         counts.append({"source": dict(entry), "strings": len(got), "kept": len(kept)})
         corpus.extend(kept)
