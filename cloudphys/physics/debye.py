@@ -11,7 +11,7 @@ function D₃(x) = 3/x³ ∫₀ˣ t³/(eᵗ − 1) dt (per mole of cells, R in J
 All four come from the one integral J(u) = ∫₀ᵘ t³/expm1(t) dt, evaluated by Gauss–Legendre
 quadrature over [0, min(x, x_c)] with x_c = 50: the integrand decays like t³e⁻ᵗ, so the part beyond
 x_c is below 1e-17 of the total, while a fixed number of nodes stays accurate for any θ/T
-(see docs/physics.md). ``expm1`` and ``log(-expm1(-x))`` keep every term finite; at T = 0 the
+(see docs/physics.md). ``expm1`` and ``log(-expm1(-x))`` / ``log1p(-exp(-x))`` keep every term finite and accurate; at T = 0 the
 formulas are written in r = T/θ so that Cv = S = 0 and U = F = 9/8·n·R·θ come out of the same code
 path with finite gradients.
 """
@@ -31,6 +31,8 @@ __all__ = ["DebyeHead", "debye_integral", "X_CUT", "default_order"]
 
 #: Upper cut-off of the Debye integral in units of x = θ/T (the tail beyond is < 1e-17 relative).
 X_CUT = 50.0
+#: ln 2: where ln(1 − e⁻ˣ) switches from log(−expm1(−x)) to log1p(−e⁻ˣ).
+_LN2 = 0.6931471805599453
 
 _DEFAULT_ORDER = {torch.float64: 40, torch.float32: 24}
 
@@ -102,8 +104,15 @@ class DebyeHead(PhysicsHead):
             boson = torch.where(inside, x / torch.expm1(x), torch.zeros_like(x))
             out["cv"] = 3.0 * nR * (4.0 * d3 - 3.0 * boson)
         if "s" in observables or "f" in observables:
-            # ln(1 − e⁻ˣ); below e⁻⁵⁰ relative beyond the cut-off, where it is dropped.
-            log_term = torch.where(inside, torch.log(-torch.expm1(-x)), torch.zeros_like(x))
+            # ln(1 − e⁻ˣ): log(−expm1(−x)) for x ≤ ln 2, log1p(−e⁻ˣ) above (there −expm1(−x) rounds to
+            # 1 once e⁻ˣ is below the dtype's epsilon and the log loses all of its digits); below e⁻⁵⁰
+            # relative beyond the cut-off, where it is dropped.
+            small = x <= _LN2
+            log_term = torch.where(
+                small, torch.log(-torch.expm1(-torch.where(small, x, torch.ones_like(x)))),
+                torch.log1p(-torch.exp(-torch.where(small, torch.ones_like(x), x))),
+            )
+            log_term = torch.where(inside, log_term, torch.zeros_like(x))
             if "s" in observables:
                 out["s"] = nR * (4.0 * d3 - 3.0 * log_term)
             if "f" in observables:

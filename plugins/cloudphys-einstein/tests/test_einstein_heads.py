@@ -112,15 +112,6 @@ def _errors(head, latents_of, ref_of, dtype, rows, relative=True):
 
 def _check(head, latents_of, ref_of, dtype, rows):
     worst = _errors(head, latents_of, ref_of, dtype, rows)
-    if head.name == "debye-einstein" and dtype == torch.float32 and worst["s"] > TOL[dtype]:
-        # Known gap of the built-in Debye head (cloudphys/physics/debye.py), not of the Einstein
-        # part: in float32 its ln(1 − e⁻ˣ) = log(−expm1(−x)) rounds to 0 (or one ulp) once
-        # e⁻ˣ < 6e-8, so the acoustic s is off by up to 3·e⁻ˣ·n·R, ≈ 1.04e-5 relative near x = 16.7.
-        # Everything else, and s relative to n·R (the earlier criterion), must hold.
-        assert max(v for k, v in worst.items() if k != "s") <= TOL[dtype], worst
-        coarse = _errors(head, latents_of, ref_of, dtype, rows, relative=False)
-        assert coarse["s"] <= TOL[dtype], coarse
-        pytest.xfail(f"DebyeHead float32 entropy: relative error {worst['s']:.3g} > {TOL[dtype]:g} (debye.py)")
     assert max(worst.values()) <= TOL[dtype], worst
 
 
