@@ -148,3 +148,24 @@ def test_cli_writes_csv_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["scope", str(cif), "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "id,scope,error" and out[1] == f"{cif},-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
+
+
+def test_cli_converts_the_shared_structure_sets_whole(data_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's check: ``cloudphys scope`` over structures/*.csv.gz (CIFs) and the phonondb structures
+    gives exactly one row per input, in input order, none of them failing."""
+    inputs = sorted((data_root / "structures").glob("*.csv.gz")) + [data_root / "phonondb-thermo" / "materials.jsonl.gz"]
+    expected: list[str] = []
+    for src in inputs[:-1]:
+        with gzip.open(src, "rt", newline="") as fh:
+            expected += [row["material_id"] for row in csv.DictReader(fh)]  # the id column of these files
+    with gzip.open(inputs[-1], "rt") as fh:
+        expected += [json.loads(line)["id"] for line in fh]
+    out = tmp_path / "all.csv"
+    assert main(["scope", *map(str, inputs), "--workers", "2", "-o", str(out), "--no-progress"]) == 0
+    rows = _read_csv(out)
+    assert len(rows) == len(expected) == 3785 + 2030 + 9089
+    ids = [r["id"] for r in rows]
+    assert ids == expected  # every input once, in input order
+    assert all(r["scope"] and not r["error"] for r in rows), [r for r in rows if r["error"]][:3]
+    assert f"{len(expected)} structures, {len(expected)} converted, 0 failed" in capsys.readouterr().err
