@@ -71,10 +71,12 @@ WYCKOFF_LETTERS: tuple[str, ...] = tuple("abcdefghijklmnopqrstuvwxyz") + ("A",)
 _LETTER_RANK = {letter: i for i, letter in enumerate(WYCKOFF_LETTERS)}
 
 
+@lru_cache(maxsize=1 << 14)
 def format_amount(value: float) -> str:
     """An amount rounded to 2 decimals, printed as numpy prints it (``0.5``, ``0.07``, ``1.0``).
 
-    This is exactly ``str(numpy.round(value, 2))``, the published converter's format.
+    This is exactly ``str(numpy.round(value, 2))``, the published converter's format (cached: the
+    same fractions recur in every data set, and numpy's scalar round costs microseconds).
     """
     return str(np.round(np.float64(value), 2))
 

@@ -331,12 +331,12 @@ def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
 def _overlapping_pair(lattice: np.ndarray, positions: np.ndarray, limit: float, block: int = 512,
                       recip_lengths: Sequence[float] | None = None) -> tuple[int, int, float]:
     """The closest pair of atoms among those closer than ``limit`` Å (periodic images included), or
-    ``(0, 0, inf)`` if none is. O(n²) cheap comparisons instead of :func:`_closest_pair`'s 27 images.
+    ``(0, 0, inf)`` if none is. One image per pair instead of :func:`_closest_pair`'s 27.
 
     Two atoms closer than ``limit`` differ by at most ``w_k = limit·|b_k|`` in fractional coordinate k
     (``b_k``: reciprocal vectors). When every ``w_k < 1/2`` the only image that close is the nearest one
-    in every coordinate, so pairs are screened on wrapped fractional differences and only survivors are
-    measured; cells thinner than ``2·limit`` fall back to :func:`_closest_pair`.
+    in every coordinate (the rounded fractional difference), so every pair is measured at that image
+    alone; cells thinner than ``2·limit`` fall back to :func:`_closest_pair`.
     """
     if recip_lengths is None:
         recip_lengths = np.linalg.norm(np.linalg.inv(lattice), axis=0).tolist()
@@ -345,23 +345,26 @@ def _overlapping_pair(lattice: np.ndarray, positions: np.ndarray, limit: float, 
         return _closest_pair(lattice, positions)
     if len(positions) < 2:
         return (0, 0, float("inf"))
-    w = np.array(w)
-    frac = positions - np.floor(positions)
-    n = len(frac)
+    n = len(positions)
     best = (0, 0, float("inf"))
+    limit2 = limit * limit
     for start in range(0, n, block):
-        a = frac[start : start + block]
-        diff = frac[None, :, :] - a[:, None, :]  # [b, n, 3]
-        diff -= np.rint(diff)
-        near = (np.abs(diff) <= w).all(axis=-1)
-        rows = np.arange(len(a))
-        near[rows, start + rows] = False  # the atom itself
-        r, c = np.nonzero(near)
-        if r.size:
-            dist = np.linalg.norm(diff[r, c] @ lattice, axis=-1)
-            k = int(np.argmin(dist))
-            if dist[k] < best[2]:
-                best = (start + int(r[k]), int(c[k]), float(dist[k]))
+        a = positions[start : start + block]
+        diff = positions[None, :, :] - a[:, None, :]  # [b, n, 3]
+        diff -= np.rint(diff)  # the nearest image in every coordinate: the only one that can be that close
+        cart = diff @ lattice
+        d2 = (cart * cart).sum(-1)
+        if start == 0 and n <= block:
+            np.fill_diagonal(d2, np.inf)  # the atom itself
+        else:
+            rows = np.arange(len(a))
+            d2[rows, start + rows] = np.inf
+        k = int(np.argmin(d2))
+        if d2.flat[k] < limit2:
+            r, c = divmod(k, n)
+            dist = math.sqrt(float(d2.flat[k]))
+            if dist < best[2]:
+                best = (start + r, c, dist)
     return best
 
 
