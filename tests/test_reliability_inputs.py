@@ -542,3 +542,30 @@ def test_predict_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> 
     assert __import__("re").search(rf"mostly_utf8\.csv: cannot read from line {len(read) + 2} on: not UTF-8 text",
                                    failed.error or "")
     assert missing.id == "missing.cif" and missing.error == "file not found"  # the next input is still read
+
+
+def test_predict_reads_gzipped_csv_like_plain_csv(tmp_path: Path) -> None:
+    import gzip
+
+    from cloudphys.training.predict import read_inputs
+
+    text = f"id,scope,n_atoms\ngood,{NACL},2\nbad,{NACL},-1\n"
+    plain, packed = tmp_path / "t.csv", tmp_path / "t.csv.gz"
+    plain.write_text(text)
+    with gzip.open(packed, "wt") as fh:
+        fh.write(text)
+    a, b = read_inputs([plain]), read_inputs([packed])
+    assert [(i.id, i.scope, i.n_atoms, i.error) for i in a] == [(i.id, i.scope, i.n_atoms, i.error) for i in b]
+    assert [i.id for i in b] == ["good", "bad"] and b[0].error is None and "n_atoms" in b[1].error
+
+
+def test_evaluate_refuses_an_empty_split(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudphys.data import Examples
+    from cloudphys.errors import DataError
+    from cloudphys.training import trainer
+
+    empty = Examples(ids=[], scope=[], n_atoms=np.zeros(0), temperatures=np.array([300.0]),
+                     targets={"cv": np.zeros((0, 1))}, units={"cv": "J/(K*mol)"})
+    monkeypatch.setattr(trainer, "load_split", lambda *args, **kwargs: empty)
+    with pytest.raises(DataError, match="split 'test' .* is empty"):
+        trainer.evaluate(model_dir, "test", device="cpu")

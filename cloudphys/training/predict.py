@@ -71,8 +71,10 @@ def parse_temperatures(text: str | Sequence[float]) -> np.ndarray:
     return arr
 
 
-def _open_text(path: Path) -> Any:
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _open_text(path: Path, newline: str | None = None) -> Any:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
+    return open(path, encoding="utf-8", newline=newline)
 
 
 @dataclass
@@ -84,7 +86,7 @@ class _Progress:
 
 def _read_csv(path: Path, items: list[PredictItem], done: _Progress) -> None:
     name = path.name
-    with open(path, newline="", encoding="utf-8") as fh:
+    with _open_text(path, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = reader.fieldnames or []
         done.lines = reader.line_num
@@ -145,10 +147,10 @@ def read_inputs(paths: Iterable[str | Path]) -> list[PredictItem]:
             items.append(PredictItem(id=name, source=str(path), error="file not found"))
             continue
         lower = name.lower()
-        if lower.endswith(".csv") or lower.endswith(".jsonl") or lower.endswith(".jsonl.gz"):
+        if lower.endswith((".csv", ".csv.gz", ".jsonl", ".jsonl.gz")):
             done = _Progress()
             try:
-                (_read_csv if lower.endswith(".csv") else _read_jsonl)(path, items, done)
+                (_read_csv if lower.endswith((".csv", ".csv.gz")) else _read_jsonl)(path, items, done)
             except READ_ERRORS as exc:
                 reason = read_error_reason(exc)
                 if done.lines == 0:

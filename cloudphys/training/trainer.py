@@ -354,6 +354,9 @@ def evaluate(
         raise CheckpointError(f"{run_dir}: the model carries no run config; cannot tell which data to use")
     config = load_config(cfg_dict, overrides=overrides, registry=registry)
     examples = load_split(config, split, registry)
+    if not len(examples):
+        name = config.data.name if config.data is not None else None
+        raise DataError(f"split {split!r} of data set {name!r} is empty: nothing to evaluate")
     metrics = evaluate_model(
         model, examples, batch_size=batch_size or config.train.eval_batch_size, device=device,
         precision=config.train.precision,
