@@ -23,8 +23,8 @@ from .dialects import load_generator_table
 from .record import DIALECTS
 from .structure import from_structure, structure_from_text
 
-__all__ = ["ConversionResult", "StructureText", "convert_many", "iter_inputs", "read_error_reason", "READ_ERRORS",
-           "STRUCTURE_SUFFIXES"]
+__all__ = ["ConversionResult", "StructureText", "convert_many", "iter_inputs", "open_text", "read_error_reason",
+           "unreadable_message", "READ_ERRORS", "STRUCTURE_SUFFIXES"]
 
 #: File names read as single structures when a folder is given (besides POSCAR*/CONTCAR*).
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
@@ -177,10 +177,11 @@ def _progress(total: int, enabled: bool) -> Any:
 # inputs for the CLI: files, folders, JSON lines, CSV with a CIF column
 # --------------------------------------------------------------------------------------------
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path, newline: str | None = None) -> io.TextIOBase:
+    """A UTF-8 text file, gunzipped on the fly if its name ends in ``.gz``."""
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")  # type: ignore[return-value]
-    return open(path, encoding="utf-8")  # type: ignore[return-value]
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline=newline)  # type: ignore[return-value]
+    return open(path, encoding="utf-8", newline=newline)  # type: ignore[return-value]
 
 
 #: What reading an input file can raise: not UTF-8, a corrupt or truncated gzip, an unreadable
@@ -207,14 +208,17 @@ def read_error_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _unreadable(path: Path, lines_read: int, exc: BaseException) -> tuple[str, _Failure]:
-    """The one error row for an input file that could not be read (from ``lines_read + 1`` on)."""
+def unreadable_message(path: Path, lines_read: int, exc: BaseException) -> str:
+    """The error of an input file that could not be read from line ``lines_read + 1`` on."""
     reason = read_error_reason(exc)
     if lines_read == 0:
-        return str(path), _Failure(f"{path}: cannot read the file: {reason}")
-    return str(path), _Failure(
-        f"{path}: cannot read from line {lines_read + 1} on: {reason} (lines 1-{lines_read} were read)"
-    )
+        return f"{path}: cannot read the file: {reason}"
+    return f"{path}: cannot read from line {lines_read + 1} on: {reason} (lines 1-{lines_read} were read)"
+
+
+def _unreadable(path: Path, lines_read: int, exc: BaseException) -> tuple[str, _Failure]:
+    """The one error row for an input file that could not be read (from ``lines_read + 1`` on)."""
+    return str(path), _Failure(unreadable_message(path, lines_read, exc))
 
 
 def _stem_suffix(path: Path) -> str:
@@ -279,7 +283,7 @@ class _Failure:
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
     lines_read = 0
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for lineno, line in enumerate(fh, start=1):
                 lines_read = lineno
                 if not line.strip():
@@ -302,7 +306,7 @@ def _iter_csv(path: Path) -> Iterator[tuple[str, Any]]:
     csv.field_size_limit(1 << 30)
     lines_read = 0
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames or []
             lines_read = reader.line_num

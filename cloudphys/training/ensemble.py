@@ -22,15 +22,10 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["ENSEMBLE_FILE", "EnsembleEncoder", "is_ensemble_dir", "load_ensemble", "member_dir"]
+__all__ = ["ENSEMBLE_FILE", "EnsembleEncoder", "is_ensemble_dir", "load_ensemble", "fit_ensemble"]
 
 #: The file that marks a directory as an ensemble run.
 ENSEMBLE_FILE = "ensemble.json"
-
-
-def member_dir(out: Path, k: int) -> Path:
-    """Run directory of member ``k`` of the ensemble run ``out``."""
-    return out / f"member-{k}"
 
 
 def is_ensemble_dir(path: str | Path) -> bool:
@@ -77,6 +72,15 @@ class EnsembleEncoder(nn.Module):
     ) -> dict[str, Tensor]:
         outs = self.member_latents(input_ids, attention_mask, features)
         return {k: torch.stack([o[k] for o in outs]).mean(0) for k in outs[0]}
+
+
+def _ensemble_model(models: Sequence[Any], members: Sequence[str], seeds: Sequence[int]) -> Any:
+    """One :class:`ScopePhysicsModel` averaging the encoders of ``models`` (head, tokenizer, meta of the first)."""
+    from .model import ScopePhysicsModel
+
+    first = models[0]
+    meta = {**first.meta, "ensemble": {"members": list(members), "seeds": list(seeds)}}
+    return ScopePhysicsModel(EnsembleEncoder([m.encoder for m in models]), first.head, first.tokenizer, meta)
 
 
 def write_manifest(out: Path, members: Sequence[str], seeds: Sequence[int], complete: Sequence[str]) -> None:
@@ -135,10 +139,7 @@ def load_ensemble(path: str | Path, registry: Any = None, map_location: str | to
         if ref_state.keys() != state.keys() or not all(torch.equal(ref_state[k], state[k]) for k in state):
             raise CheckpointError(f"ensemble {path}: member {name}'s head tensors differ from {manifest['members'][0]}'s "
                                   "(only encoders are averaged)")
-    meta: dict[str, Any] = dict(first.meta)
-    meta["ensemble"] = {"members": list(manifest["members"]), "seeds": list(manifest["seeds"])}
-    model = ScopePhysicsModel(EnsembleEncoder([m.encoder for m in models]), first.head, first.tokenizer, meta)
-    return model.to(map_location).eval()
+    return _ensemble_model(models, manifest["members"], manifest["seeds"]).to(map_location).eval()
 
 
 def fit_ensemble(
@@ -173,7 +174,6 @@ def fit_ensemble(
         load_split,
         predict_encoded,
         resolve_device,
-        target_stats,
     )
 
     tc = config.train
@@ -228,15 +228,12 @@ def fit_ensemble(
             if out is not None and rank == 0:
                 write_manifest(out, names, seeds, complete)
 
-    models = [r.model for r in results]
-    meta = {**models[0].meta, "ensemble": {"members": names, "seeds": seeds}}
-    model = ScopePhysicsModel(EnsembleEncoder([m.encoder for m in models]), models[0].head, models[0].tokenizer, meta)
-    model.eval()
+    model = _ensemble_model([r.model for r in results], names, seeds).eval()
     val_loss = float(np.mean([r.best_val_loss for r in results]))
     val_ex = data.get("val")
     if val_ex is not None and len(val_ex):
         observables = [o for o in model.head.selected if o in val_ex.targets]
-        stats = model.meta.get("target_stats") or target_stats(encode(data["train"], model, observables), model.head)
+        stats = model.meta["target_stats"]  # the members' (same training split)
         val = encode(val_ex, model, observables)
         model.to(device)
         vpred, _ = predict_encoded(model, val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,

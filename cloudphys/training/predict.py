@@ -18,7 +18,6 @@ id = the file's path, saying from which line on and why.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import math
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..data.base import Examples
 from ..errors import ConfigError, DataError
+from ..scope.batch import READ_ERRORS, open_text, unreadable_message
 from .data import encode
 from .model import ScopePhysicsModel
 from .trainer import predict_encoded, resolve_device
@@ -71,12 +71,6 @@ def parse_temperatures(text: str | Sequence[float]) -> np.ndarray:
     return arr
 
 
-def _open_text(path: Path, newline: str | None = None) -> Any:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
-    return open(path, encoding="utf-8", newline=newline)
-
-
 @dataclass
 class _Progress:
     """How many lines of a file have been read (for the error row if the rest cannot be)."""
@@ -86,7 +80,7 @@ class _Progress:
 
 def _read_csv(path: Path, items: list[PredictItem], done: _Progress) -> None:
     name = path.name
-    with _open_text(path, newline="") as fh:
+    with open_text(path, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = reader.fieldnames or []
         done.lines = reader.line_num
@@ -112,7 +106,7 @@ def _read_csv(path: Path, items: list[PredictItem], done: _Progress) -> None:
 
 def _read_jsonl(path: Path, items: list[PredictItem], done: _Progress) -> None:
     name = path.name
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for k, line in enumerate(fh):
             done.lines = k + 1
             if not line.strip():
@@ -137,8 +131,6 @@ def read_inputs(paths: Iterable[str | Path]) -> list[PredictItem]:
     A CSV or JSON-lines file that cannot be read (see :data:`cloudphys.scope.batch.READ_ERRORS`)
     keeps the items read before the failure and adds one error item, id = the file's path.
     """
-    from ..scope.batch import READ_ERRORS, read_error_reason
-
     items: list[PredictItem] = []
     for p in paths:
         path = Path(p)
@@ -152,12 +144,7 @@ def read_inputs(paths: Iterable[str | Path]) -> list[PredictItem]:
             try:
                 (_read_csv if lower.endswith((".csv", ".csv.gz")) else _read_jsonl)(path, items, done)
             except READ_ERRORS as exc:
-                reason = read_error_reason(exc)
-                if done.lines == 0:
-                    error = f"{path}: cannot read the file: {reason}"
-                else:
-                    error = f"{path}: cannot read from line {done.lines + 1} on: {reason} (lines 1-{done.lines} were read)"
-                items.append(PredictItem(id=str(path), source=str(path), error=error))
+                items.append(PredictItem(id=str(path), source=str(path), error=unreadable_message(path, done.lines, exc)))
         else:
             try:
                 from pymatgen.core import Structure
