@@ -65,6 +65,7 @@ def list_heads() -> list[str]:
 def load_head(name: str, **params: Any) -> "PhysicsHead":
     """Build the physics head registered as ``name`` with its keyword ``params``.
 
-    Raises :class:`PluginError` listing the available heads if ``name`` is unknown.
+    Raises :class:`PluginError` listing the available heads if ``name`` is unknown, or naming the
+    head, its plugin and the reason if its constructor raises.
     """
-    return get_registry().head(name)(**params)
+    return get_registry().build_head(name, **params)

@@ -11,7 +11,8 @@ provides, in the style of ``llm`` and ``datasette``::
         register(MyHead)
 
 Plugins are found through the ``cloudphys`` entry-point group; built-in plugins are registered
-through the same hooks (see :data:`cloudphys.plugins.DEFAULT_PLUGINS`).
+through the same hooks (see :data:`cloudphys.plugins.DEFAULT_PLUGINS`). cloudphys calls each hook
+through the plugin manager, once per plugin, so one failing plugin is reported and skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any, Callable
 
 import pluggy
 
-__all__ = ["hookspec", "hookimpl", "register_heads", "register_encoders", "register_datasets", "register_commands"]
+__all__ = [
+    "hookspec",
+    "hookimpl",
+    "register_heads",
+    "register_encoders",
+    "register_datasets",
+    "register_models",
+    "register_commands",
+]
 
 #: Marker for hook specifications (project name ``cloudphys``).
 hookspec = pluggy.HookspecMarker("cloudphys")
@@ -58,10 +67,23 @@ def register_datasets(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
-    """Add sub-commands to the ``cloudphys`` command line.
+def register_models(register: Callable[[Any], None]) -> None:
+    """Register pretrained models users can load by name (``cloudphys.load_model(name)``).
 
-    :param cli: the ``argparse`` sub-parsers object; call ``cli.add_parser(name, ...)`` and set
+    :param register: call ``register(spec)`` once per model; ``spec`` has a non-empty ``name``
+        (str) and what :mod:`cloudphys.models` needs to fetch and load it (files with SHA-256,
+        description, licence); if it has a ``validate()`` method it is called at registration.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``cloudphys`` command line (plugins only *add* commands).
+
+    :param cli: an ``argparse`` sub-parsers object; call ``cli.add_parser(name, ...)`` and set
         ``func`` with ``parser.set_defaults(func=callable)``; the callable receives the parsed
-        ``argparse.Namespace`` and returns an exit status.
+        ``argparse.Namespace`` and returns an exit status. Core commands (``train``, ``predict``,
+        ``scope``, ``data``, ``plugins``...) are defined in :mod:`cloudphys.cli` and cannot be
+        replaced: a name already taken (by a core command or an earlier plugin) is refused with a
+        warning naming the plugin, and the existing command stays.
     """

@@ -1,9 +1,11 @@
 """Plugin manager: built-in plugins, entry-point discovery, validated registries.
 
-Everything cloudphys can build by name (heads, encoders, data sets, CLI commands) arrives through
-the hooks in :mod:`cloudphys.hookspecs`. Built-in plugins are plain modules listed in
+Everything cloudphys can build by name (heads, encoders, data sets, pretrained models) arrives
+through the hooks in :mod:`cloudphys.hookspecs`, called through the plugin manager
+(``pm.hook.register_heads(register=...)``). Built-in plugins are plain modules listed in
 :data:`DEFAULT_PLUGINS` and registered exactly like third-party ones, which are discovered through
-the ``cloudphys`` entry-point group.
+the ``cloudphys`` entry-point group. Core CLI commands are not plugins: they live in
+:mod:`cloudphys.cli`; plugins may only add commands (``register_commands``).
 
 Environment variables (comma-separated plugin names):
 
@@ -11,18 +13,22 @@ Environment variables (comma-separated plugin names):
   built-in plugins always load unless disabled.
 * ``CLOUDPHYS_DISABLE_PLUGINS`` -- never load these plugins (built-in or entry point).
 
-A plugin that fails to import or whose registration raises is recorded in
-:attr:`Registry.errors` (plugin name, distribution, error) and skipped; the others still load.
+A plugin that fails to import or whose registration raises is recorded as a :class:`PluginFailure`
+in :attr:`Registry.errors` (plugin name, distribution, error) and skipped; the others still load.
+Whatever a plugin prints while it is imported or registers goes to stderr, never to stdout (which
+may carry JSON or CSV).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata as md
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pluggy
 
@@ -32,33 +38,43 @@ from .errors import PluginError, PluginRegistrationError
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "REGISTRY_HOOKS",
+    "PluginFailure",
     "PluginInfo",
-    "PluginLoadError",
     "Registry",
+    "call_per_plugin",
     "make_plugin_manager",
     "get_plugin_manager",
     "get_registry",
+    "plugin_output_to_stderr",
     "reset",
 ]
 
 ENTRY_POINT_GROUP = "cloudphys"
 
-#: Modules registered as built-in plugins (imported at start-up: keep them cheap).
+#: Modules registered as built-in plugins (imported at start-up: keep them cheap). CLI commands are
+#: not plugins (see :mod:`cloudphys.cli`).
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cloudphys.physics.debye",
-    "cloudphys.cli.plugins_cmd",
-    "cloudphys.data.builtin",
-    "cloudphys.cli.data_cmd",
     "cloudphys.physics.direct",
+    "cloudphys.data.builtin",
     "cloudphys.encoders.plugin",
-    "cloudphys.cli.train_cmd",
-    "cloudphys.cli.scope_cmd",
 )
+
+#: Registry table ← the hook that fills it.
+REGISTRY_HOOKS: dict[str, str] = {
+    "heads": "register_heads",
+    "encoders": "register_encoders",
+    "datasets": "register_datasets",
+    "models": "register_models",
+}
+
+_SINGULAR = {"heads": "head", "encoders": "encoder", "datasets": "data set", "models": "model"}
 
 
 @dataclass(frozen=True)
-class PluginLoadError:
-    """A plugin that could not be imported or registered."""
+class PluginFailure:
+    """Record of a plugin that could not be imported or registered (not an exception)."""
 
     plugin: str
     distribution: str | None
@@ -81,6 +97,7 @@ class PluginInfo:
     heads: list[str] = field(default_factory=list)
     encoders: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,7 +109,13 @@ class PluginInfo:
             "heads": self.heads,
             "encoders": self.encoders,
             "datasets": self.datasets,
+            "models": self.models,
         }
+
+
+def plugin_output_to_stderr() -> contextlib.AbstractContextManager[Any]:
+    """Context in which ``print`` from plugin code goes to stderr (stdout may carry JSON/CSV)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _names(env: str) -> set[str] | None:
@@ -100,6 +123,10 @@ def _names(env: str) -> set[str] | None:
     if value is None:
         return None
     return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _failure(name: str, dist: str | None, exc: BaseException) -> PluginFailure:
+    return PluginFailure(name, dist, f"{type(exc).__name__}: {exc}")
 
 
 def make_plugin_manager(
@@ -116,41 +143,41 @@ def make_plugin_manager(
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
-    errors: list[PluginLoadError] = []
+    errors: list[PluginFailure] = []
     dists: dict[str, tuple[str | None, str | None]] = {}
     builtin: set[str] = set()
     disabled = _names("CLOUDPHYS_DISABLE_PLUGINS") or set()
     only = _names("CLOUDPHYS_LOAD_PLUGINS")
 
-    for plugin in plugins:
-        name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", repr(plugin))
-        if name in disabled:
-            continue
-        try:
-            obj = importlib.import_module(plugin) if isinstance(plugin, str) else plugin
-            pm.register(obj, name=name)
-        except Exception as exc:  # noqa: BLE001 - reported, the rest still loads
-            errors.append(PluginLoadError(name, "cloudphys", f"{type(exc).__name__}: {exc}"))
-            continue
-        builtin.add(name)
-        dists[name] = ("cloudphys", _version("cloudphys"))
-
-    if entry_points:
-        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in disabled or (only is not None and ep.name not in only):
-                continue
-            dist = ep.dist.name if ep.dist is not None else None
-            version = ep.dist.version if ep.dist is not None else None
-            if pm.get_plugin(ep.name) is not None:
-                errors.append(PluginLoadError(ep.name, dist, "a plugin of this name is already loaded"))
+    with plugin_output_to_stderr():
+        for plugin in plugins:
+            name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", repr(plugin))
+            if name in disabled:
                 continue
             try:
-                obj = ep.load()
-                pm.register(obj, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - reported, the rest still loads
-                errors.append(PluginLoadError(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+                obj = importlib.import_module(plugin) if isinstance(plugin, str) else plugin
+                pm.register(obj, name=name)
+            except Exception as exc:  # reported, the rest still loads
+                errors.append(_failure(name, "cloudphys", exc))
                 continue
-            dists[ep.name] = (dist, version)
+            builtin.add(name)
+            dists[name] = ("cloudphys", _version("cloudphys"))
+
+        if entry_points:
+            for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name in disabled or (only is not None and ep.name not in only):
+                    continue
+                dist = ep.dist.name if ep.dist is not None else None
+                version = ep.dist.version if ep.dist is not None else None
+                if pm.get_plugin(ep.name) is not None:
+                    errors.append(PluginFailure(ep.name, dist, "a plugin of this name is already loaded"))
+                    continue
+                try:
+                    pm.register(ep.load(), name=ep.name)
+                except Exception as exc:  # reported, the rest still loads
+                    errors.append(_failure(ep.name, dist, exc))
+                    continue
+                dists[ep.name] = (dist, version)
 
     pm.cloudphys_errors = errors  # type: ignore[attr-defined]
     pm.cloudphys_dists = dists  # type: ignore[attr-defined]
@@ -165,12 +192,38 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def call_per_plugin(
+    pm: pluggy.PluginManager,
+    hook: str,
+    kwargs_for: Callable[[str], dict[str, Any]],
+) -> Iterator[tuple[str, Exception | None]]:
+    """Call hook ``hook`` through ``pm`` once per implementing plugin, in registration order.
+
+    Each call goes through ``pm.subset_hook_caller`` restricted to one plugin, so one plugin's
+    exception is yielded as ``(plugin name, exception)`` and the others still run; a plugin that
+    succeeded yields ``(name, None)``. ``kwargs_for(name)`` gives the hook arguments for that
+    plugin (e.g. a ``register`` callback that stages what this plugin registers).
+    """
+    caller = getattr(pm.hook, hook)
+    names = [impl.plugin_name for impl in caller.get_hookimpls()]
+    plugins = {name: pm.get_plugin(name) for name in names}
+    for name in names:
+        others = [obj for other, obj in plugins.items() if other != name]
+        try:
+            pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs_for(name))
+        except Exception as exc:  # reported by the caller, the rest still runs
+            yield name, exc
+        else:
+            yield name, None
+
+
 class Registry:
     """Validated name → object tables built from a plugin manager's hooks.
 
-    Each plugin's hook implementations are called one at a time, so a plugin whose registration
-    raises is reported in :attr:`errors` and skipped while the others load. What a failing plugin
-    registered before raising is discarded.
+    Each hook is called through the plugin manager once per plugin (:func:`call_per_plugin`) with a
+    ``register`` callback that stages into that plugin's own tables; a plugin whose registration
+    raises or registers something invalid is reported in :attr:`errors` and nothing it registered
+    is kept, while the others load.
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
@@ -178,7 +231,8 @@ class Registry:
         self.heads: dict[str, type] = {}
         self.encoders: dict[str, Callable[..., Any]] = {}
         self.datasets: dict[str, Any] = {}
-        self.errors: list[PluginLoadError] = list(getattr(pm, "cloudphys_errors", []))
+        self.models: dict[str, Any] = {}
+        self.errors: list[PluginFailure] = list(getattr(pm, "cloudphys_errors", []))
         self.plugins: dict[str, PluginInfo] = {}
         self._owner: dict[tuple[str, str], str] = {}
         dists = getattr(pm, "cloudphys_dists", {})
@@ -192,92 +246,120 @@ class Registry:
                 builtin=name in builtin,
                 hooks=[h.name for h in pm.get_hookcallers(obj) or []],
             )
-        for name, obj in list(pm.list_name_plugin()):
-            self._load_plugin(name, obj)
+        staged: dict[str, dict[str, dict[str, Any]]] = {
+            name: {kind: {} for kind in REGISTRY_HOOKS} for name in self.plugins
+        }
+        failed: dict[str, Exception] = {}
+        with plugin_output_to_stderr():
+            for kind, hook in REGISTRY_HOOKS.items():
+                make = getattr(self, f"_{kind}_registrar")
+                calls = call_per_plugin(pm, hook, lambda plugin: {"register": make(plugin, staged[plugin])})
+                for plugin, exc in calls:
+                    if exc is not None and plugin not in failed:
+                        failed[plugin] = exc
+        for name in self.plugins:  # commit in registration order: the first plugin keeps a name
+            if name in failed:
+                info = self.plugins[name]
+                self.errors.append(_failure(name, info.distribution, failed[name]))
+                continue
+            try:
+                for kind, items in staged[name].items():
+                    for item in items:
+                        self._check_new(name, kind, item)
+            except PluginRegistrationError as exc:
+                self.errors.append(PluginFailure(name, self.plugins[name].distribution, str(exc)))
+                continue
+            for kind, items in staged[name].items():
+                getattr(self, kind).update(items)
+                getattr(self.plugins[name], kind).extend(items)
+                for item in items:
+                    self._owner[(kind, item)] = name
 
     # -- registration -------------------------------------------------------------------
-    def _load_plugin(self, name: str, obj: object) -> None:
-        staged: dict[str, dict[str, Any]] = {"heads": {}, "encoders": {}, "datasets": {}}
-        try:
-            for hook, kind, make in (
-                ("register_heads", "heads", self._head_registrar),
-                ("register_encoders", "encoders", self._encoder_registrar),
-                ("register_datasets", "datasets", self._dataset_registrar),
-            ):
-                fn = getattr(obj, hook, None)
-                if fn is None or not _is_hookimpl(fn):
-                    continue
-                fn(register=make(name, staged[kind]))
-        except Exception as exc:  # noqa: BLE001 - reported, the rest still loads
-            info = self.plugins.get(name)
-            self.errors.append(
-                PluginLoadError(name, info.distribution if info else None, f"{type(exc).__name__}: {exc}")
-            )
-            return
-        info = self.plugins[name]
-        for kind, items in staged.items():
-            table = getattr(self, kind)
-            table.update(items)
-            getattr(info, kind).extend(items)
-            for item in items:
-                self._owner[(kind, item)] = name
-
-    def _check_new(self, plugin: str, kind: str, name: str, staged: dict[str, Any]) -> None:
+    def _check_new(self, plugin: str, kind: str, name: str, staged: dict[str, Any] | None = None) -> None:
+        what = _SINGULAR[kind]
         if not isinstance(name, str) or not name:
-            raise PluginRegistrationError(plugin, f"{kind[:-1]} name must be a non-empty string, got {name!r}")
-        if name in staged or name in getattr(self, kind):
+            raise PluginRegistrationError(plugin, f"{what} name must be a non-empty string, got {name!r}")
+        if (staged is not None and name in staged) or name in getattr(self, kind):
             owner = self._owner.get((kind, name), plugin)
             raise PluginRegistrationError(
-                plugin, f"duplicate {kind[:-1]} name {name!r} (already registered by plugin {owner!r})"
+                plugin, f"duplicate {what} name {name!r} (already registered by plugin {owner!r})"
             )
 
-    def _head_registrar(self, plugin: str, staged: dict[str, Any]) -> Callable[[type], None]:
+    def _heads_registrar(self, plugin: str, staged: dict[str, dict[str, Any]]) -> Callable[[type], None]:
         def register(head_cls: type) -> None:
             from .physics.contract import validate_head_class
 
             validate_head_class(head_cls, plugin=plugin)
-            self._check_new(plugin, "heads", head_cls.name, staged)
-            staged[head_cls.name] = head_cls
+            self._check_new(plugin, "heads", head_cls.name, staged["heads"])
+            staged["heads"][head_cls.name] = head_cls
 
         return register
 
-    def _encoder_registrar(self, plugin: str, staged: dict[str, Any]) -> Callable[..., None]:
+    def _encoders_registrar(self, plugin: str, staged: dict[str, dict[str, Any]]) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any]) -> None:
             if not callable(factory):
                 raise PluginRegistrationError(plugin, f"encoder {name!r}: factory must be callable")
-            self._check_new(plugin, "encoders", name, staged)
-            staged[name] = factory
+            self._check_new(plugin, "encoders", name, staged["encoders"])
+            staged["encoders"][name] = factory
 
         return register
 
-    def _dataset_registrar(self, plugin: str, staged: dict[str, Any]) -> Callable[[Any], None]:
+    def _spec_registrar(self, kind: str, plugin: str, staged: dict[str, dict[str, Any]]) -> Callable[[Any], None]:
+        what = _SINGULAR[kind]
+
         def register(spec: Any) -> None:
             name = getattr(spec, "name", None)
             if name is None:
-                raise PluginRegistrationError(plugin, f"data set {spec!r} has no 'name'")
+                raise PluginRegistrationError(plugin, f"{what} {spec!r} has no 'name'")
             validate = getattr(spec, "validate", None)
             if callable(validate):
                 try:
                     validate()
-                except Exception as exc:  # noqa: BLE001
-                    raise PluginRegistrationError(plugin, f"data set {name!r}: {exc}") from exc
-            self._check_new(plugin, "datasets", name, staged)
-            staged[name] = spec
+                except Exception as exc:
+                    raise PluginRegistrationError(plugin, f"{what} {name!r}: {exc}") from exc
+            self._check_new(plugin, kind, name, staged[kind])
+            staged[kind][name] = spec
 
         return register
+
+    def _datasets_registrar(self, plugin: str, staged: dict[str, dict[str, Any]]) -> Callable[[Any], None]:
+        return self._spec_registrar("datasets", plugin, staged)
+
+    def _models_registrar(self, plugin: str, staged: dict[str, dict[str, Any]]) -> Callable[[Any], None]:
+        return self._spec_registrar("models", plugin, staged)
 
     # -- lookup -------------------------------------------------------------------------
     def _get(self, kind: str, name: str) -> Any:
         table = getattr(self, kind)
         try:
             return table[name]
-        except KeyError:
+        except (KeyError, TypeError):
             choices = ", ".join(sorted(table)) or "none"
-            raise PluginError(f"unknown {kind[:-1]} {name!r}; available: {choices}") from None
+            raise PluginError(f"unknown {_SINGULAR[kind]} {name!r}; available: {choices}") from None
 
     def head(self, name: str) -> type:
         """Return the head class registered as ``name``."""
         return self._get("heads", name)
+
+    def build_head(self, name: str, **params: Any) -> Any:
+        """Instantiate head ``name`` with ``params``.
+
+        A constructor that raises anything but a :class:`~cloudphys.errors.CloudphysError` becomes
+        a :class:`~cloudphys.errors.PluginError` naming the head, its plugin and the reason.
+        """
+        from .errors import CloudphysError
+
+        cls = self.head(name)
+        try:
+            return cls(**params)
+        except CloudphysError:
+            raise
+        except Exception as exc:
+            owner = self.owner("heads", name) or "?"
+            raise PluginError(
+                f"head {name!r} (plugin {owner!r}) could not be built: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def encoder(self, name: str) -> Callable[..., Any]:
         """Return the encoder factory registered as ``name``."""
@@ -287,13 +369,13 @@ class Registry:
         """Return the data-set spec registered as ``name``."""
         return self._get("datasets", name)
 
+    def model(self, name: str) -> Any:
+        """Return the pretrained-model spec registered as ``name``."""
+        return self._get("models", name)
+
     def owner(self, kind: str, name: str) -> str | None:
         """Name of the plugin that registered ``name`` in table ``kind``."""
         return self._owner.get((kind, name))
-
-
-def _is_hookimpl(fn: object) -> bool:
-    return hasattr(fn, "cloudphys_impl")
 
 
 _lock = threading.Lock()

@@ -249,12 +249,116 @@ def test_cli_runs_as_a_process():
 def test_every_hook_is_documented_and_tested():
     """Meta-test: each hook spec has an argument doc, appears in docs/ and in a test file."""
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "cloudphys_spec")]
-    assert set(specs) == {"register_heads", "register_encoders", "register_datasets", "register_commands"}
-    docs = "\n".join(p.read_text() for p in (REPO / "docs").glob("*.md"))
+    assert set(specs) == {"register_heads", "register_encoders", "register_datasets", "register_models", "register_commands"}
+    docs = (REPO / "docs" / "architecture.md").read_text()
     tests = "\n".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
     for name in specs:
         fn = getattr(hookspecs, name)
         params = list(inspect.signature(fn).parameters)
         assert fn.__doc__ and all(f":param {p}:" in fn.__doc__ for p in params), f"{name} lacks argument docs"
-        assert name in docs, f"hook {name} is not documented in docs/"
+        assert f"`{name}(" in docs, f"hook {name} is not in the hooks table of docs/architecture.md"
         assert f"{name}=" in tests or f"def {name}(" in tests, f"hook {name} is not exercised by a test"
+
+
+def test_model_registration_validated():
+    spec = types.SimpleNamespace(name="toy-model", files=())
+    good = plugin("models_ok", register_models=lambda register: register(spec))
+    dup = plugin("models_dup", register_models=lambda register: register(types.SimpleNamespace(name="toy-model")))
+    nameless = plugin("models_bad", register_models=lambda register: register(object()))
+    reg = registry(good, dup, nameless)
+    assert reg.model("toy-model") is spec and reg.owner("models", "toy-model") == "models_ok"
+    assert reg.plugins["models_ok"].models == ["toy-model"]
+    errs = {e.plugin: e.error for e in reg.errors}
+    assert "duplicate model name 'toy-model'" in errs["models_dup"] and "has no 'name'" in errs["models_bad"]
+    with pytest.raises(PluginError, match="unknown model 'nope'; available: toy-model"):
+        reg.model("nope")
+
+
+def test_hooks_are_called_through_the_plugin_manager():
+    """An implementation named differently (pluggy's ``specname``) is found: no lookup by function name."""
+
+    @hookimpl(specname="register_heads")
+    def my_heads(register):
+        register(ToyHead)
+
+    mod = types.ModuleType("specname_plugin")
+    mod.my_heads = my_heads
+    reg = registry(mod)
+    assert reg.head("toy") is ToyHead and not reg.errors
+
+
+def test_failure_in_one_hook_discards_the_plugins_other_registrations():
+    def register_encoders(register):
+        raise RuntimeError("encoder broke")
+
+    bad = plugin("twohooks", register_heads=lambda register: register(ToyHead), register_encoders=register_encoders)
+    reg = registry(bad, "cloudphys.physics.debye")
+    assert "toy" not in reg.heads and "debye" in reg.heads
+    [err] = reg.errors
+    assert err.plugin == "twohooks" and "RuntimeError: encoder broke" in err.error
+
+
+def test_plugin_failure_is_a_record_not_an_exception():
+    from cloudphys.plugins import PluginFailure
+
+    reg = registry("cloudphys_no_such_module_xyz")
+    [err] = reg.errors
+    assert isinstance(err, PluginFailure) and not isinstance(err, BaseException)
+
+
+def test_core_commands_are_not_plugins_and_cannot_be_replaced(capsys):
+    from cloudphys.cli import core_command_modules, main
+
+    assert not any(m.startswith("cloudphys.cli") for m in DEFAULT_PLUGINS)
+    assert {"cloudphys.cli.plugins_cmd", "cloudphys.cli.scope_cmd", "cloudphys.cli.train_cmd"} <= set(core_command_modules())
+
+    def hijack(cli):
+        p = cli.add_parser("plugins", help="hijacked")
+        p.set_defaults(func=lambda args: print("HIJACKED") or 0)
+        q = cli.add_parser("mine", aliases=["scope"])  # an alias is a name too
+        q.set_defaults(func=lambda args: print("HIJACKED") or 0)
+        r = cli.add_parser("extra", help="a new command")
+        r.set_defaults(func=lambda args: print("extra ran") or 0)
+
+    def second(cli):
+        cli.add_parser("extra").set_defaults(func=lambda args: print("SECOND") or 0)
+
+    pm = make_plugin_manager(
+        ["cloudphys.physics.debye", plugin("hijacker", register_commands=hijack),
+         plugin("latecomer", register_commands=second)],
+        entry_points=False,
+    )
+    assert main(["plugins", "--json"], pm=pm) == 0
+    captured = capsys.readouterr()
+    assert "HIJACKED" not in captured.out and json.loads(captured.out)["plugins"]
+    assert "plugin 'hijacker' tried to replace the core command 'plugins'" in captured.err
+    assert "plugin 'hijacker' tried to replace the core command 'scope'" in captured.err
+    assert "plugin 'latecomer' tried to replace the command of plugin 'hijacker' 'extra'" in captured.err
+    assert main(["extra"], pm=pm) == 0
+    assert "extra ran" in capsys.readouterr().out
+
+
+def test_plugin_raising_half_way_through_commands_keeps_none_of_them(capsys):
+    from cloudphys.cli import build_parser
+
+    def half(cli):
+        cli.add_parser("halfcmd").set_defaults(func=lambda args: 0)
+        raise RuntimeError("second command broke")
+
+    pm = make_plugin_manager([plugin("halfway_cmds", register_commands=half)], entry_points=False)
+    parser = build_parser(pm)
+    err = capsys.readouterr().err
+    assert "plugin 'halfway_cmds' failed to add commands: RuntimeError: second command broke" in err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["halfcmd"])
+    assert "invalid choice: 'halfcmd'" in capsys.readouterr().err
+
+
+def test_load_head_does_not_import_the_cli():
+    import subprocess
+
+    code = (
+        "import sys, cloudphys; cloudphys.load_head('debye'); "
+        "bad = [m for m in sys.modules if m.startswith('cloudphys.cli')]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..hookspecs import hookimpl
 
 
 def _status(spec: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -247,9 +246,9 @@ def run_build_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-@hookimpl
-def register_commands(cli):  # noqa: ANN001 - pluggy hook
-    p = cli.add_parser("data", help="data sets: list, info, fetch, verify, build")
+def add_commands(subparsers: Any) -> None:
+    """Add this module's core commands to ``subparsers`` (an argparse sub-parsers object)."""
+    p = subparsers.add_parser("data", help="data sets: list, info, fetch, verify, build")
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

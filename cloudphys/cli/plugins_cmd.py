@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from ..hookspecs import hookimpl
+from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-@hookimpl
-def register_commands(cli):  # noqa: ANN001 - pluggy hook
-    p = cli.add_parser("plugins", help="list installed plugins and what they register")
+def add_commands(subparsers: Any) -> None:
+    """Add this module's core commands to ``subparsers`` (an argparse sub-parsers object)."""
+    p = subparsers.add_parser("plugins", help="list installed plugins and what they register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-from ..hookspecs import hookimpl
+from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed and args.strict else 0
 
 
-@hookimpl
-def register_commands(cli):  # noqa: ANN001 - pluggy hook
-    p = cli.add_parser(
+def add_commands(subparsers: Any) -> None:
+    """Add this module's core commands to ``subparsers`` (an argparse sub-parsers object)."""
+    p = subparsers.add_parser(
         "scope",
         help="convert crystal structures to SCOPE strings",
         description=(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
-from ..hookspecs import hookimpl
+from typing import Any
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,9 +56,9 @@ def _set(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("-s", "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help)
 
 
-@hookimpl
-def register_commands(cli):  # noqa: ANN001 - pluggy hook
-    p = cli.add_parser("train", help="train encoder + head from a config (YAML/TOML)")
+def add_commands(subparsers: Any) -> None:
+    """Add this module's core commands to ``subparsers`` (an argparse sub-parsers object)."""
+    p = subparsers.add_parser("train", help="train encoder + head from a config (YAML/TOML)")
     p.add_argument("config", help="config file (.yaml, .yml, .toml, .json)")
     p.add_argument("--out", required=True, help="run directory (model/, last/, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -67,13 +66,13 @@ def register_commands(cli):  # noqa: ANN001 - pluggy hook
     _set(p, "overrides such as train.lr=3e-4 train.epochs=5")
     p.set_defaults(func=_train)
 
-    p = cli.add_parser("pretrain", help="MLM-pretrain the encoder on unlabelled SCOPE strings")
+    p = subparsers.add_parser("pretrain", help="MLM-pretrain the encoder on unlabelled SCOPE strings")
     p.add_argument("config", help="config with encoder and pretrain sections")
     p.add_argument("--out", required=True, help="output directory of the pretrained encoder")
     _set(p, "overrides such as pretrain.epochs=2")
     p.set_defaults(func=_pretrain)
 
-    p = cli.add_parser("evaluate", help="metrics (JSON) of a trained run on a split of its data")
+    p = subparsers.add_parser("evaluate", help="metrics (JSON) of a trained run on a split of its data")
     p.add_argument("run_dir", help="run directory (or model directory)")
     p.add_argument("--split", default="test", help="split of the run's data set (default: test)")
     p.add_argument("--device", default="auto")
@@ -81,7 +80,7 @@ def register_commands(cli):  # noqa: ANN001 - pluggy hook
     _set(p, "data overrides, e.g. data.temperature_range=[20,1000]")
     p.set_defaults(func=_evaluate)
 
-    p = cli.add_parser("predict", help="predict observables and latents for structures or SCOPE strings")
+    p = subparsers.add_parser("predict", help="predict observables and latents for structures or SCOPE strings")
     p.add_argument("run_dir", help="run directory (or model directory)")
     p.add_argument("--input", "-i", nargs="+", required=True,
                    help="CIF/POSCAR files, a CSV with scope + n_atoms, or JSON-lines with id + structure")
