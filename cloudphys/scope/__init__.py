@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from ..errors import ScopeError, ScopeParseError, StructureError
 from .batch import ConversionResult, StructureText, convert_inputs, convert_many, iter_inputs, write_results
-from .dialects import GENERATOR_TABLE_ENV, GeneratorTable, load_generator_table, parse, symmetry_tokens, to_dialect
-from .record import DIALECTS, ScopeRecord, WyckoffSite
+from .dialects import parse, to_dialect
+from .generators import DIALECTS, GENERATOR_TABLE_ENV, GeneratorTable, load_generator_table, symmetry_tokens
+from .record import ScopeRecord, WyckoffSite
 from .structure import from_structure, read_structure
 
 __all__ = [

@@ -8,15 +8,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..errors import ScopeError
 from . import _grammar as G
+from .generators import DIALECTS, symmetry_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
     from os import PathLike
 
 __all__ = ["WyckoffSite", "ScopeRecord", "DIALECTS"]
-
-#: Names of the dialects :meth:`ScopeRecord.render` writes and :func:`cloudphys.scope.parse` reads.
-DIALECTS: tuple[str, ...] = ("default", "cloud")
-
 
 @dataclass(frozen=True, order=True)
 class WyckoffSite:
@@ -111,8 +108,6 @@ class ScopeRecord:
         self, dialect: str = "default", generator_table: "str | PathLike[str] | Mapping[Any, str] | None" = None
     ) -> tuple[str, ...]:
         """Tokens of the symmetry section in ``dialect``."""
-        from .dialects import symmetry_tokens
-
         return symmetry_tokens(self.spacegroup, dialect, generator_table)
 
     def render(
