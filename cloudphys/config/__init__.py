@@ -1,0 +1,54 @@
+"""Run configuration: YAML/TOML → validated, typed objects; ``key.sub=value`` overrides.
+
+A config has up to five sections::
+
+    encoder:  {name: scope-bert, hidden_size: 256, num_layers: 4, num_heads: 4}
+    head:     {name: debye, observables: [cv]}
+    data:     {name: cloud-cv, temperature: 300}
+    train:    {epochs: 200, lr: 1.0e-4, batch_size: 64, device: auto, seed: 0}
+    pretrain: {sources: [{name: cloud-pretrain}], epochs: 5}      # optional, MLM
+
+``encoder``, ``head`` and ``data`` name a plugin (resolved through the registry) and pass the
+remaining keys as its parameters, checked against the plugin's signature; ``train`` and
+``pretrain`` are fixed schemas (:class:`TrainConfig`, :class:`PretrainConfig`, sharing
+:class:`RunOptions`). Every unknown key or plugin name, wrong type or value out of bounds raises
+:class:`~cloudphys.errors.ConfigError` naming it and the valid choices or the remedy.
+
+Modules: :mod:`.schema` (dataclasses and bounds), :mod:`.reading` (files, overrides),
+:mod:`.coerce` (type-driven coercion), :mod:`.bounds`, :mod:`.validate`, :mod:`.plugin_params`,
+:mod:`.loader` (:func:`load_config`).
+"""
+
+from __future__ import annotations
+
+from .bounds import Bound, check_bound
+from .coerce import coerce
+from .loader import load_config
+from .plugin_params import Param, param_schema
+from .reading import apply_overrides, parse_override, read_config_file
+from .schema import (
+    SECTIONS,
+    Config,
+    PluginSection,
+    PretrainConfig,
+    RunOptions,
+    TrainConfig,
+)
+
+__all__ = [
+    "SECTIONS",
+    "Bound",
+    "Config",
+    "Param",
+    "PluginSection",
+    "PretrainConfig",
+    "RunOptions",
+    "TrainConfig",
+    "apply_overrides",
+    "check_bound",
+    "coerce",
+    "load_config",
+    "param_schema",
+    "parse_override",
+    "read_config_file",
+]

@@ -1,0 +1,100 @@
+"""Bounds of config values, declared next to each field and checked by one function.
+
+A :class:`Bound` sits in a dataclass field's metadata (``field(metadata={"bound": Bound(...)})``,
+see :func:`option`) or in a plugin parameter's annotation (``Annotated[int, Bound(ge=1)]``), so
+the table of what is allowed is the schema itself. :func:`check_bound` turns a violation into a
+one-line :class:`~cloudphys.errors.ConfigError` naming the key, the value and the remedy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["Bound", "check_bound", "describe", "option"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a number or string may be. ``None`` (a field left at ``null``) always passes.
+
+    :param ge, gt, le, lt: inclusive / exclusive limits of a number (NaN and ±inf never pass).
+    :param pattern: a regular expression a string must match in full.
+    :param divides: name of a sibling key whose value this value must divide
+        (``num_heads`` divides ``hidden_size``).
+    :param remedy: what to write instead (appended to the message).
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    pattern: str | None = None
+    divides: str | None = None
+    remedy: str = ""
+
+    def text(self) -> str:
+        """The allowed range in words, e.g. ``>= 1 and <= 1_000``."""
+        parts = []
+        for op, x in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)):
+            if x is not None:
+                parts.append(f"{op} {_num(x)}")
+        if self.pattern:
+            parts.append(f"matching {self.pattern}")
+        if self.divides:
+            parts.append(f"dividing {self.divides}")
+        return " and ".join(parts)
+
+
+def _num(x: float) -> str:
+    return f"{int(x):_}" if float(x).is_integer() and abs(x) >= 1e4 else f"{x:g}"
+
+
+def option(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **bound: Any) -> Any:
+    """A dataclass field with a default (or ``factory``) and a :class:`Bound` in its metadata."""
+    meta = {"bound": Bound(**bound)} if bound else {}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`ConfigError` if ``value`` (of key ``what``) violates ``bound``.
+
+    :param siblings: the other values of the same section (for ``divides``).
+    """
+    if bound is None or value is None:
+        return
+    tail = f"; {bound.remedy}" if bound.remedy else ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        noun = "an integer" if isinstance(value, int) else "a finite number"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{what} must be {noun} {bound.text()}, got {value!r}{tail}")
+        ok = (
+            (bound.ge is None or value >= bound.ge)
+            and (bound.gt is None or value > bound.gt)
+            and (bound.le is None or value <= bound.le)
+            and (bound.lt is None or value < bound.lt)
+        )
+        if not ok:
+            raise ConfigError(f"{what} must be {noun} {bound.text()}, got {value!r}{tail}")
+        if bound.divides and siblings is not None:
+            other = siblings.get(bound.divides)
+            if isinstance(other, int) and not isinstance(other, bool) and value > 0 and other % value:
+                section = what.rsplit(".", 1)[0] + "." if "." in what else ""
+                raise ConfigError(
+                    f"{section}{bound.divides}={other} is not a multiple of {what}={value}{tail or '; choose values where it is'}"
+                )
+    if isinstance(value, str) and bound.pattern and not re.fullmatch(bound.pattern, value):
+        raise ConfigError(f"{what}: unknown value {value!r}; must match {bound.pattern}{tail}")
+
+
+def describe(bound: Bound | None) -> str:
+    """The bound in words (for docs and listings; empty for none)."""
+    return bound.text() if bound else ""

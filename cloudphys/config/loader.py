@@ -1,0 +1,59 @@
+"""``load_config``: read, apply overrides, validate every section against the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import CloudphysError, ConfigError
+from .reading import apply_overrides, read_config_file
+from .schema import SECTIONS, Config, PretrainConfig, TrainConfig
+from .validate import build_section, plugin_section, unknown_keys
+
+__all__ = ["load_config"]
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any],
+    overrides: Iterable[str] = (),
+    registry: Any = None,
+) -> Config:
+    """Read (file or mapping), apply ``overrides`` and validate a config against ``registry``.
+
+    :param source: path to a ``.yaml``/``.yml``/``.toml``/``.json`` file, or a mapping.
+    :param overrides: ``key.sub=value`` strings (values read as YAML).
+    :param registry: plugin registry (default: the process-wide one).
+    :raises ConfigError: unknown section, key or plugin name (listing the valid ones), bad type,
+        value out of its bounds.
+    """
+    data = read_config_file(source) if isinstance(source, (str, Path)) else dict(source)
+    data = apply_overrides(data, overrides)
+    if registry is None:
+        from ..plugins import get_registry
+
+        registry = get_registry()
+    unknown_keys("config", data, SECTIONS)
+    for required in ("encoder", "head"):
+        if required not in data:
+            raise ConfigError(f"config needs an {required!r} section")
+    encoder = plugin_section("encoder", data["encoder"], registry.encoders)
+    head = plugin_section("head", data["head"], registry.heads)
+    dataset = None
+    if data.get("data") is not None:
+        dataset = plugin_section("data", data["data"], registry.datasets)
+    train = build_section(TrainConfig, "train", data.get("train") or {})
+    train.validate()
+    pretrain = None
+    if data.get("pretrain") is not None:
+        pretrain = build_section(PretrainConfig, "pretrain", data["pretrain"])
+        pretrain.validate()
+    # Heads check their own parameters (e.g. observable names): fail now, not mid-run.
+    try:
+        registry.head(head.name)(**head.params)
+    except CloudphysError:
+        raise
+    except Exception as exc:
+        kind = "" if isinstance(exc, (TypeError, ValueError)) else f"{type(exc).__name__}: "
+        raise ConfigError(f"head {head.name!r}: {kind}{exc}") from exc
+    return Config(encoder=encoder, head=head, data=dataset, train=train, pretrain=pretrain)
