@@ -1,9 +1,15 @@
-"""Reading configs: YAML/TOML/JSON files and ``section.key=value`` overrides."""
+"""Reading configs: YAML/TOML/JSON files and ``section.key=value`` overrides.
+
+YAML (files and override values) is read by :class:`~.yaml12.StrictLoader` (YAML 1.2 core
+schema, repeated keys refused); TOML's parser refuses repeated keys itself; JSON objects with a
+repeated key are refused here.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -12,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .yaml12 import DuplicateKeyError, StrictLoader, load_yaml, one_line
 
 __all__ = ["apply_overrides", "parse_override", "read_config_file"]
 
@@ -44,9 +51,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 import tomli as tomllib
             data = tomllib.loads(text)
         elif path.suffix == ".json":
-            data = json.loads(text)
+            try:
+                data = json.loads(text, object_pairs_hook=_unique_pairs)
+            except ConfigError as exc:
+                raise ConfigError(f"config {path}: {exc}") from exc
         else:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, source=f"config {path}")
+    except ConfigError:
+        raise
+    except ValueError as exc:  # tomllib.TOMLDecodeError, json.JSONDecodeError
+        raise ConfigError(f"cannot parse config {path}: {_toml_hint(str(exc), text)}") from exc
     except Exception as exc:
         raise ConfigError(f"cannot parse config {path}: {exc}") from exc
     if not isinstance(data, dict):
@@ -62,25 +76,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [p for p in key.strip().split(".")]
     if len(path) < 2 or not all(path):
         raise ConfigError(f"override {text!r}: key must be section.key (e.g. train.lr), got {key!r}")
+    if not raw.strip():
+        return path, None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=StrictLoader)  # StrictLoader is a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"override {text!r}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: cannot read value: {exc}") from exc
-    return path, _numeric(value)
+        raise ConfigError(f"override {text!r}: cannot read value: {one_line(exc)}") from exc
+    return path, value
 
 
-def _numeric(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` as a string; turn such strings into numbers."""
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+def _toml_hint(message: str, text: str) -> str:
+    """tomllib says "Cannot overwrite a value (at line N, ...)" for a repeated key: show line N."""
+    m = re.search(r"\(at line (\d+), column \d+\)", message)
+    if m and message.startswith(("Cannot overwrite", "Cannot declare")):
+        lines = text.splitlines()
+        n = int(m.group(1))
+        if 1 <= n <= len(lines):
+            return f"{message}: {lines[n - 1].strip()!r} repeats a key or table given before; keep one"
+    return message
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a key given twice in one object is an error, not a silent replacement."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"key {key!r} is given twice in one JSON object; keep one — "
+                              "a repeated key would silently replace the first")
+        out[key] = value
+    return out
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
