@@ -17,8 +17,8 @@ pymatgen (only reading files and the reference converter do).
 from __future__ import annotations
 
 from ..errors import ScopeError, ScopeParseError, StructureError
-from .batch import ConversionResult, StructureText, convert_inputs, convert_many, iter_inputs, write_results
-from .dialects import parse, to_dialect
+from .batch import ConversionResult, convert_many, write_results
+from .dialects import canonical_text, parse, to_dialect
 from .generators import DIALECTS, GENERATOR_TABLE_ENV, GeneratorTable, load_generator_table, symmetry_tokens
 from .record import ScopeRecord, WyckoffSite
 from .structure import from_structure, read_structure
@@ -31,13 +31,11 @@ __all__ = [
     "ScopeError",
     "ScopeParseError",
     "ScopeRecord",
+    "canonical_text",
     "StructureError",
-    "StructureText",
     "WyckoffSite",
-    "convert_inputs",
     "convert_many",
     "from_structure",
-    "iter_inputs",
     "load_generator_table",
     "parse",
     "read_structure",

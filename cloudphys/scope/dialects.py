@@ -33,6 +33,7 @@ from .record import ScopeRecord, WyckoffSite
 __all__ = [
     "parse",
     "to_dialect",
+    "canonical_text",
     "symmetry_tokens",
     "load_generator_table",
     "GeneratorTable",
@@ -80,11 +81,20 @@ def _split(text: str) -> list[list[tuple[int, str]]]:
     return sections
 
 
-def parse(text: str, generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None) -> ScopeRecord:
+def parse(
+    text: str,
+    generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
+    *,
+    canonical: bool | None = None,
+) -> ScopeRecord:
     """Parse a SCOPE string of either dialect into a :class:`ScopeRecord`.
 
     Cloud strings need no generator table: the generators are decoded to the group they generate.
     With ``generator_table`` the cloud symmetry section must moreover be that table's entry.
+
+    :param canonical: return the :meth:`~ScopeRecord.canonical` record. Default: ``True`` for a
+        default-dialect string (so every way of writing one crystal reads as one record),
+        ``False`` for a cloud string (kept as written, so it renders back byte for byte).
 
     Raises :class:`~cloudphys.errors.ScopeParseError` saying where (character offset, section,
     token) and why; its attributes ``position``, ``section``, ``token`` and ``reason`` hold the same.
@@ -103,7 +113,9 @@ def parse(text: str, generator_table: "str | os.PathLike[str] | Mapping[Any, str
     number = _parse_symmetry(text, sections[0], generator_table)
     sites = _parse_sites(text, sections[1], number)
     comp = _parse_composition(text, sections[2])
-    return ScopeRecord(number, sites, comp)
+    record = ScopeRecord(number, sites, comp)
+    is_cloud = sections[0][0][1] in ("0", "1")
+    return record.canonical() if (not is_cloud if canonical is None else canonical) else record
 
 
 def _parse_symmetry(text: str, toks: list[tuple[int, str]], generator_table: Any) -> int:
@@ -187,5 +199,19 @@ def to_dialect(
     dialect: str = "default",
     generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
 ) -> str:
-    """Re-render a SCOPE string of either dialect in ``dialect`` (e.g. CLOUD data in the default dialect)."""
-    return parse(text).render(dialect, generator_table)
+    """Re-render a SCOPE string of either dialect in ``dialect`` (e.g. CLOUD data in the default
+    dialect). A default-dialect result is canonical; a cloud result keeps the order ``text`` has."""
+    return parse(text, canonical=False).render(dialect, generator_table)
+
+
+def canonical_text(
+    text: str,
+    dialect: str | None = None,
+    generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
+) -> str:
+    """The canonical string of the crystal ``text`` describes, in ``dialect`` (default: the dialect
+    of ``text``). Every string of one crystal gives the same result; a canonical string is returned
+    unchanged. A cloud result needs the generator table."""
+    if dialect is None:
+        dialect = "cloud" if text.lstrip()[:1] in ("0", "1") else "default"
+    return parse(text, canonical=True).render(dialect, generator_table, canonical=True)

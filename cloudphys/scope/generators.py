@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from ..errors import ScopeError
 from . import _grammar as G
@@ -84,7 +85,7 @@ def _load_table_file(path: str, stamp: tuple[int, int]) -> GeneratorTable:
     return _validate_table(raw, path)
 
 
-def load_generator_table(source: "str | os.PathLike[str] | Mapping[Any, str] | None" = None) -> GeneratorTable:
+def load_generator_table(source: str | os.PathLike[str] | Mapping[Any, str] | None = None) -> GeneratorTable:
     """CLOUD's generator table as space-group number → generator tokens.
 
     :param source: a path to CLOUD's ``data/generator.json``, a mapping number → string (validated
@@ -114,7 +115,7 @@ def load_generator_table(source: "str | os.PathLike[str] | Mapping[Any, str] | N
 
 
 def symmetry_tokens(
-    number: int, dialect: str = "default", generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None
+    number: int, dialect: str = "default", generator_table: str | os.PathLike[str] | Mapping[Any, str] | None = None
 ) -> tuple[str, ...]:
     """Tokens of the symmetry section of space group ``number`` in ``dialect``."""
     if dialect == "default":

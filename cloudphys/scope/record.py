@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..errors import ScopeError
 from . import _grammar as G
+from .canonical import canonical_letters, element_order_key
 from .generators import DIALECTS, symmetry_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,8 +59,12 @@ class ScopeRecord:
         order of first appearance over the sites). Fractions are exact (:class:`~fractions.Fraction`);
         a record parsed from a string holds the 2-decimal amounts the string shows.
 
-    Records are immutable and hashable. ``parse(record.render(d)) == record.rounded()`` for both
-    dialects, and ``parse(s).render(d) == s`` for every valid string ``s`` of dialect ``d``.
+    Records are immutable and hashable. :meth:`canonical` gives the one record of the crystal
+    (Wyckoff letters chosen under the space group's Euclidean normalizer, sites and elements in a
+    fixed order; see :mod:`cloudphys.scope.canonical`); the ``default`` dialect always renders it.
+    ``parse(record.render("cloud")) == record.rounded()``, ``parse(record.render()) ==
+    record.canonical().rounded()``; ``parse(s).render("cloud") == s`` for every valid cloud string
+    and ``parse(s).render() == s`` for every canonical default string ``s``.
     Ints, floats and strings given as amounts are converted to fractions.
     """
 
@@ -96,6 +101,26 @@ class ScopeRecord:
         """Element symbols in composition order."""
         return tuple(e for e, _ in self.composition)
 
+    def canonical(self) -> "ScopeRecord":
+        """The canonical record of the same crystal (``self`` if it is canonical already).
+
+        Sites: the Wyckoff letters relabelled by the element of the space group's Euclidean
+        normalizer that makes their sorted tuple smallest in ITA order, in that order; composition:
+        elements by atomic number (``X`` last). Amounts are kept exactly.
+        """
+        pairs = canonical_letters(self.spacegroup, [s.letter for s in self.sites])
+        mult = {s.letter: s.multiplicity for s in self.sites}
+        sites = tuple(WyckoffSite(mult[old], new) for old, new in pairs)
+        comp = tuple(sorted(self.composition, key=lambda pair: element_order_key(pair[0])))
+        if sites == self.sites and comp == self.composition:
+            return self
+        return ScopeRecord(self.spacegroup, sites, comp)
+
+    @property
+    def is_canonical(self) -> bool:
+        """Whether this record is its own :meth:`canonical` form."""
+        return self.canonical() is self
+
     def rounded(self) -> "ScopeRecord":
         """This record with every amount rounded to 2 decimals, as a string shows it."""
         comp = tuple((e, G.amount_fraction(G.format_amount(float(a)))) for e, a in self.composition)
@@ -114,6 +139,8 @@ class ScopeRecord:
         self,
         dialect: str = "default",
         generator_table: "str | PathLike[str] | Mapping[Any, str] | None" = None,
+        *,
+        canonical: bool | None = None,
     ) -> str:
         """The SCOPE string ``symmetry tokens | Wyckoff sites | composition`` in ``dialect``.
 
@@ -122,10 +149,14 @@ class ScopeRecord:
         :param generator_table: for ``"cloud"``: CLOUD's ``generator.json`` as a path or a mapping
             space-group number → generator string; defaults to ``$CLOUDPHYS_GENERATOR_TABLE``.
             Missing → :class:`~cloudphys.errors.ScopeError`.
+        :param canonical: render :meth:`canonical` instead of the record as it is. Default: ``True``
+            for ``"default"`` (one string per crystal), ``False`` for ``"cloud"`` (the record as
+            CLOUD's converter writes it: sites and elements in order of first appearance).
         """
         sym = self.symmetry_tokens(dialect, generator_table)
-        wyck = " ".join(f"{s.multiplicity}{s.letter}" for s in self.sites)
-        comp = " ".join(f"{e} {G.format_amount(float(a))}" for e, a in self.composition)
+        rec = self.canonical() if (dialect == "default" if canonical is None else canonical) else self
+        wyck = " ".join(f"{s.multiplicity}{s.letter}" for s in rec.sites)
+        comp = " ".join(f"{e} {G.format_amount(float(a))}" for e, a in rec.composition)
         return f"{' '.join(sym)} | {wyck} | {comp}"
 
     def __str__(self) -> str:

@@ -412,6 +412,7 @@ def from_structure(
     angle_tolerance: float = 5,
     *,
     allow_disordered: bool = False,
+    canonical: bool = False,
 ) -> ScopeRecord:
     """The SCOPE record of a crystal structure.
 
@@ -422,6 +423,10 @@ def from_structure(
     :param angle_tolerance: spglib's angle tolerance in degrees (pymatgen's default 5).
     :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does
         instead of raising.
+    :param canonical: return :meth:`ScopeRecord.canonical` (the same record for every cell, origin,
+        site order and setting of the crystal). Default ``False``: the record as spglib reads this
+        cell (sites and elements in order of first appearance), which ``render("cloud")`` writes
+        exactly as CLOUD's converter does; ``render()`` (default dialect) is canonical either way.
 
     Raises :class:`~cloudphys.errors.StructureError` naming the reason when the input cannot be
     converted (unreadable, disordered, no element, spglib finds no symmetry).
@@ -431,7 +436,8 @@ def from_structure(
     try:
         cell = structure_cell(structure, allow_disordered=allow_disordered)
         ds = _dataset(cell, float(symprec), float(angle_tolerance))
-        return _record(cell, ds)
+        record = _record(cell, ds)
+        return record.canonical() if canonical else record
     except StructureError as exc:
         where = os.fspath(structure) if isinstance(structure, (str, os.PathLike)) else None
         if where is None or str(exc).startswith(where):
