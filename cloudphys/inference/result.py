@@ -1,0 +1,410 @@
+"""What a prediction returns: :class:`Prediction` (many structures) and :class:`StructurePrediction` (one).
+
+Values are kept as arrays, one row per input structure, in input order; an input that failed keeps
+its row (NaN values) and its ``error``. Observables are stored **per mole of the cell the user
+gave** (``n_atoms`` atoms, the head's convention); :meth:`StructurePrediction.values` and the CSV
+also give them **per mole of atoms** (extensive observables divided by ``n_atoms``).
+
+Ensembles add a spread for every observable and latent: the members' standard deviation times a
+calibration ``scale`` (fitted on the validation split, see :mod:`cloudphys.inference.uncertainty`;
+1 when the model carries none) and the central interval ``value ± z(level)·std`` (90 % by default).
+
+This module only arranges numbers; it imports neither torch nor a model.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["Quantity", "ItemInfo", "Prediction", "StructurePrediction", "unit_slug", "column_name", "per_atom_unit", "quantities_from_head"]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """Name, unit and basis of an observable or latent.
+
+    :param extensive: ``True`` if the value is per mole of cells (scales with ``n_atoms``).
+    """
+
+    name: str
+    unit: str
+    extensive: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """One input as given: its name, where it came from, its SCOPE string, atoms, error."""
+
+    name: str
+    source: str = ""
+    scope: str | None = None
+    n_atoms: float | None = None
+    error: str | None = None
+
+
+def unit_slug(unit: str) -> str:
+    """A unit as a column-name fragment: ``"J/(K*mol)"`` → ``"J_per_K_mol"``; ``""`` → ``""``."""
+    s = unit.replace("·", "*").replace("/(", "_per_").replace("/", "_per_")
+    for ch in "()*^ ":
+        s = s.replace(ch, "_")
+    return "_".join(p for p in s.split("_") if p)
+
+
+def per_atom_unit(unit: str) -> str:
+    """``"J/(K*mol)"`` → ``"J/(K·mol-atom)"``: the unit of an extensive observable divided by the atoms."""
+    return unit.replace("*", "·").replace("mol", "mol-atom")
+
+
+def column_name(name: str, unit: str, basis: str | None = None, stat: str | None = None) -> str:
+    """``cv`` + ``J/(K*mol)`` + ``atom`` → ``cv_J_per_K_mol_atom``; ``stat`` (``std``, ``lo90``) after the name."""
+    parts = [name] + ([stat] if stat else []) + ([unit_slug(unit)] if unit_slug(unit) else [])
+    if basis:
+        parts[-1] = f"{parts[-1]}_{basis}" if unit_slug(unit) else f"{parts[-1]}_per_{basis}"
+    return "_".join(parts)
+
+
+def _z(level: float) -> float:
+    """Half-width of the central ``level`` interval of a standard normal (0.9 → 1.6449)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+@dataclass
+class Prediction:
+    """Predictions for a list of structures at common temperatures.
+
+    :param temperatures: K, shape ``[nT]``.
+    :param items: one :class:`ItemInfo` per input, in input order (failed ones included).
+    :param observables: ``{name: [N, nT]}`` per mole of the given cell (NaN for failed items).
+    :param quantities: ``{name: Quantity}`` for every observable and latent.
+    :param latents: ``{name: [N, *shape]}`` (θ_D in K, ...).
+    :param member_std: members' standard deviation of each observable/latent (ensembles), same shapes.
+    :param scale: calibration factor applied to ``member_std`` (1: uncalibrated).
+    :param level: nominal coverage of the central interval.
+    :param dos: ``{"theta_K": [N, K], "modes": [N, K] per cell, "modes_std": ...}`` for DOS heads.
+    :param zero_point: zero-point energy u(T = 0) per mole of the given cell, J/mol, shape ``[N]``.
+    """
+
+    temperatures: np.ndarray
+    items: list[ItemInfo]
+    observables: dict[str, np.ndarray]
+    quantities: dict[str, Quantity]
+    latents: dict[str, np.ndarray] = field(default_factory=dict)
+    member_std: dict[str, np.ndarray] | None = None
+    scale: float = 1.0
+    level: float = 0.9
+    calibration: dict[str, Any] | None = None
+    dos: dict[str, np.ndarray] | None = None
+    zero_point: np.ndarray | None = None
+    model: str = ""
+    head: str = ""
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        self.temperatures = np.asarray(self.temperatures, dtype=np.float64).reshape(-1)
+        n = len(self.items)
+        for name, arr in {**self.observables, **self.latents}.items():
+            if len(arr) != n:
+                raise ValueError(f"{name}: {len(arr)} rows for {n} items")
+
+    # -- collection protocol -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator["StructurePrediction"]:
+        return (StructurePrediction(self, i) for i in range(len(self.items)))
+
+    def __getitem__(self, key: int | str) -> "StructurePrediction":
+        if isinstance(key, str):
+            for i, it in enumerate(self.items):
+                if it.name == key:
+                    return StructurePrediction(self, i)
+            raise KeyError(f"no input named {key!r}")
+        return StructurePrediction(self, range(len(self.items))[key])
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """``{name: error}`` of every input that failed."""
+        return {it.name: it.error for it in self.items if it.error}
+
+    @property
+    def ok(self) -> list["StructurePrediction"]:
+        return [s for s in self if s.error is None]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.member_std is not None
+
+    # -- spreads -------------------------------------------------------------------------
+    def std(self, name: str) -> np.ndarray | None:
+        """Calibrated standard deviation of ``name`` (per cell for observables), or ``None``."""
+        if self.member_std is None or name not in self.member_std:
+            return None
+        return self.scale * self.member_std[name]
+
+    def interval(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Central ``level`` interval ``(lower, upper)`` of ``name``, or ``None`` without an ensemble."""
+        sd = self.std(name)
+        if sd is None:
+            return None
+        mid = self.observables[name] if name in self.observables else self.latents[name]
+        half = _z(self.level) * sd
+        return mid - half, mid + half
+
+    # -- tables --------------------------------------------------------------------------
+    def columns(self, observables: Sequence[str] | None = None) -> list[str]:
+        """Column names of :meth:`rows`, units in the names."""
+        cols = ["name", "source", "scope", "n_atoms", "temperature_K"]
+        pct = int(round(self.level * 100))
+        for o in observables or list(self.observables):
+            q = self.quantities[o]
+            for basis in (("cell", "atom") if q.extensive else (None,)):
+                cols.append(column_name(o, q.unit, basis))
+                if self.is_ensemble:
+                    cols += [column_name(o, q.unit, basis, s) for s in ("std", f"lo{pct}", f"hi{pct}")]
+        for name in self._scalar_latents():
+            q = self.quantities[name]
+            cols.append(column_name(name, q.unit))
+            if self.is_ensemble:
+                cols += [column_name(name, q.unit, None, s) for s in ("std", f"lo{pct}", f"hi{pct}")]
+        return cols + ["error"]
+
+    def _scalar_latents(self) -> list[str]:
+        return [k for k, v in self.latents.items() if v.ndim == 1]
+
+    def rows(self, observables: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One dict per (structure, temperature); a failed structure gives one row with its error."""
+        obs = list(observables or self.observables)
+        unknown = [o for o in obs if o not in self.observables]
+        if unknown:
+            raise DataError(f"observable(s) {unknown} not predicted; available: {sorted(self.observables)}")
+        cols = self.columns(obs)
+        pct = int(round(self.level * 100))
+        out: list[dict[str, Any]] = []
+        for i, it in enumerate(self.items):
+            base = {"name": it.name, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms}
+            if it.error is not None:
+                out.append({**{c: None for c in cols}, **base, "error": it.error})
+                continue
+            lat: dict[str, Any] = {}
+            for name in self._scalar_latents():
+                q = self.quantities[name]
+                lat[column_name(name, q.unit)] = float(self.latents[name][i])
+                if self.is_ensemble:
+                    lo, hi = self.interval(name)  # type: ignore[misc]
+                    lat[column_name(name, q.unit, None, "std")] = float(self.std(name)[i])  # type: ignore[index]
+                    lat[column_name(name, q.unit, None, f"lo{pct}")] = float(lo[i])
+                    lat[column_name(name, q.unit, None, f"hi{pct}")] = float(hi[i])
+            n = float(it.n_atoms or math.nan)
+            for j, T in enumerate(self.temperatures):
+                row = {**base, "temperature_K": float(T)}
+                for o in obs:
+                    q = self.quantities[o]
+                    band = self.interval(o)
+                    for basis in (("cell", "atom") if q.extensive else (None,)):
+                        div = n if basis == "atom" else 1.0
+                        row[column_name(o, q.unit, basis)] = float(self.observables[o][i, j]) / div
+                        if band is not None:
+                            row[column_name(o, q.unit, basis, "std")] = float(self.std(o)[i, j]) / div  # type: ignore[index]
+                            row[column_name(o, q.unit, basis, f"lo{pct}")] = float(band[0][i, j]) / div
+                            row[column_name(o, q.unit, basis, f"hi{pct}")] = float(band[1][i, j]) / div
+                out.append({**row, **lat, "error": None})
+        return out
+
+    def header(self) -> str:
+        """The comment line written above the CSV table."""
+        spread = (f"{self.members}-member ensemble; std = members' std x {self.scale:.4g} "
+                  f"({'calibrated on ' + str(self.calibration.get('fitted_on', 'val')) if self.calibration else 'uncalibrated'}); "
+                  f"lo/hi = central {self.level:.0%} interval" if self.is_ensemble else "single model (no spread)")
+        return (f"# cloudphys prediction: model {self.model or '?'}, head {self.head or '?'}; "
+                "_cell = per mole of the cell given (n_atoms atoms), _atom = per mole of atoms; "
+                f"temperature in K; {spread}")
+
+    def to_csv(self, path: str | Path, observables: Sequence[str] | None = None) -> Path:
+        """Write :meth:`rows` to ``path`` (a ``#`` comment line first; read with ``comment='#'``)."""
+        path = Path(path)
+        rows = self.rows(observables)
+        cols = self.columns(observables)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            fh.write(self.header() + "\n")
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+        return path
+
+    def to_pandas(self, observables: Sequence[str] | None = None) -> Any:
+        """The rows of :meth:`to_csv` as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("Prediction.to_pandas() needs pandas: pip install pandas") from exc
+        return pd.DataFrame(self.rows(observables), columns=self.columns(observables))
+
+    def dos_rows(self) -> list[dict[str, Any]]:
+        """The learned DOS, one row per (structure, bin): mode temperature, frequency, modes per atom."""
+        if self.dos is None:
+            raise DataError(f"head {self.head!r} has no density of states (only DOS heads such as phonon-dos do)")
+        from_k = 1.0 / 47.99243073366221  # THz per K of mode temperature
+        out: list[dict[str, Any]] = []
+        for s in self:
+            if s.error is not None:
+                out.append({"name": s.name, "bin": None, "theta_K": None, "frequency_THz": None,
+                            "modes_per_atom": None, "modes_per_atom_std": None, "error": s.error})
+                continue
+            theta, g, sd = s.dos  # type: ignore[misc]
+            for k in range(len(theta)):
+                out.append({"name": s.name, "bin": k, "theta_K": float(theta[k]), "frequency_THz": float(theta[k]) * from_k,
+                            "modes_per_atom": float(g[k]), "modes_per_atom_std": None if sd is None else float(sd[k]),
+                            "error": None})
+        return out
+
+    def dos_to_csv(self, path: str | Path) -> Path:
+        """Write :meth:`dos_rows` (a ``#`` comment line first)."""
+        path = Path(path)
+        rows = self.dos_rows()
+        cols = list(rows[0]) if rows else ["name"]
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            fh.write(f"# cloudphys learned phonon DOS: model {self.model}; bin centres as mode temperature (K) and "
+                     "frequency (THz); modes per atom in each bin (they sum to 3)\n")
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+        return path
+
+    def plot(self, path: str | Path, **kwargs: Any) -> Any:
+        """Plot the curves (see :func:`cloudphys.inference.plot.plot_prediction`); returns the figure."""
+        from .plot import plot_prediction
+
+        return plot_prediction(self, path, **kwargs)
+
+    def __repr__(self) -> str:
+        return _table(self)
+
+
+class StructurePrediction:
+    """One structure of a :class:`Prediction` (a view: values are not copied)."""
+
+    def __init__(self, parent: Prediction, index: int) -> None:
+        self._p, self._i = parent, index
+        info = parent.items[index]
+        self.name, self.source, self.scope, self.n_atoms, self.error = (
+            info.name, info.source, info.scope, info.n_atoms, info.error)
+
+    @property
+    def temperatures(self) -> np.ndarray:
+        return self._p.temperatures
+
+    @property
+    def observable_names(self) -> list[str]:
+        return list(self._p.observables)
+
+    @property
+    def zero_point_energy(self) -> float | None:
+        """u(T = 0) per mole of the given cell (J/mol), if predicted."""
+        zp = self._p.zero_point
+        return None if zp is None or self.error is not None else float(zp[self._i])
+
+    def _div(self, name: str, basis: str) -> float:
+        if basis not in ("cell", "atom"):
+            raise ValueError(f"basis must be 'cell' or 'atom', got {basis!r}")
+        q = self._p.quantities[name]
+        return float(self.n_atoms) if (basis == "atom" and q.extensive and self.n_atoms) else 1.0
+
+    def values(self, name: str, basis: str = "atom") -> np.ndarray:
+        """Observable ``name`` over the temperatures, per mole of atoms (default) or of the given cell."""
+        return self._p.observables[name][self._i] / self._div(name, basis)
+
+    def std(self, name: str, basis: str = "atom") -> np.ndarray | None:
+        sd = self._p.std(name)
+        if sd is None:
+            return None
+        return sd[self._i] / (self._div(name, basis) if name in self._p.observables else 1.0)
+
+    def interval(self, name: str, basis: str = "atom") -> tuple[np.ndarray, np.ndarray] | None:
+        band = self._p.interval(name)
+        if band is None:
+            return None
+        d = self._div(name, basis) if name in self._p.observables else 1.0
+        return band[0][self._i] / d, band[1][self._i] / d
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Observable per mole of atoms, or a latent (e.g. ``s["theta_D"]``, K)."""
+        if name in self._p.observables:
+            return self.values(name)
+        if name in self._p.latents:
+            return self._p.latents[name][self._i]
+        raise KeyError(f"{name!r}: not an observable {sorted(self._p.observables)} or latent {sorted(self._p.latents)}")
+
+    @property
+    def latents(self) -> dict[str, np.ndarray]:
+        return {k: v[self._i] for k, v in self._p.latents.items()}
+
+    @property
+    def dos(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """``(mode temperatures K, modes per atom, their std or None)`` for DOS heads, else ``None``."""
+        d = self._p.dos
+        if d is None or self.error is not None:
+            return None
+        n = float(self.n_atoms or 1.0)
+        sd = d.get("modes_std")
+        return d["theta_K"][self._i], d["modes"][self._i] / n, None if sd is None else sd[self._i] / n
+
+    def __repr__(self) -> str:
+        return _table(self._p, [self._i])
+
+
+def _fmt(x: float, sd: float | None = None) -> str:
+    if not math.isfinite(x):
+        return "nan"
+    s = f"{x:.4g}" if abs(x) < 1e5 else f"{x:.3e}"
+    return s + (f"±{sd:.2g}" if sd is not None and math.isfinite(sd) else "")
+
+
+def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
+    """A compact text table: per structure its latents, then observables per mole of atoms at a few T."""
+    idx = list(range(len(p.items))) if indices is None else list(indices)
+    max_items, max_T = (1, 10) if len(idx) == 1 else (5, 4)
+    kind = f"{p.members}-member ensemble, value±std" if p.is_ensemble else "single model"
+    lines = [f"<Prediction: {len(p.items)} structure(s), {len(p.errors)} failed; model {p.model or '?'} "
+             f"(head {p.head or '?'}, {kind}); {len(p.temperatures)} temperatures>"]
+    cols = list(p.observables)
+    units = [f"{o} [{per_atom_unit(p.quantities[o].unit) if p.quantities[o].extensive else p.quantities[o].unit}]"
+             for o in cols]
+    tsel = np.unique(np.linspace(0, len(p.temperatures) - 1, min(max_T, len(p.temperatures))).round().astype(int))
+    for i in idx[:max_items]:
+        s = StructurePrediction(p, i)
+        if s.error is not None:
+            lines.append(f"  {s.name}: ERROR {s.error}")
+            continue
+        lat = ", ".join(f"{k} = {_fmt(float(v), None if s.std(k) is None else float(s.std(k)))} {p.quantities[k].unit}"
+                        for k, v in s.latents.items() if np.ndim(v) == 0)
+        lines.append(f"  {s.name} (n_atoms {s.n_atoms:g}{', ' + lat if lat else ''})")
+        lines.append("    " + "T [K]".rjust(8) + "".join(u.rjust(22) for u in units))
+        for j in tsel:
+            vals = []
+            for o in cols:
+                sd = s.std(o)
+                vals.append(_fmt(float(s.values(o)[j]), None if sd is None else float(sd[j])).rjust(22))
+            lines.append("    " + f"{p.temperatures[j]:8g}" + "".join(vals))
+    if len(idx) > max_items:
+        lines.append(f"  ... and {len(idx) - max_items} more (iterate, or .to_csv() / .to_pandas())")
+    return "\n".join(lines)
+
+
+def quantities_from_head(head: Any) -> dict[str, Quantity]:
+    """``{name: Quantity}`` for every observable and latent a head declares."""
+    out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description) for o in head.observables}
+    out.update({s.name: Quantity(s.name, s.unit, False, s.description) for s in head.latents})
+    return out
