@@ -12,15 +12,19 @@ def run(args: argparse.Namespace) -> int:
 
     # spglib's C code prints its internal retries ("... failed.") to stderr; quiet unless asked for.
     os.environ.setdefault("SPGLIB_WARNING", "OFF")
+    from ..inputs import DEFAULT_LIMITS, convert_inputs
     from ..scope import DIALECTS
-    from ..scope.batch import convert_inputs, write_results
+    from ..scope.batch import write_results
 
     if args.dialect not in DIALECTS:  # pragma: no cover - argparse checks choices
         raise SystemExit(f"unknown dialect {args.dialect}")
+    limits = DEFAULT_LIMITS.with_(max_atoms=args.max_atoms, max_bytes=args.max_item_bytes,
+                                  max_symops=args.max_symops, max_seconds=args.item_timeout)
     results = convert_inputs(
         args.inputs,
         dialect=args.dialect,
         generator_table=args.generator_table,
+        limits=limits,
         symprec=args.symprec,
         angle_tolerance=args.angle_tolerance,
         workers=args.workers,
@@ -40,12 +44,13 @@ def add_commands(subparsers: Any) -> None:
         "scope",
         help="convert crystal structures to SCOPE strings",
         description=(
-            "Convert CIF/POSCAR files, folders of them, JSON lines with 'id' and a pymatgen 'structure' "
-            "dict (e.g. phonondb's materials.jsonl.gz) or CSVs with a 'cif' column to SCOPE strings. "
+            "Convert structure files (CIF, POSCAR/CONTCAR, pymatgen JSON, ASE extxyz/traj/JSON; one row per "
+            "CIF block or frame), folders of them, JSON lines with 'id' and a pymatgen 'structure' dict (e.g. "
+            "phonondb's materials.jsonl.gz) or CSVs with a cif/poscar/structure/scope column to SCOPE strings. "
             "Writes one row per input, in input order, with columns id, scope, error."
         ),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, *.jsonl[.gz] or *.csv[.gz]")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="structure file, folder, *.jsonl[.gz] or *.csv[.gz]")
     p.add_argument("--dialect", choices=("default", "cloud"), default="default",
                    help="default: Hall-symbol tokens (self-contained); cloud: CLOUD's generator strings")
     p.add_argument("--generator-table", metavar="PATH", default=None,
@@ -58,6 +63,14 @@ def add_commands(subparsers: Any) -> None:
                    help="OUT.csv or OUT.jsonl (default: CSV on stdout)")
     p.add_argument("--allow-disordered", action="store_true",
                    help="convert partial-occupancy structures as CLOUD's converter does instead of failing them")
+    p.add_argument("--max-atoms", type=int, default=None, metavar="N",
+                   help="atoms one structure may have (default 5000); larger ones are error rows")
+    p.add_argument("--max-item-bytes", type=int, default=None, metavar="N",
+                   help="characters one item (file, CSV row, JSON line) may have after decompression (default 32 MiB)")
+    p.add_argument("--max-symops", type=int, default=None, metavar="N",
+                   help="symmetry operations one CIF block may list (default 1000)")
+    p.add_argument("--item-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop converting an item after SECONDS (runs conversion in worker processes; default: none)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

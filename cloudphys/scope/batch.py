@@ -15,8 +15,9 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..errors import CloudphysError, ScopeError
 from .generators import DIALECTS, load_generator_table
@@ -226,7 +227,7 @@ def write_results(results: Sequence[Any], out: str | os.PathLike[str] | None) ->
                 scope = r.scope if r.error is None else None
                 fh.write(json.dumps({"id": r.id, "scope": scope, "error": r.error}) + "\n")
         return
-    fh = open(out, "w", encoding="utf-8", newline="") if out is not None else sys.stdout
+    fh = open(out, "w", encoding="utf-8", newline="") if out is not None else sys.stdout  # noqa: SIM115 - closed below
     try:
         w = csv.writer(fh)
         w.writerow(["id", "scope", "error"])

@@ -1,0 +1,121 @@
+"""Per-user cache of SCOPE strings converted from the structures of input files.
+
+Converting thousands of structures with spglib takes a while, so :func:`~cloudphys.inputs.to_records`
+keeps the strings of items read from files in ``$CLOUDPHYS_CACHE/scope/`` (default: the platform's
+per-user cache directory, e.g. ``~/.cache/cloudphys/scope``). Nothing is ever written next to the
+inputs or to the data directory, which may be read-only.
+
+A cache file is keyed by the source file (resolved path, size, modification time), the converter
+(a hash of the ``cloudphys.scope`` and ``cloudphys.inputs`` sources plus the spglib and pymatgen
+versions) and every setting that changes a result (dialect, tolerances, ``allow_disordered``, the
+per-item limits); any change makes a new key. Inside, item names map to strings and atom counts
+(or to the conversion error; timeouts are never cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ScopeCache", "cache_dir", "converter_fingerprint"]
+
+_FORMAT = 2
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$CLOUDPHYS_CACHE`` if set, else the per-user cache directory."""
+    env = os.environ.get("CLOUDPHYS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("cloudphys"))
+
+
+_FINGERPRINT: str | None = None
+
+
+def converter_fingerprint() -> str:
+    """Hash of the reader and converter sources and the spglib/pymatgen versions (invalidation)."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import importlib.metadata as md
+
+        h = hashlib.sha256()
+        here = Path(__file__).resolve().parent
+        for root in (here.parent / "scope", here):
+            for path in sorted(root.rglob("*.py")) + sorted(root.rglob("*.json")):
+                if "__pycache__" in path.parts:
+                    continue
+                h.update(f"{root.name}/{path.relative_to(root).as_posix()}".encode())
+                h.update(path.read_bytes())
+        for dist in ("spglib", "pymatgen", "ase"):
+            try:
+                h.update(f"{dist}={md.version(dist)}".encode())
+            except md.PackageNotFoundError:
+                h.update(f"{dist}=none".encode())
+        _FINGERPRINT = h.hexdigest()[:16]
+    return _FINGERPRINT
+
+
+class ScopeCache:
+    """SCOPE strings converted from the structures of one source file.
+
+    :param source: the file the structures come from (its path, size and mtime form the key).
+    :param settings: everything else that changes a result (dialect, tolerances, limits...).
+    :param root: cache directory (default :func:`cache_dir`).
+    """
+
+    def __init__(self, source: str | os.PathLike[str], *, settings: dict[str, Any],
+                 root: str | os.PathLike[str] | None = None) -> None:
+        src = Path(source).resolve()
+        st = src.stat()
+        key = json.dumps([_FORMAT, str(src), st.st_size, st.st_mtime_ns, converter_fingerprint(), settings],
+                         sort_keys=True, default=repr)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+        base = Path(root).expanduser() if root is not None else cache_dir()
+        self.path = base / "scope" / f"{src.name}.{settings.get('dialect', 'default')}.{digest}.json"
+        self.scope: dict[str, str] = {}
+        self.n_atoms: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
+        self._meta = {"source": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                      "converter": converter_fingerprint(), "settings": settings, "format": _FORMAT}
+        self._read()
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                blob = json.load(fh)
+        except (OSError, ValueError):
+            return
+        if isinstance(blob, dict) and all(isinstance(blob.get(k, {}), dict) for k in ("scope", "errors", "n_atoms")):
+            self.scope = {str(k): str(v) for k, v in blob.get("scope", {}).items()}
+            self.errors = {str(k): str(v) for k, v in blob.get("errors", {}).items()}
+            self.n_atoms = {str(k): float(v) for k, v in blob.get("n_atoms", {}).items()
+                            if isinstance(v, (int, float))}
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys among ``keys`` that have neither a string nor an error cached."""
+        return [k for k in keys if k not in self.scope and k not in self.errors]
+
+    def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str]) -> None:
+        """Add results and write the cache file atomically (silently skipped if not writable)."""
+        self._read()  # merge with what a concurrent process may have written
+        self.scope.update(scope)
+        self.n_atoms.update(n_atoms)
+        self.errors.update(errors)
+        for key in scope:
+            self.errors.pop(key, None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".scope.", suffix=".json", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors}, fh)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass

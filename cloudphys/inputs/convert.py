@@ -1,0 +1,130 @@
+"""``to_records``: the one converter from input items to SCOPE records (cached, in workers).
+
+Structures go through :func:`cloudphys.scope.convert_many` (spglib, optional worker processes,
+optional per-item watchdog); items read from files are looked up in / added to the per-user
+:class:`~cloudphys.inputs.cache.ScopeCache`. Given SCOPE strings are parsed with
+:func:`cloudphys.scope.parse`. Every item ends with ``.record`` and ``.scope`` set, or ``.error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from ..errors import CloudphysError, ScopeError
+from ..scope import DIALECTS, convert_many, load_generator_table, parse
+from .cache import ScopeCache
+from .items import InputItem
+from .limits import Limits, as_limits
+
+__all__ = ["convert_inputs", "to_records"]
+
+
+def to_records(
+    items: Sequence[InputItem],
+    *,
+    dialect: str,
+    workers: int = 1,
+    cache: bool = True,
+    generator_table: Any = None,
+    symprec: float = 0.01,
+    angle_tolerance: float = 5.0,
+    allow_disordered: bool = False,
+    limits: Limits | dict[str, Any] | None = None,
+    progress: bool = False,
+) -> list[InputItem]:
+    """Fill ``.scope``, ``.record`` and ``.n_atoms`` (or ``.error``) of every item; returns ``items``.
+
+    :param dialect: ``"default"`` or ``"cloud"`` -- the dialect of the strings converted from
+        structures (given SCOPE strings are kept as given, parsed for ``.record``).
+    :param workers: processes for the spglib conversion (1: in this process).
+    :param cache: look up / store the strings of items read from files in the per-user cache.
+    :param generator_table: CLOUD's table for ``dialect="cloud"`` (a path or mapping; default
+        ``$CLOUDPHYS_GENERATOR_TABLE``), loaded with :func:`cloudphys.scope.load_generator_table`.
+    :param limits: per-item limits; ``max_seconds`` set runs conversion under a watchdog.
+    :raises ScopeError: an unknown dialect or a missing/invalid generator table (before any work).
+    """
+    if dialect not in DIALECTS:
+        raise ScopeError(f"unknown SCOPE dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    table = load_generator_table(generator_table) if dialect == "cloud" else None
+    lim = as_limits(limits)
+    for it in items:
+        if it.error is None and it.scope is not None and it.record is None:
+            try:
+                it.record = parse(it.scope)
+            except CloudphysError as exc:
+                it.fail(f"not a SCOPE string: {exc}")
+    todo = [it for it in items if it.error is None and it.scope is None]
+    if not todo:
+        return list(items)
+    settings = {"dialect": dialect, "symprec": float(symprec), "angle_tolerance": float(angle_tolerance),
+                "allow_disordered": bool(allow_disordered), "limits": asdict(lim) | {"max_seconds": None}}
+    caches: dict[str, ScopeCache] = {}
+    pending: list[InputItem] = []
+    for it in todo:
+        c = None
+        if cache and it.source is not None:
+            c = caches.get(it.source)
+            if c is None:
+                try:
+                    c = caches[it.source] = ScopeCache(it.source, settings=settings)
+                except OSError:
+                    c = None
+        if c is not None and not c.missing([it.name]):
+            _finish(it, c.scope.get(it.name), c.n_atoms.get(it.name), c.errors.get(it.name))
+        else:
+            pending.append(it)
+    if pending:
+        results = convert_many(
+            [(str(k), _payload(it)) for k, it in enumerate(pending)], dialect=dialect, generator_table=table,
+            symprec=symprec, angle_tolerance=angle_tolerance, workers=workers, progress=progress,
+            allow_disordered=allow_disordered, timeout=lim.max_seconds,
+        )
+        new: dict[str, tuple[dict[str, str], dict[str, float], dict[str, str]]] = {}
+        for it, res in zip(pending, results):
+            _finish(it, res.scope, res.n_atoms, res.error)
+            if it.source in caches and not res.timed_out:
+                ok, counts, bad = new.setdefault(it.source, ({}, {}, {}))  # type: ignore[arg-type]
+                if res.error is None and res.scope is not None:
+                    ok[it.name] = res.scope
+                    if res.n_atoms is not None:
+                        counts[it.name] = float(res.n_atoms)
+                else:
+                    bad[it.name] = str(res.error)
+        for src, (ok, counts, bad) in new.items():
+            caches[src].update(ok, counts, bad)
+    return list(items)
+
+
+def _payload(it: InputItem) -> Any:
+    s = it._structure
+    return s if s is not None else it.raw
+
+
+def _finish(it: InputItem, scope: str | None, n_atoms: float | None, error: str | None) -> None:
+    if error is not None or scope is None:
+        it.fail(error or "the converter returned no string")
+        return
+    it.scope = scope
+    if it.n_atoms is None and n_atoms is not None:
+        it.n_atoms = float(n_atoms)
+    try:
+        it.record = parse(scope)
+    except CloudphysError as exc:  # pragma: no cover - the converter renders parseable strings
+        it.fail(f"internal error: the converted string does not parse ({exc})")
+
+
+def convert_inputs(sources: Any, *, dialect: str = "default", generator_table: Any = None,
+                   limits: Limits | dict[str, Any] | None = None, column: str | None = None,
+                   **kwargs: Any) -> list[InputItem]:
+    """:func:`~cloudphys.inputs.read_inputs` then :func:`to_records` (the dialect and the generator
+    table are checked before anything is read)."""
+    from .items import read_inputs
+
+    if dialect not in DIALECTS:
+        raise ScopeError(f"unknown SCOPE dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    table = load_generator_table(generator_table) if dialect == "cloud" else None
+    lim = as_limits(limits)
+    items = read_inputs(sources, limits=lim, column=column)
+    return to_records(items, dialect=dialect, generator_table=table, limits=lim, **kwargs)

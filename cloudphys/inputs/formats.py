@@ -1,0 +1,391 @@
+"""Readers of structure files: CIF, POSCAR/CONTCAR, pymatgen JSON, ASE extxyz / traj / JSON.
+
+Reading happens in two steps so that conversion can run in worker processes and within limits:
+
+1. :func:`read_structure_file` (in the calling process) reads the file within the byte budget and
+   splits it into items -- one per CIF data block, per extxyz frame, per trajectory frame, per
+   ASE-database row -- each a :class:`DeferredStructure` (text still to be parsed), a validated
+   plain dict, an ``ase.Atoms`` or the item's error;
+2. :meth:`DeferredStructure.load_structure` (in the worker) parses one item after checking what
+   makes parsers slow: symmetry operations and sites of a CIF block, the atom count of a POSCAR.
+
+No reader imports a module named by the data or calls a ``from_dict`` (see :mod:`.plain`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import StructureError
+from .limits import Limits
+from .plain import ase_json_frames, plain_structure
+from .textio import is_gzip_name, read_text
+
+__all__ = [
+    "LOOKED_FOR",
+    "STRUCTURE_PREFIXES",
+    "STRUCTURE_SUFFIXES",
+    "DeferredStructure",
+    "parse_cif_block",
+    "read_structure_file",
+    "split_cif_blocks",
+    "structure_kind",
+]
+
+#: File names read as structures (also with ``.gz`` appended, except ``.traj``), in a folder or given.
+STRUCTURE_SUFFIXES: tuple[str, ...] = (".cif", ".mcif", ".vasp", ".poscar", ".json", ".extxyz", ".xyz", ".traj")
+#: ... and names starting with these (any case): VASP's fixed file names.
+STRUCTURE_PREFIXES: tuple[str, ...] = ("POSCAR", "CONTCAR")
+LOOKED_FOR = (", ".join([f"*{s}" for s in STRUCTURE_SUFFIXES] + [f"{p}*" for p in STRUCTURE_PREFIXES])
+              + " (and .gz), in any case, recursively")
+
+
+def structure_kind(path: Path | str) -> str | None:
+    """``cif``, ``poscar``, ``json``, ``extxyz``, ``traj`` or ``None`` (not a structure file name)."""
+    name = Path(path).name.lower()
+    gz = name.endswith(".gz")
+    base = name[:-3] if gz else name
+    if base.endswith((".cif", ".mcif")):
+        return "cif"
+    if base.endswith(".json"):
+        return "json"
+    if base.endswith((".extxyz", ".xyz")):
+        return "extxyz"
+    if base.endswith(".traj"):
+        return None if gz else "traj"
+    if base.endswith((".vasp", ".poscar")) or base.startswith(tuple(p.lower() for p in STRUCTURE_PREFIXES)):
+        return "poscar"
+    return None
+
+
+@dataclass(frozen=True)
+class DeferredStructure:
+    """Structure text read within the byte budget, parsed by :meth:`load_structure` (picklable).
+
+    :param kind: ``cif`` (one data block), ``poscar``, ``extxyz`` (one frame) or ``file`` (any other
+        format pymatgen reads; ``text`` is then the path).
+    """
+
+    kind: str
+    text: str
+    limits: Limits
+
+    def load_structure(self) -> Any:
+        """The pymatgen ``Structure`` (or ``ase.Atoms``); :class:`StructureError` naming the reason."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pymatgen's parsers warn about every oddity
+            if self.kind == "cif":
+                s = parse_cif_block(self.text, self.limits)
+            elif self.kind == "poscar":
+                s = _parse_poscar(self.text, self.limits)
+            elif self.kind == "extxyz":
+                s = _parse_extxyz_frame(self.text, self.limits)
+            elif self.kind == "file":
+                s = _parse_other(self.text)
+            else:  # pragma: no cover - constructed only here
+                raise StructureError(f"unknown structure kind {self.kind!r}")
+        n = len(s)
+        if n > self.limits.max_atoms:
+            raise self.limits.too_big("the number of atoms", n, "max_atoms")
+        return s
+
+
+# ------------------------------------------------------------------------------------------
+# CIF: blocks, bounded parse, occupancies
+# ------------------------------------------------------------------------------------------
+
+_DATA_RE = re.compile(r"^[ \t]*data_(\S*)", re.IGNORECASE | re.MULTILINE)
+_OPS_TAGS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz", "_space_group_symop.operation_xyz",
+             "_symmetry_equiv.pos_as_xyz", "_space_group_symop_magn_operation.xyz",
+             "_space_group_symop_magn_operation_xyz")
+_CENTERING_TAGS = ("_space_group_symop_magn_centering.xyz", "_space_group_symop_magn_centering_xyz")
+_SITE_TAGS = ("_atom_site_fract_x", "_atom_site.fract_x", "_atom_site_cartn_x", "_atom_site.cartn_x",
+              "_atom_site_label", "_atom_site.label")
+_OCCU_TAGS = ("_atom_site_occupancy", "_atom_site.occupancy")
+_NUM_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\(\d+\))?$")
+
+
+def split_cif_blocks(text: str) -> list[tuple[int, str, str]]:
+    """``(first line, block name, block text)`` for each ``data_`` block (none: the whole text)."""
+    starts = [(m.start(), m.group(1)) for m in _DATA_RE.finditer(text)]
+    if not starts:
+        return [(1, "", text)]
+    out = []
+    for k, (pos, name) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(text)
+        out.append((text.count("\n", 0, pos) + 1, name, text[pos:end]))
+    return out
+
+
+def _loop_len(data: dict[str, Any], tags: tuple[str, ...]) -> int | None:
+    for t in tags:
+        if t in data:
+            v = data[t]
+            return len(v) if isinstance(v, list) else 1
+    return None
+
+
+def parse_cif_block(text: str, limits: Limits) -> Any:
+    """One CIF data block → pymatgen ``Structure``, refusing what pymatgen would silently get wrong
+    (a negative, zero or non-numeric occupancy: pymatgen drops the site) or take minutes on (more
+    than ``max_symops`` symmetry operations, more than ``max_atoms`` sites or symmetry images)."""
+    from pymatgen.io.cif import CifFile, CifParser
+
+    try:
+        cif = CifFile.from_str(text)
+    except Exception as exc:  # noqa: BLE001 - pymatgen's errors vary
+        raise StructureError(f"not a readable CIF ({type(exc).__name__}: {exc})") from None
+    blocks = list(cif.data.values())
+    if not blocks:
+        raise StructureError("no CIF data block")
+    data = blocks[0].data
+    n_ops = _loop_len(data, _OPS_TAGS) or 1
+    n_ops *= _loop_len(data, _CENTERING_TAGS) or 1
+    if n_ops > limits.max_symops:
+        raise limits.too_big("the number of symmetry operations", n_ops, "max_symops")
+    n_sites = _loop_len(data, _SITE_TAGS) or 0
+    if n_sites > limits.max_atoms:
+        raise limits.too_big("the number of atom sites", n_sites, "max_atoms")
+    if n_sites * n_ops > 4 * limits.max_atoms:
+        raise limits.too_big(f"sites x symmetry operations ({n_sites} x {n_ops})", n_sites * n_ops, "max_atoms")
+    occ_tag = next((t for t in _OCCU_TAGS if t in data), None)
+    if occ_tag is not None:
+        labels = data.get("_atom_site_label") or data.get("_atom_site.label") or []
+        values = data[occ_tag] if isinstance(data[occ_tag], list) else [data[occ_tag]]
+        for k, raw in enumerate(values):
+            v = str(raw).strip()
+            if v in ("?", "."):
+                continue
+            label = labels[k] if isinstance(labels, list) and k < len(labels) else f"#{k + 1}"
+            occ = float(v.split("(")[0]) if _NUM_RE.match(v) else math.nan
+            if not (math.isfinite(occ) and 0 < occ <= 1 + 1e-3):
+                raise StructureError(f"site {label}: invalid occupancy {v!r} (must be a number in (0, 1]; "
+                                     "pymatgen would drop the site)")
+    try:
+        parser = CifParser(io.StringIO(text))
+        structures = parser.parse_structures(primitive=False, on_error="raise")
+    except StructureError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+        raise StructureError(f"cannot read a structure ({type(exc).__name__}: {exc})") from None
+    if not structures:
+        raise StructureError("the CIF block has no structure pymatgen can build")
+    return structures[0]
+
+
+# ------------------------------------------------------------------------------------------
+# POSCAR, extxyz, other pymatgen formats
+# ------------------------------------------------------------------------------------------
+
+def _poscar_atoms(text: str) -> int | None:
+    lines = text.splitlines()[5:7]
+    for line in lines:
+        parts = line.split()
+        if parts and all(p.lstrip("+").isdigit() for p in parts):
+            return sum(int(p) for p in parts)
+    return None
+
+
+def _parse_poscar(text: str, limits: Limits) -> Any:
+    n = _poscar_atoms(text)
+    if n is not None and n > limits.max_atoms:
+        raise limits.too_big("the number of atoms", n, "max_atoms")
+    from pymatgen.io.vasp import Poscar
+
+    try:
+        return Poscar.from_str(text, read_velocities=False).structure
+    except Exception as exc:  # noqa: BLE001
+        raise StructureError(f"cannot read a POSCAR ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_extxyz_frame(text: str, limits: Limits) -> Any:
+    from ase.io import read
+
+    try:
+        return read(io.StringIO(text), format="extxyz", index=0)
+    except Exception as exc:  # noqa: BLE001 - ase raises many types
+        raise StructureError(f"cannot read an extxyz frame ({type(exc).__name__}: {exc})") from None
+
+
+_UNSAFE_NAME = re.compile(r"json|yaml|yml|mson", re.IGNORECASE)
+
+
+def _parse_other(path: str) -> Any:
+    from pymatgen.core import Structure
+
+    try:
+        return Structure.from_file(path)
+    except Exception as exc:  # noqa: BLE001
+        raise StructureError(f"cannot read a structure ({type(exc).__name__}: {exc})") from None
+
+
+# ------------------------------------------------------------------------------------------
+# one file → items
+# ------------------------------------------------------------------------------------------
+
+def _split_extxyz(text: str, limits: Limits) -> list[tuple[int, Any]]:
+    lines = text.splitlines(keepends=True)
+    out: list[tuple[int, Any]] = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        head = lines[i].strip()
+        try:
+            n = int(head)
+        except ValueError:
+            out.append((i + 1, StructureError(f"line {i + 1}: expected the atom count of a frame, got {head!r:.40}; "
+                                              "the rest of the file cannot be read")))
+            return out
+        if n <= 0 or n > limits.max_atoms:
+            err = (limits.too_big("the atom count of the frame", n, "max_atoms") if n > 0
+                   else StructureError(f"a frame must have at least one atom, got {n}"))
+            out.append((i + 1, StructureError(f"line {i + 1}: {err}; the rest of the file cannot be read")))
+            return out
+        if i + 2 + n > len(lines):
+            out.append((i + 1, StructureError(f"line {i + 1}: the frame declares {n} atoms but the file ends "
+                                              f"after {len(lines) - i - 2} more lines")))
+            return out
+        out.append((i + 1, DeferredStructure("extxyz", "".join(lines[i:i + 2 + n]), limits)))
+        i += 2 + n
+    if not out:
+        out.append((1, StructureError("the file has no frames")))
+    return out
+
+
+def _traj_frames(path: Path, limits: Limits) -> list[tuple[int, Any]]:
+    import numpy as np
+    from ase import Atoms
+    from ase.io import ulm
+
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        return [(0, limits.too_big("the trajectory file", size, "max_bytes"))]
+    out: list[tuple[int, Any]] = []
+    try:
+        reader = ulm.Reader(str(path))
+    except Exception as exc:  # noqa: BLE001 - ulm raises many types
+        return [(0, StructureError(f"not an ASE trajectory ({type(exc).__name__}: {exc})"))]
+    try:
+        if reader.get_tag() != "ASE-Trajectory":
+            return [(0, StructureError(f"not an ASE trajectory (tag {reader.get_tag()!r})"))]
+        n_frames = len(reader)
+        if n_frames == 0:
+            return [(0, StructureError("the trajectory has no frames"))]
+        numbers = pbc = None
+        for k in range(n_frames):
+            try:
+                b = reader[k]
+                numbers = _traj_array(b, "numbers", limits.max_atoms, numbers)
+                pbc = _traj_array(b, "pbc", 3, pbc)
+                positions = _traj_array(b, "positions", 3 * limits.max_atoms, None)
+                cell = _traj_array(b, "cell", 9, None)
+                magmoms = _traj_array(b, "magmoms", limits.max_atoms, None, required=False)
+                if numbers is None or positions is None or cell is None:
+                    raise StructureError("the frame has no numbers, positions or cell")
+                atoms = Atoms(numbers=np.asarray(numbers, dtype=np.int64),
+                              positions=np.asarray(positions, dtype=np.float64).reshape(-1, 3),
+                              cell=np.asarray(cell, dtype=np.float64).reshape(3, 3),
+                              pbc=np.asarray(pbc if pbc is not None else True, dtype=bool),
+                              magmoms=None if magmoms is None else np.asarray(magmoms, dtype=np.float64))
+                out.append((k, atoms))
+            except StructureError as exc:
+                out.append((k, exc))
+            except Exception as exc:  # noqa: BLE001 - a damaged frame is this frame's error
+                out.append((k, StructureError(f"frame {k} cannot be read ({type(exc).__name__}: {exc})")))
+    finally:
+        reader.close()
+    return out
+
+
+def _traj_array(b: Any, key: str, max_size: int, fallback: Any, *, required: bool = True) -> Any:
+    from ase.io.ulm import NDArrayReader
+
+    if key not in b:
+        return fallback
+    raw = b._data[key] if hasattr(b, "_data") else None
+    if isinstance(raw, NDArrayReader) and int(raw.size) > max_size:
+        raise StructureError(f"{key} has {int(raw.size):,} values, more than the limit {max_size:,} (max_atoms)")
+    value = b.get(key)
+    if hasattr(value, "__len__") and len(value) > max_size:
+        raise StructureError(f"{key} has {len(value):,} values, more than the limit {max_size:,} (max_atoms)")
+    return value
+
+
+def _json_items(text: str, limits: Limits) -> list[tuple[str, Any]]:
+    """``(suffix, item)`` for a pymatgen JSON structure, a JSON list of them, or an ASE database."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return [("", StructureError(f"not valid JSON ({exc})"))]
+    if isinstance(doc, list):
+        out: list[tuple[str, Any]] = []
+        for k, d in enumerate(doc):
+            try:
+                out.append((f"@{k}", plain_structure(d, limits)))
+            except StructureError as exc:
+                out.append((f"@{k}", exc))
+        return out or [("", StructureError("an empty JSON list"))]
+    if isinstance(doc, dict) and ("ids" in doc or "nextid" in doc or any(str(k).isdigit() for k in doc)):
+        frames = ase_json_frames(doc, limits)
+        if not frames:
+            return [("", StructureError("the ASE database has no rows"))]
+        if len(frames) == 1:
+            return [("", frames[0][1])]
+        return [(f"@{rid}", item) for rid, item in frames]
+    try:
+        return [("", plain_structure(doc, limits))]
+    except StructureError as exc:
+        return [("", exc)]
+
+
+def read_structure_file(path: Path, limits: Limits) -> list[tuple[str, Any]]:
+    """``(name, item)`` for each structure in one file; ``item`` a :class:`DeferredStructure`, a
+    validated plain dict, an ``ase.Atoms`` or a :class:`StructureError` (the item's error).
+
+    Names: the path for a file with one structure; ``PATH:LINE`` for each data block of a CIF or
+    frame of an extxyz file with several; ``PATH@K`` for frame ``K`` of a trajectory or row ``K`` of
+    an ASE database / element ``K`` of a JSON list. Read errors of the file itself (not UTF-8,
+    corrupt gzip, permissions) propagate (see :data:`.textio.READ_ERRORS`).
+    """
+    kind = structure_kind(path)
+    where = str(path)
+    if kind == "traj":
+        frames = _traj_frames(path, limits)
+        if len(frames) == 1:
+            return [(where, frames[0][1])]
+        return [(f"{where}@{k}", item) for k, item in frames]
+    if kind is None:
+        if _UNSAFE_NAME.search(path.name) or is_gzip_name(path):
+            return [(where, StructureError(
+                f"unknown structure format (structure files are {LOOKED_FOR}; CSV and JSON-lines files "
+                "are read as tables)"))]
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            return [(where, limits.too_big("the file", size, "max_bytes"))]
+        return [(where, DeferredStructure("file", where, limits))]
+    text, size = read_text(path, limits.max_bytes)
+    if text is None:
+        return [(where, limits.too_big("the file (after decompression)", size, "max_bytes")
+                 if is_gzip_name(path) else limits.too_big("the file", size, "max_bytes"))]
+    if kind == "json":
+        return [(where + suffix, item) for suffix, item in _json_items(text, limits)]
+    if kind == "cif":
+        blocks = split_cif_blocks(text)
+        if len(blocks) == 1:
+            return [(where, DeferredStructure("cif", blocks[0][2], limits))]
+        return [(f"{where}:{line}", DeferredStructure("cif", block, limits)) for line, _, block in blocks]
+    if kind == "extxyz":
+        frames = _split_extxyz(text, limits)
+        if len(frames) == 1:
+            return [(where, frames[0][1])]
+        return [(f"{where}:{line}", item) for line, item in frames]
+    return [(where, DeferredStructure("poscar", text, limits))]

@@ -1,0 +1,87 @@
+"""Per-item limits of the input path: how big and how slow one input may be.
+
+Every input (one file, one CSV row, one JSON line, one frame of a trajectory) is held to these
+bounds, so one hostile or broken item ends as an error row naming the limit instead of taking the
+batch's memory or time. The defaults are far above any crystal in the shipped data sets (the
+largest phonondb cell has 80 atoms, the largest CLOUD cell 444); raise them with
+``Limits(max_atoms=...)`` or ``cloudphys scope --max-atoms N --max-item-bytes N --max-symops N
+--item-timeout S``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ..errors import ConfigError, StructureError
+
+__all__ = ["DEFAULT_LIMITS", "InputLimitError", "Limits", "as_limits"]
+
+
+class InputLimitError(StructureError):
+    """An input exceeds a per-item limit of :class:`Limits` (the message names it and the flag)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one input item.
+
+    :param max_bytes: characters of one item's text after decompression (a structure file, a CSV
+        row, a JSON line; bytes for binary ``.traj`` files). Default 32 MiB.
+    :param max_atoms: atoms in one structure (after a CIF's symmetry expansion), and the largest
+        ``n_atoms`` a row may declare. Default 5000.
+    :param max_symops: symmetry operations listed in one CIF block (a space group has at most 192).
+        Default 1000.
+    :param max_seconds: wall-clock seconds to read and convert one structure; ``None`` (default):
+        no watchdog -- the size limits above bound the work. When set, conversion runs in worker
+        processes and an item still running after ``max_seconds`` is stopped and reported.
+    """
+
+    max_bytes: int = 32 * 1024 * 1024
+    max_atoms: int = 5000
+    max_symops: int = 1000
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.name == "max_seconds":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"{_FLAGS[f.name]} / Limits.{f.name} must be a positive number, got {v!r}")
+            if f.name != "max_seconds" and v != int(v):
+                raise ConfigError(f"{_FLAGS[f.name]} / Limits.{f.name} must be a whole number, got {v!r}")
+
+    def with_(self, **changes: Any) -> Limits:
+        """A copy with ``changes`` applied (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def too_big(self, what: str, size: int, limit_name: str) -> InputLimitError:
+        """The error for ``what`` of ``size`` over the limit ``limit_name``."""
+        flag = _FLAGS[limit_name]
+        return InputLimitError(
+            f"{what} is {size:,} but the limit is {getattr(self, limit_name):,} ({limit_name}; raise it with "
+            f"{flag} or Limits({limit_name}=...))"
+        )
+
+
+_FLAGS = {"max_bytes": "--max-item-bytes", "max_atoms": "--max-atoms", "max_symops": "--max-symops",
+          "max_seconds": "--item-timeout"}
+
+DEFAULT_LIMITS = Limits()
+
+
+def as_limits(limits: Limits | dict[str, Any] | None) -> Limits:
+    """``None`` → the defaults; a mapping → :class:`Limits` with those fields overridden."""
+    if limits is None:
+        return DEFAULT_LIMITS
+    if isinstance(limits, Limits):
+        return limits
+    if isinstance(limits, dict):
+        unknown = set(limits) - {f.name for f in fields(Limits)}
+        if unknown:
+            raise ConfigError(f"unknown limit(s) {', '.join(sorted(unknown))}; known: "
+                             f"{', '.join(f.name for f in fields(Limits))}")
+        return DEFAULT_LIMITS.with_(**limits)
+    raise ConfigError(f"limits must be a Limits, a dict or None, got {type(limits).__name__}")
