@@ -5,9 +5,18 @@ period, group, log melting point of the element (K), Mendeleev number. Each is s
 the elements H…Pu (missing values → the mean), so features are data-independent constants.
 
 Composition features of a material (fraction-weighted over its elements): mean, standard
-deviation, min and max of each descriptor, plus the number of elements, log n_atoms and a
-Lindemann-style estimate log √(T_m / (M·r²)) of the Debye temperature. They are the cheap
+deviation, min and max of each descriptor, plus the number of elements, the size of the crystal
+and a Lindemann-style estimate log √(T_m / (M·r²)) of the Debye temperature. They are the cheap
 physical prior the encoder's latent layer can add to what it reads from the SCOPE tokens.
+
+Every feature is intensive: it depends on the crystal, never on the cell the user wrote. The
+size feature is ``log(sites per primitive cell)/2`` read from the SCOPE record (Σ multiplicity of
+its Wyckoff sites over the conventional cell's lattice points,
+:attr:`cloudphys.scope.ScopeRecord.sites_per_primitive_cell`) -- layout
+:data:`FEATURE_LAYOUT` = 2. Layout 1 (encoders saved before it) used ``log(atoms in the given
+cell)/2``, which changes with a supercell or a conventional cell; it is kept only so those models
+load and predict as they were trained (see ``docs/reliability.md``). Extensive observables are
+scaled by the atoms of the given cell in the physics head, nowhere here.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..scope import parse
+
 __all__ = [
     "DESCRIPTORS",
     "element_table",
@@ -26,11 +37,19 @@ __all__ = [
     "composition",
     "composition_features",
     "N_COMPOSITION_FEATURES",
+    "FEATURE_LAYOUT",
+    "LEGACY_FEATURE_LAYOUT",
+    "FEATURE_LAYOUTS",
 ]
 
 DESCRIPTORS = ("log_mass", "electronegativity", "radius", "row", "group", "log_melting_point", "mendeleev_no")
 _MAX_Z = 94
 N_COMPOSITION_FEATURES = 4 * len(DESCRIPTORS) + 3
+#: Feature layout written by new encoders (every feature intensive).
+FEATURE_LAYOUT = 2
+#: Layout of encoders saved before layouts were recorded (size feature: log of the given cell's atoms).
+LEGACY_FEATURE_LAYOUT = 1
+FEATURE_LAYOUTS = (LEGACY_FEATURE_LAYOUT, FEATURE_LAYOUT)
 
 
 def _raw(el: object, name: str) -> float:
@@ -86,30 +105,36 @@ def element_vector(symbol: str) -> np.ndarray | None:
 
 def composition(text: str) -> dict[str, float]:
     """Element → amount from a SCOPE string (either dialect), via :func:`cloudphys.scope.parse`."""
-    try:
-        from ..scope import parse  # type: ignore[attr-defined]
-    except ImportError:  # SCOPE package not available: read the composition section directly
-        parse = None
-    if parse is not None:
-        record = parse(text)
-        comp = getattr(record, "composition")
-        items = comp.items() if hasattr(comp, "items") else comp
-        return {str(k): float(v) for k, v in items}
-    part = text.rsplit("|", 1)[-1].split()
-    return {part[i]: float(part[i + 1]) for i in range(0, len(part) - 1, 2)}
+    return {str(k): float(v) for k, v in parse(text).composition}
 
 
-def composition_features(scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray:
+def composition_features(
+    scope: Sequence[str],
+    n_atoms: Sequence[float] | np.ndarray | None = None,
+    *,
+    layout: int = FEATURE_LAYOUT,
+) -> np.ndarray:
     """Composition features ``[N, N_COMPOSITION_FEATURES]`` (float32) for SCOPE strings.
 
-    Raises ``ValueError`` naming the string if it holds no known element.
+    :param n_atoms: atoms in each given cell; read only by the legacy ``layout=1`` (its size
+        feature), ignored by the current layout, whose features are all intensive.
+    :param layout: :data:`FEATURE_LAYOUT` (default) or :data:`LEGACY_FEATURE_LAYOUT`.
+
+    Raises ``ValueError`` naming the string if it holds no known element, or for an unknown layout.
     """
+    if layout not in FEATURE_LAYOUTS:
+        raise ValueError(f"unknown composition-feature layout {layout!r} (known: {FEATURE_LAYOUTS}); "
+                         "the model was saved by a newer cloudphys -- upgrade to load it")
+    if layout == LEGACY_FEATURE_LAYOUT and n_atoms is None:
+        raise ValueError("composition-feature layout 1 needs n_atoms (atoms in each given cell)")
     index, table, raw = element_table()
     out = np.zeros((len(scope), N_COMPOSITION_FEATURES), dtype=np.float32)
     d = len(DESCRIPTORS)
     i_mass, i_rad, i_tm = DESCRIPTORS.index("log_mass"), DESCRIPTORS.index("radius"), DESCRIPTORS.index("log_melting_point")
-    for k, (text, n) in enumerate(zip(scope, n_atoms)):
-        comp = {el: a for el, a in composition(text).items() if el in index}
+    sizes = n_atoms if n_atoms is not None else [None] * len(scope)
+    for k, (text, n) in enumerate(zip(scope, sizes)):
+        record = parse(text)
+        comp = {str(el): float(a) for el, a in record.composition if el in index}
         amounts = np.array(list(comp.values()), dtype=np.float64)
         if not comp or amounts.sum() <= 0:
             # amounts that print as 0.0 (below 0.005) still mark the element as present
@@ -130,5 +155,6 @@ def composition_features(scope: Sequence[str], n_atoms: Sequence[float] | np.nda
         tm_mean = w @ np.exp(r[:, i_tm])
         rad = w @ r[:, i_rad]
         lindemann = 0.5 * math.log(tm_mean / (m_mean * rad * rad))
-        out[k, 4 * d :] = [len(comp) / 3.0, math.log(float(n)) / 2.0, lindemann - 4.0]
+        size = float(n) if layout == LEGACY_FEATURE_LAYOUT else float(record.sites_per_primitive_cell)
+        out[k, 4 * d :] = [len(comp) / 3.0, math.log(size) / 2.0, lindemann - 4.0]
     return out

@@ -42,6 +42,7 @@ __all__ = [
     "hall_tokens",
     "hall_symmetry_table",
     "general_multiplicity",
+    "lattice_points",
     "wyckoff_multiplicities",
     "all_wyckoff_multiplicities",
     "general_wyckoff_letter",
@@ -153,6 +154,13 @@ def _group_orders(number: int) -> tuple[int, int]:
 def general_multiplicity(number: int) -> int:
     """Multiplicity of the general position of space group ``number`` (conventional cell)."""
     return _group_orders(number)[0]
+
+
+def lattice_points(number: int) -> int:
+    """Lattice points in the conventional cell of space group ``number`` (1 P, 2 A/B/C/I, 3 R
+    in hexagonal axes, 4 F): the conventional cell's volume in primitive cells."""
+    ops, point = _group_orders(number)
+    return ops // point
 
 
 @lru_cache(maxsize=None)

@@ -101,6 +101,13 @@ class ScopeRecord:
         """Element symbols in composition order."""
         return tuple(e for e, _ in self.composition)
 
+    @property
+    def sites_per_primitive_cell(self) -> Fraction:
+        """Σ multiplicity of the record's distinct sites per primitive cell (multiplicities count the
+        conventional cell). Intensive: the same for every cell the crystal is written in. A lower
+        bound of the atoms per primitive cell (a letter occupied by two orbits counts once)."""
+        return Fraction(sum(s.multiplicity for s in self.sites), G.lattice_points(self.spacegroup))
+
     def canonical(self) -> "ScopeRecord":
         """The canonical record of the same crystal (``self`` if it is canonical already).
 
