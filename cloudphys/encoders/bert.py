@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 
 from ..physics.contract import LatentSpec
-from .descriptors import N_COMPOSITION_FEATURES, composition_features, element_vector
+from .descriptors import FEATURE_LAYOUT, LEGACY_FEATURE_LAYOUT, N_COMPOSITION_FEATURES, composition_features, element_vector
 from .latent import LatentLayer
 
 __all__ = ["ScopeBertConfig", "ScopeBertEncoder", "build_scope_bert", "bert_config"]
@@ -30,6 +30,8 @@ class ScopeBertConfig(PretrainedConfig):
     :param composition_features: add composition descriptors to the latent layer's input.
     :param latent_mlp: hidden width of the latent layer's MLP (0: linear).
     :param pooling: ``"cls"`` (the [CLS] state) or ``"mean"`` (mean over non-padding tokens).
+    :param feature_layout: layout of the composition features (see
+        :mod:`cloudphys.encoders.descriptors`); a saved config without it is layout 1 (legacy).
     """
 
     model_type = "scope-bert"
@@ -49,6 +51,7 @@ class ScopeBertConfig(PretrainedConfig):
         composition_features: bool = False,
         latent_mlp: int = 0,
         pooling: str = "cls",
+        feature_layout: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.vocab_size = int(vocab_size)
@@ -65,6 +68,7 @@ class ScopeBertConfig(PretrainedConfig):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
+        self.feature_layout = int(feature_layout) if feature_layout is not None else LEGACY_FEATURE_LAYOUT
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
 
@@ -117,7 +121,7 @@ class ScopeBertEncoder(PreTrainedModel):
         """Per-sample features the latent layer expects (``None`` if it expects none)."""
         if not self.config.composition_features:
             return None
-        return composition_features(scope, n_atoms)
+        return composition_features(scope, n_atoms, layout=self.config.feature_layout)
 
     def init_element_embeddings(self, vocab: Mapping[str, int], std: float | None = None) -> int:
         """Initialise element-token embeddings from physical descriptors (see :func:`init_element_embeddings`)."""
@@ -231,6 +235,7 @@ def build_scope_bert(
         composition_features=composition_features,
         latent_mlp=latent_mlp,
         pooling=pooling,
+        feature_layout=FEATURE_LAYOUT,
         **sizes,
     )
     model = ScopeBertEncoder(cfg)
