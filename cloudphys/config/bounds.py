@@ -87,12 +87,15 @@ def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[st
         if bound.divides and siblings is not None:
             other = siblings.get(bound.divides)
             if isinstance(other, int) and not isinstance(other, bool) and value > 0 and other % value:
-                section = what.rsplit(".", 1)[0] + "." if "." in what else ""
+                section, _, name = what.rpartition(".")
+                prefix = f"{section}." if section else ""
+                fits = [d for d in range(1, min(other, 64) + 1) if other % d == 0]
                 raise ConfigError(
-                    f"{section}{bound.divides}={other} is not a multiple of {what}={value}{tail or '; choose values where it is'}"
+                    f"{prefix}{bound.divides}={other} is not a multiple of {what}={value}; choose {name} dividing "
+                    f"{bound.divides} (e.g. {', '.join(map(str, fits[-3:]))}) or another {bound.divides}"
                 )
     if isinstance(value, str) and bound.pattern and not re.fullmatch(bound.pattern, value):
-        raise ConfigError(f"{what}: unknown value {value!r}; must match {bound.pattern}{tail}")
+        raise ConfigError(f"{what}: unknown value {value!r}{tail or f'; must match {bound.pattern}'}")
 
 
 def describe(bound: Bound | None) -> str:

@@ -25,11 +25,19 @@ _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 
 
 def split_annotated(hint: Any) -> tuple[Any, Bound | None]:
-    """``Annotated[int, Bound(ge=1)]`` → ``(int, Bound(ge=1))``; other hints → ``(hint, None)``."""
+    """``Annotated[int, Bound(ge=1)]`` → ``(int, Bound(ge=1))``; other hints → ``(hint, None)``.
+
+    In a union (``Annotated[int, Bound(ge=1)] | None``) the hint is kept and the bound returned.
+    """
     if typing.get_origin(hint) is typing.Annotated:
         base, *extra = typing.get_args(hint)
         bound = next((e for e in extra if isinstance(e, Bound)), None)
         return base, bound
+    if typing.get_origin(hint) in _UNION_TYPES:  # Annotated[int, Bound(...)] | None: the bound of the int
+        for arg in typing.get_args(hint):
+            _, bound = split_annotated(arg)
+            if bound is not None:
+                return hint, bound
     return hint, None
 
 

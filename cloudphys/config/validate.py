@@ -43,9 +43,12 @@ def build_section(cls: type, what: str, raw: Any) -> Any:
 
 
 def check_fields(obj: Any, what: str) -> None:
-    """Check every field of dataclass ``obj`` against the :class:`~.bounds.Bound` in its metadata."""
+    """Check every field of dataclass ``obj``: its type (:func:`~.coerce.coerce`) and the
+    :class:`~.bounds.Bound` in its metadata (so an object built in Python is checked too)."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
     values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     for f in dataclasses.fields(obj):
+        coerce(f"{what}.{f.name}", values[f.name], hints[f.name])
         check_bound(f"{what}.{f.name}", values[f.name], f.metadata.get("bound"), values)
 
 
