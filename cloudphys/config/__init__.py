@@ -34,8 +34,10 @@ from .schema import (
     RunOptions,
     TrainConfig,
 )
+from .temperatures import MAX_TEMPERATURES, parse_temperatures
 
 __all__ = [
+    "MAX_TEMPERATURES",
     "SECTIONS",
     "Bound",
     "Config",
@@ -50,5 +52,6 @@ __all__ = [
     "load_config",
     "param_schema",
     "parse_override",
+    "parse_temperatures",
     "read_config_file",
 ]
