@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import cloudphys
 from cloudphys.physics import R_GAS, DebyeHead, gauss_legendre
-from cloudphys.physics.debye import X_CUT, debye_integral
+from cloudphys.physics.debye import DEBYE_X_CUT, debye_integral
 
 # Tolerances by dtype (relative; u and f relative to n·R·(T + θ)).
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -133,8 +133,8 @@ def test_integral_matches_scipy_and_torchquad():
 
 
 def test_cut_off_tail_is_negligible():
-    # J(∞) = π⁴/15; the head integrates to X_CUT only.
-    j = debye_integral(torch.tensor([X_CUT], dtype=torch.float64)).item()
+    # J(∞) = π⁴/15; the head integrates to DEBYE_X_CUT only.
+    j = debye_integral(torch.tensor([DEBYE_X_CUT], dtype=torch.float64)).item()
     assert j == pytest.approx(math.pi**4 / 15, rel=1e-15)
 
 

@@ -150,9 +150,20 @@ class WrongBackward(ToyEinstein):
         return super().compute({"theta": _DoubleGrad.apply(latents["theta"])}, temperature, n_atoms, observables)
 
 
+class CubedRatio(ToyEinstein):
+    """The pre-fix Debye bug: (T/θ)³·(θ/T)³ is inf·0 = NaN in float32 once T/θ ≳ 1e13."""
+
+    def compute(self, latents, temperature, n_atoms, observables):
+        out = super().compute(latents, temperature, n_atoms, observables)
+        r = temperature / latents["theta"]
+        out["u"] = out["u"] * (r**3 * (1.0 / r) ** 3)
+        return out
+
+
 @pytest.mark.parametrize(
     ("head", "check", "message"),
     [
+        (CubedRatio(), "range", "u (torch.float32) is nan"),
         (WrongCv(), "identities", "cv = du/dT"),
         (NaiveAtZero(), "finite", "du/dtemperature"),
         (SloppyFloat32(), "dtype", "torch.float32 vs float64"),

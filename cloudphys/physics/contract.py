@@ -16,7 +16,14 @@ Call convention (``forward``)::
 ``theta`` has shape ``[B, *latent.shape]``; ``T`` has shape ``[B]`` (one temperature per sample) or
 ``[B, nT]`` (a curve per sample); ``n`` is a number or has shape ``[B]``. Scalars are accepted and
 broadcast against the others. Every returned tensor has the shape of
-``T`` after broadcasting. Device and dtype follow the inputs.
+``T`` after broadcasting. Device and dtype follow the inputs; integer inputs (tensors or Python
+numbers) are promoted to the floating dtype of the other inputs, or to torch's default dtype.
+
+Range: every finite temperature from 0 to :func:`temperature_limit` (the power of two below √ of
+the largest finite number of the working dtype: 2⁶³ ≈ 9.2e18 K in float32, 2⁵¹¹ ≈ 6.7e153 K in
+float64) and ``n_atoms`` up to :func:`n_atoms_limit` (2³¹ ≈ 2.1e9 in float32) give finite
+observables with finite gradients, element by element; larger values are rejected before
+computing, with a ``ValueError`` naming the value and its index.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ __all__ = [
     "CONDITIONS",
     "validate_head_class",
     "check_inputs",
+    "temperature_limit",
+    "n_atoms_limit",
 ]
 
 #: Molar gas constant in J/(K·mol) (CODATA 2018, exact).
@@ -191,6 +200,16 @@ class PhysicsHead(nn.Module):
         """Constructor parameters (JSON-serialisable) that rebuild this head."""
         return {"observables": list(self.selected)}
 
+    # -- optional capabilities (defaults; override where a head has them) --------------
+    def fit_to_data(self, per_atom: Mapping[str, Any]) -> None:
+        """Set head parameters from the training targets before training starts.
+
+        :param per_atom: ``{observable: array [N, nT]}`` of training targets, per atom for
+            extensive observables (J/mol or J/(K·mol) per atom). The default does nothing; a head
+            with data-dependent constants (e.g. the ``direct`` head's output scales) overrides it.
+        """
+        return None
+
     @_class_or_instance_method
     def describe(cls) -> dict[str, Any]:
         """The head's declarations as plain data (for docs, listings and checkpoints)."""
@@ -250,12 +269,45 @@ def _first_line(doc: str | None) -> str:
     return lines[0] if lines else ""
 
 
+def _work(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _max_exponent(dtype: torch.dtype) -> int:
+    return math.frexp(float(torch.finfo(_work(dtype)).max))[1]  # 128 (float32), 1024 (float64)
+
+
+def temperature_limit(dtype: torch.dtype) -> float:
+    """Largest temperature (K) heads accept for inputs of ``dtype``: a power of two below
+    √(largest finite number), exactly representable (2⁶³ in float32, 2⁵¹¹ in float64).
+
+    Half types compute in float32 and use its limit (their own range may still overflow).
+    """
+    return 2.0 ** (_max_exponent(dtype) // 2 - 1)
+
+
+def n_atoms_limit(dtype: torch.dtype) -> float:
+    """Largest ``n_atoms`` heads accept for inputs of ``dtype``: 2³¹ in float32, 2²⁵⁵ in float64."""
+    return 2.0 ** (_max_exponent(dtype) // 4 - 1)
+
+
 def _as_tensor(x: Tensor | float, like: Tensor | None) -> Tensor:
+    """``x`` as a floating tensor: integer tensors/numbers take ``like``'s dtype or the default."""
     if isinstance(x, Tensor):
-        return x
+        if x.is_floating_point():
+            return x
+        dtype = like.dtype if like is not None else torch.get_default_dtype()
+        return x.to(dtype)
     if like is not None:
         return torch.as_tensor(x, dtype=like.dtype, device=like.device)
     return torch.as_tensor(x, dtype=torch.get_default_dtype())
+
+
+def _float_ref(*xs: Any) -> Tensor | None:
+    for x in xs:
+        if isinstance(x, Tensor) and x.is_floating_point():
+            return x
+    return None
 
 
 def check_inputs(
@@ -276,17 +328,15 @@ def check_inputs(
     missing = [s.name for s in head_cls.latents if s.name not in latents]
     if missing:
         raise ValueError(f"head {head_cls.name!r} needs latents {missing}; got {sorted(latents)}")
-    first = latents[head_cls.latents[0].name] if head_cls.latents else None
-    first = first if isinstance(first, Tensor) else None
     if temperature is None:
         raise ValueError(f"head {head_cls.name!r} needs a temperature (K)")
-    T = _as_tensor(temperature, first)
-    ref = T if T.is_floating_point() else (first if first is not None else None)
-    if not T.is_floating_point():
-        T = T.to(ref.dtype if ref is not None else torch.get_default_dtype())
+    # The first floating input fixes the dtype; integers (tensors or numbers) are promoted to it.
+    ref = _float_ref(temperature, *(latents[s.name] for s in head_cls.latents), n_atoms)
+    T = _as_tensor(temperature, ref)
     if T.ndim > 2:
         raise ValueError(f"temperature must have shape [B] or [B, nT], got {tuple(T.shape)}")
-    _check_values("temperature", T, lower=0.0, strict=False)
+    _check_values("temperature", T, lower=0.0, upper=temperature_limit(T.dtype), strict=False,
+                  unit=" K", dtype=T.dtype)
 
     values: dict[str, Tensor] = {}
     sizes: list[tuple[str, int]] = []
@@ -294,8 +344,6 @@ def check_inputs(
         sizes.append(("temperature", T.shape[0]))
     for spec in head_cls.latents:
         v = _as_tensor(latents[spec.name], T)
-        if not v.is_floating_point():
-            v = v.to(T.dtype)
         base = v.ndim - len(spec.shape)
         if base not in (0, 1) or tuple(v.shape[base:]) != spec.shape:
             raise ValueError(
@@ -309,7 +357,7 @@ def check_inputs(
     n = _as_tensor(1 if n_atoms is None else n_atoms, T).to(T.dtype)
     if n.ndim > 1:
         raise ValueError(f"n_atoms must be a number or have shape [B], got {tuple(n.shape)}")
-    _check_values("n_atoms", n, lower=0.0, strict=True)
+    _check_values("n_atoms", n, lower=0.0, upper=n_atoms_limit(T.dtype), strict=True, dtype=T.dtype)
     if n.ndim == 1:
         sizes.append(("n_atoms", n.shape[0]))
 
@@ -334,8 +382,19 @@ def check_inputs(
     return out, T, n
 
 
-def _check_values(what: str, x: Tensor, lower: float | None = None, upper: float | None = None, strict: bool = False) -> None:
-    """Raise ``ValueError`` naming ``what`` if ``x`` holds NaN/inf or leaves its bounds."""
+def _check_values(
+    what: str,
+    x: Tensor,
+    lower: float | None = None,
+    upper: float | None = None,
+    strict: bool = False,
+    unit: str = "",
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Raise ``ValueError`` naming ``what`` if ``x`` holds NaN/inf or leaves its bounds.
+
+    ``dtype`` (given for the dtype-dependent range limits) is named in the message.
+    """
     if torch.jit.is_scripting() or x.numel() == 0:
         return
     xd = x.detach()
@@ -351,8 +410,12 @@ def _check_values(what: str, x: Tensor, lower: float | None = None, upper: float
         if lower is not None:
             bounds.append(f"{'>' if strict else '>='} {lower:g}")
         if upper is not None:
-            bounds.append(f"<= {upper:g}")
+            bounds.append(f"<= {upper:.3g}{unit}")
         need = "finite" + (", " + " and ".join(bounds) if bounds else "")
+        if dtype is not None:
+            need += f" in {str(dtype).removeprefix('torch.')}; larger values need float64 inputs"
+            if dtype == torch.float64:
+                need = need.split(";")[0]
         where = f" at index {list(idx)}" if idx else ""
         raise ValueError(f"invalid {what}: {value!r}{where} (must be {need})")
 

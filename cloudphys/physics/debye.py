@@ -9,28 +9,36 @@ function D₃(x) = 3/x³ ∫₀ˣ t³/(eᵗ − 1) dt (per mole of cells, R in J
 * F  = U − T·S = 9/8·n·R·θ + n·R·T·[3·ln(1 − e⁻ˣ) − D₃(x)]   (J/mol)
 
 All four come from the one integral J(u) = ∫₀ᵘ t³/expm1(t) dt, evaluated by Gauss–Legendre
-quadrature over [0, min(x, x_c)] with x_c = 50: the integrand decays like t³e⁻ᵗ, so the part beyond
-x_c is below 1e-17 of the total, while a fixed number of nodes stays accurate for any θ/T
-(see docs/physics.md). ``expm1`` and ``log(-expm1(-x))`` / ``log1p(-exp(-x))`` keep every term finite and accurate; at T = 0 the
-formulas are written in r = T/θ so that Cv = S = 0 and U = F = 9/8·n·R·θ come out of the same code
-path with finite gradients.
+quadrature over [0, min(x, x_c)] with x_c = :data:`DEBYE_X_CUT` = 50: the integrand decays like
+t³e⁻ᵗ, so the part beyond x_c is below 1e-17 of the total, while a fixed number of nodes stays
+accurate for any θ/T (see docs/physics.md). ``expm1`` and ``log(-expm1(-x))`` /
+``log1p(-exp(-x))`` keep every term finite and accurate.
+
+D₃ is never formed as 3·J(x)/x³ (x³ underflows and 1/x³ overflows once T/θ ≳ 1e13 in float32):
+below the cut-off it is D₃(x) = 3·∫₀¹ s²·g(x·s) ds with g(y) = y/(eʸ − 1) ∈ (0, 1], the same
+Gauss–Legendre sum in the variable s = t/x, finite with finite gradients at every finite T; beyond
+the cut-off (T = 0 included) it is 3·r³·J(x_c) with r = T/θ, so that Cv = S = 0 and
+U = F = 9/8·n·R·θ come out of the same code path with finite gradients.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from ..hookspecs import hookimpl
 from .contract import R_GAS, LatentSpec, ObservableSpec, PhysicsHead
-from .quadrature import integrate_0_to
+from .harmonic import SERIES_X, bose_series, bose_x
+from .quadrature import gauss_legendre, integrate_0_to
 
-__all__ = ["DebyeHead", "debye_integral", "X_CUT", "default_order"]
+__all__ = ["DebyeHead", "debye_integral", "debye_function", "DEBYE_X_CUT", "default_order"]
 
-#: Upper cut-off of the Debye integral in units of x = θ/T (the tail beyond is < 1e-17 relative).
-X_CUT = 50.0
+#: Upper cut-off of the Debye integral in units of x = θ/T: the tail ∫_{x_c}^∞ t³/(eᵗ − 1) dt is
+#: < 1e-17 of the total, below float64 rounding. (Unrelated to the oscillators' cut-off
+#: :data:`cloudphys.physics.harmonic.OSCILLATOR_X_CUT`, which is where their terms leave float64.)
+DEBYE_X_CUT = 50.0
 #: ln 2: where ln(1 − e⁻ˣ) switches from log(−expm1(−x)) to log1p(−e⁻ˣ).
 _LN2 = 0.6931471805599453
 
@@ -47,8 +55,17 @@ def _j3_integrand(t: Tensor) -> Tensor:
 
 
 def debye_integral(upper: Tensor, order: int | None = None) -> Tensor:
-    """J(u) = ∫₀ᵘ t³/(eᵗ − 1) dt for u in [0, X_CUT] by Gauss–Legendre quadrature."""
+    """J(u) = ∫₀ᵘ t³/(eᵗ − 1) dt for u in [0, DEBYE_X_CUT] by Gauss–Legendre quadrature."""
     return integrate_0_to(_j3_integrand, upper, order or default_order(upper.dtype))
+
+
+def debye_function(x: Tensor, order: int | None = None) -> Tensor:
+    """D₃(x) = 3/x³·∫₀ˣ t³/(eᵗ − 1) dt = 3·∫₀¹ s²·g(x·s) ds for x in [0, DEBYE_X_CUT].
+
+    Finite with finite gradients for every x ≥ 0 (D₃(0) = 1), never forming x³ or 1/x³.
+    """
+    nodes, weights = gauss_legendre(order or default_order(x.dtype), x.dtype, x.device)
+    return 3.0 * (nodes * nodes * weights * bose_x(x.unsqueeze(-1) * nodes)).sum(-1)
 
 
 class DebyeHead(PhysicsHead):
@@ -89,30 +106,37 @@ class DebyeHead(PhysicsHead):
 
         # x = θ/T where it is below the cut-off; elsewhere (T = 0 included) a harmless
         # substitute, so that neither the value nor the gradient of the unused branch is inf.
-        inside = T * X_CUT > theta
+        order = self.order or default_order(work)
+        inside = T * DEBYE_X_CUT > theta
         T_in = torch.where(inside, T, theta)
         x = theta / T_in
-        upper = torch.where(inside, x, torch.full_like(x, X_CUT))
-        r = T / theta
-        d3 = 3.0 * r * r * r * debye_integral(upper, self.order or default_order(work))
+        # D₃(x) below the cut-off (no x³, no 1/x³); 3·r³·J(x_c) beyond it, r = T/θ < 1/x_c.
+        r = torch.where(inside, torch.zeros_like(T), T / theta)
+        j_cut = debye_integral(x.new_full((), DEBYE_X_CUT), order)
+        d3 = torch.where(inside, debye_function(x, order), 3.0 * r * r * r * j_cut)
 
         out: dict[str, Tensor] = {}
         zpe = 1.125 * nR * theta
         if "u" in observables:
             out["u"] = zpe + 3.0 * nR * T * d3
         if "cv" in observables:
-            boson = torch.where(inside, x / torch.expm1(x), torch.zeros_like(x))
+            boson = torch.where(inside, bose_x(x), torch.zeros_like(x))
             out["cv"] = 3.0 * nR * (4.0 * d3 - 3.0 * boson)
         if "s" in observables or "f" in observables:
             # ln(1 − e⁻ˣ): log(−expm1(−x)) for x ≤ ln 2, log1p(−e⁻ˣ) above (there −expm1(−x) rounds to
             # 1 once e⁻ˣ is below the dtype's epsilon and the log loses all of its digits); below e⁻⁵⁰
             # relative beyond the cut-off, where it is dropped.
+            # Below SERIES_X it is ln x − ln(x/(1 − e⁻ˣ)), ln x = ln θ − ln T, so that autograd
+            # never forms 1/x (T·∂/∂x overflows float32 once T ≫ θ).
             small = x <= _LN2
             log_term = torch.where(
                 small, torch.log(-torch.expm1(-torch.where(small, x, torch.ones_like(x)))),
                 torch.log1p(-torch.exp(-torch.where(small, torch.ones_like(x), x))),
             )
-            log_term = torch.where(inside, log_term, torch.zeros_like(x))
+            tiny = x < SERIES_X
+            xs = torch.where(tiny, x, torch.zeros_like(x))
+            log_s = torch.log(theta) - torch.log(T_in) - torch.log(bose_series(xs) + xs)
+            log_term = torch.where(inside, torch.where(tiny, log_s, log_term), torch.zeros_like(x))
             if "s" in observables:
                 out["s"] = nR * (4.0 * d3 - 3.0 * log_term)
             if "f" in observables:
@@ -121,5 +145,5 @@ class DebyeHead(PhysicsHead):
 
 
 @hookimpl
-def register_heads(register):  # noqa: ANN001 - pluggy hook
+def register_heads(register: Callable[[type], None]) -> None:
     register(DebyeHead)

@@ -23,6 +23,13 @@ Checks (names for ``checks=``):
     cv = T·∂s/∂T (autograd, float64, T = 0 included).
 ``gradcheck``
     ``torch.autograd.gradcheck`` w.r.t. latents and temperature at interior points (float64).
+``range``
+    every finite temperature the contract accepts (0, subnormals, 1e-30 K … the
+    :func:`~cloudphys.physics.contract.temperature_limit` of float32 and float64) gives finite
+    values and gradients, element by element (a batch mixing extreme and ordinary temperatures
+    equals its rows alone); temperatures above the limit, inf and NaN are rejected with a
+    ``ValueError`` naming the temperature; integer temperatures, latents and ``n_atoms`` give
+    floating outputs.
 ``limits``
     T = 0: cv = 0, s = 0, u = f; cv ≥ 0 and s ≥ 0 everywhere; the classical limit at high T:
     cv → 3·n·R and u → 3·n·R·T (skip with ``classical_limit=False`` for heads that are not
@@ -43,7 +50,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..physics.contract import R_GAS, LatentSpec, PhysicsHead, validate_head_class
+from ..physics.contract import R_GAS, LatentSpec, PhysicsHead, temperature_limit, validate_head_class
 from . import tolerances as tol
 
 __all__ = [
@@ -55,10 +62,13 @@ __all__ = [
     "check_head",
     "check_head_inputs",
     "latent_grid",
+    "range_temperatures",
     "resolve_head",
 ]
 
-CHECKS: tuple[str, ...] = ("declarations", "shapes", "finite", "dtype", "batch", "identities", "gradcheck", "limits")
+CHECKS: tuple[str, ...] = (
+    "declarations", "shapes", "finite", "range", "dtype", "batch", "identities", "gradcheck", "limits",
+)
 #: Checks that run on any given inputs (see :func:`check_head_inputs`).
 POINT_CHECKS: tuple[str, ...] = ("finite", "dtype", "batch", "identities", "limits")
 
@@ -68,8 +78,6 @@ DEFAULT_TEMPERATURES: tuple[float, ...] = (0.0, 1e-3, 0.1, 1.0, 4.2, 20.0, 77.0,
 DEFAULT_N_ATOMS: tuple[float, ...] = (1.0, 2.0, 5.0, 24.0)
 #: Temperature (K) of the classical-limit check.
 T_HIGH = 1e7
-
-THERMO = ("u", "cv", "s", "f")
 
 
 class HeadCheckError(AssertionError):
@@ -84,11 +92,10 @@ class HeadCheckError(AssertionError):
 
 @dataclass
 class HeadCheckReport:
-    """What :func:`check_head` ran: passed checks and skipped ones with the reason."""
+    """What :func:`check_head` ran: the checks that passed (a failure raises instead)."""
 
     head: str
     passed: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
 
 
 # -- resolving and sampling -----------------------------------------------------------------
@@ -332,6 +339,66 @@ def _check_finite(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tenso
                     failures.append(f"[finite] d{k}/d{name} ({dtype}) is {float(g[idx])} at {at}")
 
 
+def range_temperatures(dtype: torch.dtype) -> Tensor:
+    """K: 0, the smallest subnormal and normal numbers, every decade from 1e-30 up to the
+    contract's :func:`~cloudphys.physics.contract.temperature_limit` of ``dtype``, and the limit."""
+    fi = torch.finfo(dtype)
+    limit = temperature_limit(dtype)
+    values = [0.0, float(torch.tensor(fi.tiny, dtype=dtype) * fi.eps), float(fi.tiny)]
+    values += [10.0**e for e in range(-30, int(math.log10(limit)) + 1)] + [limit]
+    T = torch.tensor(values, dtype=dtype)
+    return T[T <= limit]
+
+
+def _check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+    for dtype in (torch.float32, torch.float64):
+        temps = range_temperatures(dtype)
+        la0 = _round_into_bounds(head, lat, dtype)
+        B = next(iter(la0.values())).shape[0]
+        t = temps.expand(B, -1).clone().requires_grad_(True)
+        la = {k: v.clone().requires_grad_(True) for k, v in la0.items()}
+        nn_ = n.to(dtype)
+        out = _eval(head, la, t, nn_)
+        for k, v in out.items():
+            bad = ~torch.isfinite(v.detach())
+            if bool(bad.any()):
+                idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+                failures.append(f"[range] {k} ({dtype}) is {float(v.detach()[idx])} at T = {float(temps[idx[1]]):g} K, "
+                                f"{_where(lat, T, n, idx[:1] + (0,))}")
+                continue
+            grads = torch.autograd.grad(v.sum(), [*la.values(), t], retain_graph=True, allow_unused=True)
+            for name, g in zip([*la, "temperature"], grads):
+                if g is not None and not bool(torch.isfinite(g).all()):
+                    row = int(torch.nonzero(~torch.isfinite(g))[0][0])
+                    failures.append(f"[range] d{k}/d{name} ({dtype}) is not finite at row {row} "
+                                    f"(temperatures up to {temperature_limit(dtype):.3g} K)")
+        # Element by element: the extreme temperatures do not change the ordinary ones.
+        ordinary = (temps >= 1.0) & (temps <= 1e4)
+        alone = _eval(head, la0, temps[ordinary].expand(B, -1), nn_)
+        for k, v in alone.items():
+            ref = out[k].detach()[:, ordinary]
+            if not torch.allclose(v, ref, rtol=8 * torch.finfo(dtype).eps, atol=0.0):
+                failures.append(f"[range] {k} ({dtype}) at 1-1e4 K differs when extreme temperatures share the batch")
+        # Beyond the limit: a clear error, before any NaN or inf.
+        above = torch.nextafter(torch.tensor(temperature_limit(dtype), dtype=dtype), torch.tensor(math.inf, dtype=dtype))
+        for bad_t in (float(above), math.inf, math.nan):
+            try:
+                _eval(head, la0, torch.full((B, 2), 300.0, dtype=dtype).index_fill_(1, torch.tensor([1]), bad_t), nn_)
+            except ValueError as exc:
+                if "temperature" not in str(exc):
+                    failures.append(f"[range] T = {bad_t!r} K ({dtype}): error does not name the temperature: {exc}")
+            else:
+                failures.append(f"[range] T = {bad_t!r} K ({dtype}) was accepted (must be rejected)")
+    # Integer inputs are promoted to torch's default dtype.
+    ints = {s.name: torch.full((1, *s.shape), int(round(s.typical)), dtype=torch.int64) for s in head.latents
+            if float(round(s.typical)) == s.typical}
+    if len(ints) == len(head.latents):
+        got = _eval(head, ints, torch.tensor([[0, 1, 300]]), torch.tensor([2]))
+        for k, v in got.items():
+            if not v.is_floating_point():
+                failures.append(f"[range] {k}: integer inputs gave a {v.dtype} result (must be floating)")
+
+
 def _check_dtype(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
     for dtype in (torch.float32, torch.bfloat16):
         la, t, nn_ = _round_into_bounds(head, lat, dtype), T.to(dtype), n.to(dtype)
@@ -482,6 +549,7 @@ _CHECK_FUNCS: dict[str, Callable[..., None]] = {
     "declarations": _check_declarations,
     "shapes": _check_shapes,
     "finite": _check_finite,
+    "range": _check_range,
     "dtype": _check_dtype,
     "batch": _check_batch,
     "identities": _check_identities,

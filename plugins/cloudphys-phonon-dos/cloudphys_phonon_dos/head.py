@@ -119,7 +119,8 @@ class PhononDOSHead(PhysicsHead):
     @staticmethod
     def _modes(weights: Tensor, n: Tensor) -> Tensor:
         shifted = weights + EPS
-        return 3.0 * n * shifted / shifted.sum(-1, keepdim=True)
+        # Normalise before scaling by 3n, so that large weights times n cannot overflow.
+        return 3.0 * n * (shifted / shifted.sum(-1, keepdim=True))
 
     def compute(
         self, latents: dict[str, Tensor], temperature: Tensor, n_atoms: Tensor, observables: tuple[str, ...]
