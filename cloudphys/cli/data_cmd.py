@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config.temperatures import parse_temperatures
 from ..errors import DataError
+from .checks import check_output_path, dumps_json
 
 
 def _status(spec: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -78,7 +80,7 @@ def run_list(args: argparse.Namespace) -> int:
             "description": getattr(spec, "description", ""),
         })
     if args.json:
-        print(json.dumps({"data_dir": str(data_dir()), "datasets": out}, indent=2))
+        print(dumps_json({"data_dir": str(data_dir()), "datasets": out}, indent=2))
         return 0
     print(f"data directory: {data_dir()}  (CLOUDPHYS_DATA)")
     width = max((len(d["name"]) for d in out), default=4)
@@ -107,7 +109,7 @@ def run_info(args: argparse.Namespace) -> int:
         "files": files,
     }
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(dumps_json(info, indent=2))
         return 0
     print(f"{spec.name}: {spec.description}")
     print(f"  licence: {spec.licence}")
@@ -182,8 +184,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_build_phonondb(args: argparse.Namespace) -> int:
-    from ..data.phonondb_build import PHONONDB_GRID, build_rows, expand_inputs, write_jsonl
+    from ..data.phonondb_build import (
+        PHONONDB_GRID,
+        build_rows,
+        expand_inputs,
+        write_jsonl,
+    )
 
+    check_output_path(args.output, what="-o/--output", overwrite=True)
     try:
         import phonopy  # noqa: F401
     except ImportError:
@@ -217,6 +225,7 @@ def _append_rows(rows: list[dict[str, Any]], output: str, append: bool) -> None:
 def run_from_phonopy(args: argparse.Namespace) -> int:
     from ..data.labels import row_from_thermal_properties_yaml
 
+    check_output_path(args.output, what="-o/--output", overwrite=True, create_parents=True)
     row = row_from_thermal_properties_yaml(args.yaml, args.structure, id=args.id)
     _append_rows([row], args.output, args.append)
     print(f"{row['id']}: {len(row['temperatures_K'])} temperatures, n_atoms={row['n_atoms']} -> {args.output}")
@@ -227,7 +236,8 @@ def run_from_phonon_dos(args: argparse.Namespace) -> int:
     from ..data.labels import row_from_phonon_dos
     from ..data.phonondb_build import PHONONDB_GRID
 
-    temps = [float(t) for t in args.temperatures.split(",")] if args.temperatures else PHONONDB_GRID
+    check_output_path(args.output, what="-o/--output", overwrite=True, create_parents=True)
+    temps = parse_temperatures(args.temperatures).tolist() if args.temperatures else PHONONDB_GRID
     row = row_from_phonon_dos(args.dos, args.structure, id=args.id or Path(args.dos).stem, temperatures=temps,
                               n_atoms=args.n_atoms)
     _append_rows([row], args.output, args.append)
@@ -238,6 +248,7 @@ def run_from_phonon_dos(args: argparse.Namespace) -> int:
 def run_build_corpus(args: argparse.Namespace) -> int:
     from ..data.corpus import build_corpus
 
+    check_output_path(args.output, what="-o/--output", overwrite=True)
     report = build_corpus(
         args.sources, args.output, holdout=args.holdout, seed=args.seed, exclude=args.exclude or (),
         dialect=args.dialect, workers=args.workers, progress=not args.quiet,

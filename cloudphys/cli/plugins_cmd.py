@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from .checks import dumps_json
 
 
 def run(args: argparse.Namespace) -> int:
@@ -14,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     infos = [info.as_dict() for info in reg.plugins.values()]
     errors = [{"plugin": e.plugin, "distribution": e.distribution, "error": e.error} for e in reg.errors]
     if args.json:
-        print(json.dumps({"plugins": infos, "errors": errors}, indent=2))
+        print(dumps_json({"plugins": infos, "errors": errors}, indent=2))
         return 0
     for info in infos:
         dist = info["distribution"] or "?"
