@@ -4,10 +4,11 @@
 
     from cloudphys import scope
     rec = scope.from_structure("NaCl.cif")           # ScopeRecord(225, (4a, 4b), Na 1/2, Cl 1/2)
-    rec.render()                                      # '-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5'
+    rec.render()                                      # '-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5' (canonical)
     rec.render("cloud", generator_table="generator.json")
     # '1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0.5 Cl 0.5'
     scope.parse(cloud_string) == rec.rounded()        # either dialect, no table needed
+    rec.canonical()                                   # one record per crystal (docs/scope.md)
     scope.to_dialect(cloud_string, "default")         # CLOUD data without CLOUD's table
 
 See ``docs/scope.md`` for the grammar of both dialects. Importing this package does not import
