@@ -8,13 +8,21 @@ import warnings
 
 import numpy as np
 import pytest
-
-from cloudphys.data.labels import read_thermal_properties_yaml, row_from_phonon_dos, row_from_thermal_properties_yaml
-from cloudphys.data.phonondb import DataWarning, load_thermo_jsonl
-from cloudphys.data.phonondb_build import PHONONDB_GRID, _extract, read_phonopy_conf, write_jsonl
-from cloudphys.errors import DataError
-
 from _gamma_modes import assert_curves_agree, gamma_mode_corrections
+
+from cloudphys.data.labels import (
+    read_thermal_properties_yaml,
+    row_from_phonon_dos,
+    row_from_thermal_properties_yaml,
+)
+from cloudphys.data.phonondb import DataWarning, load_thermo_jsonl
+from cloudphys.data.phonondb_build import (
+    PHONONDB_GRID,
+    _extract,
+    read_phonopy_conf,
+    write_jsonl,
+)
+from cloudphys.errors import DataError
 
 phonopy = pytest.importorskip("phonopy", reason="phonopy is not installed (pip install 'cloudphys[phonopy]')")
 
@@ -74,8 +82,10 @@ def test_train_rows_from_own_phonopy_output(silicon, tmp_path, monkeypatch):
     out = tmp_path / "mine.jsonl"
     write_jsonl([row, broken], out)
     (tmp_path / "split.json").write_text(json.dumps({"my-si": "train", "broken": "train"}))
-    monkeypatch.setattr("cloudphys.data.phonondb.convert_structures",
-                        lambda items, **kw: ({i: f"scope {i}" for i, _ in items}, {}))
+    from cloudphys.scope import ConversionResult
+
+    monkeypatch.setattr("cloudphys.inputs.convert.convert_many",
+                        lambda jobs, **kw: [ConversionResult(i, "P 1 | 1a | Si 1.0", None, 2) for i, _ in jobs])
     with pytest.warns(DataWarning, match="broken: failed build"):
         ex = load_thermo_jsonl("train", path=str(out), split_file=str(tmp_path / "split.json"),
                                temperature_range=[20, 1000], observables=["cv", "u"])

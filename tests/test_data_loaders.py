@@ -11,10 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cloudphys import inputs as cache_mod
 from cloudphys.data import Examples
-from cloudphys.data import cache as cache_mod
-from cloudphys.data.cloud import cloud_split_indices, load_cloud_cv, load_cloud_pretrain, load_cloud_dielectric
-from cloudphys.data.phonondb import DataWarning, load_phonondb_thermo, select_temperatures
+from cloudphys.data.cloud import (
+    cloud_split_indices,
+    load_cloud_cv,
+    load_cloud_dielectric,
+    load_cloud_pretrain,
+)
+from cloudphys.data.phonondb import (
+    DataWarning,
+    load_phonondb_thermo,
+    select_temperatures,
+)
 from cloudphys.errors import DataError
 from cloudphys.plugins import Registry, make_plugin_manager
 
@@ -132,17 +141,22 @@ def test_select_temperatures():
         select_temperatures(GRID, temperature_range=[1001, 2000])
 
 
+FAKE_SCOPE = "P 1 | 1a | Si 1.0"
+
+
 def _fake_converter(monkeypatch, fail: set[str] = frozenset()):
-    """Replace the SCOPE converter by a stand-in that records its calls."""
+    """Replace spglib's conversion (under cloudphys.inputs.to_records and its cache) by a stand-in
+    that records the ids it is asked for."""
+    from cloudphys.scope import ConversionResult
+
     calls: list[list[str]] = []
 
-    def convert(items, **kw):
-        calls.append([i for i, _ in items])
-        ok = {i: f"scope-of-{i}" for i, _ in items if i not in fail}
-        bad = {i: "cannot convert" for i, _ in items if i in fail}
-        return ok, bad
+    def convert(jobs, **kw):
+        calls.append([i for i, _ in jobs])
+        return [ConversionResult(i, None, "cannot convert") if i in fail else ConversionResult(i, FAKE_SCOPE, None, 1)
+                for i, _ in jobs]
 
-    monkeypatch.setattr("cloudphys.data.phonondb.convert_structures", convert)
+    monkeypatch.setattr("cloudphys.inputs.convert.convert_many", convert)
     return calls
 
 
@@ -193,7 +207,7 @@ def test_phonondb_unconvertible_structures_are_reported(data_root, monkeypatch):
     ids = load_phonondb_thermo("train", limit=4, observables="cv").ids
     monkeypatch.setenv("CLOUDPHYS_CACHE", str(Path(str(cache_mod.cache_dir())) / "other"))
     _fake_converter(monkeypatch, fail={ids[1]})
-    with pytest.warns(DataWarning, match=rf"1 of 4 structures .*{ids[1]}: cannot convert"):
+    with pytest.warns(DataWarning, match=rf"1 of 4 structures .*{ids[1]}: .*materials.jsonl.gz:\d+: cannot convert"):
         ex = load_phonondb_thermo("train", limit=4, observables="cv")
     assert ex.ids == [ids[0], ids[2], ids[3]]
     with pytest.raises(DataError, match=ids[1]):
@@ -227,15 +241,22 @@ def test_phonondb_with_real_converter(data_root):
     files = list(cache_mod.cache_dir().rglob("*.json"))
     assert files and all(data_root not in f.parents for f in files)
     cached = json.loads(files[0].read_text())
-    assert set(ex.ids) <= set(cached["scope"])
+    # keyed by the row's place in the file (FILE:LINE), so repeated ids cannot collide
+    assert len(cached["scope"]) >= len(ex) and set(ex.scope) <= set(cached["scope"].values())
+    assert all(k.startswith(str(data_root / "phonondb-thermo" / "materials.jsonl.gz") + ":") for k in cached["scope"])
 
 
 # -- thermo-jsonl: empty splits and temperature grids ---------------------------------------------
 
+_SI = {"lattice": {"matrix": [[0.0, 2.7, 2.7], [2.7, 0.0, 2.7], [2.7, 2.7, 0.0]]},
+       "sites": [{"species": [{"element": "Si", "occu": 1}], "abc": [0.0, 0.0, 0.0]},
+                 {"species": [{"element": "Si", "occu": 1}], "abc": [0.25, 0.25, 0.25]}]}
+
+
 def _thermo_row(rid: str, grid: list[float] | None, n: int | None = None, **extra) -> dict:
     """A thermo row with made-up curves on ``grid`` (``None``: no temperatures_K, ``n`` values)."""
     n = len(grid) if n is None else n
-    row = {"id": rid, "n_atoms": 2, "structure": {"fake": rid}, "stable": True,
+    row = {"id": rid, "n_atoms": 2, "structure": _SI, "stable": True,
            **({"temperatures_K": grid} if grid is not None else {}),
            "cv": [float(k) for k in range(n)], "s": [2.0 * k for k in range(n)],
            "u": [100.0 + k for k in range(n)], "f": [100.0 - k for k in range(n)]}

@@ -8,16 +8,26 @@ files ``thermo-jsonl``, ``csv`` and ``corpus-csv``. Each is loaded with
 
 from __future__ import annotations
 
+from ..inputs import cache_dir
 from .base import DataFile, DatasetSpec, Examples, data_dir
-from .cache import cache_dir
-from .cloud import cloud_split_indices, load_cloud_cv, load_cloud_dielectric, load_cloud_pretrain
+from .cloud import (
+    cloud_split_indices,
+    load_cloud_cv,
+    load_cloud_dielectric,
+    load_cloud_pretrain,
+)
 from .download import fetch, sha256_of, verify
-from .phonondb import DataWarning, load_phonondb_thermo, load_thermo_jsonl, select_temperatures
+from .phonondb import (
+    DataWarning,
+    load_phonondb_thermo,
+    load_thermo_jsonl,
+    select_temperatures,
+)
 
 __all__ = [
     "DataFile",
-    "DatasetSpec",
     "DataWarning",
+    "DatasetSpec",
     "Examples",
     "cache_dir",
     "cloud_split_indices",

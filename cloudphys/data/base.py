@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ["DataFile", "DatasetSpec", "Examples", "data_dir"]
+__all__ = ["DataFile", "DatasetSpec", "Examples", "data_dir", "signature_params"]
 
 
 def data_dir() -> Path:
@@ -58,6 +60,8 @@ class Examples:
     :param targets: observable name → values of shape ``[N, nT]`` in the head's units (per mole of
         cells); NaN marks a missing label.
     :param units: observable name → unit string.
+    :param dialect: the SCOPE dialect of ``scope`` (``"default"`` or ``"cloud"``) as the loader
+        wrote or read them; ``None`` when unknown (strings given by the user in a ``scope`` column).
     """
 
     ids: list[str]
@@ -66,6 +70,7 @@ class Examples:
     temperatures: np.ndarray
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    dialect: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -95,7 +100,11 @@ class DatasetSpec:
     :param load: ``load(split=..., **params)`` → :class:`Examples` (labelled) or ``list[str]``
         of SCOPE strings (unlabelled). ``split`` is one of ``splits``.
     :param splits: split names ``load`` accepts.
-    :param params: documented keyword parameters of ``load`` with their defaults.
+    :param dialect: the SCOPE dialect of the strings ``load`` returns with its default parameters
+        (``"cloud"`` for CLOUD's files, ``"default"`` for converted structures); a loader with a
+        ``dialect`` parameter returns that one instead, and says so in ``Examples.dialect``.
+    :param params: keyword parameters of ``load`` with their defaults. Leave it out: it is read
+        from ``load``'s signature (the one declaration); give it only for a ``load(**kwargs)``.
     """
 
     name: str
@@ -107,7 +116,12 @@ class DatasetSpec:
     labelled: bool = True
     load: Callable[..., Any] | None = None
     splits: tuple[str, ...] = ("train", "val", "test")
+    dialect: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.params and callable(self.load):
+            self.params = signature_params(self.load)
 
     def validate(self) -> None:
         """Raise ``ValueError`` if a declaration is missing (called at registration)."""
@@ -117,3 +131,15 @@ class DatasetSpec:
             raise ValueError(f"data set {self.name!r} has no callable 'load'")
         if not self.splits:
             raise ValueError(f"data set {self.name!r} declares no splits")
+        if self.dialect not in (None, "default", "cloud"):
+            raise ValueError(f"data set {self.name!r}: dialect must be 'default' or 'cloud', got {self.dialect!r}")
+
+
+def signature_params(load: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword parameters of ``load`` (minus ``split`` and ``**kwargs``) with their defaults."""
+    try:
+        sig = inspect.signature(load)
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: (None if p.default is p.empty else p.default) for p in sig.parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "split"}

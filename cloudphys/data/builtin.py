@@ -5,7 +5,8 @@ Cheap to import: the loaders read their files only when called.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..hookspecs import hookimpl
 

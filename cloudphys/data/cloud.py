@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,15 +27,16 @@ from .base import DataFile, DatasetSpec, Examples
 from .download import fetch
 
 __all__ = [
-    "CLOUD_REPO",
-    "CLOUD_RAW_URL",
     "CLOUD_FILES",
-    "cloud_split_indices",
-    "read_csv_columns",
-    "load_cloud_cv",
-    "load_cloud_pretrain",
-    "load_cloud_dielectric",
+    "CLOUD_RAW_URL",
+    "CLOUD_REPO",
     "cloud_specs",
+    "cloud_split_indices",
+    "generator_table",
+    "load_cloud_cv",
+    "load_cloud_dielectric",
+    "load_cloud_pretrain",
+    "read_csv_columns",
 ]
 
 CLOUD_REPO = "https://github.com/ChangwenXu98/CLOUD"
@@ -69,6 +71,14 @@ _SOURCE = (
     "C. Xu, S. Zhu, V. Viswanathan, 'CLOUD: A Scalable Scientific Foundation Model for Crystal "
     f"Representation Learning', NeurIPS 2024 workshop FM4Science; {CLOUD_REPO}"
 )
+
+
+def generator_table(*, download: bool | None = None) -> Any:
+    """CLOUD's generator table (``cloud/generator.json``, fetched into the data directory) as a
+    :class:`~cloudphys.scope.GeneratorTable`, loaded with :func:`cloudphys.scope.load_generator_table`."""
+    from ..scope import load_generator_table
+
+    return load_generator_table(fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud dialect", download=download))
 
 
 def cloud_split_indices(n: int, *, valid_size: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +181,7 @@ def load_cloud_cv(
         temperatures=np.array([300.0]),
         targets={"cv": cv[idx].reshape(-1, 1)},
         units={"cv": "J/(K*mol)"},
+        dialect="cloud",
     )
 
 
@@ -201,6 +212,7 @@ def load_cloud_dielectric(
         temperatures=np.array([np.nan]),
         targets={"n": n[idx].reshape(-1, 1)},
         units={"n": ""},
+        dialect="cloud",
     )
 
 
@@ -253,7 +265,7 @@ def cloud_specs() -> list[DatasetSpec]:
             source=_SOURCE + " (example_data/)",
             load=load_cloud_cv,
             splits=("train", "val", "test", "train_and_val"),
-            params={"temperature": 300.0, "valid_size": 0.25, "seed": 0},
+            dialect="cloud",
         ),
         DatasetSpec(
             name="cloud-pretrain",
@@ -265,7 +277,7 @@ def cloud_specs() -> list[DatasetSpec]:
             labelled=False,
             load=load_cloud_pretrain,
             splits=("train", "val", "all"),
-            params={"holdout": 0.05, "seed": 0},
+            dialect="cloud",
         ),
         DatasetSpec(
             name="cloud-dielectric",
@@ -276,6 +288,6 @@ def cloud_specs() -> list[DatasetSpec]:
             source=_SOURCE + " (example_data/)",
             load=load_cloud_dielectric,
             splits=("train", "val", "test", "train_and_val"),
-            params={"valid_size": 0.25, "seed": 0},
+            dialect="cloud",
         ),
     ]

@@ -19,18 +19,19 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
+from ..inputs import open_text
 from .sources import read_source
 
-__all__ = ["CorpusReport", "build_corpus", "normalise", "load_corpus_csv"]
+__all__ = ["CorpusReport", "build_corpus", "load_corpus_csv", "normalise"]
 
 
 @dataclass
@@ -69,11 +70,9 @@ def normalise(text: str, dialect: str, generator_table: Any = None) -> str:
 def _generator_table(dialect: str) -> Any:
     if dialect != "cloud":
         return None
-    from .cloud import CLOUD_FILES
-    from .download import fetch
+    from .cloud import generator_table
 
-    with open(fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud-dialect"), encoding="utf-8") as fh:
-        return json.load(fh)
+    return generator_table()
 
 
 def _strings(sources: Sequence[str], *, dialect: str, table: Any, workers: int, progress: bool,
@@ -178,7 +177,7 @@ def load_corpus_csv(split: str = "train", *, path: str | None = None, column: st
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"data set 'corpus-csv': file {p} does not exist")
-    with open(p, newline="", encoding="utf-8") as fh:
+    with open_text(p, newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         col = column or next((c for c in ("scope", "cloud") if c in header), None)

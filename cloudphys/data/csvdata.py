@@ -18,30 +18,44 @@ split and ``path`` is split into train/val like CLOUD (``RandomState(seed).shuff
 
 from __future__ import annotations
 
-import csv
-import gzip
-import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
+from ..inputs import (
+    DEFAULT_LIMITS,
+    READ_ERRORS,
+    check_n_atoms,
+    open_text,
+    read_inputs,
+    to_records,
+    unreadable_message,
+)
+from ..inputs.textio import CsvRow, iter_csv_rows
 from .base import DatasetSpec, Examples
-from .sources import STRING_COLUMNS, STRUCTURE_COLUMNS, read_source
+from .sources import STRING_COLUMNS, STRUCTURE_COLUMNS
+from .thermo import report_left_out
 
-__all__ = ["load_csv", "csv_spec"]
+__all__ = ["corpus_spec", "csv_spec", "load_csv"]
 
 _DEFAULT_UNITS = {"cv": "J/(K*mol)", "s": "J/(K*mol)", "u": "J/mol", "f": "J/mol"}
 
 
-def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    csv.field_size_limit(1 << 30)
-    opener: Any = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        return list(reader.fieldnames or []), list(reader)
+def _header(path: Path) -> list[str]:
+    """The header of a CSV (read within the per-item byte budget)."""
+    try:
+        with open_text(path, newline="") as fh:
+            for rec in iter_csv_rows(fh, DEFAULT_LIMITS.max_bytes):
+                if isinstance(rec, CsvRow):
+                    return [h.strip() for h in rec.fields]
+                raise DataError(f"{path}: cannot read the header: {rec.reason}")
+    except READ_ERRORS as exc:
+        raise DataError(unreadable_message(path, 0, exc)) from None
+    raise DataError(f"{path}: empty CSV file")
 
 
 def _target_layout(targets: Mapping[str, Any] | None, temperature: float | None) -> tuple[list[float], dict[str, list[str]]]:
@@ -96,7 +110,6 @@ def load_csv(
     :param units: observable → unit (default J/(K*mol) for cv, s; J/mol for u, f; else "").
     :param on_error: ``warn`` (leave unreadable/unconvertible rows out with a DataWarning) or ``raise``.
     """
-    from .phonondb import _report
 
     name = "csv"
     if unknown:
@@ -109,7 +122,7 @@ def load_csv(
     src = Path(test_path if (split == "test" and test_path) else path).expanduser()
     if not src.is_file():
         raise DataError(f"data set {name!r}: file {src} does not exist")
-    header, rows = _read(src)
+    header = _header(src)
     for obs, cs in tcols.items():
         for c in cs:
             if c not in header:
@@ -117,66 +130,68 @@ def load_csv(
     col = column or next((c for c in STRING_COLUMNS + STRUCTURE_COLUMNS if c in header), None)
     if col is None or col not in header:
         raise DataError(f"{src}: no column {column or 'scope/cloud/cif/poscar/structure'!r}; columns are {header}")
+    if on_error not in ("warn", "raise"):
+        raise DataError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
+    items = read_inputs([src], column=col)  # one item per data row (a row that cannot be read: its error)
+    if items and all(it.whole_source for it in items):
+        raise DataError(str(items[0].error))
     idc = id_column or next((c for c in ("id", "material_id") if c in header), None)
-    ids = [(r[idc] if idc else "") or f"row:{k}" for k, r in enumerate(rows)]
+    ids = [(str(it.fields.get(idc) or "") if idc else "") or f"row:{k}" for k, it in enumerate(items)]
     if len(set(ids)) != len(ids):
         raise DataError(f"{src}: ids in column {idc!r} are not unique")
+    n_rows = len(items)
 
     # which rows belong to the split
     if split == "all" or (split == "test" and test_path):
-        keep = np.arange(len(rows))
+        keep = np.arange(n_rows)
     elif split_column in header:
-        keep = np.array([k for k, r in enumerate(rows) if r[split_column].strip() == split], dtype=int)
+        keep = np.array([k for k, it in enumerate(items) if str(it.fields.get(split_column, "")).strip() == split],
+                        dtype=int)
     elif test_path:
-        if split == "test":
-            keep = np.arange(len(rows))
-        else:
-            idx = np.arange(len(rows))
-            np.random.RandomState(seed).shuffle(idx)
-            n_val = int(math.floor(valid_size * len(rows)))
-            keep = idx[:n_val] if split == "val" else idx[n_val:]
+        idx = np.arange(n_rows)
+        np.random.RandomState(seed).shuffle(idx)
+        n_val = int(math.floor(valid_size * n_rows))
+        keep = idx[:n_val] if split == "val" else idx[n_val:]
     else:
-        order = np.random.RandomState(seed).permutation(len(rows))
-        n_test, n_val = int(math.floor(test_size * len(rows))), int(math.floor(valid_size * len(rows)))
+        order = np.random.RandomState(seed).permutation(n_rows)
+        n_test, n_val = int(math.floor(test_size * n_rows)), int(math.floor(valid_size * n_rows))
         keep = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}[split]
 
-    # strings (converted structures through the cache, keyed by row id)
-    got = read_source(str(src), column=col, dialect=dialect, symprec=symprec, workers=workers,
-                      generator_table=_table(dialect))
-    # read_source ids: id / material_id column or row:<k>; map them back to our ids
-    src_ids = [(r.get("id") or r.get("material_id") or f"row:{k}") for k, r in enumerate(rows)]
-    by_src = dict(zip(got.ids, got.strings))
-    failed_src = dict(got.failures)
+    chosen = [items[int(k)] for k in keep]
+    table = None
+    if dialect == "cloud" and any(it.error is None and it.scope is None for it in chosen):
+        from .cloud import generator_table
+
+        table = generator_table()
+    to_records(chosen, dialect=dialect, symprec=symprec, workers=workers, generator_table=table)
     failures: list[tuple[str, str]] = []
     out_ids: list[str] = []
     out_scope: list[str] = []
     out_n: list[float] = []
     values: dict[str, list[list[float]]] = {o: [] for o in tcols}
-    for k in keep:
-        k = int(k)
-        sid = src_ids[k]
-        if sid not in by_src:
-            failures.append((ids[k], failed_src.get(sid, "no SCOPE string")))
+    for k, it in zip(keep, chosen):
+        rid = ids[int(k)]
+        if it.error is not None or not it.scope:
+            failures.append((rid, it.error or "no SCOPE string"))
             continue
+        f = it.fields
         try:
-            if n_atoms_column in header and rows[k][n_atoms_column].strip():
-                n_at = float(rows[k][n_atoms_column])
-            elif col in STRUCTURE_COLUMNS:
-                n_at = float(_n_sites(rows[k][col], col))
+            if n_atoms_column != "n_atoms" and str(f.get(n_atoms_column, "")).strip():
+                n_at = check_n_atoms(f[n_atoms_column])
+            elif it.n_atoms is not None:
+                n_at = float(it.n_atoms)
             else:
                 n_at = float("nan")
-            vals = {o: [float(rows[k][c]) if rows[k][c].strip() else float("nan") for c in cs] for o, cs in tcols.items()}
-        except (ValueError, KeyError) as exc:
-            failures.append((ids[k], f"bad number ({exc})"))
+            vals = {o: [float(f[c]) if str(f[c]).strip() else float("nan") for c in cs] for o, cs in tcols.items()}
+        except (TypeError, ValueError, KeyError) as exc:
+            failures.append((rid, f"{it.name}: bad number ({exc})"))
             continue
-        out_ids.append(ids[k])
-        out_scope.append(by_src[sid])
+        out_ids.append(rid)
+        out_scope.append(it.scope)
         out_n.append(n_at)
         for o in tcols:
             values[o].append(vals[o])
-    if on_error not in ("warn", "raise"):
-        raise DataError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
-    _report(failures, len(keep), f"csv ({src})", on_error)
+    report_left_out(failures, len(keep), f"csv ({src})", on_error)
     unit_map = dict(_DEFAULT_UNITS)
     unit_map.update(units or {})
     return Examples(
@@ -186,23 +201,8 @@ def load_csv(
         temperatures=np.asarray(temps, dtype=np.float64),
         targets={o: np.asarray(v, dtype=np.float64).reshape(len(out_ids), len(temps)) for o, v in values.items()},
         units={o: unit_map.get(o, "") for o in tcols},
+        dialect=dialect if col in STRUCTURE_COLUMNS else ("cloud" if col == "cloud" else None),
     )
-
-
-def _n_sites(text: str, kind: str) -> int:
-    from pymatgen.core import Structure
-
-    if kind == "structure":
-        return len(Structure.from_dict(json.loads(text)))
-    return len(Structure.from_str(text, fmt="cif" if kind == "cif" else "poscar"))
-
-
-def _table(dialect: str) -> Any:
-    if dialect != "cloud":
-        return None
-    from .corpus import _generator_table
-
-    return _generator_table(dialect)
 
 
 def csv_spec() -> DatasetSpec:
@@ -222,12 +222,7 @@ def csv_spec() -> DatasetSpec:
         source="your own data (see docs/data.md)",
         load=load_csv,
         splits=("train", "val", "test", "all"),
-        params={
-            "path": None, "targets": None, "temperature": None, "units": None, "column": None,
-            "n_atoms_column": "n_atoms", "id_column": None, "split_column": "split", "test_path": None,
-            "valid_size": 0.25, "test_size": 0.1, "seed": 0, "dialect": "default", "symprec": 0.01, "workers": 1,
-            "on_error": "warn",
-        },
+        dialect="default",
     )
 
 
@@ -245,5 +240,4 @@ def corpus_spec() -> DatasetSpec:
         labelled=False,
         load=load_corpus_csv,
         splits=("train", "val", "all"),
-        params={"path": None, "column": None},
     )

@@ -16,13 +16,14 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from ..errors import DataError
 from .base import DataFile, data_dir
 
-__all__ = ["fetch", "sha256_of", "verify", "offline", "local_path", "missing_message", "copy_into_data_dir"]
+__all__ = ["copy_into_data_dir", "fetch", "local_path", "missing_message", "offline", "sha256_of", "verify"]
 
 #: Opener used for downloads (tests replace it; ``file://`` URLs work too).
 urlopen: Callable[..., IO[bytes]] = urllib.request.urlopen

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +40,12 @@ from ..errors import DataError
 from .phonondb_build import PHONONDB_GRID
 
 __all__ = [
-    "read_structure",
-    "read_thermal_properties_yaml",
-    "row_from_thermal_properties_yaml",
-    "row_from_phonon_dos",
     "ENERGY_FACTORS",
     "ENTROPY_FACTORS",
+    "read_structure",
+    "read_thermal_properties_yaml",
+    "row_from_phonon_dos",
+    "row_from_thermal_properties_yaml",
 ]
 
 _EV_PER_CELL_TO_J_PER_MOL = 96485.33212331001  # e·N_A, J/mol per eV per cell
@@ -58,38 +59,42 @@ ENTROPY_FACTORS = {"j/k/mol": 1.0, "j/(k*mol)": 1.0, "j/(k mol)": 1.0, "ev/k": _
 def read_structure(structure: Any) -> Any:
     """A pymatgen ``Structure`` from a Structure, an ASE Atoms, a ``Structure.as_dict()`` dict, or a file.
 
-    Files: anything pymatgen reads (CIF, POSCAR/CONTCAR, ``*.json`` of ``as_dict()``), and phonopy's
+    Files: anything :func:`cloudphys.inputs.read_inputs` reads that holds exactly one structure
+    (CIF, POSCAR/CONTCAR, pymatgen JSON read as plain data, ASE extxyz/traj/JSON), and phonopy's
     ``phonopy.yaml``/``POSCAR-unitcell.yaml`` (its unit cell).
     """
     from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from ..inputs import make_item, read_inputs
 
     if isinstance(structure, Structure):
         return structure
     if isinstance(structure, dict):
-        try:
-            return Structure.from_dict(structure)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"structure dict is not a pymatgen Structure.as_dict(): {exc}") from exc
+        item = make_item("structure dict", structure)
+        if item.error is not None or item.structure is None:
+            raise DataError(f"structure dict is not a pymatgen Structure.as_dict(): {item.error}")
+        return item.structure
     if hasattr(structure, "get_scaled_positions"):  # ASE Atoms
-        from pymatgen.io.ase import AseAtomsAdaptor
-
         return AseAtomsAdaptor.get_structure(structure)
     path = Path(structure)
     if not path.is_file():
         raise DataError(f"structure file {path} does not exist")
-    try:
-        if path.suffix in (".yaml", ".yml"):
+    if path.suffix in (".yaml", ".yml"):
+        try:
             from phonopy.interface.phonopy_yaml import read_cell_yaml
 
             cell = read_cell_yaml(str(path))
             return Structure(cell.cell, list(cell.symbols), cell.scaled_positions)
-        if path.suffix == ".json":
-            return Structure.from_dict(json.loads(path.read_text()))
-        return Structure.from_file(str(path))
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read a crystal structure from {path}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise DataError(f"cannot read a crystal structure from {path}: {type(exc).__name__}: {exc}") from exc
+    items = read_inputs([path])
+    if len(items) != 1:
+        raise DataError(f"{path} holds {len(items)} structures (CIF blocks or frames); give a file with one")
+    st = items[0].structure
+    if items[0].error is not None or st is None:
+        raise DataError(f"cannot read a crystal structure from {path}: {items[0].error}")
+    return st if isinstance(st, Structure) else AseAtomsAdaptor.get_structure(st)
 
 
 def _factor(table: dict[str, float], unit: str, what: str, source: str) -> float:
@@ -170,7 +175,7 @@ def row_from_thermal_properties_yaml(
     path: str | os.PathLike[str],
     structure: Any,
     *,
-    id: str | None = None,  # noqa: A002 - the row's field name
+    id: str | None = None,
 ) -> dict[str, Any]:
     """A training row from phonopy's ``thermal_properties.yaml`` and the crystal structure.
 
@@ -189,7 +194,7 @@ def row_from_phonon_dos(
     dos: Any,
     structure: Any,
     *,
-    id: str,  # noqa: A002
+    id: str,
     temperatures: Sequence[float] = PHONONDB_GRID,
     n_atoms: int | None = None,
 ) -> dict[str, Any]:

@@ -37,26 +37,27 @@ import re
 import tarfile
 import tempfile
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
 
 __all__ = [
-    "PHONONDB_GRID",
     "MESH_LENGTH",
     "NEEDED_FILES",
-    "expand_inputs",
-    "material_id",
-    "read_phonopy_conf",
+    "PHONONDB_GRID",
     "build_row",
     "build_rows",
-    "write_jsonl",
-    "structure_dict",
+    "expand_inputs",
     "gamma_mode_corrections",
+    "material_id",
+    "read_phonopy_conf",
+    "structure_dict",
+    "write_jsonl",
 ]
 
 R_GAS = 8.314462618  # J/(K mol), as cloudphys.physics.R_GAS (not imported: workers stay torch-free)

@@ -25,7 +25,15 @@ from .formats import (
     DeferredStructure,
     structure_kind,
 )
-from .items import ID_COLUMNS, STRING_COLUMNS, STRUCTURE_COLUMNS, InputItem, read_inputs
+from .items import (
+    ID_COLUMNS,
+    STRING_COLUMNS,
+    STRUCTURE_COLUMNS,
+    InputItem,
+    check_n_atoms,
+    make_item,
+    read_inputs,
+)
 from .limits import DEFAULT_LIMITS, InputLimitError, Limits, as_limits
 from .plain import plain_structure, structure_from_plain
 from .textio import (
@@ -52,8 +60,10 @@ __all__ = [
     "ScopeCache",
     "as_limits",
     "cache_dir",
+    "check_n_atoms",
     "convert_inputs",
     "converter_fingerprint",
+    "make_item",
     "open_text",
     "plain_structure",
     "read_error_reason",

@@ -77,7 +77,7 @@ def to_records(
             pending.append(it)
     if pending:
         results = convert_many(
-            [(str(k), _payload(it)) for k, it in enumerate(pending)], dialect=dialect, generator_table=table,
+            [(it.id, _payload(it)) for it in pending], dialect=dialect, generator_table=table,
             symprec=symprec, angle_tolerance=angle_tolerance, workers=workers, progress=progress,
             allow_disordered=allow_disordered, timeout=lim.max_seconds,
         )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StructureError
-from .limits import Limits
+from .limits import InputLimitError, Limits
 from .plain import ase_json_frames, plain_structure
 from .textio import is_gzip_name, read_text
 
@@ -79,18 +79,25 @@ class DeferredStructure:
 
     def load_structure(self) -> Any:
         """The pymatgen ``Structure`` (or ``ase.Atoms``); :class:`StructureError` naming the reason."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pymatgen's parsers warn about every oddity
-            if self.kind == "cif":
-                s = parse_cif_block(self.text, self.limits)
-            elif self.kind == "poscar":
-                s = _parse_poscar(self.text, self.limits)
-            elif self.kind == "extxyz":
-                s = _parse_extxyz_frame(self.text, self.limits)
-            elif self.kind == "file":
-                s = _parse_other(self.text)
-            else:  # pragma: no cover - constructed only here
-                raise StructureError(f"unknown structure kind {self.kind!r}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pymatgen's parsers warn about every oddity
+                if self.kind == "cif":
+                    s = parse_cif_block(self.text, self.limits)
+                elif self.kind == "poscar":
+                    s = _parse_poscar(self.text, self.limits)
+                elif self.kind == "extxyz":
+                    s = _parse_extxyz_frame(self.text, self.limits)
+                elif self.kind == "file":
+                    s = _parse_other(self.text)
+                else:  # pragma: no cover - constructed only here
+                    raise StructureError(f"unknown structure kind {self.kind!r}")
+        except InputLimitError:
+            raise
+        except StructureError as exc:
+            if str(exc).startswith("cannot read"):
+                raise
+            raise StructureError(f"cannot read a structure: {exc}") from None
         n = len(s)
         if n > self.limits.max_atoms:
             raise self.limits.too_big("the number of atoms", n, "max_atoms")
@@ -202,7 +209,7 @@ def _parse_poscar(text: str, limits: Limits) -> Any:
     try:
         return Poscar.from_str(text, read_velocities=False).structure
     except Exception as exc:  # noqa: BLE001
-        raise StructureError(f"cannot read a POSCAR ({type(exc).__name__}: {exc})") from None
+        raise StructureError(f"cannot read a structure: not a POSCAR ({type(exc).__name__}: {exc})") from None
 
 
 def _parse_extxyz_frame(text: str, limits: Limits) -> Any:
@@ -211,7 +218,7 @@ def _parse_extxyz_frame(text: str, limits: Limits) -> Any:
     try:
         return read(io.StringIO(text), format="extxyz", index=0)
     except Exception as exc:  # noqa: BLE001 - ase raises many types
-        raise StructureError(f"cannot read an extxyz frame ({type(exc).__name__}: {exc})") from None
+        raise StructureError(f"cannot read a structure: not an extxyz frame ({type(exc).__name__}: {exc})") from None
 
 
 _UNSAFE_NAME = re.compile(r"json|yaml|yml|mson", re.IGNORECASE)

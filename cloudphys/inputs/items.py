@@ -65,6 +65,8 @@ class InputItem:
     :param error: why this item has no result (names the item), or ``None``.
     :param record: the :class:`~cloudphys.scope.ScopeRecord` (after ``to_records``).
     :param fields: the other columns of its table row / fields of its JSON line (strings as given).
+    :param whole_source: the error concerns the whole source (a missing file, a table without a
+        usable column, a folder without structure files): no item of it could be read.
     """
 
     name: str
@@ -75,6 +77,7 @@ class InputItem:
     error: str | None = None
     record: Any = None
     fields: dict[str, Any] = field(default_factory=dict)
+    whole_source: bool = False
     raw: Any = field(default=None, repr=False)  # what the converter gets: deferred text, plain dict, object
     _structure: Any = field(default=None, repr=False)
 
@@ -109,8 +112,9 @@ def load_raw(raw: Any) -> Any:
     return raw
 
 
-def _error_item(name: str, reason: str, source: str | None = None, ident: str | None = None) -> InputItem:
-    item = InputItem(name=name, id=ident or name, source=source)
+def _error_item(name: str, reason: str, source: str | None = None, ident: str | None = None,
+                whole: bool = False) -> InputItem:
+    item = InputItem(name=name, id=ident or name, source=source, whole_source=whole)
     item.fail(reason)
     return item
 
@@ -167,11 +171,18 @@ def _object_item(name: str, ident: str, obj: Any, limits: Limits, source: str | 
     return item
 
 
+def make_item(name: str, obj: Any, *, id: str | None = None, source: str | None = None,
+              limits: Limits | dict[str, Any] | None = None, fields: dict[str, Any] | None = None) -> InputItem:
+    """One :class:`InputItem` from an object a caller already read (a structure dict from its own
+    table, a Structure, an Atoms, a SCOPE string); errors are recorded on the item, never raised."""
+    return _object_item(name, id or name, obj, as_limits(limits), source=source, fields=fields)
+
+
 # ------------------------------------------------------------------------------------------
 # tables
 # ------------------------------------------------------------------------------------------
 
-def _n_atoms_value(raw: Any, limits: Limits) -> float:
+def check_n_atoms(raw: Any, limits: Limits | None = None) -> float:
     """A declared ``n_atoms`` (text or number) checked: a positive finite number ≤ ``max_atoms``."""
     if isinstance(raw, bool):
         raise TypeError(f"n_atoms must be a number, got {raw!r}")
@@ -181,8 +192,9 @@ def _n_atoms_value(raw: Any, limits: Limits) -> float:
         raise ValueError(f"n_atoms must be a number, got {str(raw)!r:.40}") from None
     if not math.isfinite(n) or n <= 0:
         raise ValueError(f"n_atoms must be a positive number of atoms, got {str(raw)!r:.40}")
-    if n > limits.max_atoms:
-        raise ValueError(str(limits.too_big("n_atoms", int(n), "max_atoms")))
+    lim = as_limits(limits)
+    if n > lim.max_atoms:
+        raise ValueError(str(lim.too_big("n_atoms", int(n), "max_atoms")))
     return n
 
 
@@ -214,7 +226,7 @@ def _table_item(name: str, source: str, row: Mapping[str, Any], col: str, limits
     item = _object_item(name, ident, obj, limits, source=source, fields=others)
     if item.error is None and row.get("n_atoms") not in (None, ""):
         try:
-            item.n_atoms = _n_atoms_value(row["n_atoms"], limits)
+            item.n_atoms = check_n_atoms(row["n_atoms"], limits)
         except (TypeError, ValueError) as exc:
             item.fail(f"bad n_atoms: {exc}")
     return item
@@ -230,7 +242,7 @@ def _iter_csv(path: Path, limits: Limits, column: str | None) -> Iterator[InputI
             for rec in iter_csv_rows(fh, limits.max_bytes):
                 if isinstance(rec, CsvRowError):
                     if header is None:
-                        yield _error_item(where, f"cannot read the header: {rec.reason}", where)
+                        yield _error_item(where, f"cannot read the header: {rec.reason}", where, whole=True)
                         return
                     yield _error_item(f"{where}:{rec.first_line}", rec.reason, where)
                     lines_read = rec.last_line
@@ -242,7 +254,7 @@ def _iter_csv(path: Path, limits: Limits, column: str | None) -> Iterator[InputI
                     if col is None:
                         wanted = column or "/".join(STRING_COLUMNS + STRUCTURE_COLUMNS)
                         yield _error_item(where, f"a CSV input needs a {wanted} column (has {', '.join(header)})",
-                                          where)
+                                          where, whole=True)
                         return
                     continue
                 name = f"{where}:{rec.first_line}"
@@ -251,9 +263,9 @@ def _iter_csv(path: Path, limits: Limits, column: str | None) -> Iterator[InputI
                     continue
                 yield _table_item(name, where, dict(zip(header, rec.fields)), col, limits)  # type: ignore[arg-type]
             if header is None:
-                yield _error_item(where, "empty CSV file (no header)", where)
+                yield _error_item(where, "empty CSV file (no header)", where, whole=True)
     except READ_ERRORS as exc:
-        yield _error_item(where, unreadable_message(path, lines_read, exc), where)
+        yield _error_item(where, unreadable_message(path, lines_read, exc), where, whole=lines_read == 0)
 
 
 def _table_column(keys: Sequence[str], column: str | None) -> str | None:
@@ -292,7 +304,7 @@ def _iter_jsonl(path: Path, limits: Limits, column: str | None) -> Iterator[Inpu
                     continue
                 yield _table_item(name, where, row, col, limits)
     except READ_ERRORS as exc:
-        yield _error_item(where, unreadable_message(path, lines_read, exc), where)
+        yield _error_item(where, unreadable_message(path, lines_read, exc), where, whole=lines_read == 0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -332,10 +344,10 @@ def _iter_folder(path: Path, limits: Limits) -> Iterator[InputItem]:
     try:
         files = sorted(p for p in path.rglob("*") if p.is_file() and structure_kind(p) is not None)
     except OSError as exc:
-        yield _error_item(where, f"cannot list the folder: {read_error_reason(exc)}", where)
+        yield _error_item(where, f"cannot list the folder: {read_error_reason(exc)}", where, whole=True)
         return
     if not files:
-        yield _error_item(where, f"the folder has no structure files (looked for {LOOKED_FOR})", where)
+        yield _error_item(where, f"the folder has no structure files (looked for {LOOKED_FOR})", where, whole=True)
     for p in files:
         yield from _iter_file(p, limits, None)
 
@@ -344,7 +356,7 @@ def _iter_path(path: Path, limits: Limits, column: str | None) -> Iterator[Input
     if path.is_dir():
         yield from _iter_folder(path, limits)
     elif not path.exists():
-        yield _error_item(str(path), "no such file or folder", str(path))
+        yield _error_item(str(path), "no such file or folder", str(path), whole=True)
     else:
         yield from _iter_file(path, limits, column)
 
