@@ -171,3 +171,12 @@ def test_a_head_whose_constructor_raises_anything_is_a_config_error() -> None:
     raw["head"] = {"name": "broken-head"}
     with pytest.raises(ConfigError, match="head 'broken-head': RuntimeError: cannot build"):
         load_config(raw, registry=Reg())
+
+
+def test_docs_config_md_holds_the_bounds_table_generated_from_the_schema() -> None:
+    from pathlib import Path
+
+    from cloudphys.config.table import bounds_markdown
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text(encoding="utf-8")
+    assert bounds_markdown() in page, "docs/config.md is out of date: paste the output of python -m cloudphys.config"

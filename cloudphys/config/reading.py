@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from .yaml12 import DuplicateKeyError, StrictLoader, load_yaml, one_line
+from .yaml12 import DuplicateKeyError, load_yaml, one_line, strict_load
 
 __all__ = ["apply_overrides", "parse_override", "read_config_file"]
 
@@ -79,7 +79,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not raw.strip():
         return path, None
     try:
-        value = yaml.load(raw, Loader=StrictLoader)  # StrictLoader is a SafeLoader subclass
+        value = strict_load(raw)
     except DuplicateKeyError as exc:
         raise ConfigError(f"override {text!r}: {exc}") from exc
     except yaml.YAMLError as exc:
