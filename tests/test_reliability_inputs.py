@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from cloudphys import scope
+from cloudphys.inputs import read_inputs, to_records
 from cloudphys.cli import main
 from cloudphys.errors import ConfigError, ScopeParseError, StructureError
 
@@ -332,7 +333,7 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     (tmp_path / "POSCAR_nan").write_text(_poscar("nan 0 0\n0.5 0.5 0.5"))
     inputs = [src, jsonl, tmp_path / "empty.cif", tmp_path / "POSCAR_nan", tmp_path / "missing.cif"]
     out = tmp_path / "pred.csv"
-    rc = main(["predict", str(model_dir), "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
+    rc = main(["predict", str(model_dir), "--keep-going", "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
     assert rc == 0
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -362,7 +363,7 @@ def test_predict_refuses_negative_or_nan_temperatures(tmp_path: Path, model_dir:
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "one.csv"
     src.write_text(f"id,scope,n_atoms\nx,{NACL},2\n")
-    rc = main(["predict", str(model_dir), "-i", str(src), "-T", temperatures, "-o", str(tmp_path / "o.csv")])
+    rc = main(["predict", str(model_dir), "--keep-going", "-i", str(src), "-T", temperatures, "-o", str(tmp_path / "o.csv")])
     assert rc == 1
     assert "temperatures" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
@@ -372,7 +373,7 @@ def test_training_data_with_unknown_tokens_or_bad_n_atoms_names_the_item(model_d
     from cloudphys.data import Examples
     from cloudphys.errors import DataError
     from cloudphys.training import ScopePhysicsModel
-    from cloudphys.training.data import encode
+    from cloudphys.training.batching import encode
 
     model = ScopePhysicsModel.from_pretrained(model_dir)
 
@@ -464,7 +465,7 @@ def test_scope_command_reports_unreadable_files_and_empty_folders(tmp_path: Path
         not_gzip: r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
         truncated: rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
                    rf".*lines 1-{kept} were read",
-        empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.vasp, \*\.poscar, "
+        empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.mcif, \*\.vasp, \*\.poscar, \*\.json, \*\.extxyz, \*\.xyz, \*\.traj, "
                r"POSCAR\*, CONTCAR\*",
     }
     for path, pattern in errors.items():
@@ -478,14 +479,14 @@ def test_scope_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> No
     path = tmp_path / "mostly_utf8.csv"
     good = "".join(f"m{k},data_{k}\n" for k in range(3000))  # well past one read buffer
     path.write_bytes(("id,cif\n" + good + "caf\xe9,data_x\n").encode("latin-1"))
-    items = list(scope.iter_inputs([path]))
+    items = read_inputs([path])
     assert 0 < len(items) - 1 <= 3000
-    assert [ident for ident, _ in items[:-1]] == [f"m{k}" for k in range(len(items) - 1)]
-    ident, failure = items[-1]
-    assert ident == str(path)
-    assert __import__("re").search(rf"cannot read from line {len(items) + 1} on: not UTF-8 text", failure.message)
-    results = scope.convert_many([items[-1]], progress=False)
-    assert results[0].id == str(path) and "not UTF-8" in (results[0].error or "")
+    assert [it.id for it in items[:-1]] == [f"m{k}" for k in range(len(items) - 1)]
+    last = items[-1]
+    assert last.id == str(path) and last.error is not None
+    assert __import__("re").search(rf"cannot read from line {len(items) + 1} on: not UTF-8 text", last.error)
+    to_records(items[-1:], dialect="default")
+    assert "not UTF-8" in (last.error or "")
 
 
 def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, model_dir: Path,
@@ -502,7 +503,7 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
     no_cols.write_text("id,formula\nx,NaCl\n")
     inputs = [src, latin, not_gzip, truncated, no_cols]
     out = tmp_path / "pred.csv"
-    rc = main(["predict", str(model_dir), "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
+    rc = main(["predict", str(model_dir), "--keep-going", "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
     assert rc == 0
     assert "Traceback" not in capsys.readouterr().err
     with open(out, newline="") as fh:
@@ -528,7 +529,7 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
 
 
 def test_predict_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> None:
-    from cloudphys.training.predict import read_inputs
+    from cloudphys.inputs import read_inputs
 
     path = tmp_path / "mostly_utf8.csv"
     good = "".join(f"m{k},{NACL},2\n" for k in range(2000))  # well past one read buffer
@@ -541,13 +542,14 @@ def test_predict_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> 
     assert failed.id == str(path) and failed.scope is None
     assert __import__("re").search(rf"mostly_utf8\.csv: cannot read from line {len(read) + 2} on: not UTF-8 text",
                                    failed.error or "")
-    assert missing.id == "missing.cif" and missing.error == "file not found"  # the next input is still read
+    where = str(tmp_path / "missing.cif")  # the next input is still read
+    assert missing.id == where and missing.error == f"{where}: no such file or folder"
 
 
 def test_predict_reads_gzipped_csv_like_plain_csv(tmp_path: Path) -> None:
     import gzip
 
-    from cloudphys.training.predict import read_inputs
+    from cloudphys.inputs import read_inputs
 
     text = f"id,scope,n_atoms\ngood,{NACL},2\nbad,{NACL},-1\n"
     plain, packed = tmp_path / "t.csv", tmp_path / "t.csv.gz"
@@ -555,17 +557,18 @@ def test_predict_reads_gzipped_csv_like_plain_csv(tmp_path: Path) -> None:
     with gzip.open(packed, "wt") as fh:
         fh.write(text)
     a, b = read_inputs([plain]), read_inputs([packed])
-    assert [(i.id, i.scope, i.n_atoms, i.error) for i in a] == [(i.id, i.scope, i.n_atoms, i.error) for i in b]
+    same = [(i.id, i.scope, i.n_atoms, (i.error or "").replace(str(plain), "FILE")) for i in a]
+    assert same == [(i.id, i.scope, i.n_atoms, (i.error or "").replace(str(packed), "FILE")) for i in b]
     assert [i.id for i in b] == ["good", "bad"] and b[0].error is None and "n_atoms" in b[1].error
 
 
 def test_evaluate_refuses_an_empty_split(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudphys.data import Examples
     from cloudphys.errors import DataError
-    from cloudphys.training import trainer
+    from cloudphys.inference import evaluation
 
     empty = Examples(ids=[], scope=[], n_atoms=np.zeros(0), temperatures=np.array([300.0]),
                      targets={"cv": np.zeros((0, 1))}, units={"cv": "J/(K*mol)"})
-    monkeypatch.setattr(trainer, "load_split", lambda *args, **kwargs: empty)
+    monkeypatch.setattr(evaluation, "load_split", lambda *args, **kwargs: empty)
     with pytest.raises(DataError, match="split 'test' .* is empty"):
-        trainer.evaluate(model_dir, "test", device="cpu")
+        evaluation.evaluate(model_dir, "test", device="cpu")

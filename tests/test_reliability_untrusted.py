@@ -111,7 +111,7 @@ def test_pickle_in_a_run_is_refused_by_resume_evaluate_and_predict(
 
 def test_pretrained_encoder_with_a_pickle_is_refused(model_dir: Path, tmp_path: Path) -> None:
     from cloudphys.tokenizer import build_tokenizer
-    from cloudphys.training.pretrain import load_pretrained_bert
+    from cloudphys.encoders.pretrained import load_pretrained_bert
 
     marker = tmp_path / "PAYLOAD_RAN"
     path = _copy(model_dir, tmp_path / "pretrained")
@@ -273,3 +273,162 @@ def test_model_weight_loads_insist_on_safetensors() -> None:
                     and not any(k.arg == "use_safetensors" for k in node.keywords)):
                 missing.append(f"{rel}:{node.lineno} {node.func.value.id}.from_pretrained")
     assert not missing, "weights loaded without use_safetensors=True:\n" + "\n".join(missing)
+
+
+# -- structure inputs: data never runs code (issue 13, class 3) -----------------------------------
+
+CANARY = "cloudphys_canary_module"
+
+
+@pytest.fixture()
+def canary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real module on ``sys.path``: importing it, or calling its ``from_dict``, creates a marker."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    marker = tmp_path / "CANARY_RAN"
+    (lib / f"{CANARY}.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "class Evil:\n"
+        "    @classmethod\n"
+        "    def from_dict(cls, d):\n"
+        f"        pathlib.Path({str(marker)!r}).write_text('from_dict called')\n"
+        "        return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(lib))
+    sys.modules.pop(CANARY, None)
+    yield marker
+    sys.modules.pop(CANARY, None)
+
+
+def _tainted_structure() -> dict[str, Any]:
+    from pymatgen.core import Lattice, Structure
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    d = nacl.as_dict()
+    evil = {"@module": CANARY, "@class": "Evil", "@version": None, "x": 1}
+    d["properties"] = {"note": evil}
+    for site in d["sites"]:
+        site["properties"] = {"magmom": 0.0, "evil": dict(evil), "nested": {"deep": [dict(evil)]}}
+        site["species"][0]["@module"] = CANARY
+    return d
+
+
+def test_the_canary_is_real(canary: Path) -> None:
+    """pymatgen's own reader does import the module named in the data (so the tests below mean something)."""
+    from pymatgen.core import Structure
+
+    Structure.from_dict(_tainted_structure())
+    assert canary.exists()
+
+
+def test_scope_command_never_imports_code_named_in_structure_files(canary: Path, tmp_path: Path) -> None:
+    d = _tainted_structure()
+    folder = tmp_path / "found"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "tainted.json").write_text(json.dumps(d))
+    single = tmp_path / "tainted.json"
+    single.write_text(json.dumps(d))
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([d, d]))
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text(json.dumps({"id": "t", "structure": d}) + "\n")
+    csv_path = tmp_path / "rows.csv"
+    import csv as csv_mod
+
+    with open(csv_path, "w", newline="") as fh:
+        w = csv_mod.writer(fh)
+        w.writerow(["id", "structure"])
+        w.writerow(["t", json.dumps(d)])
+    out = tmp_path / "out.csv"
+    assert main(["scope", str(single), str(folder), str(listed), str(jsonl), str(csv_path), "-o", str(out),
+                 "--no-progress"]) == 0
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 6 and all("-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5" in r for r in rows), rows
+    assert not canary.exists() and CANARY not in sys.modules
+
+
+def test_python_readers_never_import_code_named_in_data(canary: Path, tmp_path: Path) -> None:
+    from cloudphys.data.labels import read_structure
+    from cloudphys.inputs import read_inputs, to_records
+    from cloudphys.scope import StructureError, from_structure
+
+    d = _tainted_structure()
+    path = tmp_path / "tainted.json"
+    path.write_text(json.dumps(d))
+    items = read_inputs([path, d, {"id": "x", "structure": d}])
+    to_records(items, dialect="default", cache=False)
+    assert [it.error for it in items] == [None, None, None]
+    structures = [it.structure for it in items]  # the pymatgen objects, built from plain values
+    assert all(len(s) == 8 and s.site_properties["evil"][0]["@module"] == CANARY for s in structures)
+    assert len(read_structure(path)) == 8 and len(read_structure(d)) == 8
+    with pytest.raises(StructureError, match="plain data"):
+        from_structure(path)  # the scope package's path reader refuses JSON instead of decoding it
+    assert not canary.exists() and CANARY not in sys.modules
+
+
+def test_predict_never_imports_code_named_in_structure_files(canary: Path, tmp_path: Path, model_dir: Path) -> None:
+    d = _tainted_structure()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "tainted.json").write_text(json.dumps(d))
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text(json.dumps({"id": "t", "structure": d}) + "\n")
+    out = tmp_path / "pred.csv"
+    rc = main(["predict", str(model_dir), "-i", str(folder), str(jsonl), "-T", "300", "-o", str(out), "--device", "cpu"])
+    assert rc == 0 and out.exists()
+    assert not canary.exists() and CANARY not in sys.modules
+
+
+def test_a_jsonl_data_set_never_imports_code_named_in_its_rows(canary: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudphys.data.thermo_jsonl import load_thermo_jsonl
+
+    monkeypatch.setenv("CLOUDPHYS_CACHE", str(tmp_path / "cache"))
+    grid = [0.0, 300.0]
+    row = {"id": "t", "n_atoms": 8, "structure": _tainted_structure(), "temperatures_K": grid,
+           "cv": [0.0, 1.0], "s": [0.0, 1.0], "u": [1.0, 2.0], "f": [1.0, 0.0]}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    ex = load_thermo_jsonl("all", path=str(path))
+    assert ex.scope == ["-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"]
+    assert not canary.exists() and CANARY not in sys.modules
+
+
+def test_ase_files_never_import_code_named_in_them(canary: Path, tmp_path: Path) -> None:
+    """ASE's JSON database and trajectory headers are decoded without ase's object decoder picking
+    classes from the data (cloudphys reads numbers, positions, cell, pbc and magmoms only)."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from cloudphys.inputs import read_inputs, to_records
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    db = tmp_path / "atoms.json"
+    write(str(db), atoms, format="json")
+    doc = json.loads(db.read_text())
+    doc["1"]["key_value_pairs"] = {"evil": {"@module": CANARY, "@class": "Evil"}}
+    doc["1"]["data"] = {"__ase_objtype__": "nonsense", "@module": CANARY}
+    db.write_text(json.dumps(doc))
+    traj = tmp_path / "atoms.traj"
+    write(str(traj), [atoms, atoms])
+    items = read_inputs([db, traj])
+    to_records(items, dialect="default", cache=False)
+    assert [it.error for it in items] == [None, None, None] and len({it.scope for it in items}) == 1
+    assert not canary.exists() and CANARY not in sys.modules
+
+
+def test_source_never_decodes_structures_with_monty() -> None:
+    """No module of the package hands data to monty's decoder or pymatgen's ``from_dict``/JSON readers."""
+    problems = []
+    for path in _python_sources():
+        rel = path.relative_to(REPO).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Name) and node.id in ("MontyDecoder", "loadfn"):
+                problems.append(f"{rel}:{node.lineno} {node.id}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_dict"
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("Structure", "IStructure", "Lattice", "PeriodicSite", "Site", "Species",
+                                               "Composition", "Molecule", "Atoms")):
+                problems.append(f"{rel}:{node.lineno} {node.func.value.id}.from_dict")
+    assert not problems, "data decoded through code-running readers:\n" + "\n".join(problems)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -230,11 +231,17 @@ def _cell_from_tuple(cell: Sequence[Any]) -> _Cell:
     return _Cell(lattice, positions, types, magmoms, amounts)
 
 
+_MONTY_NAMES = re.compile(r"json|mson|yaml|yml", re.IGNORECASE)
+
+
 def read_structure(path: str | os.PathLike[str]) -> Any:
     """Read a CIF/POSCAR (any format pymatgen reads) into a pymatgen ``Structure``."""
     p = Path(path)
     if not p.is_file():
         raise StructureError(f"{p}: no such file")
+    if _MONTY_NAMES.search(p.name):  # pymatgen decodes these with monty, which imports modules named in the file
+        raise StructureError(f"{p}: JSON/YAML structure files are read as plain data by cloudphys.inputs.read_inputs, "
+                             "never through pymatgen's decoder (which can import code named in the file)")
     from pymatgen.core import Structure
 
     try:
