@@ -107,3 +107,24 @@ trees = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionarie
 def test_what_json_dumps_the_strict_loader_reads_back(data: dict) -> None:
     # JSON is YAML 1.2: every JSON document must read back unchanged
     assert load_yaml(json.dumps(data, ensure_ascii=False)) == data
+
+
+tricky = st.sampled_from(["1e3", "0o10", "0x1F", "010", "1:30", "yes", "No", "on", "~", "null", "", ".5", "+1", "-.inf",
+                          ".NaN", "true", "2001-12-14", "1_000", "<<", "=", "a: b", "- x", "#c"])
+strings = tricky | st.text(st.characters(categories=("L", "N", "P", "S", "Zs")), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(strings, st.recursive(strings | scalars, lambda c: st.lists(c, max_size=3), max_leaves=6),
+                       max_size=5))
+def test_dump_yaml_round_trips_through_the_strict_loader(data: dict) -> None:
+    from cloudphys.config.yaml12 import dump_yaml
+
+    assert load_yaml(dump_yaml(data)) == data
+
+
+def test_a_dumped_config_keeps_strings_that_look_like_numbers(tmp_path: Path) -> None:
+    cfg = load_config(yaml.safe_load(BASE) | {"pretrain": {"sources": [{"path": "1e3"}, {"path": "0o10"}]}})
+    cfg.dump(tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg and [s["path"] for s in again.pretrain.sources] == ["1e3", "0o10"]

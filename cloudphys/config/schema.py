@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
-
 from ..errors import ConfigError
 from .bounds import Bound, option
 from .validate import check_fields, check_source
+from .yaml12 import dump_yaml
 
 __all__ = ["DEVICE_PATTERN", "SECTIONS", "Config", "PluginSection", "PretrainConfig", "RunOptions", "TrainConfig"]
 
@@ -183,6 +182,6 @@ class Config:
         text = (
             json.dumps(self.to_dict(), indent=2)
             if path.suffix == ".json"
-            else yaml.safe_dump(self.to_dict(), sort_keys=False)
+            else dump_yaml(self.to_dict())
         )
         path.write_text(text)

@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["DuplicateKeyError", "StrictLoader", "load_yaml", "one_line", "strict_load"]
+__all__ = ["DuplicateKeyError", "StrictDumper", "StrictLoader", "dump_yaml", "load_yaml", "one_line", "strict_load"]
 
 # PyYAML's resolver calls ``regexp.match``: anchor both ends (``\Z``, not ``$``).
 _INT = re.compile(r"(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)\Z")
@@ -110,6 +110,19 @@ def _find(cur: yaml.Node, target: yaml.Node, path: list[str]) -> list[str] | Non
     return None
 
 
+class StrictDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that also quotes strings YAML 1.2 would read as something else.
+
+    SafeDumper quotes a string only if YAML 1.1 would resolve it to another type (``"yes"``,
+    ``"010"``); ``"1e3"`` or ``"0o10"`` would go out plain and come back through
+    :class:`StrictLoader` as numbers. With both tables every string round-trips.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[Any]]] = {
+        k: list(v) for k, v in yaml.SafeDumper.yaml_implicit_resolvers.items()
+    }
+
+
 for _tag, _regexp, _first in (
     ("tag:yaml.org,2002:bool", _BOOL, "tTfF"),
     ("tag:yaml.org,2002:int", _INT, "-+0123456789"),
@@ -117,6 +130,7 @@ for _tag, _regexp, _first in (
     ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
 ):
     StrictLoader.add_implicit_resolver(_tag, _regexp, list(_first))
+    StrictDumper.add_implicit_resolver(_tag, _regexp, list(_first))
 StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
 StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
 
@@ -132,6 +146,11 @@ def strict_load(text: str) -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of ``data`` that :func:`load_yaml` reads back unchanged (keys in order)."""
+    return yaml.dump(data, Dumper=StrictDumper, sort_keys=False, allow_unicode=True)
 
 
 def load_yaml(text: str, *, source: str = "config") -> Any:
