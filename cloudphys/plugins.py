@@ -59,6 +59,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cloudphys.physics.direct",
     "cloudphys.data.builtin",
     "cloudphys.encoders.plugin",
+    "cloudphys.models.builtin",
 )
 
 #: Registry table ← the hook that fills it.

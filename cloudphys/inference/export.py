@@ -112,7 +112,7 @@ def export_phonopy(prediction: Any, out_dir: str | Path) -> dict[str, Path | str
         except DataError as exc:
             done[s.name] = str(exc)
             continue
-        base = folder = _safe(s.name)
+        base = folder = _safe(s.name.replace("\\", "/").rsplit("/", 1)[-1] or s.name)
         k = 2
         while folder in used:
             folder, k = f"{base}_{k}", k + 1

@@ -25,7 +25,8 @@ STYLES = ("-", "--", ":", "-.")
 #: Materials drawn by default (all of them go to the CSV).
 MAX_ITEMS = 20
 _SYMBOL = {"theta_D": r"$\theta_D$", "theta_E": r"$\theta_E$", "theta_max": r"$\theta_{max}$"}
-_NAMES = {"u": "internal energy u", "cv": "heat capacity c_v", "s": "entropy s", "f": "free energy f"}
+_NAMES = {"u": "internal energy $u$ (with zero point)", "cv": "heat capacity $c_V$", "s": "entropy $s$",
+          "f": "free energy $f = u - Ts$"}
 
 
 @dataclass
@@ -48,7 +49,8 @@ def _latent_label(p: Any, s: Any) -> str:
         unit = p.quantities[k].unit
         txt = f"{_SYMBOL.get(k, k)} {float(v):.0f}" + (f"±{float(sd):.0f}" if sd is not None else "")
         parts.append(txt + (f" {unit}" if unit else ""))
-    return f"{s.name} ({', '.join(parts)})" if parts else s.name
+    name = s.name.replace("\\", "/").rsplit("/", 1)[-1] or s.name  # a path: its file name (and :LINE / @FRAME)
+    return f"{name} ({', '.join(parts)})" if parts else name
 
 
 def plot_prediction(

@@ -85,7 +85,8 @@ class Prediction:
 
     :param temperatures: K, shape ``[nT]``.
     :param items: one :class:`ItemInfo` per input, in input order (failed ones included).
-    :param observables: ``{name: [N, nT]}`` per mole of the given cell (NaN for failed items).
+    :param observables: ``{name: [N, nT]}`` per mole of the given cell (NaN for failed items; per mole
+        of atoms for an item whose ``n_atoms`` is ``None``, a SCOPE string given without a cell).
     :param quantities: ``{name: Quantity}`` for every observable and latent.
     :param latents: ``{name: [N, *shape]}`` (θ_D in K, ...).
     :param member_std: members' standard deviation of each observable/latent (ensembles), same shapes.
@@ -205,20 +206,23 @@ class Prediction:
                     lat[column_name(name, q.unit, None, "std")] = float(self.std(name)[i])  # type: ignore[index]
                     lat[column_name(name, q.unit, None, f"lo{pct}")] = float(lo[i])
                     lat[column_name(name, q.unit, None, f"hi{pct}")] = float(hi[i])
-            n = float(it.n_atoms or math.nan)
+            # n_atoms None: a SCOPE string without a cell; values are stored per atom, per-cell ones are unknown
+            n = float(it.n_atoms) if it.n_atoms else 1.0
             for j, T in enumerate(self.temperatures):
                 row = {**base, "temperature_K": float(T)}
                 for o in obs:
                     q = self.quantities[o]
                     band = self.interval(o)
                     for basis in (("cell", "atom") if q.extensive else (None,)):
-                        div = n if basis == "atom" else 1.0
+                        div = n if basis == "atom" else (1.0 if it.n_atoms else math.nan)
+                        if math.isnan(div):  # per cell of a SCOPE string without n_atoms: unknown
+                            continue
                         row[column_name(o, q.unit, basis)] = float(self.observables[o][i, j]) / div
                         if band is not None:
                             row[column_name(o, q.unit, basis, "std")] = float(self.std(o)[i, j]) / div  # type: ignore[index]
                             row[column_name(o, q.unit, basis, f"lo{pct}")] = float(band[0][i, j]) / div
                             row[column_name(o, q.unit, basis, f"hi{pct}")] = float(band[1][i, j]) / div
-                out.append({**row, **lat, "error": None})
+                out.append({**{c: None for c in cols}, **row, **lat, "error": None})
         return out
 
     def header(self) -> str:
@@ -240,7 +244,7 @@ class Prediction:
             w = csv.DictWriter(fh, fieldnames=cols)
             w.writeheader()
             for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+                w.writerow({k: _cell(r.get(k)) for k in cols})
         return path
 
     def to_pandas(self, observables: Sequence[str] | None = None) -> Any:
@@ -317,10 +321,15 @@ class StructurePrediction:
         return None if zp is None or self.error is not None else float(zp[self._i])
 
     def _div(self, name: str, basis: str) -> float:
+        """Divisor from stored values (per given cell; per atom when ``n_atoms`` is None) to ``basis``."""
         if basis not in ("cell", "atom"):
             raise ValueError(f"basis must be 'cell' or 'atom', got {basis!r}")
         q = self._p.quantities[name]
-        return float(self.n_atoms) if (basis == "atom" and q.extensive and self.n_atoms) else 1.0
+        if not q.extensive:
+            return 1.0
+        if self.n_atoms is None:  # a SCOPE string without n_atoms: per atom known, per cell not
+            return 1.0 if basis == "atom" else math.nan
+        return float(self.n_atoms) if basis == "atom" else 1.0
 
     def values(self, name: str, basis: str = "atom") -> np.ndarray:
         """Observable ``name`` over the temperatures, per mole of atoms (default) or of the given cell."""
@@ -365,6 +374,15 @@ class StructurePrediction:
         return _table(self._p, [self._i])
 
 
+def _cell(v: Any) -> Any:
+    """A CSV cell: empty for None, floats to 8 significant digits (the model computes in float32)."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.8g}"
+    return v
+
+
 def _fmt(x: float, sd: float | None = None) -> str:
     if not math.isfinite(x):
         return "nan"
@@ -390,7 +408,8 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
             continue
         lat = ", ".join(f"{k} = {_fmt(float(v), None if s.std(k) is None else float(s.std(k)))} {p.quantities[k].unit}"
                         for k, v in s.latents.items() if np.ndim(v) == 0)
-        lines.append(f"  {s.name} (n_atoms {s.n_atoms:g}{', ' + lat if lat else ''})")
+        cell = f"n_atoms {s.n_atoms:g}" if s.n_atoms else "no cell given: per atom only"
+        lines.append(f"  {s.name} ({cell}{', ' + lat if lat else ''})")
         lines.append("    " + "T [K]".rjust(8) + "".join(u.rjust(22) for u in units))
         for j in tsel:
             vals = []

@@ -1,0 +1,232 @@
+"""The user's model: :class:`Model` wraps a loaded :class:`~cloudphys.training.model.ScopePhysicsModel`.
+
+``Model.predict(structures, temperatures=...)`` takes pymatgen ``Structure``s, ASE ``Atoms``,
+file paths, SCOPE strings or a list of them and returns a
+:class:`~cloudphys.inference.result.Prediction` with every observable of the head, the latents,
+per-cell and per-atom values with units, and (ensembles) calibrated spreads. The prediction core is
+:func:`cloudphys.inference.predict.predict_items`; the ensemble spread is each member run through
+the same core (:mod:`cloudphys.inference.uncertainty`).
+
+Differentiable use: :meth:`Model.tensors` encodes inputs once; :meth:`Model.forward_tensors` runs
+encoder + head on those tensors with autograd on (gradients reach the temperatures, the latents and
+the weights); :meth:`Model.latents` returns the latents as tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["Model"]
+
+
+def _as_sources(structures: Any) -> list[Any]:
+    """One input or an iterable of inputs → a list (a string, path, dict, Structure or Atoms is one input)."""
+    if isinstance(structures, (list, tuple)):
+        return list(structures)
+    if isinstance(structures, (str, Path, dict)) or not isinstance(structures, Iterable):
+        return [structures]
+    # pymatgen Structure and ase Atoms (and subclasses) iterate over their sites: one input each
+    if any(c.__module__.split(".")[0] in ("pymatgen", "ase") for c in type(structures).__mro__):
+        return [structures]
+    return list(structures)
+
+
+def _temperatures(temperatures: Any) -> np.ndarray:
+    from ..inference.predict import parse_temperatures
+
+    if isinstance(temperatures, str):
+        return parse_temperatures(temperatures)
+    return parse_temperatures(np.atleast_1d(np.asarray(temperatures, dtype=np.float64)))
+
+
+class Model:
+    """A trained cloudphys model (single or ensemble) with a user's verbs.
+
+    :param core: the loaded :class:`~cloudphys.training.model.ScopePhysicsModel`.
+    :param name: registered name or the directory it came from.
+    :param calibration: the ensemble's stored calibration (``uncertainty.json``), if any.
+    :param spec: the :class:`~cloudphys.models.registry.ModelSpec` of a shipped model.
+    """
+
+    def __init__(self, core: Any, *, name: str = "", path: str | Path | None = None,
+                 calibration: dict[str, Any] | None = None, spec: Any = None) -> None:
+        from ..inference.uncertainty import member_models
+
+        self.core = core.eval()
+        self.name = name or (str(path) if path else "")
+        self.path = None if path is None else Path(path)
+        self.calibration = calibration
+        self.spec = spec
+        self._members = member_models(core)
+
+    # -- what it is -------------------------------------------------------------------------
+    @property
+    def head(self) -> Any:
+        return self.core.head
+
+    @property
+    def members(self) -> int:
+        """Ensemble size (1 for a single model)."""
+        return len(self._members) if self._members else 1
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self._members is not None and len(self._members) >= 2
+
+    @property
+    def observables(self) -> list[str]:
+        """Every observable the head gives."""
+        return [o.name for o in self.head.observables]
+
+    @property
+    def card(self) -> str | None:
+        """The model card (shipped models)."""
+        return None if self.spec is None else self.spec.card
+
+    def __repr__(self) -> str:
+        kind = f"{self.members}-member ensemble" if self.is_ensemble else "single model"
+        cal = "" if not self.is_ensemble else (f", spread calibrated (scale {self.calibration['scale']:.3g})"
+                                              if self.calibration else ", spread uncalibrated")
+        return f"<cloudphys Model {self.name!r}: head {self.head.name}, {kind}{cal}; observables {self.observables}>"
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict(
+        self,
+        structures: Any,
+        temperatures: Any = 300.0,
+        *,
+        observables: Sequence[str] | None = None,
+        device: str = "auto",
+        batch_size: int = 256,
+        workers: int = 1,
+        dialect: str | None = None,
+    ) -> Any:
+        """Predict every input at ``temperatures`` (K: a number, a list, or ``"start:stop:step"``).
+
+        :param structures: pymatgen Structure, ase Atoms, a path (CIF, POSCAR, extxyz, traj, ASE
+            JSON, CSV/JSON-lines of many), a SCOPE string, or a list mixing them.
+        :param observables: which of the head's observables (default: all, e.g. u, cv, s, f).
+        :returns: a :class:`~cloudphys.inference.result.Prediction`; inputs that fail keep their
+            place with an ``error`` (nothing is dropped, nothing raises per input).
+        """
+        from ..inference.predict import predict_items, read_items
+        from ..inference.result import ItemInfo, Prediction, quantities_from_head
+        from ..inference.uncertainty import DEFAULT_LEVEL, member_std
+
+        T = _temperatures(temperatures)
+        obs = list(observables) if observables is not None else self.observables
+        unknown = [o for o in obs if o not in self.observables]
+        if unknown:
+            raise DataError(f"observable(s) {unknown} not given by head {self.head.name!r}; it gives {self.observables}")
+        T_all = np.append(T, 0.0)  # one extra column: the zero-point energy u(T = 0)
+        items = read_items(_as_sources(structures))
+        # A SCOPE string given without n_atoms describes no cell: with intensive encoder inputs its
+        # per-atom prediction is well defined, so it is predicted for one atom (per cell stays unknown).
+        per_atom_only = []
+        if self._intensive_inputs():
+            for k, it in enumerate(items):
+                if it.error is None and it.scope is not None and it.n_atoms is None:
+                    it.n_atoms = 1.0
+                    per_atom_only.append(k)
+        kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers)
+        mean = predict_items(self.core, items, T_all, **kw)
+        spreads = None
+        dos = self._dos(mean.latents, mean.n_atoms)
+        if self.is_ensemble:
+            per = [predict_items(m, items, T_all, **kw) for m in self._members]  # type: ignore[union-attr]
+            spreads = member_std([{**p.observables, **p.latents} for p in per])
+            if dos is not None:
+                member_dos = [self._dos(p.latents, p.n_atoms) for p in per]
+                dos["modes_std"] = member_std([d for d in member_dos if d is not None])["modes"]
+        errors = [it.error for it in items]  # a member's non-finite value marks the item too
+        bad = np.asarray([e is not None for e in errors])
+        obs_arr = {k: v[:, :-1].copy() for k, v in mean.observables.items()}
+        zero = mean.observables["u"][:, -1].copy() if "u" in mean.observables else None
+        lats = {k: v.copy() for k, v in mean.latents.items()}
+        if spreads is not None:
+            spreads = {k: (v[:, :-1] if k in obs_arr else v) for k, v in spreads.items()}
+        for arr in [*obs_arr.values(), *lats.values(), *(spreads or {}).values()] + ([zero] if zero is not None else []):
+            arr[bad] = np.nan
+        infos = [ItemInfo(name=mean.ids[k], source=mean.sources[k], scope=mean.scope[k],
+                          n_atoms=None if (k in per_atom_only or not np.isfinite(mean.n_atoms[k])) else float(mean.n_atoms[k]),
+                          error=errors[k])
+                 for k in range(len(items))]
+        cal = self.calibration if self.is_ensemble else None
+        return Prediction(
+            temperatures=T, items=infos, observables=obs_arr, quantities=quantities_from_head(self.head), latents=lats,
+            member_std=spreads, scale=float(cal["scale"]) if cal else 1.0,
+            level=float(cal.get("level", DEFAULT_LEVEL)) if cal else DEFAULT_LEVEL, calibration=cal, dos=dos,
+            zero_point=zero, model=self.name, head=self.head.name, members=self.members,
+        )
+
+    def predict_structure(self, structure: Any, temperatures: Any = 300.0, **kwargs: Any) -> Any:
+        """One input → its :class:`~cloudphys.inference.result.StructurePrediction` (matgl's verb)."""
+        return self.predict([structure], temperatures, **kwargs)[0]
+
+    def _intensive_inputs(self) -> bool:
+        """Whether the encoder's inputs never see the cell size (composition feature layout >= 2, or none)."""
+        cfg = getattr(self.core.encoder, "config", None)
+        if cfg is None or not getattr(cfg, "composition_features", False):
+            return True
+        return int(getattr(cfg, "feature_layout", 1) or 1) >= 2
+
+    def _dos(self, latents: dict[str, np.ndarray], n_atoms: np.ndarray) -> dict[str, np.ndarray] | None:
+        fn = getattr(self.head, "density_of_states", None)
+        if not callable(fn) or not latents:
+            return None
+        import torch
+
+        with torch.no_grad():
+            lat = {k: torch.as_tensor(np.nan_to_num(v, nan=1.0)) for k, v in latents.items()}
+            n = torch.as_tensor(np.nan_to_num(n_atoms, nan=1.0))
+            theta, g = fn(lat, n)
+        bad = ~np.isfinite(n_atoms)
+        theta, g = theta.numpy().astype(np.float64), g.numpy().astype(np.float64)
+        theta[bad], g[bad] = np.nan, np.nan
+        return {"theta_K": theta, "modes": g}
+
+    # -- differentiable path ----------------------------------------------------------------
+    def tensors(self, structures: Any, *, device: str = "cpu") -> dict[str, Any]:
+        """Encode inputs once: ``{"input_ids", "attention_mask", "features", "n_atoms", "names"}`` tensors.
+
+        Raises :class:`DataError` naming every input that cannot be used (a differentiable batch
+        cannot hold holes).
+        """
+        from ..data.base import Examples
+        from ..training.batching import collate, encode
+
+        pred = self.predict(structures, [0.0], observables=self.observables[:1])
+        if pred.errors:
+            raise DataError("cannot encode: " + "; ".join(f"{k}: {v}" for k, v in pred.errors.items()))
+        ex = Examples(ids=[it.name for it in pred.items], scope=[str(it.scope) for it in pred.items],  # type: ignore[misc]
+                      n_atoms=np.asarray([it.n_atoms for it in pred.items], dtype=np.float64),
+                      temperatures=np.zeros(1))
+        enc = encode(ex, self.core)
+        batch = collate(enc, np.arange(len(enc)), int(self.core.tokenizer.pad_token_id), device)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                "features": batch["features"], "n_atoms": batch["n_atoms"], "names": list(enc.ids)}
+
+    def latents(self, structures: Any) -> dict[str, Any]:
+        """Latents ``{name: tensor [B, *shape]}`` with autograd on (θ_D in K, ...)."""
+        b = structures if isinstance(structures, dict) and "input_ids" in structures else self.tensors(structures)
+        return self.core.latents(b["input_ids"], b["attention_mask"], b["features"])
+
+    def forward_tensors(self, batch: dict[str, Any], temperature: Any,
+                        observables: Sequence[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(observables {name: [B, nT]} per mole of cells, latents)`` as tensors with gradients.
+
+        :param batch: from :meth:`tensors`.
+        :param temperature: K, a tensor ``[nT]`` or ``[B, nT]`` (``requires_grad`` works: Cv = ∂u/∂T).
+        """
+        import torch
+
+        T = torch.as_tensor(temperature, dtype=torch.float32, device=batch["input_ids"].device)
+        if T.ndim == 1:
+            T = T.expand(batch["input_ids"].shape[0], -1)
+        return self.core(batch["input_ids"], batch["attention_mask"], T, batch["n_atoms"], batch["features"],
+                         list(observables) if observables else self.observables)

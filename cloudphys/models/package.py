@@ -1,0 +1,105 @@
+"""Turn a trained run into a shippable model folder (what ``cloudphys models package`` does).
+
+The folder holds only what prediction needs: each member's model directory (``config.json``,
+``model.safetensors``, tokenizer files, ``head.json``, ``cloudphys.json``; no optimizer state, no
+metrics), ``ensemble.json`` for an ensemble, the calibration (``uncertainty.json``) if given,
+``model.json``, ``model_card.md`` and ``SHA256SUMS``. Encoder weights may be stored in float16 to
+halve the size; :func:`cloudphys.models.load_model` loads them as float32.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import CheckpointError
+from .registry import CARD_FILE, MODEL_JSON, write_checksums
+
+__all__ = ["package_model", "WEIGHT_DTYPES"]
+
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _cast_safetensors(src: Path, dst: Path, dtype: str) -> None:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    target = getattr(torch, dtype)
+    tensors, meta = {}, None
+    with safe_open(str(src), framework="pt") as fh:
+        meta = fh.metadata()
+        for k in fh.keys():
+            t = fh.get_tensor(k)
+            tensors[k] = t.to(target).contiguous() if t.is_floating_point() else t.contiguous()
+    save_file(tensors, str(dst), metadata=meta or {"format": "pt"})
+
+
+def _save_member(model: Any, dst: Path, dtype: str) -> None:
+    """Save one model directory in the current format (``save_pretrained``), weights cast to ``dtype``."""
+    model.save_pretrained(dst)
+    for junk in ("training_args.bin", "generation_config.json"):
+        (dst / junk).unlink(missing_ok=True)
+    if dtype != "float32":
+        f = dst / "model.safetensors"
+        _cast_safetensors(f, f.with_suffix(".tmp"), dtype)
+        f.with_suffix(".tmp").replace(f)
+
+
+def package_model(
+    run: str | Path,
+    out: str | Path,
+    *,
+    name: str,
+    card: str,
+    meta: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    dtype: str = "float16",
+    overwrite: bool = False,
+) -> Path:
+    """Write the shippable folder ``out`` for the trained ``run`` (a run, model or ensemble directory).
+
+    :param name: the name it registers under.
+    :param card: the model card (Markdown).
+    :param meta: extra fields of ``model.json`` (summary, head, licence, data, requires ...).
+    :param calibration: the ensemble's calibration (see :func:`cloudphys.inference.uncertainty.calibrate`).
+    :param dtype: storage dtype of the encoder weights (``float16`` halves the size).
+    """
+    from ..inference.model import load_model
+    from ..inference.uncertainty import member_models, write_calibration
+    from ..training.checkpoint import write_manifest
+
+    if dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
+    run, out = Path(run), Path(out)
+    core = load_model(run).float()  # refuses corrupt or foreign runs before anything is written
+    if out.exists():
+        if not overwrite:
+            raise CheckpointError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    try:
+        members = member_models(core)
+        if members:
+            names = [f"member-{k}" for k in range(len(members))]
+            seeds = list((core.meta.get("ensemble") or {}).get("seeds", range(len(members))))
+            core_meta = {k: v for k, v in core.meta.items() if k != "ensemble"}
+            for name_k, m in zip(names, members):
+                m.meta = dict(core_meta)
+                _save_member(m, out / name_k, dtype)
+            write_manifest(out, names, seeds, names)
+        else:
+            names = ["."]
+            _save_member(core, out, dtype)
+        if calibration is not None:
+            write_calibration(out, calibration)
+        info = {"name": name, "members": len(names), "head": core.head.name, "weights_dtype": dtype, **dict(meta or {})}
+        (out / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (out / CARD_FILE).write_text(card, encoding="utf-8")
+        write_checksums(out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,249 @@
+"""Pretrained-model registry, packaging, checksums, the user's Model (predict for every input kind),
+the differentiable path and the ``predict`` / ``models`` CLI -- on a tiny untrained 2-member ensemble."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cloudphys import hookimpl
+from cloudphys.errors import CheckpointError, DataError
+from cloudphys.plugins import DEFAULT_PLUGINS, Registry, make_plugin_manager
+
+TINY = {
+    "encoder": {"name": "scope-bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2,
+                "composition_features": True},
+    "head": {"name": "debye", "observables": ["cv"]},
+    "data": {"name": "cloud-cv"},
+}
+
+
+def _structures(tmp: Path) -> dict[str, object]:
+    from pymatgen.core import Lattice, Structure
+
+    mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cu = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    mgo.to(filename=str(tmp / "mgo.cif"))
+    return {"mgo": mgo, "cu": cu}
+
+
+@pytest.fixture(scope="module")
+def tiny_ensemble(tmp_path_factory) -> Path:
+    """An ensemble run directory of two freshly initialised members (different seeds)."""
+    from cloudphys.training.checkpoint import write_manifest
+    from cloudphys.training.model import build_model
+
+    root = tmp_path_factory.mktemp("tiny-ens")
+    for k in range(2):
+        torch.manual_seed(k)
+        build_model(TINY).save_pretrained(root / f"member-{k}")
+    write_manifest(root, ["member-0", "member-1"], [0, 1], ["member-0", "member-1"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_ensemble, tmp_path_factory) -> Path:
+    from cloudphys.models.package import package_model
+
+    out = tmp_path_factory.mktemp("ship") / "tiny-debye"
+    return package_model(tiny_ensemble, out, name="tiny-debye", card="# tiny-debye\n\nA test model.\n",
+                         meta={"summary": "tiny test model", "licence": "MIT"},
+                         calibration={"scale": 2.0, "level": 0.9, "fitted_on": "val"})
+
+
+def _registry_with(folder: Path) -> Registry:
+    """A fresh registry: the built-in plugins plus a test plugin shipping ``folder``."""
+    from cloudphys.models.registry import spec_from_folder
+
+    class ShipsAModel:
+        @hookimpl
+        def register_models(self, register):
+            register(spec_from_folder(folder))
+
+    pm = make_plugin_manager([*DEFAULT_PLUGINS, ShipsAModel()], entry_points=False)
+    return Registry(pm)
+
+
+def test_plugin_ships_a_model_and_it_loads_offline(shipped, monkeypatch) -> None:
+    from cloudphys.models import list_models, load_model
+
+    reg = _registry_with(shipped)
+    assert "tiny-debye" in list_models(reg)
+    assert reg.owner("models", "tiny-debye") not in (None, "cloudphys.models.builtin")
+
+    def no_network(*a, **k):
+        raise AssertionError("network access during load_model")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    m = load_model("tiny-debye", registry=reg)
+    assert m.is_ensemble and m.members == 2 and m.calibration["scale"] == 2.0
+    assert "tiny test model" not in m.card and "A test model" in m.card
+
+
+def test_float16_storage_loads_as_float32_and_predicts_like_the_run(tiny_ensemble, shipped) -> None:
+    from cloudphys.models import load_model
+
+    full = load_model(str(tiny_ensemble))
+    half = load_model(str(shipped))
+    assert all(p.dtype == torch.float32 for p in half.core.parameters())
+    sizes = {f.name: f.stat().st_size for f in (shipped / "member-0").glob("model.safetensors")}
+    assert sizes["model.safetensors"] < 0.6 * (tiny_ensemble / "member-0" / "model.safetensors").stat().st_size
+    scope = "0 4 b O O O c O O O d O O O l O O O 0 | 1a 3d 4e | Ta 0.12 Cu 0.38 S 0.5"
+    a = full.predict([scope], [100.0, 300.0]).observables["cv"]
+    b = half.predict([scope], [100.0, 300.0]).observables["cv"]
+    np.testing.assert_allclose(b, a, rtol=2e-3)
+
+
+def test_format_round_trip_float32_is_exact(tiny_ensemble, tmp_path) -> None:
+    from cloudphys.models import load_model
+    from cloudphys.models.package import package_model
+
+    out = package_model(tiny_ensemble, tmp_path / "f32", name="f32", card="# f32\n", dtype="float32")
+    scope = "0 4 b O O O c O O O d O O O l O O O 0 | 1a 3d 4e | Ta 0.12 Cu 0.38 S 0.5"
+    a = load_model(str(tiny_ensemble)).predict(scope, [5.0, 300.0, 1000.0])
+    b = load_model(str(out)).predict(scope, [5.0, 300.0, 1000.0])
+    for o in ("u", "cv", "s", "f"):
+        np.testing.assert_array_equal(a.observables[o], b.observables[o])
+    np.testing.assert_array_equal(a.member_std["theta_D"], b.member_std["theta_D"])
+
+
+@pytest.mark.parametrize("tamper", ["modify", "delete", "add"])
+def test_checksum_refusal(shipped, tmp_path, tamper) -> None:
+    import shutil
+
+    from cloudphys.models import load_model
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shipped, copy)
+    target = copy / "member-1" / "model.safetensors"
+    if tamper == "modify":
+        data = bytearray(target.read_bytes())
+        data[-5] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif tamper == "delete":
+        (copy / "member-1" / "head.json").unlink()
+    else:
+        (copy / "member-1" / "extra.safetensors").write_bytes(b"x")
+    reg = _registry_with(copy)
+    with pytest.raises(CheckpointError, match="failed verification"):
+        load_model("tiny-debye", registry=reg)
+    with pytest.raises(CheckpointError, match="failed verification"):  # a path with SHA256SUMS is verified too
+        load_model(str(copy))
+
+
+def test_unknown_name_lists_the_models() -> None:
+    from cloudphys.models import load_model
+
+    with pytest.raises(CheckpointError, match="neither a registered model"):
+        load_model("no-such-model-xyz")
+
+
+def test_predict_every_input_kind(shipped, tmp_path) -> None:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from cloudphys.models import load_model
+
+    s = _structures(tmp_path)
+    atoms = AseAtomsAdaptor.get_atoms(s["cu"])
+    scope = "0 4 b O O O c O O O d O O O l O O O 0 | 1a 3d 4e | Ta 0.12 Cu 0.38 S 0.5"
+    m = load_model(str(shipped))
+    for one in (s["mgo"], atoms, str(tmp_path / "mgo.cif"), scope):
+        p = m.predict(one, temperatures=[50, 300])
+        assert len(p) == 1 and not p.errors, p.errors
+        for o in ("u", "cv", "s", "f"):
+            assert np.all(np.isfinite(p[0].values(o))) and p[0].std(o) is not None
+    p = m.predict([s["mgo"], atoms, tmp_path / "mgo.cif", scope, "missing.cif"], temperatures=[300])
+    assert len(p) == 5 and len(p.errors) == 1 and p[4].error is not None and "missing.cif" in p[4].error
+    assert p[3].n_atoms is None and np.isnan(p[3].values("cv", "cell")).all()  # SCOPE string: per atom only
+    # the same crystal (MgO from a Structure and from its CIF) gives the same per-atom answer
+    np.testing.assert_allclose(p[0].values("cv"), p[2].values("cv"), rtol=1e-6)
+    # Cv bounded by Dulong-Petit per atom, spreads calibrated by the stored scale (2.0)
+    assert 0 <= p[1].values("cv")[0] <= 3 * 8.314462618 + 1e-6
+    np.testing.assert_allclose(p.std("cv"), 2.0 * p.member_std["cv"])
+    text = repr(p)
+    assert "theta_D" in text and "missing.cif" in text
+
+
+def test_predict_structure_and_differentiable_path(shipped, tmp_path) -> None:
+    from cloudphys.models import load_model
+
+    s = _structures(tmp_path)
+    m = load_model(str(shipped))
+    one = m.predict_structure(s["mgo"], [300.0])
+    assert one.name and one.values("cv").shape == (1,)
+    batch = m.tensors([s["mgo"], s["cu"]])
+    T = torch.tensor([100.0, 300.0], requires_grad=True)
+    obs, lat = m.forward_tensors(batch, T)
+    assert obs["u"].shape == (2, 2) and lat["theta_D"].requires_grad
+    (du_dT,) = torch.autograd.grad(obs["u"].sum(), T)
+    # Cv = dU/dT through autograd, summed over the batch
+    np.testing.assert_allclose(du_dT.numpy(), obs["cv"].sum(0).detach().numpy(), rtol=1e-3)
+    lat["theta_D"].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.core.parameters())
+    with pytest.raises(DataError, match="cannot encode"):
+        m.tensors(["missing.cif"])
+
+
+def _cli(argv, monkeypatch, capsys, registry=None):
+    from cloudphys.cli import main
+
+    if registry is not None:
+        monkeypatch.setattr("cloudphys.plugins.get_registry", lambda: registry)
+    rc = main(argv)
+    return rc, capsys.readouterr()
+
+
+def test_cli_predict_exit_codes_csv_yaml_and_plot(shipped, tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    _structures(tmp_path)
+    good, bad = str(tmp_path / "mgo.cif"), str(tmp_path / "nope.cif")
+    out = tmp_path / "out.csv"
+    rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, "-T", "5:1000:5", "-o", str(out),
+                    "--plot", str(tmp_path / "p.png"), "--phonopy-yaml", str(tmp_path / "yaml")], monkeypatch, capsys)
+    assert rc == 0, cap.err
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# cloudphys prediction")
+    rows = list(csv.DictReader(lines[1:]))
+    assert len(rows) == 200 and "cv_std_J_per_K_mol_atom" in rows[0] and "u_lo90_J_per_mol_cell" in rows[0]
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert (tmp_path / "yaml" / "mgo.cif" / "thermal_properties.yaml").is_file()
+
+    rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out)], monkeypatch, capsys)
+    assert rc == 1 and "nope.cif" in cap.err
+    assert sum(1 for r in csv.DictReader(out.read_text().splitlines()[1:]) if r["error"]) == 1
+    rc, _ = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out), "--keep-going"],
+                 monkeypatch, capsys)
+    assert rc == 0
+    rc, _ = _cli(["predict", "--model", str(shipped), "--input", bad, "-o", str(out), "--keep-going"], monkeypatch, capsys)
+    assert rc == 1  # nothing predicted
+    rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, "--dos", "-o", str(out)], monkeypatch, capsys)
+    assert rc == 1 and cap.err.startswith("error:") and "density of states" in cap.err
+
+
+def test_cli_plot_without_matplotlib_fails_before_any_work(shipped, tmp_path, monkeypatch, capsys) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    out = tmp_path / "o.csv"
+    rc, cap = _cli(["predict", "--model", str(shipped), "--input", "x.cif", "-o", str(out), "--plot", "p.png"],
+                   monkeypatch, capsys)
+    assert rc == 1 and not out.exists()
+    assert cap.err.count("\n") == 1 and cap.err.startswith("error:") and "matplotlib" in cap.err
+
+
+def test_cli_models_list_and_info(shipped, monkeypatch, capsys) -> None:
+    reg = _registry_with(shipped)
+    monkeypatch.setattr("cloudphys.models._registry", lambda registry=None: reg)
+    rc, cap = _cli(["models"], monkeypatch, capsys)
+    assert rc == 0 and "tiny-debye" in cap.out and "2-member ensemble" in cap.out
+    rc, cap = _cli(["models", "info", "tiny-debye", "--verify"], monkeypatch, capsys)
+    assert rc == 0 and "A test model" in cap.out
+    rc, cap = _cli(["models", "--json"], monkeypatch, capsys)
+    assert any(d["name"] == "tiny-debye" for d in json.loads(cap.out))
