@@ -72,7 +72,8 @@ def gbt_baseline(train, test, seed: int) -> tuple[float, float]:
 
 
 def run_config(config: str, seed: int, out: Path, extra: list[str]) -> tuple[float, float, float, int]:
-    from cloudphys.training import evaluate, fit
+    from cloudphys.training import evaluate
+    from cloudphys.training import train as fit  # one model or an ensemble, as the config asks
 
     t0 = time.perf_counter()
     res = fit(REPO / "configs" / config, out, overrides=[f"train.seed={seed}", "train.progress=false", *extra])

@@ -27,7 +27,8 @@ def main() -> None:
     ap.add_argument("--plot", help="PNG of MAE per atom against temperature")
     ap.add_argument("--json", help="write all metrics here")
     args = ap.parse_args()
-    from cloudphys.training import evaluate, fit
+    from cloudphys.training import evaluate
+    from cloudphys.training import train as fit  # one model or an ensemble, as the config asks
 
     extra = [f"train.epochs={args.epochs}"] if args.epochs else []
     results = {}

@@ -1,7 +1,7 @@
 """Benchmark (d): training throughput against a CLOUD-style loop, same process, same model, same data.
 
 CLOUD-style loop: every item tokenized inside the loop, one call per item, every batch padded to 64
-tokens. Ours: the split tokenized once (cloudphys.training.data.encode), each batch padded to its own
+tokens. Ours: the split tokenized once (cloudphys.training.batching.encode), each batch padded to its own
 longest string (collate). Both run the same forward/backward/AdamW step of the model of
 configs/cloud-cv-debye.yaml on the same batches of the CLOUD Cv train split, interleaved in rounds.
 
@@ -32,8 +32,8 @@ def main() -> None:
 
     from cloudphys.config import load_config
     from cloudphys.training import build_model
-    from cloudphys.training.data import batch_indices, collate, encode
-    from cloudphys.training.trainer import _loss, target_stats
+    from cloudphys.training.batching import batch_indices, collate, encode
+    from cloudphys.training.losses import loss, target_stats
 
     cfg = load_config(args.config)
     torch.manual_seed(0)
@@ -56,9 +56,9 @@ def main() -> None:
 
     def step(m, opt, b, stats):
         pred, _ = m(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"], ["cv"])
-        loss = _loss(pred, b, stats, "l1")
+        value = loss(pred, b["targets"], b["n_atoms"], stats, "l1")
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
 
     def ours(m):

@@ -33,6 +33,7 @@ __all__ = [
     "hookimpl",
     "load_head",
     "list_heads",
+    "load_model",
     "get_registry",
     "CloudphysError",
     "CheckpointError",
@@ -69,3 +70,13 @@ def load_head(name: str, **params: Any) -> "PhysicsHead":
     head, its plugin and the reason if its constructor raises.
     """
     return get_registry().build_head(name, **params)
+
+
+def load_model(path: Any, **kwargs: Any) -> Any:
+    """The trained model in directory ``path`` (a run, an ensemble run or a model directory).
+
+    See :func:`cloudphys.inference.model.load_model` (imported on first call: torch is heavy).
+    """
+    from .inference.model import load_model as _load
+
+    return _load(path, **kwargs)

@@ -13,9 +13,12 @@ import torch
 from _training_helpers import TINY, cloud_examples, tokenizer
 from cloudphys.config import load_config
 from cloudphys.errors import CheckpointError, ConfigError
-from cloudphys.training import ScopePhysicsModel, evaluate_model, fit
-from cloudphys.training.data import collate, encode
-from cloudphys.training.ensemble import ENSEMBLE_FILE, EnsembleEncoder, is_ensemble_dir
+from cloudphys import load_model
+from cloudphys.inference.ensemble import EnsembleEncoder
+from cloudphys.training import ScopePhysicsModel, evaluate_model
+from cloudphys.training import train as fit  # one model or an ensemble, as the config asks
+from cloudphys.training.batching import collate, encode
+from cloudphys.training.checkpoint import ENSEMBLE_FILE, FORMAT_VERSION, is_ensemble_dir
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def test_ensemble_averages_its_members_latents(tmp_path: Path, tok, data) -> Non
     res = fit(_cfg(3), run, tokenizer=tok, examples=data)
     assert is_ensemble_dir(run) and len(res.members) == 3
     manifest = json.loads((run / ENSEMBLE_FILE).read_text())
-    assert manifest == {"members": ["member-0", "member-1", "member-2"], "seeds": [3, 4, 5],
+    assert manifest == {"format": FORMAT_VERSION, "members": ["member-0", "member-1", "member-2"], "seeds": [3, 4, 5],
                         "complete": ["member-0", "member-1", "member-2"]}
     for k in range(3):
         assert (run / f"member-{k}" / "model" / "model.safetensors").is_file()
@@ -55,7 +58,7 @@ def test_ensemble_averages_its_members_latents(tmp_path: Path, tok, data) -> Non
     for (name, a), (_, b) in zip(res.members[1].model.encoder.state_dict().items(), alone.model.encoder.state_dict().items()):
         assert torch.equal(a, b), name
 
-    loaded = ScopePhysicsModel.from_pretrained(run)
+    loaded = load_model(run)
     assert isinstance(loaded.encoder, EnsembleEncoder) and loaded.meta["ensemble"]["seeds"] == [3, 4, 5]
     b = _batch(loaded, data["val"], tok)
     with torch.no_grad():
@@ -85,7 +88,7 @@ def test_ensemble_resume_skips_complete_members(tmp_path: Path, tok, data) -> No
     manifest["complete"] = ["member-0"]
     (run / ENSEMBLE_FILE).write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="incomplete"):
-        ScopePhysicsModel.from_pretrained(run)
+        load_model(run)
     res = fit(_cfg(2), run, tokenizer=tok, examples=data, resume=True)
     after = ScopePhysicsModel.from_pretrained(run / "member-0").encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -105,10 +108,10 @@ def test_ensemble_config_and_bad_manifests(tmp_path: Path, tok, data) -> None:
     run.mkdir()
     (run / ENSEMBLE_FILE).write_text(json.dumps({"members": ["../elsewhere"]}))
     with pytest.raises(CheckpointError, match="inside"):
-        ScopePhysicsModel.from_pretrained(run)
+        load_model(run)
     (run / ENSEMBLE_FILE).write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
-        ScopePhysicsModel.from_pretrained(run)
+        load_model(run)
     single = tmp_path / "single"
     fit(_cfg(1, epochs=1), single, tokenizer=tok, examples=data)
     with pytest.raises(CheckpointError, match="single-model run"):

@@ -13,18 +13,18 @@ import torch
 from _training_helpers import TINY, cloud_examples, tokenizer
 from cloudphys.errors import ConfigError
 from cloudphys.training import fit, resolve_device
-from cloudphys.training.data import collate, encode
-from cloudphys.training.trainer import _autocast
+from cloudphys.training.batching import collate, encode
+from cloudphys.training.runtime import autocast
 
 
 def test_autocast_choice() -> None:
     cpu = torch.device("cpu")
-    assert isinstance(_autocast(cpu, "auto"), contextlib.nullcontext)  # fp32 on the CPU unless asked
-    assert isinstance(_autocast(cpu, "fp32"), contextlib.nullcontext)
+    assert isinstance(autocast(cpu, "auto"), contextlib.nullcontext)  # fp32 on the CPU unless asked
+    assert isinstance(autocast(cpu, "fp32"), contextlib.nullcontext)
     lin = torch.nn.Linear(4, 4)
-    with _autocast(cpu, "bf16"):
+    with autocast(cpu, "bf16"):
         assert lin(torch.randn(2, 4)).dtype == torch.bfloat16
-    auto_cuda = _autocast(torch.device("cuda"), "auto")  # the object only; entering it needs a GPU
+    auto_cuda = autocast(torch.device("cuda"), "auto")  # the object only; entering it needs a GPU
     assert isinstance(auto_cuda, torch.autocast) and auto_cuda.fast_dtype == torch.bfloat16
 
 
@@ -48,7 +48,7 @@ def test_bf16_training_runs_and_the_head_stays_float32(data_root: Path) -> None:
     model = res.model
     enc = encode(data["val"], model, ["cv"])
     b = collate(enc, np.arange(len(enc)), tok.pad_token_id)
-    with torch.no_grad(), _autocast(torch.device("cpu"), "bf16"):
+    with torch.no_grad(), autocast(torch.device("cpu"), "bf16"):
         obs, lat = model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"])
     assert lat["theta_D"].dtype == torch.float32 and obs["cv"].dtype == torch.float32
     with torch.no_grad():

@@ -14,8 +14,8 @@ import torch
 from _training_helpers import TINY, cloud_examples, tokenizer
 from cloudphys.config import load_config
 from cloudphys.training import ScopePhysicsModel, evaluate_model, fit
-from cloudphys.training.data import batch_indices, collate, encode
-from cloudphys.training.predict import parse_temperatures, predict_items, read_inputs, write_csv
+from cloudphys.inference.predict import parse_temperatures, predict_items, read_items, write_csv
+from cloudphys.training.batching import batch_indices, collate, encode
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +66,16 @@ def test_train_save_load_predict(tmp_path: Path, tok, data, data_root: Path) -> 
         w.writerow(["bad-n", data["val"].scope[1], "-3"])
     T = parse_temperatures("5:1000:5")
     assert T[0] == 5 and T[-1] == 1000 and len(T) == 200
-    out_rows = predict_items(loaded, read_inputs([src, tmp_path / "missing.cif"]), T, device="cpu")
+    pred = predict_items(loaded, read_items([src, tmp_path / "missing.cif"]), T, observables=["cv"], device="cpu")
+    out_rows = pred.rows()
     good = [r for r in out_rows if r["id"] == "good"]
     assert len(good) == 200 and all(r["error"] is None for r in good)
     cvs = np.array([r["cv"] for r in good])
     assert np.all(np.diff(cvs) >= -1e-6) and np.all(cvs <= 3 * data["val"].n_atoms[0] * 8.3145)
     assert len({r["theta_D"] for r in good}) == 1
     errors = {r["id"]: r["error"] for r in out_rows if r["error"]}
-    assert set(errors) == {"bad-n", "missing.cif"} and "n_atoms" in errors["bad-n"]
+    # a missing file is named by the path given (cloudphys.inputs); the bad row by its id
+    assert set(errors) == {"bad-n", str(tmp_path / "missing.cif")} and "n_atoms" in errors["bad-n"]
     write_csv(out_rows, tmp_path / "out.csv")
     with open(tmp_path / "out.csv") as fh:
         header = next(csv.reader(fh))

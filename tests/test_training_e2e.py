@@ -80,14 +80,15 @@ def _pretrained_bert_state(path: Path) -> dict:
     """The BERT trunk's tensors as ``cloudphys pretrain`` saved them (read straight from the file)."""
     from safetensors.torch import load_file
 
-    saved = load_file(str(path / "model.safetensors"))
+    saved = load_file(str(path / "model" / "model.safetensors"))  # pretrain --out DIR: the encoder is DIR/model
     assert any(k.startswith("cls.predictions.") for k in saved)  # a BertForMaskedLM: trunk + MLM head
     return {k.removeprefix("bert."): v for k, v in saved.items() if k.startswith("bert.")}
 
 
 def test_pretrain_writes_an_encoder_and_the_mlm_loss_falls(pretrained):
     out, summary = pretrained
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "pretrain.json"):
+    for name in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "pretrain.json",
+                 "last/optimizer.safetensors", "metrics.jsonl", "config.yaml"):
         assert (out / name).is_file(), name
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt"))
     info = json.loads((out / "pretrain.json").read_text())

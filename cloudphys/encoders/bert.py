@@ -9,18 +9,33 @@ composition features, see :mod:`cloudphys.encoders.descriptors`) into them.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    BertConfig,
+    BertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
+from ..config.bounds import Bound
 from ..physics.contract import LatentSpec
-from .descriptors import FEATURE_LAYOUT, LEGACY_FEATURE_LAYOUT, N_COMPOSITION_FEATURES, composition_features, element_vector
+from .descriptors import (
+    FEATURE_LAYOUT,
+    LEGACY_FEATURE_LAYOUT,
+    N_COMPOSITION_FEATURES,
+    composition_features,
+    element_vector,
+)
 from .latent import LatentLayer
 
-__all__ = ["ScopeBertConfig", "ScopeBertEncoder", "build_scope_bert", "bert_config"]
+__all__ = ["ScopeBertConfig", "ScopeBertEncoder", "bert_config", "build_scope_bert"]
 
 
 class ScopeBertConfig(PretrainedConfig):
@@ -174,16 +189,16 @@ def build_scope_bert(
     *,
     latents: Sequence[LatentSpec],
     tokenizer: Any,
-    hidden_size: int = 256,
-    num_layers: int = 4,
-    num_heads: int = 4,
-    intermediate_size: int | None = None,
-    dropout: float = 0.1,
-    max_length: int = 256,
+    hidden_size: Annotated[int, Bound(ge=1, le=16384)] = 256,
+    num_layers: Annotated[int, Bound(ge=1, le=256)] = 4,
+    num_heads: Annotated[int, Bound(ge=1, le=1024, divides="hidden_size")] = 4,
+    intermediate_size: Annotated[int, Bound(ge=1, le=262144)] | None = None,
+    dropout: Annotated[float, Bound(ge=0, lt=1)] = 0.1,
+    max_length: Annotated[int, Bound(ge=3, le=8192, remedy="SCOPE strings are a few hundred tokens at most")] = 256,
     composition_features: bool = False,
     element_init: bool = False,
-    latent_mlp: int = 0,
-    pooling: str = "cls",
+    latent_mlp: Annotated[int, Bound(ge=0, le=65536, remedy="0 gives a linear latent layer")] = 0,
+    pooling: Literal["cls", "mean"] = "cls",
     pretrained: str | None = None,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
@@ -211,7 +226,7 @@ def build_scope_bert(
     )
     pre = None
     if pretrained is not None:
-        from ..training.pretrain import load_pretrained_bert
+        from .pretrained import load_pretrained_bert
 
         pre = load_pretrained_bert(pretrained, vocab)
         bc = pre.config

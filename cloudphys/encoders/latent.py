@@ -23,7 +23,8 @@ descriptors) add a linear term to ``z`` (zero-initialised), which is how physica
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from torch.nn import functional as F
 
 from ..physics.contract import LatentSpec
 
-__all__ = ["LatentLayer", "latent_transform", "latent_inverse", "spec_from_dict"]
+__all__ = ["LatentLayer", "latent_inverse", "latent_transform", "spec_from_dict"]
 
 _EPS = 1e-6
 

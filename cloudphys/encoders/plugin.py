@@ -24,5 +24,5 @@ scope_bert.signature_source = _signature_source  # type: ignore[attr-defined]
 
 
 @hookimpl
-def register_encoders(register):  # noqa: ANN001 - pluggy hook
+def register_encoders(register):
     register("scope-bert", scope_bert)

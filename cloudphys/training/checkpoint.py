@@ -1,58 +1,77 @@
-"""Checkpoint directories written atomically; optimizer and RNG state as safetensors + JSON.
+"""Run directories on disk: atomic checkpoints, the metrics log, the run lock, the ensemble manifest.
 
-A run directory::
+A run directory (``cloudphys train``; ``cloudphys pretrain`` writes the same layout)::
 
+    RUN_DIR/.lock             held (fcntl.flock) by the one process writing the run; holds its pid
     RUN_DIR/config.yaml       the resolved config (overrides applied)
     RUN_DIR/model/            best model so far (ScopePhysicsModel.save_pretrained)
     RUN_DIR/last/             latest epoch: model + optimizer.safetensors + trainer_state.json
     RUN_DIR/metrics.jsonl     one JSON object per epoch (and metrics.csv)
+    RUN_DIR/ensemble.json     only for an ensemble run: its members (``member-K/``, each a run directory)
 
 Every directory is written to a temporary sibling and renamed into place, so an interrupted write
-leaves the previous checkpoint intact.
+leaves the previous checkpoint intact (:func:`recover_atomic` puts it back on the next start).
+No pickles anywhere: tensors are safetensors, the rest JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from ..encoders.pretrained import PICKLE_SUFFIXES, refuse_pickles
 from ..errors import CheckpointError
 
 __all__ = [
-    "save_atomic",
+    "ENSEMBLE_FILE",
+    "FORMAT_VERSION",
+    "PICKLE_SUFFIXES",
+    "append_metrics",
+    "check_format",
+    "is_ensemble_dir",
+    "load_training_state",
+    "optimizer_from_files",
+    "optimizer_to_files",
+    "read_manifest",
+    "read_metrics",
     "recover_atomic",
     "refuse_pickles",
-    "optimizer_to_files",
-    "optimizer_from_files",
+    "run_lock",
+    "save_atomic",
     "save_training_state",
-    "load_training_state",
+    "write_manifest",
+    "write_metrics",
 ]
 
-#: Suffixes of pickle-based files (torch.save, joblib, pickle): never loaded, a directory holding one is refused.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+#: Format of what cloudphys writes (model directories, ``ensemble.json``). 1: cloudphys 0.1 runs
+#: (no ``format`` key); 2: the model records ``format``, ``dialect`` and ``tokenizer``.
+FORMAT_VERSION = 2
 
 
-def refuse_pickles(path: str | Path) -> None:
-    """Raise :class:`CheckpointError` if directory ``path`` holds a pickle-based file.
+def check_format(what: str | Path, found: Any, saved_by: Any = None) -> int:
+    """The format number of ``what`` (a missing one is 1); :class:`CheckpointError` if it is newer
+    than :data:`FORMAT_VERSION` or not a positive integer."""
+    fmt = 1 if found is None else found
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise CheckpointError(f"{what}: format {found!r} is not a positive integer; the files are corrupt")
+    if fmt > FORMAT_VERSION:
+        from .. import __version__
 
-    cloudphys writes only safetensors and JSON; a pickle in a checkpoint was put there by someone
-    else, and unpickling runs arbitrary code, so the whole directory is refused.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        return
-    found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if found:
+        by = f"cloudphys {saved_by}" if saved_by else "a newer cloudphys"
         raise CheckpointError(
-            f"{path} contains pickle-based file(s) {', '.join(found)}; cloudphys never unpickles (unpickling can "
-            "run arbitrary code) and refuses the directory -- weights must be safetensors"
+            f"{what} was saved by {by} with format {fmt}; this cloudphys ({__version__}) reads formats "
+            f"<= {FORMAT_VERSION}: upgrade cloudphys (pip install -U cloudphys) to load it"
         )
+    return fmt
 
 
 def _safe_read(what: str, path: Path, read: Callable[[], Any]) -> Any:
@@ -152,6 +171,7 @@ def save_training_state(path: Path, state: dict[str, Any], rng: torch.Tensor) ->
 
 
 def load_training_state(path: Path) -> tuple[dict[str, Any], torch.Tensor]:
+    """``(state, cpu_rng)`` written by :func:`save_training_state` (CheckpointError if corrupt)."""
     from safetensors.torch import load_file
 
     state = _safe_read("training state", path, lambda: json.loads((path / "trainer_state.json").read_text()))
@@ -161,3 +181,127 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], torch.Tensor]:
         raise CheckpointError(f"training state in {path} is corrupt: trainer_state.json needs numbers {', '.join(keys)} "
                               "and rng.safetensors a 'cpu' tensor")
     return state, rngs["cpu"]
+
+
+# -- metrics log ----------------------------------------------------------------------------
+def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl``; a torn last line (killed while appending) is dropped."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for k, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                raise ValueError("not a metrics row")  # noqa: TRY004 - caught below with JSON errors
+        except ValueError as exc:
+            if k == len(lines) - 1:
+                break
+            raise CheckpointError(f"{path} line {k + 1} is corrupt: {exc}") from exc
+        rows.append(row)
+    return rows
+
+
+def write_metrics(out_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.jsonl`` / ``metrics.csv`` with ``rows`` (each file replaced atomically)."""
+    for name in ("metrics.jsonl", "metrics.csv"):
+        tmp = out_dir / f".{name}.tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            if name.endswith(".jsonl"):
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
+            elif rows:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+        os.replace(tmp, out_dir / name)
+
+
+def append_metrics(out_dir: Path, row: dict[str, Any]) -> None:
+    """Append one epoch's row to ``metrics.jsonl`` and ``metrics.csv``."""
+    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    path = out_dir / "metrics.csv"
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+# -- one writer per run directory -----------------------------------------------------------
+#: The lock file of a run directory.
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | Path) -> Iterator[Path]:
+    """Hold the exclusive lock of run directory ``out_dir`` (created if missing) inside the block.
+
+    A second process asking for the same directory gets a :class:`CheckpointError` at once, naming
+    the pid that holds it. The lock (``fcntl.flock``) is released by the operating system when the
+    holder dies, so a killed run never leaves a stale lock. On systems without ``fcntl`` the block
+    runs unlocked.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield path
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise CheckpointError(
+                f"run directory {out} is in use by another cloudphys process (pid {holder}, lock {path}); "
+                "wait for it to finish or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would race with a waiting process)
+
+
+# -- ensemble manifest ----------------------------------------------------------------------
+#: The file that marks a directory as an ensemble run.
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def is_ensemble_dir(path: str | Path) -> bool:
+    """Whether ``path`` is an ensemble run directory."""
+    return (Path(path) / ENSEMBLE_FILE).is_file()
+
+
+def write_manifest(out: Path, members: Sequence[str], seeds: Sequence[int], complete: Sequence[str]) -> None:
+    """Write ``ensemble.json`` atomically (temporary file + rename)."""
+    tmp = out / (ENSEMBLE_FILE + ".tmp")
+    tmp.write_text(json.dumps({"format": FORMAT_VERSION, "members": list(members), "seeds": list(seeds),
+                               "complete": list(complete)}, indent=2))
+    tmp.replace(out / ENSEMBLE_FILE)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The parsed ``ensemble.json`` of an ensemble run (validated)."""
+    path = Path(path)
+    try:
+        data = json.loads((path / ENSEMBLE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path / ENSEMBLE_FILE} is unreadable or corrupt: {exc}") from exc
+    members = data.get("members") if isinstance(data, dict) else None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise CheckpointError(f"{path / ENSEMBLE_FILE} must list its members' directories under 'members'")
+    for m in members:
+        if Path(m).is_absolute() or ".." in Path(m).parts:
+            raise CheckpointError(f"{path / ENSEMBLE_FILE}: member {m!r} must be a directory inside {path}")
+    complete = data.get("complete", members)
+    if not isinstance(complete, list):
+        raise CheckpointError(f"{path / ENSEMBLE_FILE}: 'complete' must be a list")
+    return {"format": data.get("format", 1), "members": members, "seeds": data.get("seeds", []), "complete": complete}

@@ -6,44 +6,43 @@ A model directory (what ``save_pretrained`` writes, what ``from_pretrained`` rea
   ``transformers.AutoModel.from_pretrained(dir)`` loads it once cloudphys is imported);
 * ``tokenizer.json`` + ``tokenizer_config.json`` + ... -- the SCOPE tokenizer;
 * ``head.json`` (+ ``head.safetensors`` if the head has tensors) -- head name and parameters;
-* ``cloudphys.json`` -- the run config and the training-target statistics (for MAE/MAD).
+* ``cloudphys.json`` -- the format version, the cloudphys version that wrote it, the SCOPE dialect
+  of the training strings, the tokenizer (SHA-256 of its vocabulary, ``max_length``), the run
+  config and the training-target statistics (for MAE/MAD).
 
-No pickles: weights are safetensors, everything else JSON.
+No pickles: weights are safetensors, everything else JSON. :meth:`ScopePhysicsModel.from_pretrained`
+loads one such directory; :func:`cloudphys.load_model` also takes ensembles.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..encoders.pretrained import quiet_transformers
 from ..errors import CheckpointError, CloudphysError, ConfigError
 from ..physics.contract import PhysicsHead
+from .checkpoint import ENSEMBLE_FILE, FORMAT_VERSION, check_format, refuse_pickles
 
-__all__ = ["ScopePhysicsModel", "build_model", "load_tokenizer"]
+__all__ = [
+    "ScopePhysicsModel",
+    "build_model",
+    "load_tokenizer",
+    "model_dialect",
+    "resolve_model_dir",
+    "tokenizer_record",
+]
 
 HEAD_FILE = "head.json"
 HEAD_WEIGHTS = "head.safetensors"
 META_FILE = "cloudphys.json"
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' progress bars (shard writing/loading) inside the block, then restore."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(max_length: int = 256) -> Any:
@@ -119,23 +118,27 @@ class ScopePhysicsModel(nn.Module):
             from safetensors.torch import save_file
 
             save_file(state, str(path / HEAD_WEIGHTS))
-        (path / META_FILE).write_text(json.dumps(_jsonable(self.meta), indent=2))
+        (path / META_FILE).write_text(json.dumps(_jsonable(self.saved_meta()), indent=2))
+
+    def saved_meta(self) -> dict[str, Any]:
+        """``meta`` plus what every saved model records: format, version, dialect, tokenizer."""
+        from .. import __version__
+
+        return {**self.meta, "format": FORMAT_VERSION, "cloudphys_version": __version__,
+                "dialect": model_dialect(self), "tokenizer": tokenizer_record(self.tokenizer)}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu") -> "ScopePhysicsModel":
-        """Load a model directory written by :meth:`save_pretrained`, a run directory, or an ensemble
-        run directory (``train.ensemble``; see :mod:`cloudphys.training.ensemble`)."""
-        from .ensemble import is_ensemble_dir, load_ensemble
+    def from_pretrained(cls, path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu") -> ScopePhysicsModel:
+        """Load one model directory written by :meth:`save_pretrained` (or ``RUN_DIR/model``).
 
-        if is_ensemble_dir(path):
-            return load_ensemble(path, registry=registry, map_location=map_location)
+        Refuses (:class:`CheckpointError`) a pickle in the directory, a newer format, weights that
+        do not match the architecture (missing, unexpected or mis-shaped tensors -- never filled
+        with fresh initial values) and a tokenizer that is not the one recorded. An ensemble run
+        is loaded by :func:`cloudphys.load_model`.
+        """
+        if (Path(path) / ENSEMBLE_FILE).is_file():
+            raise CheckpointError(f"{path} is an ensemble run; load it with cloudphys.load_model({str(path)!r})")
         path = resolve_model_dir(path)
-        from transformers import AutoModel, PreTrainedTokenizerFast
-
-        from ..encoders import bert as _bert  # noqa: F401 - registers scope-bert with AutoModel
-
-        from .checkpoint import refuse_pickles
-
         if registry is None:
             from ..plugins import get_registry
 
@@ -148,24 +151,97 @@ class ScopePhysicsModel(nn.Module):
             raise CheckpointError(f"model directory {path} is incomplete or corrupt: {exc}") from exc
         if not isinstance(head_info, dict) or not isinstance(head_info.get("name"), str) or not isinstance(meta, dict):
             raise CheckpointError(f"model directory {path} is corrupt: {HEAD_FILE} needs a head 'name', {META_FILE} an object")
+        check_format(path, meta.get("format"), meta.get("cloudphys_version"))
         try:
             head = registry.head(head_info["name"])(**head_info.get("config", {}))
             if (path / HEAD_WEIGHTS).is_file():
                 from safetensors.torch import load_file
 
-                head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
-            with quiet_transformers():
-                # safetensors only (never a pickled pytorch_model.bin), no code from the directory
-                encoder = AutoModel.from_pretrained(
-                    str(path), use_safetensors=True, trust_remote_code=False, local_files_only=True
-                )
-                tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+                _load_exact(head, load_file(str(path / HEAD_WEIGHTS)), path / HEAD_WEIGHTS)
+            encoder, tokenizer = _load_encoder(path)
         except CloudphysError:
             raise
-        except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types on bad files
+        except Exception as exc:
             raise CheckpointError(f"cannot load the model from {path} (corrupt or incompatible): {type(exc).__name__}: {exc}") from exc
-        model = cls(encoder, head, tokenizer, meta)
+        recorded = meta.get("tokenizer")
+        if isinstance(recorded, Mapping) and recorded.get("vocab_sha256") != tokenizer_record(tokenizer)["vocab_sha256"]:
+            raise CheckpointError(f"{path}: the tokenizer's vocabulary is not the one the model was saved with "
+                                  f"({META_FILE} records another SHA-256); the directory was altered")
+        model = cls(encoder, head, tokenizer, _upgrade_meta(meta))
         return model.to(map_location).eval()
+
+
+def _load_exact(module: nn.Module, state: Mapping[str, Tensor], where: Path) -> None:
+    """``module.load_state_dict(state)`` that names every missing, unexpected or mis-shaped tensor."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+                    for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    _refuse_mismatch(where, missing, unexpected, shapes)
+    module.load_state_dict(state)
+
+
+def _refuse_mismatch(where: Path, missing: Sequence[str], unexpected: Sequence[str], shapes: Sequence[str]) -> None:
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if names:
+            shown = ", ".join(list(names)[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            parts.append(f"{label}: {shown}")
+    if parts:
+        raise CheckpointError(f"{where} does not fit the model it declares ({'; '.join(parts)}); "
+                              "refusing to fill the gaps with untrained weights")
+
+
+def _load_encoder(path: Path) -> tuple[nn.Module, Any]:
+    """Encoder and tokenizer of a model directory, every weight tensor accounted for."""
+    from transformers import AutoModel, PreTrainedTokenizerFast
+
+    from ..encoders import bert as _bert  # noqa: F401 - registers scope-bert with AutoModel
+
+    with quiet_transformers():
+        # safetensors only (never a pickled pytorch_model.bin), no code from the directory
+        encoder, info = AutoModel.from_pretrained(
+            str(path), use_safetensors=True, trust_remote_code=False, local_files_only=True, output_loading_info=True
+        )
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    shapes = [f"{m[0]} {tuple(m[1])} (expected {tuple(m[2])})" if isinstance(m, tuple) and len(m) == 3 else str(m)
+              for m in info.get("mismatched_keys", [])]
+    _refuse_mismatch(path / "model.safetensors", sorted(info.get("missing_keys", [])),
+                     sorted(info.get("unexpected_keys", [])), shapes)
+    return encoder, tokenizer
+
+
+def _upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``cloudphys.json`` of any readable format as the current one describes it (in memory)."""
+    meta = dict(meta)
+    meta.setdefault("format", 1)
+    return meta
+
+
+def tokenizer_record(tokenizer: Any) -> dict[str, Any]:
+    """What a saved model records about its tokenizer: SHA-256 of the vocabulary, size, max_length."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    digest = hashlib.sha256(json.dumps(vocab, ensure_ascii=True).encode("ascii")).hexdigest()
+    return {"vocab_sha256": digest, "vocab_size": len(vocab), "max_length": int(tokenizer.model_max_length)}
+
+
+def model_dialect(model: Any) -> str:
+    """The SCOPE dialect of the strings ``model`` was trained on (what structures are converted to).
+
+    Recorded in the model (format >= 2). A format-1 model recorded none: the data section's
+    ``dialect`` if it has one, else the rule cloudphys 0.1 used (a data set named ``cloud*`` is
+    cloud) -- kept only so that those models predict as they always did.
+    """
+    meta = model.meta
+    if meta.get("dialect"):
+        return str(meta["dialect"])
+    data = (meta.get("config") or {}).get("data") or {}
+    if data.get("dialect"):
+        return str(data["dialect"])
+    if int(meta.get("format", 1)) == 1:
+        return "cloud" if str(data.get("name", "")).startswith("cloud") else "default"
+    return "default"
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -207,4 +283,4 @@ def build_model(config: Any, registry: Any = None, tokenizer: Any = None) -> Sco
     if tokenizer is None:
         tokenizer = load_tokenizer(int(params.get("max_length", 256)))
     encoder = registry.encoder(config.encoder.name)(latents=tuple(head.latents), tokenizer=tokenizer, **params)
-    return ScopePhysicsModel(encoder, head, tokenizer, {"config": config.to_dict()})
+    return ScopePhysicsModel(encoder, head, tokenizer, {"format": FORMAT_VERSION, "config": config.to_dict()})

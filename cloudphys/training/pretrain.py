@@ -2,32 +2,53 @@
 
 ``cloudphys pretrain CONFIG --out DIR`` reads the ``encoder`` section (sizes) and the ``pretrain``
 section (sources, exclusions, schedule), trains a transformers ``BertForMaskedLM`` with
-``DataCollatorForLanguageModeling`` and writes DIR (``config.json`` + ``model.safetensors`` +
-tokenizer + ``pretrain.json``). A fine-tuning config starts from it with
-``encoder: {name: scope-bert, pretrained: DIR}``.
+``DataCollatorForLanguageModeling`` and writes the run directory DIR::
+
+    DIR/.lock            held while the run lasts (a second process on DIR is refused)
+    DIR/config.yaml      the resolved config
+    DIR/last/            latest epoch: model + tokenizer + optimizer + RNG state (``--resume``)
+    DIR/metrics.jsonl    one row per epoch (and metrics.csv)
+    DIR/model/           the pretrained encoder: config.json + model.safetensors + tokenizer
+    DIR/pretrain.json    corpus counts, history, seconds (written last: the run is complete)
+
+A fine-tuning config starts from it with ``encoder: {name: scope-bert, pretrained: DIR}``
+(:func:`cloudphys.encoders.pretrained.load_pretrained_bert`; the 0.1 layout with the encoder files
+in DIR itself still loads). Every directory is saved atomically; an existing DIR is refused unless
+``resume`` or ``overwrite`` (which removes only what pretraining writes; a training run is never
+overwritten), and a resumed run ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
+import os
+import shutil
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..config import Config, PretrainConfig, load_config
 from ..data.base import Examples
+from ..encoders.pretrained import quiet_transformers
 from ..errors import CheckpointError, ConfigError, DataError
-from .checkpoint import save_atomic
-from .data import tokenize
-from .model import load_tokenizer, quiet_transformers
-from .trainer import _autocast, _lr_factor, _progress_enabled, _threads, resolve_device
+from . import checkpoint as ckpt
+from . import runtime
+from .batching import tokenize
+from .model import load_tokenizer
+from .resume import check_resume_config
 
-__all__ = ["pretrain", "collect_strings", "load_pretrained_bert"]
+__all__ = ["PRETRAIN_FILES", "collect_strings", "pretrain"]
+
+#: What ``pretrain`` writes into DIR (``--overwrite`` removes these and nothing else).
+PRETRAIN_FILES = ("model", "last", "metrics.jsonl", "metrics.csv", "pretrain.json", "config.yaml")
+#: The encoder files cloudphys 0.1 wrote into DIR itself (removed by ``--overwrite`` of such a DIR).
+LEGACY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "pretrain.json")
 
 
 def _strings_of(entry: Mapping[str, Any], registry: Any, what: str = "pretrain source") -> list[str]:
@@ -78,25 +99,118 @@ def collect_strings(cfg: PretrainConfig, registry: Any) -> tuple[list[str], dict
     return corpus, {"sources": counts, "excluded_strings": len(excluded), "corpus": len(corpus)}
 
 
-def load_pretrained_bert(path: str | Path, vocab: Mapping[str, int]) -> Any:
-    """The ``BertModel`` trunk of a directory written by :func:`pretrain` (vocabulary checked)."""
-    from transformers import BertForMaskedLM, PreTrainedTokenizerFast
+def _prepare_dir(out: Path, *, resume: bool, overwrite: bool, check_only: bool = False) -> None:
+    """Refuse what must not be touched; tidy atomic-save leftovers; on ``overwrite`` remove our old files
+    (``check_only``: the refusals alone, nothing touched)."""
+    if (out / "model" / "head.json").is_file() or (out / "last" / "head.json").is_file() or ckpt.is_ensemble_dir(out):
+        raise CheckpointError(f"{out} holds a training run (cloudphys train), not a pretraining run; "
+                              "pretrain into another directory")
+    if not check_only:
+        for name in ("model", "last"):
+            ckpt.recover_atomic(out / name)
+    legacy = (out / "pretrain.json").is_file() and (out / "config.json").is_file()
+    holds = legacy or any((out / n).exists() for n in ("model", "last", "pretrain.json"))
+    if resume:
+        if not check_only and not (out / "last" / "trainer_state.json").is_file():
+            raise CheckpointError(f"nothing to resume in {out}: no 'last' checkpoint")
+        return
+    if holds and not overwrite:
+        raise CheckpointError(f"{out} already holds a pretraining run; pass --resume to continue it, --overwrite "
+                              "to replace it, or use a new directory")
+    if overwrite and not check_only:
+        for name in {*PRETRAIN_FILES, *(LEGACY_FILES if legacy else ())}:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
 
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"no pretrained encoder in {path} (config.json missing)")
+
+def _mlm_model(ep: Mapping[str, Any], tokenizer: Any) -> Any:
+    """A fresh ``BertForMaskedLM`` of the encoder section's sizes (element embeddings if asked)."""
+    from transformers import BertForMaskedLM
+
+    from ..encoders.bert import ScopeBertConfig, bert_config, init_element_embeddings
+
+    vocab = tokenizer.get_vocab()
+    sc = ScopeBertConfig(
+        vocab_size=len(vocab), pad_token_id=int(tokenizer.pad_token_id),
+        hidden_size=ep.get("hidden_size", 256), num_hidden_layers=ep.get("num_layers", 4),
+        num_attention_heads=ep.get("num_heads", 4), intermediate_size=ep.get("intermediate_size"),
+        hidden_dropout_prob=ep.get("dropout", 0.1), attention_probs_dropout_prob=ep.get("dropout", 0.1),
+        max_position_embeddings=ep.get("max_length", 256),
+    )
+    model = BertForMaskedLM(bert_config(sc))
+    if ep.get("element_init"):
+        init_element_embeddings(model.bert.embeddings.word_embeddings.weight, vocab, model.config.initializer_range)
+    return model
+
+
+def _save_encoder(model: Any, tokenizer: Any, path: Path) -> None:
     with quiet_transformers():
-        tok = PreTrainedTokenizerFast.from_pretrained(str(path))
-    if dict(tok.get_vocab()) != dict(vocab):
-        raise CheckpointError(f"pretrained encoder {path} was trained with a different vocabulary than this tokenizer")
-    from .checkpoint import refuse_pickles
+        model.save_pretrained(path, safe_serialization=True)
+        tokenizer.save_pretrained(path)
 
-    refuse_pickles(path)
+
+def _restore(out: Path, model: Any, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Weights, optimizer, RNG and history of ``out/last`` (every tensor accounted for)."""
+    from transformers import BertForMaskedLM
+
+    last = out / "last"
+    ckpt.refuse_pickles(last)
     try:
         with quiet_transformers():
-            return BertForMaskedLM.from_pretrained(str(path), use_safetensors=True, local_files_only=True).bert
-    except Exception as exc:  # noqa: BLE001 - corrupt or incompatible files
-        raise CheckpointError(f"cannot load the pretrained encoder from {path}: {type(exc).__name__}: {exc}") from exc
+            loaded, info = BertForMaskedLM.from_pretrained(str(last), use_safetensors=True, local_files_only=True,
+                                                           output_loading_info=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load the checkpoint {last}: {type(exc).__name__}: {exc}") from exc
+    bad = sorted(str(k if not isinstance(k, tuple) else k[0])
+                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") for k in info.get(kind, []))
+    if bad:
+        raise CheckpointError(f"{last / 'model.safetensors'} does not fit this encoder ({', '.join(bad[:8])}); "
+                              "resume with the run's encoder sizes")
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as exc:
+        raise CheckpointError(f"{last} does not fit this encoder: {exc}") from exc
+    ckpt.optimizer_from_files(opt, last)
+    state, rng = ckpt.load_training_state(last)
+    torch.set_rng_state(rng)
+    history = [h for h in ckpt.read_metrics(out) if h["epoch"] <= state["epoch"]]
+    ckpt.write_metrics(out, history)
+    return state, history
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _check_config(config: Config) -> tuple[PretrainConfig, dict[str, Any]]:
+    pc = config.pretrain
+    if pc is None:
+        raise ConfigError("config has no 'pretrain' section")
+    if config.encoder.name != "scope-bert":
+        raise ConfigError(f"pretraining supports encoder 'scope-bert', not {config.encoder.name!r}")
+    ep = dict(config.encoder.params)
+    if ep.get("pretrained"):
+        raise ConfigError("encoder.pretrained is set: pretraining starts from scratch; remove it")
+    return pc, ep
+
+
+def _val_loss(model: Any, batch: Any, val_idx: np.ndarray, pc: PretrainConfig, device: torch.device) -> float:
+    """MLM loss on the held-out strings with fixed masks (seeded; the training RNG is restored)."""
+    model.eval()
+    vl = []
+    with torch.no_grad():
+        state = torch.get_rng_state()  # fixed masks: comparable val loss across epochs
+        torch.manual_seed(pc.seed)
+        for start in range(0, len(val_idx), 256):
+            with runtime.autocast(device, pc.precision):
+                vl.append(float(model(**batch(val_idx[start : start + 256])).loss))
+        torch.set_rng_state(state)
+    return float(np.mean(vl))
 
 
 def pretrain(
@@ -106,51 +220,46 @@ def pretrain(
     overrides: Iterable[str] = (),
     registry: Any = None,
     tokenizer: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    accept_config_changes: bool = False,
 ) -> dict[str, Any]:
-    """MLM-pretrain the encoder sizes of ``config`` on its ``pretrain`` corpus; write ``out_dir``."""
-    from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+    """MLM-pretrain the encoder sizes of ``config`` on its ``pretrain`` corpus; write run directory ``out_dir``.
 
-    from ..encoders.bert import ScopeBertConfig, bert_config
-
+    :param resume: continue the run in ``out_dir`` from its last epoch (same config).
+    :param overwrite: replace the pretraining run in ``out_dir`` (only the files pretraining writes).
+    :returns: ``{out_dir, corpus, steps, seconds, final}`` (``final``: the last epoch's row).
+    """
     if registry is None:
         from ..plugins import get_registry
 
         registry = get_registry()
     if not isinstance(config, Config):
         config = load_config(config, overrides=overrides, registry=registry)
-    pc = config.pretrain
-    if pc is None:
-        raise ConfigError("config has no 'pretrain' section")
-    if config.encoder.name != "scope-bert":
-        raise ConfigError(f"pretraining supports encoder 'scope-bert', not {config.encoder.name!r}")
-    ep = dict(config.encoder.params)
-    if ep.get("pretrained"):
-        raise ConfigError("encoder.pretrained is set: pretraining starts from scratch; remove it")
+    pc, ep = _check_config(config)
+    out = Path(out_dir)
+    _prepare_dir(out, resume=resume, overwrite=overwrite, check_only=True)  # refuse before any work
     tokenizer = tokenizer or load_tokenizer(int(ep.get("max_length", 256)))
     corpus, info = collect_strings(pc, registry)
-    device = resolve_device(pc.device)
-    out = Path(out_dir)
-    with _threads(pc.num_threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(pc.seed)
-        ids = tokenize(tokenizer, corpus, validate=True)  # same checks as training: vocabulary, grammar, length
+    ids = tokenize(tokenizer, corpus, validate=True)  # same checks as training: vocabulary, grammar, length
+    with ckpt.run_lock(out):  # nothing is written before the corpus is known good
+        _prepare_dir(out, resume=resume, overwrite=overwrite)
+        if resume:
+            check_resume_config(out, config, accept=accept_config_changes, registry=registry)
+        return _pretrain(config, pc, ep, out, tokenizer, ids, info, resume)
+
+
+def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path, tokenizer: Any,
+              ids: list[np.ndarray], info: dict[str, Any], resume: bool) -> dict[str, Any]:
+    from transformers import DataCollatorForLanguageModeling
+
+    device = runtime.resolve_device(pc.device)
+    with runtime.threads(pc.num_threads), runtime.seeded(pc.seed, device):
         rng = np.random.default_rng(pc.seed)
         order = rng.permutation(len(ids))
-        n_val = int(round(pc.val_fraction * len(ids)))
+        n_val = round(pc.val_fraction * len(ids))
         val_idx, train_idx = order[:n_val], order[n_val:]
-        vocab = tokenizer.get_vocab()
-        sc = ScopeBertConfig(
-            vocab_size=len(vocab), pad_token_id=int(tokenizer.pad_token_id),
-            hidden_size=ep.get("hidden_size", 256), num_hidden_layers=ep.get("num_layers", 4),
-            num_attention_heads=ep.get("num_heads", 4), intermediate_size=ep.get("intermediate_size"),
-            hidden_dropout_prob=ep.get("dropout", 0.1), attention_probs_dropout_prob=ep.get("dropout", 0.1),
-            max_position_embeddings=ep.get("max_length", 256),
-        )
-        model = BertForMaskedLM(bert_config(sc))
-        if ep.get("element_init"):
-            from ..encoders.bert import init_element_embeddings
-
-            init_element_embeddings(model.bert.embeddings.word_embeddings.weight, vocab,
-                                    model.config.initializer_range)
+        model = _mlm_model(ep, tokenizer)
         model.to(device)
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=pc.mlm_probability, return_tensors="pt")
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
@@ -161,31 +270,36 @@ def pretrain(
         total = pc.epochs * steps_per_epoch
         if pc.max_steps:
             total = min(total, pc.max_steps)
-        step, history, t_start = 0, [], time.perf_counter()
-        show = _progress_enabled(pc.progress, 0)
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": 0.0, "best_epoch": 0, "bad_epochs": 0,
+                                 "seconds": 0.0}
+        history: list[dict[str, Any]] = []
+        if resume:
+            state, history = _restore(out, model, opt)
+        else:
+            config.dump(out / "config.yaml")
+            for name in ("metrics.jsonl", "metrics.csv"):
+                (out / name).unlink(missing_ok=True)
+        step, t_start = int(state["step"]), time.perf_counter() - float(state.get("seconds", 0.0))
+        show = runtime.progress_enabled(pc.progress, 0)
 
         def batch(idx: np.ndarray) -> dict[str, torch.Tensor]:
             b = collator([{"input_ids": ids[i].tolist()} for i in idx])
             return {k: v.to(device) for k, v in b.items()}
 
-        for epoch in range(1, pc.epochs + 1):
+        for epoch in range(int(state["epoch"]) + 1, pc.epochs + 1):
             if step >= total:
                 break
             model.train()
             perm = np.random.default_rng([pc.seed, epoch]).permutation(train_idx)
             losses = []
-            bar = None
-            if show:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=steps_per_epoch, desc=f"pretrain {epoch}/{pc.epochs}", leave=False)
+            bar = runtime.progress_bar(show, steps_per_epoch, f"pretrain {epoch}/{pc.epochs}")
             for start in range(0, len(perm), pc.batch_size):
                 if step >= total:
                     break
                 for g in opt.param_groups:
-                    g["lr"] = pc.lr * _lr_factor(step, total, pc.warmup)
+                    g["lr"] = pc.lr * runtime.lr_factor(step, total, pc.warmup)
                 b = batch(perm[start : start + pc.batch_size])
-                with _autocast(device, pc.precision):
+                with runtime.autocast(device, pc.precision):
                     loss = model(**b).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -201,26 +315,28 @@ def pretrain(
                 bar.close()
             row = {"epoch": epoch, "step": step, "train_mlm_loss": float(np.mean(losses)) if losses else None}
             if n_val:
-                model.eval()
-                vl = []
-                with torch.no_grad():
-                    state = torch.get_rng_state()  # fixed masks: comparable val loss across epochs
-                    torch.manual_seed(pc.seed)
-                    for start in range(0, n_val, 256):
-                        with _autocast(device, pc.precision):
-                            vl.append(float(model(**batch(val_idx[start : start + 256])).loss))
-                    torch.set_rng_state(state)
-                row["val_mlm_loss"] = float(np.mean(vl))
+                row["val_mlm_loss"] = _val_loss(model, batch, val_idx, pc, device)
             history.append(row)
+            state.update(epoch=epoch, step=step, seconds=time.perf_counter() - t_start)
+            _save_epoch(out, model, tokenizer, opt, state, row)
         elapsed = time.perf_counter() - t_start
 
-    def write(tmp: Path) -> None:
-        with quiet_transformers():
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-        (tmp / "pretrain.json").write_text(json.dumps(
-            {"config": config.to_dict(), "corpus": info, "history": history, "seconds": elapsed}, indent=2))
-
-    save_atomic(out, write)
+    ckpt.save_atomic(out / "model", lambda tmp: _save_encoder(model, tokenizer, tmp))
+    _write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
+                                               "seconds": elapsed})
     return {"out_dir": str(out), "corpus": info["corpus"], "steps": step, "seconds": round(elapsed, 1),
             "final": history[-1] if history else None}
+
+
+def _save_epoch(out: Path, model: Any, tokenizer: Any, opt: torch.optim.Optimizer, state: dict[str, Any],
+                row: dict[str, Any]) -> None:
+    """Log the epoch's row, then write ``last/`` (weights, tokenizer, optimizer, RNG) atomically."""
+    ckpt.append_metrics(out, row)
+    rng = torch.get_rng_state()
+
+    def write_last(tmp: Path) -> None:
+        _save_encoder(model, tokenizer, tmp)
+        ckpt.optimizer_to_files(opt, tmp)
+        ckpt.save_training_state(tmp, dict(state), rng)
+
+    ckpt.save_atomic(out / "last", write_last)

@@ -1,24 +1,39 @@
-"""Tokenize once, pad per batch: the trainer's view of a data split.
+"""Tokenize once, pad per batch: a data split as the model reads it.
 
 :func:`encode` turns :class:`~cloudphys.data.Examples` into token-id arrays (one tokenizer call for
 the whole split), composition features and float targets; :func:`collate` pads one batch to its
-own longest sequence (not to a fixed 64 or 256) and moves it to the device.
+own longest sequence (not to a fixed 64 or 256) and moves it to the device; :func:`batch_indices`
+deals out the (seeded, length-grouped) batches. :func:`check_tokens` is the one place a SCOPE
+string is tokenized and checked (vocabulary, grammar, length): training, evaluation, pretraining
+and prediction all go through it, and prediction keeps its per-item reasons instead of raising.
+:func:`load_split` reads a split of a config's data set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..data.base import Examples
-from ..errors import DataError, ScopeError
+from ..errors import ConfigError, DataError, ScopeError
 
-__all__ = ["Encoded", "encode", "collate", "batch_indices", "tokenize", "scope_parse_problem"]
+__all__ = [
+    "Encoded",
+    "batch_indices",
+    "check_tokens",
+    "collate",
+    "encode",
+    "load_split",
+    "scope_parse_problem",
+    "strings_dialect",
+    "take",
+    "tokenize",
+]
 
 
 @dataclass
@@ -35,18 +50,6 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "Encoded":
-        idx = np.asarray(idx, dtype=np.int64)
-        return Encoded(
-            ids=[self.ids[i] for i in idx],
-            scope=[self.scope[i] for i in idx],
-            input_ids=[self.input_ids[i] for i in idx],
-            n_atoms=self.n_atoms[idx],
-            temperatures=self.temperatures,
-            targets={k: v[idx] for k, v in self.targets.items()},
-            features=None if self.features is None else self.features[idx],
-        )
 
 
 #: How many bad strings a :class:`DataError` lists one by one (the rest are counted).
@@ -95,24 +98,19 @@ def _scope_error(problems: Sequence[tuple[str, str, str]], total: int) -> DataEr
     return DataError(f"{len(problems)} of {total} SCOPE strings cannot be used (fix or drop them):\n{body}")
 
 
-def tokenize(
-    tokenizer: Any, scope: Sequence[str], ids: Sequence[str] | None = None, *, validate: bool = False
-) -> list[np.ndarray]:
-    """Token ids ([CLS] … [SEP]) of each string.
-
-    Raises one :class:`DataError` naming every string (by ``ids``, else ``#<index>``) that has tokens
-    outside the vocabulary or more tokens than ``tokenizer.model_max_length`` and, with ``validate``,
-    every string :func:`cloudphys.scope.parse` refuses (wrong section count, impossible Wyckoff
-    letter, ...), each with its reason(s). Training, evaluation and pretraining validate; nothing is
-    ever truncated. A valid string encodes the same either way.
-    """
+def check_tokens(
+    tokenizer: Any, scope: Sequence[str], *, validate: bool = False
+) -> tuple[list[np.ndarray], list[str | None]]:
+    """Token ids ([CLS] … [SEP]) of each string (one tokenizer call) and, per string, why it cannot
+    be used (``None`` when it can): tokens outside the vocabulary, more tokens than
+    ``tokenizer.model_max_length`` (strings are never truncated) and, with ``validate``, what
+    :func:`cloudphys.scope.parse` refuses (wrong section count, impossible Wyckoff letter, ...)."""
     if not scope:
-        return []
+        return [], []
     enc = tokenizer(list(scope), add_special_tokens=True, truncation=False, padding=False)["input_ids"]
     limit = int(getattr(tokenizer, "model_max_length", 10**9) or 10**9)
     unk = getattr(tokenizer, "unk_token_id", None)
-    problems: list[tuple[str, str, str]] = []
-    out = []
+    tokens, reasons = [], []
     for k, row in enumerate(enc):
         text = str(scope[k])
         why = []
@@ -127,18 +125,40 @@ def tokenize(
                 f"has {len(row)} tokens, more than the model's max_length {limit}; "
                 "raise encoder.max_length (strings are never truncated)"
             )
-        if why:
-            problems.append((str(ids[k]) if ids is not None else f"#{k}", "; ".join(why), text))
-        out.append(np.asarray(row, dtype=np.int64))
+        tokens.append(np.asarray(row, dtype=np.int64))
+        reasons.append("; ".join(why) if why else None)
+    return tokens, reasons
+
+
+def tokenize(
+    tokenizer: Any, scope: Sequence[str], ids: Sequence[str] | None = None, *, validate: bool = False
+) -> list[np.ndarray]:
+    """Token ids ([CLS] … [SEP]) of each string, or one :class:`DataError` naming every string (by
+    ``ids``, else ``#<index>``) that :func:`check_tokens` refuses, each with its reason(s).
+
+    Training, evaluation and pretraining validate; nothing is ever truncated. A valid string
+    encodes the same either way.
+    """
+    tokens, reasons = check_tokens(tokenizer, scope, validate=validate)
+    problems = [(str(ids[k]) if ids is not None else f"#{k}", why, str(scope[k]))
+                for k, why in enumerate(reasons) if why is not None]
     if problems:
-        raise _scope_error(problems, len(enc))
-    return out
+        raise _scope_error(problems, len(tokens))
+    return tokens
 
 
-def encode(examples: Examples, model: Any, observables: Sequence[str] | None = None) -> Encoded:
-    """Tokenize ``examples`` once for ``model`` (a :class:`ScopePhysicsModel`)."""
+def encode(
+    examples: Examples, model: Any, observables: Sequence[str] | None = None, *,
+    tokens: Sequence[np.ndarray] | None = None, features: np.ndarray | None = None,
+) -> Encoded:
+    """Tokenize ``examples`` once for ``model`` (a :class:`ScopePhysicsModel`).
+
+    ``tokens`` / ``features``: already computed (by :func:`check_tokens` / ``model.featurize``) for
+    these strings -- used as they are, nothing is tokenized or featurized again.
+    """
     ids = list(examples.ids)
-    tokens = tokenize(model.tokenizer, examples.scope, ids, validate=True)
+    if tokens is None:
+        tokens = tokenize(model.tokenizer, examples.scope, ids, validate=True)
     n = np.asarray(examples.n_atoms, dtype=np.float64)
     bad = np.flatnonzero(~(np.isfinite(n) & (n > 0)))
     if bad.size:
@@ -146,11 +166,11 @@ def encode(examples: Examples, model: Any, observables: Sequence[str] | None = N
     targets = {k: np.asarray(v, dtype=np.float64) for k, v in examples.targets.items()}
     if observables is not None:
         targets = {k: v for k, v in targets.items() if k in observables}
-    feats = model.featurize(examples.scope, n)
+    feats = features if features is not None else model.featurize(examples.scope, n)
     return Encoded(
         ids=ids,
         scope=list(examples.scope),
-        input_ids=tokens,
+        input_ids=list(tokens),
         n_atoms=n,
         temperatures=np.asarray(examples.temperatures, dtype=np.float64),
         targets=targets,
@@ -218,3 +238,39 @@ def batch_indices(
                 break
             chunk = chunk[rank::world]
         yield chunk
+
+
+def load_split(config: Any, split: str, registry: Any = None) -> Examples:
+    """Load ``split`` of the data set of ``config`` (a :class:`~cloudphys.config.Config`); labelled only."""
+    if config.data is None:
+        raise ConfigError("config has no 'data' section")
+    if registry is None:
+        from ..plugins import get_registry
+
+        registry = get_registry()
+    spec = registry.dataset(config.data.name)
+    if split not in spec.splits:
+        raise ConfigError(f"data set {config.data.name!r} has no split {split!r}; available: {', '.join(spec.splits)}")
+    out = spec.load(split=split, **config.data.params)
+    if not isinstance(out, Examples):
+        raise DataError(f"data set {config.data.name!r} is unlabelled; it cannot be used for supervised training")
+    return out
+
+
+def take(ex: Examples, idx: np.ndarray) -> Examples:
+    """The examples at positions ``idx`` (``train.limit``)."""
+    return Examples(
+        ids=[ex.ids[i] for i in idx],
+        scope=[ex.scope[i] for i in idx],
+        n_atoms=np.asarray(ex.n_atoms)[idx],
+        temperatures=ex.temperatures,
+        targets={k: v[idx] for k, v in ex.targets.items()},
+        units=dict(ex.units),
+    )
+
+
+def strings_dialect(scope: Sequence[str]) -> str:
+    """The SCOPE dialect most of ``scope`` is written in: ``cloud`` (the symmetry section is a
+    generator string, starting with ``0`` or ``1``) or ``default`` (a Hall symbol)."""
+    cloud = sum(1 for s in scope if str(s).lstrip()[:1] in ("0", "1"))
+    return "cloud" if cloud * 2 > len(scope) else "default"

@@ -1,0 +1,149 @@
+"""The training loss and the evaluation metrics (one implementation each).
+
+Every observable's error is taken per atom (extensive observables divided by ``n_atoms``) and
+divided by the training split's per-atom spread (:func:`target_stats`), so observables of different
+units weigh alike. :func:`loss` is the torch loss of a batch (backpropagated in training);
+:func:`loss_value` evaluates the *same* function on numpy predictions (validation, ensembles), in
+float64. Missing labels (non-finite targets) are left out of both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DataError
+
+__all__ = ["LOSSES", "loss", "loss_value", "metrics_from_predictions", "per_atom", "target_stats"]
+
+#: Loss kinds of ``train.loss``.
+LOSSES = ("l1", "mse", "huber")
+
+
+def per_atom(values: np.ndarray, n_atoms: np.ndarray, extensive: bool) -> np.ndarray:
+    """``values`` [N, nT] per atom: divided by ``n_atoms`` [N] if ``extensive``."""
+    return values / n_atoms[:, None] if extensive else values
+
+
+def target_stats(enc: Any, head: Any) -> dict[str, Any]:
+    """Training-target statistics of an :class:`~cloudphys.training.batching.Encoded` split:
+    per-observable per-atom spread (the loss scale) and the means per temperature (for MAD)."""
+    stats: dict[str, Any] = {"temperatures": enc.temperatures.tolist(), "observables": {}}
+    for name, y in enc.targets.items():
+        ext = head.observable(name).extensive
+        pa = per_atom(y, enc.n_atoms, ext)
+        finite = np.isfinite(pa)
+        if not finite.any():
+            raise DataError(f"training split has no label for observable {name!r}")
+        sd = float(np.nanstd(pa))
+        stats["observables"][name] = {
+            "extensive": bool(ext),
+            "scale_per_atom": sd if sd > 0 else 1.0,
+            "mean": [float(v) if np.isfinite(v) else None for v in np.nanmean(np.where(np.isfinite(y), y, np.nan), axis=0)],
+            "mean_per_atom": [float(v) if np.isfinite(v) else None for v in np.nanmean(pa, axis=0)],
+        }
+    return stats
+
+
+def loss(
+    pred: Mapping[str, Tensor], targets: Mapping[str, Tensor], n_atoms: Tensor, stats: Mapping[str, Any], kind: str
+) -> Tensor:
+    """Mean over observables of the mean ``kind`` loss of the scaled per-atom errors.
+
+    :param pred: ``{observable: [B, nT]}`` predictions (per cell for extensive observables).
+    :param targets: ``{observable: [B, nT]}`` labels; non-finite entries are missing labels.
+    :param n_atoms: ``[B]`` atoms per cell.
+    :param stats: :func:`target_stats` of the training split.
+    :param kind: ``l1``, ``mse`` or ``huber`` (δ = 1 in units of the training spread).
+    """
+    total = None
+    n = n_atoms.unsqueeze(-1)
+    for name, target in targets.items():
+        info = stats["observables"][name]
+        err = pred[name] - target
+        if info["extensive"]:
+            err = err / n
+        err = err / info["scale_per_atom"]
+        mask = torch.isfinite(target)
+        err = torch.where(mask, err, torch.zeros_like(err))
+        if kind == "l1":
+            per = err.abs()
+        elif kind == "mse":
+            per = err * err
+        elif kind == "huber":
+            per = torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=1.0)
+        else:
+            raise DataError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+        term = per.sum() / mask.sum().clamp_min(1)
+        total = term if total is None else total + term
+    if total is None:
+        raise DataError("batch has no target the head can predict")
+    return total / len(targets)
+
+
+def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str) -> float:
+    """:func:`loss` (float64) of numpy predictions ``{observable: [N, nT]}`` on an ``Encoded`` split."""
+    as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))
+    value = loss({k: as_t(preds[k]) for k in enc.targets}, {k: as_t(v) for k, v in enc.targets.items()},
+                 as_t(enc.n_atoms), stats, kind)
+    return float(value)
+
+
+def _mae(err: np.ndarray) -> float | None:
+    v = np.abs(err[np.isfinite(err)])
+    return float(v.mean()) if v.size else None
+
+
+def metrics_from_predictions(
+    enc: Any, preds: Mapping[str, np.ndarray], head: Any, stats: Mapping[str, Any] | None,
+    units: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """MAE (data units and per atom), RMSE, MAD against the training mean, MAE/MAD, per temperature."""
+    out: dict[str, Any] = {"n": len(enc), "temperatures": enc.temperatures.tolist(), "observables": {}}
+    ratios = []
+    for name, y in enc.targets.items():
+        if name not in preds:
+            continue
+        p = preds[name]
+        ext = head.observable(name).extensive
+        err = p - y
+        err_pa = per_atom(err, enc.n_atoms, ext)
+        entry: dict[str, Any] = {
+            "unit": (units or {}).get(name) or head.observable(name).unit,
+            "per_atom_unit": f"{head.observable(name).unit} per mol-atom" if ext else head.observable(name).unit,
+            "mae": _mae(err),
+            "mae_per_atom": _mae(err_pa),
+            "rmse": float(np.sqrt(np.nanmean(err**2))) if np.isfinite(err).any() else None,
+            "count": int(np.isfinite(err).sum()),
+        }
+        info = (stats or {}).get("observables", {}).get(name)
+        mad_den = None
+        if info is not None and len(info["mean"]) == y.shape[1] and all(m is not None for m in info["mean"]):
+            mean_train = np.asarray(info["mean"], dtype=np.float64)
+            mad = _mae(y - mean_train[None, :])
+            if mad:
+                entry["mad"] = mad
+                entry["mae_over_mad"] = entry["mae"] / mad
+                ratios.append(entry["mae_over_mad"])
+                mad_den = mean_train
+        if y.shape[1] > 1:
+            per_t = {}
+            for j, T in enumerate(enc.temperatures):
+                row = {"mae": _mae(err[:, j]), "mae_per_atom": _mae(err_pa[:, j])}
+                if mad_den is not None:
+                    mad_j = _mae(y[:, j] - mad_den[j])
+                    row["mae_over_mad"] = (row["mae"] / mad_j) if (mad_j and row["mae"] is not None) else None
+                per_t[f"{T:g}"] = row
+            entry["per_temperature"] = per_t
+        out["observables"][name] = entry
+    if len(out["observables"]) == 1:
+        only = next(iter(out["observables"].values()))
+        out["mae"] = only["mae"]
+        out["mae_per_atom"] = only["mae_per_atom"]
+    if ratios:
+        out["mae_over_mad"] = float(np.mean(ratios))
+    return out
