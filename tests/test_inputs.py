@@ -102,7 +102,8 @@ def test_a_small_cif_with_thousands_of_symmetry_operations_is_refused_quickly(tm
     out = tmp_path / "out.csv"
     assert main(["scope", str(path), str(tmp_path / "missing.cif"), "-o", str(out), "--no-progress"]) == 0
     assert time.perf_counter() - start < 20
-    rows = list(csv.DictReader(open(out, newline="")))
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 2 and "symmetry operations is 20,000 but the limit is 1,000" in rows[0]["error"]
     assert "--max-symops" in rows[0]["error"]
 
