@@ -71,6 +71,8 @@ def _convert(items: list[Any], dialect: str, workers: int = 1) -> None:
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
     for it in items:
+        if it.error is None and it.record is not None and dialect == "default":
+            it.scope = it.record.render()  # canonical: every string of one crystal reads the same (issue 13)
         if it.error is None and it.n_atoms is None:
             it.fail("the number of atoms per cell is unknown: give an n_atoms column/field with a SCOPE string")
 
