@@ -180,3 +180,34 @@ def test_docs_config_md_holds_the_bounds_table_generated_from_the_schema() -> No
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text(encoding="utf-8")
     assert bounds_markdown() in page, "docs/config.md is out of date: paste the output of python -m cloudphys.config"
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"name": "cloud-cv", "seed": -1}, "data.seed must be an integer >= 0"),
+        ({"name": "cloud-cv", "valid_size": 5}, "data.valid_size must be a finite number >= 0 and < 1, got 5.0"),
+        ({"name": "cloud-cv", "temperature": -300}, "data.temperature must be a finite number >= 0"),
+        ({"name": "phonondb-thermo", "temperatures": [300, -5]}, "data.temperatures[1] must be a finite number >= 0, got -5.0"),
+        ({"name": "phonondb-thermo", "temperature_range": [20, float("inf")]}, "data.temperature_range[1] must be a finite number"),
+        ({"name": "phonondb-thermo", "limit": 0}, "data.limit must be an integer >= 1"),
+        ({"name": "phonondb-thermo", "workers": 0}, "data.workers must be an integer >= 1"),
+        ({"name": "csv", "symprec": 0}, "data.symprec must be a finite number > 0"),
+        ({"name": "thermo-jsonl", "test_size": 1.0}, "data.test_size"),
+    ],
+)
+def test_data_set_parameters_have_bounds_in_their_signatures(data: dict[str, Any], needle: str) -> None:
+    raw = copy.deepcopy(BASE) | {"data": data}
+    with pytest.raises(ConfigError) as info:
+        load_config(raw)
+    assert needle in str(info.value), str(info.value)
+
+
+def test_bounded_types_for_plugin_authors() -> None:
+    from cloudphys.config.bounds import Count, Fraction, Kelvin, Seed, Tolerance, Workers
+    from cloudphys.config.coerce import coerce
+
+    assert coerce("x", "0.5", Fraction) == 0.5 and coerce("x", 3, Seed) == 3 and coerce("x", [1, 2], list[Kelvin]) == [1.0, 2.0]
+    for hint, bad in ((Count, 0), (Workers, -1), (Tolerance, 2.0), (Kelvin, -1.0), (Seed, 2**32)):
+        with pytest.raises(ConfigError):
+            coerce("x", bad, hint)

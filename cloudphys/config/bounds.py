@@ -13,11 +13,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from ..errors import ConfigError
 
-__all__ = ["Bound", "check_bound", "describe", "option"]
+__all__ = ["Bound", "Count", "Fraction", "Kelvin", "Seed", "Tolerance", "Workers", "check_bound", "describe", "option"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,18 @@ def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[st
 def describe(bound: Bound | None) -> str:
     """The bound in words (for docs and listings; empty for none)."""
     return bound.text() if bound else ""
+
+
+# -- bounded types for plugin signatures (``seed: Seed = 0``) -------------------------------------
+#: A random seed (numpy and torch accept 0 .. 2**32 - 1).
+Seed = Annotated[int, Bound(ge=0, le=2**32 - 1, remedy="seeds are integers from 0 to 2**32 - 1")]
+#: A fraction of the data, e.g. a validation share.
+Fraction = Annotated[float, Bound(ge=0, lt=1, remedy="a fraction such as 0.1")]
+#: A temperature in K.
+Kelvin = Annotated[float, Bound(ge=0, remedy="temperatures are in K, >= 0")]
+#: A number of worker processes.
+Workers = Annotated[int, Bound(ge=1, le=4096, remedy="give a positive number of processes")]
+#: A positive count (of items, materials, ...).
+Count = Annotated[int, Bound(ge=1, remedy="give a positive number or null for all")]
+#: A distance tolerance in Å (spglib's symprec).
+Tolerance = Annotated[float, Bound(gt=0, le=1, remedy="a distance tolerance in Å, e.g. 0.01")]

@@ -15,7 +15,7 @@ import typing
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from .bounds import Bound
+from .bounds import Bound, check_bound
 
 __all__ = ["coerce", "split_annotated", "type_name"]
 
@@ -84,7 +84,11 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
 
     :raises ConfigError: ``"{what} must be {type}, got {value!r}"``.
     """
-    hint, _ = split_annotated(hint)
+    if typing.get_origin(hint) is typing.Annotated:  # the value, then its bound (items of lists too)
+        base, bound = split_annotated(hint)
+        value = coerce(what, value, base)
+        check_bound(what, value, bound)
+        return value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is object:
         return value

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config.bounds import Fraction, Kelvin, Seed
 from ..errors import DataError
 from .base import DataFile, DatasetSpec, Examples
 from .download import fetch
@@ -149,9 +150,9 @@ def _select(n: int, split: str, valid_size: float, seed: int) -> np.ndarray:
 def load_cloud_cv(
     split: str = "train",
     *,
-    temperature: float = 300.0,
-    valid_size: float = 0.25,
-    seed: int = 0,
+    temperature: Kelvin = 300.0,
+    valid_size: Fraction = 0.25,
+    seed: Seed = 0,
     download: bool | None = None,
     progress: bool = True,
     **unknown: Any,
@@ -188,8 +189,8 @@ def load_cloud_cv(
 def load_cloud_dielectric(
     split: str = "train",
     *,
-    valid_size: float = 0.25,
-    seed: int = 0,
+    valid_size: Fraction = 0.25,
+    seed: Seed = 0,
     download: bool | None = None,
     progress: bool = True,
     **unknown: Any,
@@ -219,8 +220,8 @@ def load_cloud_dielectric(
 def load_cloud_pretrain(
     split: str = "train",
     *,
-    holdout: float = 0.05,
-    seed: int = 0,
+    holdout: Fraction = 0.05,
+    seed: Seed = 0,
     download: bool | None = None,
     progress: bool = True,
     **unknown: Any,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config.bounds import Fraction, Kelvin, Seed, Tolerance, Workers
 from ..errors import DataError
 from ..inputs import (
     DEFAULT_LIMITS,
@@ -87,19 +88,19 @@ def load_csv(
     *,
     path: str | None = None,
     targets: Mapping[str, Any] | None = None,
-    temperature: float | None = None,
+    temperature: Kelvin | None = None,
     units: Mapping[str, str] | None = None,
     column: str | None = None,
     n_atoms_column: str = "n_atoms",
     id_column: str | None = None,
     split_column: str = "split",
     test_path: str | None = None,
-    valid_size: float = 0.25,
-    test_size: float = 0.1,
-    seed: int = 0,
+    valid_size: Fraction = 0.25,
+    test_size: Fraction = 0.1,
+    seed: Seed = 0,
     dialect: str = "default",
-    symprec: float = 0.01,
-    workers: int = 1,
+    symprec: Tolerance = 0.01,
+    workers: Workers = 1,
     on_error: str = "warn",
     **unknown: Any,
 ) -> Examples:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config.bounds import Count, Kelvin, Tolerance, Workers
 from ..errors import DataError
 from .base import DataFile, DatasetSpec, Examples
 from .download import fetch
@@ -66,13 +67,13 @@ def load_phonondb_thermo(
     split: str = "train",
     *,
     observables: Sequence[str] | str | None = None,
-    temperatures: Sequence[float] | None = None,
-    temperature_range: Sequence[float] | None = None,
+    temperatures: Sequence[Kelvin] | None = None,
+    temperature_range: Sequence[Kelvin] | None = None,
     stable: bool = True,
-    limit: int | None = None,
+    limit: Count | None = None,
     dialect: str = "default",
-    symprec: float = 0.01,
-    workers: int = 1,
+    symprec: Tolerance = 0.01,
+    workers: Workers = 1,
     on_error: str = "warn",
     progress: bool = False,
     **unknown: Any,

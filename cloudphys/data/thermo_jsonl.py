@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config.bounds import Count, Fraction, Kelvin, Seed, Tolerance, Workers
 from ..errors import DataError
 from ..inputs import (
     DEFAULT_LIMITS,
@@ -265,17 +266,17 @@ def load_thermo_jsonl(
     *,
     path: str | None = None,
     split_file: str | None = None,
-    valid_size: float = 0.1,
-    test_size: float = 0.1,
-    seed: int = 0,
+    valid_size: Fraction = 0.1,
+    test_size: Fraction = 0.1,
+    seed: Seed = 0,
     observables: Sequence[str] | str | None = None,
-    temperatures: Sequence[float] | None = None,
-    temperature_range: Sequence[float] | None = None,
+    temperatures: Sequence[Kelvin] | None = None,
+    temperature_range: Sequence[Kelvin] | None = None,
     stable: bool = True,
-    limit: int | None = None,
+    limit: Count | None = None,
     dialect: str = "default",
-    symprec: float = 0.01,
-    workers: int = 1,
+    symprec: Tolerance = 0.01,
+    workers: Workers = 1,
     on_error: str = "warn",
     progress: bool = False,
     **unknown: Any,
