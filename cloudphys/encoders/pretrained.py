@@ -74,7 +74,7 @@ def load_pretrained_bert(path: str | Path, vocab: Mapping[str, int]) -> Any:
     try:
         with quiet_transformers():
             model, info = BertForMaskedLM.from_pretrained(str(path), use_safetensors=True, local_files_only=True,
-                                                          output_loading_info=True)
+                                                          output_loading_info=True, ignore_mismatched_sizes=True)
     except Exception as exc:
         raise CheckpointError(f"cannot load the pretrained encoder from {path}: {type(exc).__name__}: {exc}") from exc
     bad = {k: sorted(str(x if not isinstance(x, tuple) else x[0]) for x in info.get(k, []))

@@ -201,8 +201,10 @@ def _load_encoder(path: Path) -> tuple[nn.Module, Any]:
 
     with quiet_transformers():
         # safetensors only (never a pickled pytorch_model.bin), no code from the directory
+        # mismatched sizes are reported (not raised without names) and then refused below, by name
         encoder, info = AutoModel.from_pretrained(
-            str(path), use_safetensors=True, trust_remote_code=False, local_files_only=True, output_loading_info=True
+            str(path), use_safetensors=True, trust_remote_code=False, local_files_only=True, output_loading_info=True,
+            ignore_mismatched_sizes=True,
         )
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
     shapes = [f"{m[0]} {tuple(m[1])} (expected {tuple(m[2])})" if isinstance(m, tuple) and len(m) == 3 else str(m)

@@ -44,9 +44,10 @@ from .resume import check_resume_config
 
 __all__ = ["PRETRAIN_FILES", "collect_strings", "pretrain"]
 
-#: What ``pretrain`` writes into DIR (``--overwrite`` removes these and nothing else).
+#: What ``pretrain`` writes into DIR (``--overwrite`` replaces these and nothing else: ``last/`` and
+#: the metrics at the start, ``model/`` and ``pretrain.json`` only once the new ones are complete).
 PRETRAIN_FILES = ("model", "last", "metrics.jsonl", "metrics.csv", "pretrain.json", "config.yaml")
-#: The encoder files cloudphys 0.1 wrote into DIR itself (removed by ``--overwrite`` of such a DIR).
+#: The encoder files cloudphys 0.1 wrote into DIR itself (removed once a new ``model/`` replaces them).
 LEGACY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "pretrain.json")
 
@@ -108,8 +109,7 @@ def _prepare_dir(out: Path, *, resume: bool, overwrite: bool, check_only: bool =
     if not check_only:
         for name in ("model", "last"):
             ckpt.recover_atomic(out / name)
-    legacy = (out / "pretrain.json").is_file() and (out / "config.json").is_file()
-    holds = legacy or any((out / n).exists() for n in ("model", "last", "pretrain.json"))
+    holds = any((out / n).exists() for n in ("model", "last", "pretrain.json"))
     if resume:
         if not check_only and not (out / "last" / "trainer_state.json").is_file():
             raise CheckpointError(f"nothing to resume in {out}: no 'last' checkpoint")
@@ -117,13 +117,21 @@ def _prepare_dir(out: Path, *, resume: bool, overwrite: bool, check_only: bool =
     if holds and not overwrite:
         raise CheckpointError(f"{out} already holds a pretraining run; pass --resume to continue it, --overwrite "
                               "to replace it, or use a new directory")
-    if overwrite and not check_only:
-        for name in {*PRETRAIN_FILES, *(LEGACY_FILES if legacy else ())}:
+    if overwrite and not check_only:  # the previous model/ and pretrain.json stay until the new ones replace them
+        for name in ("last", "metrics.jsonl", "metrics.csv"):
             p = out / name
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             elif p.exists() or p.is_symlink():
                 p.unlink()
+
+
+def _remove_legacy(out: Path) -> None:
+    """After the new ``model/`` is in place: the encoder files cloudphys 0.1 wrote into ``out`` itself."""
+    if (out / "config.json").is_file() and (out / "model" / "config.json").is_file():
+        for name in LEGACY_FILES:
+            if name != "pretrain.json":
+                (out / name).unlink(missing_ok=True)
 
 
 def _mlm_model(ep: Mapping[str, Any], tokenizer: Any) -> Any:
@@ -161,7 +169,7 @@ def _restore(out: Path, model: Any, opt: torch.optim.Optimizer) -> tuple[dict[st
     try:
         with quiet_transformers():
             loaded, info = BertForMaskedLM.from_pretrained(str(last), use_safetensors=True, local_files_only=True,
-                                                           output_loading_info=True)
+                                                           output_loading_info=True, ignore_mismatched_sizes=True)
     except Exception as exc:
         raise CheckpointError(f"cannot load the checkpoint {last}: {type(exc).__name__}: {exc}") from exc
     bad = sorted(str(k if not isinstance(k, tuple) else k[0])
@@ -324,6 +332,7 @@ def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path,
     ckpt.save_atomic(out / "model", lambda tmp: _save_encoder(model, tokenizer, tmp))
     _write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
                                                "seconds": elapsed})
+    _remove_legacy(out)
     return {"out_dir": str(out), "corpus": info["corpus"], "steps": step, "seconds": round(elapsed, 1),
             "final": history[-1] if history else None}
 
