@@ -206,6 +206,11 @@ def _model(head_name: str) -> tuple[Any, Any, Any]:
     head = cloudphys.load_head(head_name)
     encoder = build_scope_bert(latents=tuple(head.latents), tokenizer=tokenizer, hidden_size=32, num_layers=1,
                                num_heads=2, composition_features=True, element_init=True)
+    # the latent layer starts near the heads' typical values (tiny output weights, zero feature
+    # weights): give it weights of order one so every token and every feature moves the latents
+    with torch.no_grad():
+        for param in encoder.latent_layer.parameters():
+            param.normal_(0.0, 0.3)
     encoder.eval()
     head.eval()
     return tokenizer, encoder, head
@@ -319,6 +324,37 @@ def test_extensive_observables_scale_with_the_given_cell() -> None:
                 np.testing.assert_allclose(value.numpy()[0] / 8, per_atom[key], rtol=RTOL)
 
 
+def _max_relative_difference(a: Cell, b: Cell, head_name: str) -> float:
+    pa, pb = per_atom_predictions(a, head_name), per_atom_predictions(b, head_name)
+    return max(float((np.abs(pa[k] - pb[k]) / np.maximum(np.abs(pa[k]), 1e-12)).max()) for k in pa)
+
+
+def test_the_model_is_sensitive_enough_for_the_properties_to_mean_something() -> None:
+    """The random model tells crystals apart, and the legacy cell-size feature breaks invariance:
+    so the 1e-5 agreement above is the pipeline's doing, not a model that ignores its input."""
+    from cloudphys.encoders.descriptors import LEGACY_FEATURE_LAYOUT
+
+    for head_name in HEADS:
+        assert _max_relative_difference(SI_8A, MGO_CONVENTIONAL, head_name) > 1e-2, head_name
+    _, encoder, _ = _model("debye")
+    layout = encoder.config.feature_layout
+    try:
+        encoder.config.feature_layout = LEGACY_FEATURE_LAYOUT  # log(atoms in the given cell)
+        assert _max_relative_difference(MGO_CONVENTIONAL, MGO_PRIMITIVE, "debye") > 1e-3
+    finally:
+        encoder.config.feature_layout = layout
+    # a non-canonical string (Si on 8b) through the tokens alone predicts differently
+    tokenizer, encoder, _ = _model("debye")
+    outs = []
+    for text in ("F 4d 2 3 -1d | 8a | Si 1.0", "F 4d 2 3 -1d | 8b | Si 1.0"):
+        enc = tokenizer([text], return_tensors="pt")
+        with torch.no_grad():
+            lat = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                          features=torch.as_tensor(encoder.featurize([text], [8])))
+        outs.append(float(lat["theta_D"].reshape(-1)[0]))
+    assert abs(outs[0] - outs[1]) > 1e-3 * abs(outs[0])
+
+
 def test_encoder_features_do_not_see_the_cell_size() -> None:
     _, encoder, _ = _model("debye")
     text = scope.from_structure(MGO_CONVENTIONAL).render()
@@ -355,3 +391,25 @@ def test_non_canonical_strings_predict_as_the_canonical_one() -> None:
         assert scope.canonical_text(text) == canonical
     mgo = scope.from_structure(MGO_CONVENTIONAL).render()
     assert scope.canonical_text("-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5") == mgo
+
+
+def test_predict_reads_every_string_of_one_crystal_as_the_canonical_one() -> None:
+    """Issue 13 class 2 through the product's prediction path (``inference.predict.predict_items``):
+    a non-canonical default string, the canonical one and the structures all predict the same per atom."""
+    from cloudphys.inference.predict import predict_items, read_items
+    from cloudphys.training.model import ScopePhysicsModel
+
+    tokenizer, encoder, head = _model("debye")
+    model = ScopePhysicsModel(encoder, head, tokenizer, {"dialect": "default"})
+    groups = [
+        [{"scope": "F 4d 2 3 -1d | 8b | Si 1.0", "n_atoms": 8}, {"scope": "F 4d 2 3 -1d | 8a | Si 1.0", "n_atoms": 2}],
+        [{"scope": "-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5", "n_atoms": 2}, {"scope": "-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", "n_atoms": 8}],
+    ]
+    inputs = [x for g in groups for x in g]
+    pred = predict_items(model, read_items(inputs), [50.0, 300.0])
+    assert pred.errors == [None] * len(inputs)
+    per_atom = pred.observables["cv"] / np.asarray(pred.n_atoms)[:, None]
+    np.testing.assert_allclose(per_atom[0], per_atom[1], rtol=RTOL)
+    np.testing.assert_allclose(per_atom[2], per_atom[3], rtol=RTOL)
+    assert pred.scope[0] == pred.scope[1] and pred.scope[2] == pred.scope[3]
+    assert abs(per_atom[0, 1] - per_atom[2, 1]) > 1e-3 * abs(per_atom[0, 1])  # different crystals differ

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from cloudphys import scope
 from cloudphys.errors import ScopeError, ScopeParseError
-from cloudphys.scope import _grammar as G
 from cloudphys.scope import ScopeRecord, WyckoffSite
+from cloudphys.scope import _grammar as G
 
 pytestmark = pytest.mark.filterwarnings("ignore:Set OLD_ERROR_HANDLING:DeprecationWarning")
 
@@ -91,7 +91,7 @@ def test_rounded_record_shows_what_the_string_shows() -> None:
 def test_amounts_print_as_numpy_rounds_them() -> None:
     import numpy as np
 
-    for k in range(0, 1001):
+    for k in range(1001):
         x = k / 1000
         assert G.format_amount(x) == str(np.round(x, 2))
     assert G.format_amount(1 / 8) == "0.12" and G.format_amount(0.004) == "0.0" and G.format_amount(1) == "1.0"

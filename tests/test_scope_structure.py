@@ -323,7 +323,7 @@ def test_overlap_screen_agrees_with_the_27_image_search() -> None:
         pos = rng.uniform(-1, 2, size=(n, 3))
         if n > 1:
             pos[1] = pos[0] + (rng.normal(size=3) * 0.06) @ np.linalg.inv(lattice) + rng.integers(-1, 2, size=3)
-        i, j, d = _closest_pair(lattice, pos)
+        _, _, d = _closest_pair(lattice, pos)
         fast = _overlapping_pair(lattice, pos, 0.1)
         if d < 0.1:
             checked += 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,14 +32,14 @@ from ..scope import parse
 
 __all__ = [
     "DESCRIPTORS",
-    "element_table",
-    "element_vector",
+    "FEATURE_LAYOUT",
+    "FEATURE_LAYOUTS",
+    "LEGACY_FEATURE_LAYOUT",
+    "N_COMPOSITION_FEATURES",
     "composition",
     "composition_features",
-    "N_COMPOSITION_FEATURES",
-    "FEATURE_LAYOUT",
-    "LEGACY_FEATURE_LAYOUT",
-    "FEATURE_LAYOUTS",
+    "element_table",
+    "element_vector",
 ]
 
 DESCRIPTORS = ("log_mass", "electronegativity", "radius", "row", "group", "log_melting_point", "mendeleev_no")

@@ -20,7 +20,13 @@ from __future__ import annotations
 from ..errors import ScopeError, ScopeParseError, StructureError
 from .batch import ConversionResult, convert_many, write_results
 from .dialects import canonical_text, parse, to_dialect
-from .generators import DIALECTS, GENERATOR_TABLE_ENV, GeneratorTable, load_generator_table, symmetry_tokens
+from .generators import (
+    DIALECTS,
+    GENERATOR_TABLE_ENV,
+    GeneratorTable,
+    load_generator_table,
+    symmetry_tokens,
+)
 from .record import ScopeRecord, WyckoffSite
 from .structure import from_structure, read_structure
 
@@ -32,9 +38,9 @@ __all__ = [
     "ScopeError",
     "ScopeParseError",
     "ScopeRecord",
-    "canonical_text",
     "StructureError",
     "WyckoffSite",
+    "canonical_text",
     "convert_many",
     "from_structure",
     "load_generator_table",

@@ -23,30 +23,30 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
 __all__ = [
-    "ELEMENTS",
+    "CLOUD_SYMMETRY_TOKENS",
     "COMPOSITION_SYMBOLS",
-    "DUMMY_SYMBOL",
     "COMPOSITION_VALUES",
-    "WYCKOFF_LETTERS",
+    "DUMMY_SYMBOL",
+    "ELEMENTS",
+    "GENERATOR_RE",
     "ROTATION_CODES",
     "TRANSLATION_CODES",
-    "CLOUD_SYMMETRY_TOKENS",
-    "GENERATOR_RE",
-    "format_amount",
+    "WYCKOFF_LETTERS",
+    "all_wyckoff_multiplicities",
+    "decode_generators",
     "default_hall_number",
-    "hall_tokens",
-    "hall_symmetry_table",
+    "format_amount",
     "general_multiplicity",
+    "general_wyckoff_letter",
+    "hall_symmetry_table",
+    "hall_tokens",
     "lattice_points",
     "wyckoff_multiplicities",
-    "all_wyckoff_multiplicities",
-    "general_wyckoff_letter",
-    "decode_generators",
 ]
 
 # fmt: off
@@ -96,7 +96,7 @@ def amount_fraction(text: str) -> Fraction | None:
 # Default dialect: spglib's Hall symbols
 # --------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _hall_numbers() -> dict[int, tuple[int, ...]]:
     import spglib
 
@@ -118,7 +118,7 @@ def _tokens_of_hall_symbol(symbol: str) -> tuple[str, ...]:
     return tuple(symbol.split())
 
 
-@lru_cache(maxsize=None)
+@cache
 def hall_symmetry_table() -> tuple[dict[int, tuple[str, ...]], dict[tuple[str, ...], int]]:
     """Space-group number → Hall tokens of spglib's default setting, and the inverse map."""
     import spglib
@@ -141,7 +141,7 @@ def hall_tokens(number: int) -> tuple[str, ...]:
 # Wyckoff multiplicities allowed by each group (from spglib's symmetry operations)
 # --------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _group_orders(number: int) -> tuple[int, int]:
     """(operations in the conventional cell, point-group order) of space group ``number``."""
     import spglib
@@ -163,7 +163,7 @@ def lattice_points(number: int) -> int:
     return ops // point
 
 
-@lru_cache(maxsize=None)
+@cache
 def wyckoff_multiplicities(number: int) -> frozenset[int]:
     """Multiplicities a Wyckoff position of group ``number`` can have: G/s for every divisor s of
     the point-group order (G: operations in the conventional cell). A superset of the real ones."""
@@ -171,7 +171,7 @@ def wyckoff_multiplicities(number: int) -> frozenset[int]:
     return frozenset(total // s for s in range(1, order + 1) if order % s == 0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_wyckoff_multiplicities() -> tuple[int, ...]:
     """Sorted union of :func:`wyckoff_multiplicities` over the 230 groups."""
     out: set[int] = set()
@@ -217,7 +217,7 @@ def _orbit(rotations: np.ndarray, translations: np.ndarray, point: np.ndarray) -
     return images[np.sort(first)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def general_wyckoff_letter(number: int) -> str:
     """The Wyckoff letter of the general position of group ``number``: the group's last letter
     (ITA order), so letters after it do not exist in the group. Found by spglib from one generic orbit."""

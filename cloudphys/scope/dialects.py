@@ -22,22 +22,28 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ScopeParseError
 from . import _grammar as G
-from .generators import GENERATOR_TABLE_ENV, GeneratorTable, load_generator_table, symmetry_tokens
+from .generators import (
+    GENERATOR_TABLE_ENV,
+    GeneratorTable,
+    load_generator_table,
+    symmetry_tokens,
+)
 from .record import ScopeRecord, WyckoffSite
 
 __all__ = [
-    "parse",
-    "to_dialect",
-    "canonical_text",
-    "symmetry_tokens",
-    "load_generator_table",
-    "GeneratorTable",
     "GENERATOR_TABLE_ENV",
+    "GeneratorTable",
+    "canonical_text",
+    "load_generator_table",
+    "parse",
+    "symmetry_tokens",
+    "to_dialect",
 ]
 
 _SECTION_NAMES = ("symmetry", "Wyckoff", "composition")
@@ -83,7 +89,7 @@ def _split(text: str) -> list[list[tuple[int, str]]]:
 
 def parse(
     text: str,
-    generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
+    generator_table: str | os.PathLike[str] | Mapping[Any, str] | None = None,
     *,
     canonical: bool | None = None,
 ) -> ScopeRecord:
@@ -136,7 +142,7 @@ def _parse_symmetry(text: str, toks: list[tuple[int, str]], generator_table: Any
                 raise _fail(text, first_pos, "symmetry", gen,
                             f"generates space group {number}, but the generator table's entry for it differs")
         return number
-    fwd, inv = G.hall_symmetry_table()
+    _, inv = G.hall_symmetry_table()
     key = tuple(tok for _, tok in toks)
     number = inv.get(key)
     if number is None:
@@ -197,7 +203,7 @@ def _parse_composition(text: str, toks: list[tuple[int, str]]) -> tuple[tuple[st
 def to_dialect(
     text: str,
     dialect: str = "default",
-    generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
+    generator_table: str | os.PathLike[str] | Mapping[Any, str] | None = None,
 ) -> str:
     """Re-render a SCOPE string of either dialect in ``dialect`` (e.g. CLOUD data in the default
     dialect). A default-dialect result is canonical; a cloud result keeps the order ``text`` has."""
@@ -207,7 +213,7 @@ def to_dialect(
 def canonical_text(
     text: str,
     dialect: str | None = None,
-    generator_table: "str | os.PathLike[str] | Mapping[Any, str] | None" = None,
+    generator_table: str | os.PathLike[str] | Mapping[Any, str] | None = None,
 ) -> str:
     """The canonical string of the crystal ``text`` describes, in ``dialect`` (default: the dialect
     of ``text``). Every string of one crystal gives the same result; a canonical string is returned

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ScopeError
 from . import _grammar as G
@@ -14,7 +15,7 @@ from .generators import DIALECTS, symmetry_tokens
 if TYPE_CHECKING:  # pragma: no cover
     from os import PathLike
 
-__all__ = ["WyckoffSite", "ScopeRecord", "DIALECTS"]
+__all__ = ["DIALECTS", "ScopeRecord", "WyckoffSite"]
 
 @dataclass(frozen=True, order=True)
 class WyckoffSite:
@@ -108,7 +109,7 @@ class ScopeRecord:
         bound of the atoms per primitive cell (a letter occupied by two orbits counts once)."""
         return Fraction(sum(s.multiplicity for s in self.sites), G.lattice_points(self.spacegroup))
 
-    def canonical(self) -> "ScopeRecord":
+    def canonical(self) -> ScopeRecord:
         """The canonical record of the same crystal (``self`` if it is canonical already).
 
         Sites: the Wyckoff letters relabelled by the element of the space group's Euclidean
@@ -128,7 +129,7 @@ class ScopeRecord:
         """Whether this record is its own :meth:`canonical` form."""
         return self.canonical() is self
 
-    def rounded(self) -> "ScopeRecord":
+    def rounded(self) -> ScopeRecord:
         """This record with every amount rounded to 2 decimals, as a string shows it."""
         comp = tuple((e, G.amount_fraction(G.format_amount(float(a)))) for e, a in self.composition)
         if comp == self.composition:
@@ -137,7 +138,7 @@ class ScopeRecord:
 
     # -- text ----------------------------------------------------------------------------
     def symmetry_tokens(
-        self, dialect: str = "default", generator_table: "str | PathLike[str] | Mapping[Any, str] | None" = None
+        self, dialect: str = "default", generator_table: str | PathLike[str] | Mapping[Any, str] | None = None
     ) -> tuple[str, ...]:
         """Tokens of the symmetry section in ``dialect``."""
         return symmetry_tokens(self.spacegroup, dialect, generator_table)
@@ -145,7 +146,7 @@ class ScopeRecord:
     def render(
         self,
         dialect: str = "default",
-        generator_table: "str | PathLike[str] | Mapping[Any, str] | None" = None,
+        generator_table: str | PathLike[str] | Mapping[Any, str] | None = None,
         *,
         canonical: bool | None = None,
     ) -> str:
@@ -172,6 +173,6 @@ class ScopeRecord:
     @classmethod
     def from_parts(
         cls, spacegroup: int, sites: Iterable[tuple[int, str] | WyckoffSite], composition: Iterable[tuple[str, Any]]
-    ) -> "ScopeRecord":
+    ) -> ScopeRecord:
         """Build a record from plain tuples, e.g. ``from_parts(225, [(4, "a"), (4, "b")], [("Na", 0.5), ("Cl", 0.5)])``."""
         return cls(spacegroup, tuple(sites), tuple(composition))  # type: ignore[arg-type]

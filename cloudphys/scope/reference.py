@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ["published_cloud_string", "load_json_table"]
+__all__ = ["load_json_table", "published_cloud_string"]
 
 
 def load_json_table(path: str | os.PathLike[str]) -> dict[str, Any]:

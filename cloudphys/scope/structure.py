@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ _Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
 class _Cell:
     """What spglib needs plus the composition, in pymatgen's order."""
 
-    __slots__ = ("lattice", "positions", "types", "magmoms", "amounts")
+    __slots__ = ("amounts", "lattice", "magmoms", "positions", "types")
 
     def __init__(self, lattice: Any, positions: Any, types: list[int], magmoms: list[Any] | None,
                  amounts: dict[str, Fraction | int]) -> None:
@@ -158,9 +159,8 @@ def _cell_from_dict(d: Mapping[str, Any], allow_disordered: bool) -> _Cell:
         species = site.get("species")
         if not species:
             raise StructureError(f"site {i} has no species")
-        if len(species) != 1 or species[0].get("occu", 1) != 1:
-            if not allow_disordered:
-                raise _disordered(f"site {i}")
+        if (len(species) != 1 or species[0].get("occu", 1) != 1) and not allow_disordered:
+            raise _disordered(f"site {i}")
         key = tuple(
             sorted((sp.get("element"), sp.get("oxidation_state"), sp.get("spin"), float(sp.get("occu", 1)))
                    for sp in species)
@@ -246,7 +246,7 @@ def read_structure(path: str | os.PathLike[str]) -> Any:
 
     try:
         return Structure.from_file(str(p))
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+    except Exception as exc:
         raise StructureError(f"{p}: cannot read a structure ({type(exc).__name__}: {exc})") from exc
 
 
@@ -256,7 +256,7 @@ def structure_from_text(text: str, fmt: str = "cif") -> Any:
 
     try:
         return Structure.from_str(text, fmt=fmt)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise StructureError(f"cannot read a structure from {fmt} text ({type(exc).__name__}: {exc})") from exc
 
 
