@@ -172,3 +172,23 @@ def test_json_outputs_are_valid_json(capsys: pytest.CaptureFixture[str], argv: l
     out = capsys.readouterr().out
     assert rc == 0
     _strict_json(out)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu"])
+def test_unknown_devices_are_refused_before_loading(capsys: pytest.CaptureFixture[str], tmp_path: Path, device: str) -> None:
+    for argv in (["predict", str(tmp_path / "no-such-run"), "-i", "x.cif", "--device", device],
+                 ["evaluate", str(tmp_path / "no-such-run"), "--device", device]):
+        rc = main(argv)
+        _one_error_line(capsys, rc, "--device", repr(device), "use auto, cpu")
+
+
+def test_a_missing_cuda_device_is_refused_before_loading(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import torch
+
+    from cloudphys.cli.checks import check_device
+
+    check_device("auto")
+    check_device("cpu")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    rc = main(["predict", str(tmp_path / "no-such-run"), "-i", "x.cif", "--device", f"cuda:{n}"])
+    _one_error_line(capsys, rc, "--device", f"'cuda:{n}'")

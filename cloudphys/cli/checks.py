@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["check_output_path", "dumps_json", "finite_json"]
+__all__ = ["check_device", "check_output_path", "dumps_json", "finite_json"]
 
 
 def _writable_folder(folder: Path) -> str | None:
@@ -84,6 +84,35 @@ def check_output_path(path: str | os.PathLike[str] | None, *, what: str, overwri
     if reason:
         raise ConfigError(f"{what} {path}: cannot write in {parent}: {reason}")
     return p
+
+
+def check_device(name: str | None, *, what: str = "--device") -> None:
+    """Refuse, before any work, a device name torch would not take or a device this machine lacks.
+
+    ``auto`` always passes (CUDA if available, else the CPU); ``cpu``, ``cuda``, ``cuda:N`` and
+    ``mps`` pass when the machine has them.
+
+    :raises ConfigError: naming the option, the value and the remedy.
+    """
+    import re
+
+    from ..config.schema import DEVICE_PATTERN
+
+    if name is None or name == "auto":
+        return
+    if not re.fullmatch(DEVICE_PATTERN, str(name)):
+        raise ConfigError(f"{what} {name!r}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    import torch
+
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{what} {name!r}: CUDA is not available on this machine; use auto or cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                              f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1} or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"{what} 'mps': the MPS backend is not available on this machine; use auto or cpu")
 
 
 def finite_json(obj: Any) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .checks import check_output_path
+from .checks import check_device, check_output_path
 
 
 def _check_output(path: str | None, what: str) -> None:
@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot_max < 1:
         raise ConfigError(f"--plot-max must be at least 1, got {args.plot_max}")
     T = parse_temperatures(args.temperatures)
+    check_device(args.device)
 
     from ..models import load_model
 

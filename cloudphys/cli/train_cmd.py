@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .checks import check_output_path, dumps_json
+from .checks import check_device, check_output_path, dumps_json
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,6 +33,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..inference.evaluation import evaluate
 
     check_output_path(args.output, what="-o/--output", overwrite=True)
+    check_device(args.device)
     metrics = evaluate(args.run_dir, args.split, overrides=args.set, device=args.device)
     text = dumps_json(metrics, indent=2)
     if args.output:
