@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..errors import ScopeError, ScopeParseError, StructureError
 from .batch import ConversionResult, convert_many, write_results
-from .dialects import canonical_text, parse, to_dialect
+from .dialects import canonical_text, dialect_of, parse, to_dialect
 from .generators import (
     DIALECTS,
     GENERATOR_TABLE_ENV,
@@ -42,6 +42,7 @@ __all__ = [
     "WyckoffSite",
     "canonical_text",
     "convert_many",
+    "dialect_of",
     "from_structure",
     "load_generator_table",
     "parse",

@@ -40,6 +40,7 @@ __all__ = [
     "GENERATOR_TABLE_ENV",
     "GeneratorTable",
     "canonical_text",
+    "dialect_of",
     "load_generator_table",
     "parse",
     "symmetry_tokens",
@@ -210,6 +211,12 @@ def to_dialect(
     return parse(text, canonical=False).render(dialect, generator_table)
 
 
+def dialect_of(text: str) -> str:
+    """The dialect a SCOPE string is written in, from its first token: ``"cloud"`` (``0``/``1``)
+    or ``"default"`` (a Hall symbol). Says nothing about validity: :func:`parse` checks that."""
+    return "cloud" if text.lstrip()[:1] in ("0", "1") else "default"
+
+
 def canonical_text(
     text: str,
     dialect: str | None = None,
@@ -219,5 +226,5 @@ def canonical_text(
     of ``text``). Every string of one crystal gives the same result; a canonical string is returned
     unchanged. A cloud result needs the generator table."""
     if dialect is None:
-        dialect = "cloud" if text.lstrip()[:1] in ("0", "1") else "default"
+        dialect = dialect_of(text)
     return parse(text, canonical=True).render(dialect, generator_table, canonical=True)
