@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..errors import CloudphysError, ScopeError
-from ..scope import DIALECTS, convert_many, load_generator_table, parse
+from ..scope import DIALECTS, convert_many, dialect_of, load_generator_table, parse
 from .cache import ScopeCache
 from .items import InputItem
 from .limits import Limits, as_limits
@@ -55,6 +55,9 @@ def to_records(
                 it.record = parse(it.scope)
             except CloudphysError as exc:
                 it.fail(f"not a SCOPE string: {exc}")
+            else:  # a default-dialect string is read as its canonical form (issue 13); cloud strings as given
+                if dialect_of(it.scope) == "default":
+                    it.scope = it.record.render()
     todo = [it for it in items if it.error is None and it.scope is None]
     if not todo:
         return list(items)
