@@ -201,8 +201,8 @@ def predict_items(
                 items[k].fail("the model produced a non-finite value (NaN or inf) for this input")
                 for arr in (*preds.values(), *lats.values()):
                     arr[k] = np.nan
-    for name in lat_sizes:
-        lats.setdefault(name, np.full((N,) if lat_sizes[name] == 1 else (N, lat_sizes[name]), np.nan))
+    for name, size in lat_sizes.items():
+        lats.setdefault(name, np.full((N,) if size == 1 else (N, size), np.nan))
     n_atoms = np.asarray([np.nan if it.n_atoms is None else float(it.n_atoms) for it in items], dtype=np.float64)
     return Prediction(ids=[it.id for it in items], sources=[it.source or it.name for it in items],
                       scope=[it.scope for it in items],
