@@ -160,7 +160,7 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
     n_sites = _loop_len(data, _SITE_TAGS) or 0
     if n_sites > limits.max_atoms:
         raise limits.too_big("the number of atom sites", n_sites, "max_atoms")
-    if n_sites * n_ops > 4 * limits.max_atoms:
+    if n_sites * n_ops > 2 * limits.max_atoms:
         raise limits.too_big(f"sites x symmetry operations ({n_sites} x {n_ops})", n_sites * n_ops, "max_atoms")
     occ_tag = next((t for t in _OCCU_TAGS if t in data), None)
     if occ_tag is not None:

@@ -249,7 +249,7 @@ def _iter_csv(path: Path, limits: Limits, column: str | None) -> Iterator[InputI
                     continue
                 lines_read = rec.last_line
                 if header is None:
-                    header = [h.strip() for h in rec.fields]
+                    header = [h.strip().lstrip("\ufeff") for h in rec.fields]
                     col = _table_column(header, column)
                     if col is None:
                         wanted = column or "/".join(STRING_COLUMNS + STRUCTURE_COLUMNS)
