@@ -34,6 +34,7 @@ __all__ = [
     "load_head",
     "list_heads",
     "load_model",
+    "list_models",
     "get_registry",
     "CloudphysError",
     "CheckpointError",
@@ -72,11 +73,19 @@ def load_head(name: str, **params: Any) -> "PhysicsHead":
     return get_registry().build_head(name, **params)
 
 
-def load_model(path: Any, **kwargs: Any) -> Any:
-    """The trained model in directory ``path`` (a run, an ensemble run or a model directory).
+def load_model(name_or_path: Any, **kwargs: Any) -> Any:
+    """A pretrained model by name (:func:`list_models`) or the trained model in a directory (a run, an
+    ensemble run or a model directory), with ``.predict(structures, temperatures=...)``.
 
-    See :func:`cloudphys.inference.model.load_model` (imported on first call: torch is heavy).
+    See :func:`cloudphys.models.load_model` (imported on first call: torch is heavy).
     """
-    from .inference.model import load_model as _load
+    from .models import load_model as _load
 
-    return _load(path, **kwargs)
+    return _load(name_or_path, **kwargs)
+
+
+def list_models() -> list[str]:
+    """Names of the registered pretrained models whose physics head is installed."""
+    from .models import list_models as _list
+
+    return _list()

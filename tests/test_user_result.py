@@ -15,7 +15,13 @@ import torch
 
 from cloudphys.errors import DataError
 from cloudphys.inference.export import export_phonopy, write_thermal_properties_yaml
-from cloudphys.inference.result import ItemInfo, Prediction, column_name, quantities_from_head, unit_slug
+from cloudphys.inference.result import (
+    ItemInfo,
+    Prediction,
+    column_name,
+    quantities_from_head,
+    unit_slug,
+)
 
 
 def _prediction(n_ok: int = 3, ensemble: bool = True, failed: bool = True, T=(0.0, 50.0, 300.0, 1000.0)) -> Prediction:

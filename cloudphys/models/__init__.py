@@ -56,11 +56,12 @@ def model_spec(name: str, registry: Any = None) -> ModelSpec:
     return _registry(registry).model(name)
 
 
-def load_model(name_or_path: str | Path, *, registry: Any = None, device: str = "cpu") -> Any:
+def load_model(name_or_path: str | Path, *, registry: Any = None, device: str = "cpu",
+               map_location: str | None = None) -> Any:
     """A registered model by name, or a trained run / model / ensemble directory, as a :class:`~cloudphys.models.api.Model`.
 
     Shipped models are checked against their ``SHA256SUMS`` before loading; weights stored in
-    half precision are loaded as float32.
+    half precision are loaded as float32. ``map_location`` is an alias of ``device``.
     """
     from ..inference.model import load_model as load_core
     from ..inference.uncertainty import read_calibration
@@ -84,6 +85,6 @@ def load_model(name_or_path: str | Path, *, registry: Any = None, device: str = 
                                   "nor an existing directory")
         if (path / CHECKSUM_FILE).is_file():
             verify_checksums(path)
-    core = load_core(path, registry=reg, map_location=device).float()
+    core = load_core(path, registry=reg, map_location=map_location or device).float()
     return Model(core, name=spec.name if spec else str(name_or_path), path=path,
                  calibration=read_calibration(path), spec=spec)

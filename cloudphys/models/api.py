@@ -64,6 +64,17 @@ class Model:
         self.spec = spec
         self._members = member_models(core)
 
+    # -- the wrapped torch module ------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``meta``, ``encoder``, ``tokenizer``, ``parameters`` ...) is the core module's."""
+        if name.startswith("__") or name in ("core", "_members"):
+            raise AttributeError(name)
+        return getattr(self.core, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The core module's forward: ``(observables, latents)`` tensors (see :meth:`forward_tensors`)."""
+        return self.core(*args, **kwargs)
+
     # -- what it is -------------------------------------------------------------------------
     @property
     def head(self) -> Any:
