@@ -413,3 +413,20 @@ def test_predict_reads_every_string_of_one_crystal_as_the_canonical_one() -> Non
     np.testing.assert_allclose(per_atom[2], per_atom[3], rtol=RTOL)
     assert pred.scope[0] == pred.scope[1] and pred.scope[2] == pred.scope[3]
     assert abs(per_atom[0, 1] - per_atom[2, 1]) > 1e-3 * abs(per_atom[0, 1])  # different crystals differ
+
+
+def test_training_data_in_the_default_dialect_is_canonical(tmp_path: Any) -> None:
+    """A CSV data set of default-dialect strings (the loaders' path, ``cloudphys.inputs.to_records``)
+    trains on canonical strings: two ways of writing one crystal become one string; cloud strings
+    stay as CLOUD wrote them."""
+    from cloudphys.data.csvdata import load_csv
+
+    cloud = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4b 4a | Cl 0.5 Na 0.5"
+    path = tmp_path / "data.csv"
+    path.write_text("scope,cv,n_atoms,split\n"
+                    "F 4d 2 3 -1d | 8b | Si 1.0,19.8,8,train\n"
+                    "F 4d 2 3 -1d | 8a | Si 1.0,19.8,2,train\n"
+                    "-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5,37.1,8,train\n"
+                    f"{cloud},48.0,8,train\n", encoding="utf-8")
+    ex = load_csv("train", path=str(path), targets={"cv": "cv"}, temperature=300.0)
+    assert list(ex.scope) == ["F 4d 2 3 -1d | 8a | Si 1.0"] * 2 + ["-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", cloud]
