@@ -211,3 +211,12 @@ def test_bounded_types_for_plugin_authors() -> None:
     for hint, bad in ((Count, 0), (Workers, -1), (Tolerance, 2.0), (Kelvin, -1.0), (Seed, 2**32)):
         with pytest.raises(ConfigError):
             coerce("x", bad, hint)
+
+
+def test_pretraining_sources_check_data_set_parameters_too() -> None:
+    reg = get_registry()
+    assert PretrainConfig.check_source("pretrain.sources[0]", {"name": "cloud-pretrain", "holdout": 0.1}, reg) == "dataset"
+    with pytest.raises(ConfigError, match=r"pretrain.sources\[0\].seed must be an integer >= 0 and <= 4_294_967_295, got -1"):
+        PretrainConfig.check_source("pretrain.sources[0]", {"name": "cloud-pretrain", "seed": -1}, reg)
+    with pytest.raises(ConfigError, match=r"pretrain.exclude\[1\].holdout"):
+        PretrainConfig.check_source("pretrain.exclude[1]", {"name": "cloud-pretrain", "holdout": 2}, reg)

@@ -76,19 +76,15 @@ def plugin_section(kind: Kind, raw: Any, table: Mapping[str, Any]) -> Any:
     schema = param_schema(kind, table[name])
     if schema is not None:
         unknown_keys(f"{kind} {name!r}", params, set(schema) | {"name"})
-        bounds = {}
         for key, value in list(params.items()):
-            if key in schema:
-                bounds[key] = split_annotated(schema[key].hint)[1]
+            if key in schema:  # the type, and the bound annotated on it
                 params[key] = coerce(f"{kind}.{key}", value, schema[key].hint)
+        # bounds relating two parameters (num_heads divides hidden_size): given or default values
         siblings = {k: p.default for k, p in schema.items()} | params
-        for key, bound in bounds.items():
-            check_bound(f"{kind}.{key}", params[key], bound, siblings)
-        # a sibling given alone still has to fit the bound of a default it relates to
         for key, p in schema.items():
-            _, bound = split_annotated(p.hint)
-            if key not in params and bound is not None and bound.divides in params:
-                check_bound(f"{kind}.{key}", p.default, bound, siblings)
+            bound = split_annotated(p.hint)[1]
+            if bound is not None and bound.divides and (key in params or bound.divides in params):
+                check_bound(f"{kind}.{key}", siblings[key], bound, siblings)
     return PluginSection(str(name), copy.deepcopy(params))
 
 
@@ -152,4 +148,6 @@ def check_source(what: str, src: Any, registry: Any = None, *, file_keys: tuple[
                 f"data set that reads a file ({', '.join(with_path) or 'none'})"
             )
         unknown_keys(f"{what} (data set {name!r})", params, set(schema) | {"name", "split"})
+        for key in params:
+            coerce(f"{what}.{key}", src[key], schema[key].hint)
     return "dataset"
