@@ -258,7 +258,7 @@ def _assert_same_for_head(a: Cell, b: Cell, head_name: str) -> None:
 
 # -- properties ----------------------------------------------------------------------------------------
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
