@@ -175,12 +175,13 @@ def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, c
     out = tmp_path / "p.csv"
     rc = main(["predict", str(tmp_path / "run"), "--input", str(cif), str(tmp_path / "m.jsonl"), str(tmp_path / "bad.cif"),
                "-T", "10:300:10", "-o", str(out), "--plot", str(tmp_path / "p.png"), "--dialect", "cloud"])
-    assert rc == 0 and (tmp_path / "p.png").stat().st_size > 0
+    # exit 1: some inputs failed (cli/predict_cmd.py); their error rows are still written
+    assert rc == 1 and (tmp_path / "p.png").stat().st_size > 0
     with open(out) as fh:
-        rows = list(csv.DictReader(fh))
-    ids = [r["id"] for r in rows]
-    assert ids.count("NaCl.cif") == 30 and ids.count(json.loads(line)["id"]) == 30
-    nacl = [r for r in rows if r["id"] == "NaCl.cif"]
-    assert nacl[0]["n_atoms"] == "8.0" and all(not r["error"] for r in nacl) and float(nacl[0]["theta_D"]) > 1
-    errs = {r["id"]: r["error"] for r in rows if r["error"]}
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    ids = [Path(r["name"]).name if r["name"].endswith(".cif") else r["name"] for r in rows]
+    assert ids.count("NaCl.cif") == 30 and sum(json.loads(line)["id"] in i for i in ids) == 30
+    nacl = [r for r, i in zip(rows, ids) if i == "NaCl.cif"]
+    assert nacl[0]["n_atoms"] in ("8", "8.0") and all(not r["error"] for r in nacl) and float(nacl[0]["theta_D_K"]) > 1
+    errs = {i: r["error"] for r, i in zip(rows, ids) if r["error"]}
     assert "bad.cif" in errs and any("JSON" in e for e in errs.values())
