@@ -231,3 +231,16 @@ def test_folders_are_read_everywhere_cloudphys_scope_reads_them(tmp_path: Path) 
     (folder / "b.json").write_text(json.dumps(_nacl().as_dict()))
     got = read_source(str(folder))
     assert got.strings == [NACL, NACL] and not got.failures
+
+
+def test_deeply_nested_json_is_an_error_row_not_a_recursion_error(tmp_path: Path) -> None:
+    deep = "[" * 100_000
+    (tmp_path / "deep.json").write_text(deep)
+    (tmp_path / "deep.jsonl").write_text('{"id": "a", "structure": ' + deep + "\n" + json.dumps({"id": "b", "scope": NACL})
+                                         + "\n")
+    with open(tmp_path / "deep.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "structure"], ["c", deep], ["d", json.dumps(_nacl().as_dict())]])
+    items = to_records(read_inputs([tmp_path / "deep.json", tmp_path / "deep.jsonl", tmp_path / "deep.csv"]),
+                       dialect="default")
+    assert [it.id for it in items] == [str(tmp_path / "deep.json"), f"{tmp_path / 'deep.jsonl'}:1", "b", "c", "d"]
+    assert _ok(items) == [False, False, True, False, True] and "not valid JSON" in items[0].error

@@ -67,7 +67,8 @@ _NUMBERS = ["nan", "NaN", "inf", "-inf", "1e308", "1e30", "-1e30", "0", "-1", "9
 
 def _damage(rng: random.Random, text: str) -> bytes:
     data = text.encode()
-    how = rng.choice(["truncate", "flip", "number", "number", "duplicate", "count", "junk", "empty", "lines", "keep"])
+    how = rng.choice(["truncate", "flip", "number", "number", "duplicate", "count", "junk", "empty", "lines", "nest",
+                      "keep"])
     if how == "truncate":
         data = data[: rng.randrange(len(data) + 1)]
     elif how == "flip":
@@ -95,6 +96,10 @@ def _damage(rng: random.Random, text: str) -> bytes:
         data = data[:a] + os.urandom(rng.randint(1, 300)) + data[a:]
     elif how == "empty":
         data = b""
+    elif how == "nest":  # deep nesting: a recursion bomb for JSON readers
+        a = rng.randrange(len(data) + 1)
+        depth = rng.choice([100, 5_000, 100_000])
+        data = data[:a] + (b"[" * depth if rng.random() < 0.5 else b'{"a":' * depth) + data[a:]
     elif how == "lines":
         lines = text.splitlines(keepends=True)
         rng.shuffle(lines)

@@ -67,7 +67,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     continue
                 try:
                     row = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     raise DataError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")

@@ -331,7 +331,7 @@ def _json_items(text: str, limits: Limits) -> list[tuple[str, Any]]:
     """``(suffix, item)`` for a pymatgen JSON structure, a JSON list of them, or an ASE database."""
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return [("", StructureError(f"not valid JSON ({exc})"))]
     if isinstance(doc, list):
         out: list[tuple[str, Any]] = []

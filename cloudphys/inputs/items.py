@@ -96,6 +96,8 @@ class InputItem:
                     self.n_atoms = float(len(self._structure))
             except CloudphysError as exc:
                 self.fail(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a parser's unexpected failure is this item's error
+                self.fail(f"cannot read a structure ({type(exc).__name__}: {exc})")
         return self._structure
 
     def fail(self, reason: str) -> None:
@@ -217,7 +219,7 @@ def _table_item(name: str, source: str, row: Mapping[str, Any], col: str, limits
         if isinstance(value, str):
             try:
                 obj = json.loads(value)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 obj = StructureError(f"the 'structure' field is not JSON ({exc})")
         if obj is None:
             obj = StructureError("no 'structure' value")
@@ -289,7 +291,7 @@ def _iter_jsonl(path: Path, limits: Limits, column: str | None) -> Iterator[Inpu
                     continue
                 try:
                     row = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     yield _error_item(name, f"not valid JSON ({exc})", where)
                     continue
                 if not isinstance(row, dict):
