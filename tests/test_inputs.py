@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cloudphys.cli import main
 from cloudphys.inputs import Limits, read_inputs, to_records
@@ -244,3 +247,49 @@ def test_deeply_nested_json_is_an_error_row_not_a_recursion_error(tmp_path: Path
                        dialect="default")
     assert [it.id for it in items] == [str(tmp_path / "deep.json"), f"{tmp_path / 'deep.jsonl'}:1", "b", "c", "d"]
     assert _ok(items) == [False, False, True, False, True] and "not valid JSON" in items[0].error
+
+
+# -- properties: every CSV row is one item, whatever it holds -------------------------------------
+
+_cell_text = st.text(alphabet=st.sampled_from(list('ab ,"|\n\r\t;x0.5-') + ["\x00", "é", "\u2028"]), max_size=60)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.tuples(_cell_text, _cell_text), min_size=1, max_size=12), budget=st.sampled_from([40, 200, 10_000]))
+def test_every_csv_row_is_one_item_in_order(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]],
+                                            budget: int) -> None:
+    """Quotes, separators, newlines and NULs inside fields, rows over the byte budget: each row of a
+    CSV written by ``csv.writer`` is exactly one item, in order; an oversized row is an error item
+    naming its line and the limit, and the rows after it keep their ids."""
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "scope", "n_atoms"])
+        w.writerows([[f"r{k}", s, n] for k, (s, n) in enumerate(rows)])
+    items = read_inputs([path], limits=Limits(max_bytes=budget))
+    assert len(items) == len(rows)
+    for k, (it, (s, n)) in enumerate(zip(items, rows)):
+        if it.id != f"r{k}":
+            assert it.error and "max_bytes" in it.error and it.name.startswith(f"{path}:"), (k, it)
+            continue
+        if it.error is None:
+            assert it.scope == s.strip()
+        else:
+            assert it.error.startswith(it.name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                 st.integers(-10**40, 10**40).map(str)))
+def test_n_atoms_is_accepted_exactly_when_it_is_a_positive_finite_number_within_the_limit(text: str) -> None:
+    from cloudphys.inputs import check_n_atoms
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    ok = value is not None and math.isfinite(value) and 0 < value <= Limits().max_atoms
+    try:
+        assert check_n_atoms(text) == value and ok
+    except (TypeError, ValueError) as exc:
+        assert not ok and "n_atoms" in str(exc)
