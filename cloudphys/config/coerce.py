@@ -119,7 +119,9 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{what} must be true or false, got {value!r}")
+        yaml11 = isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n")
+        tail = " (yes/no/on/off are strings in YAML 1.2: write true or false)" if yaml11 else ""
+        raise ConfigError(f"{what} must be true or false, got {value!r}{tail}")
     if hint is int:
         value = _number(value)
         if isinstance(value, int) and not isinstance(value, bool):
