@@ -94,6 +94,7 @@ def plot_prediction(
     colours = [f"C{i}" for i in range(10)]
     handles, labels = [], []
     T = prediction.temperatures
+    alpha = float(np.clip(0.3 / max(len(shown), 1) ** 0.5, 0.06, 0.25))  # many overlapping bands stay readable
     for k, s in enumerate(shown):
         style = {"color": colours[k % 10], "linestyle": STYLES[(k // 10) % len(STYLES)], "linewidth": 1.4}
         for ax, o in zip(axes, obs):
@@ -101,15 +102,15 @@ def plot_prediction(
             (line,) = ax.plot(T, y, **style)
             band = s.interval(o, "atom")
             if band is not None:
-                ax.fill_between(T, band[0], band[1], color=style["color"], alpha=0.18, linewidth=0)
+                ax.fill_between(T, band[0], band[1], color=style["color"], alpha=alpha, linewidth=0)
         if has_dos:
             theta, g, sd = s.dos
             freq = theta / 47.99243073366221
             width = float(freq[1] - freq[0]) if len(freq) > 1 else 1.0
             axes[len(obs)].step(freq, g / width, where="mid", **style)
             if sd is not None:
-                axes[len(obs)].fill_between(freq, (g - sd) / width, (g + sd) / width, step="mid",
-                                            color=style["color"], alpha=0.15, linewidth=0)
+                axes[len(obs)].fill_between(freq, np.maximum(g - sd, 0) / width, (g + sd) / width, step="mid",
+                                            color=style["color"], alpha=alpha, linewidth=0)
         handles.append(line)
         labels.append(_latent_label(prediction, s))
     for ax, o in zip(axes, obs):

@@ -32,12 +32,15 @@ class Quantity:
     """Name, unit and basis of an observable or latent.
 
     :param extensive: ``True`` if the value is per mole of cells (scales with ``n_atoms``).
+    :param lower, upper: physical bounds; central intervals are clipped to them (e.g. cv, s ≥ 0).
     """
 
     name: str
     unit: str
     extensive: bool = False
     description: str = ""
+    lower: float | None = None
+    upper: float | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,13 @@ class Prediction:
             return None
         mid = self.observables[name] if name in self.observables else self.latents[name]
         half = _z(self.level) * sd
-        return mid - half, mid + half
+        lo, hi = mid - half, mid + half
+        q = self.quantities.get(name)
+        if q is not None and q.lower is not None:  # a heat capacity or entropy is never negative
+            lo = np.maximum(lo, q.lower)
+        if q is not None and q.upper is not None:
+            hi = np.minimum(hi, q.upper)
+        return lo, hi
 
     # -- tables --------------------------------------------------------------------------
     def columns(self, observables: Sequence[str] | None = None) -> list[str]:
@@ -424,6 +433,12 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
 
 def quantities_from_head(head: Any) -> dict[str, Quantity]:
     """``{name: Quantity}`` for every observable and latent a head declares."""
-    out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description) for o in head.observables}
-    out.update({s.name: Quantity(s.name, s.unit, False, s.description) for s in head.latents})
+    out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description,
+                            lower=NON_NEGATIVE.get(o.name)) for o in head.observables}
+    out.update({s.name: Quantity(s.name, s.unit, False, s.description, lower=s.lower, upper=s.upper)
+                for s in head.latents})
     return out
+
+
+#: Observables that are non-negative for every harmonic head (heat capacity, vibrational entropy).
+NON_NEGATIVE = {"cv": 0.0, "s": 0.0}
