@@ -56,7 +56,7 @@ def gbt_features(ex) -> np.ndarray:
     from cloudphys.encoders.descriptors import composition_features
     from cloudphys.scope import parse
 
-    comp = composition_features(ex.scope, ex.n_atoms)
+    comp = composition_features(ex.scope, ex.n_atoms, layout=1)  # the baseline's features as published (n_atoms is a feature here anyway)
     spg = np.array([[parse(s).spacegroup] for s in ex.scope], dtype=np.float64)
     return np.hstack([comp, spg, ex.n_atoms[:, None]])
 
