@@ -293,3 +293,19 @@ def test_n_atoms_is_accepted_exactly_when_it_is_a_positive_finite_number_within_
         assert check_n_atoms(text) == value and ok
     except (TypeError, ValueError) as exc:
         assert not ok and "n_atoms" in str(exc)
+
+
+def test_the_cache_serves_a_file_named_by_another_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDPHYS_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": f"m{k}", "structure": _nacl().as_dict()}) + "\n" for k in range(3)))
+    first = to_records(read_inputs([path]), dialect="default")
+    calls: list[int] = []
+    import cloudphys.inputs.convert as conv
+
+    real = conv.convert_many
+    monkeypatch.setattr(conv, "convert_many", lambda jobs, **kw: calls.append(len(jobs)) or real(jobs, **kw))
+    monkeypatch.chdir(tmp_path)
+    again = to_records(read_inputs(["rows.jsonl"]), dialect="default")  # relative this time
+    assert calls == [] and [it.scope for it in again] == [it.scope for it in first] == [NACL] * 3
+    assert [it.n_atoms for it in again] == [8.0] * 3

@@ -74,8 +74,9 @@ def to_records(
                     c = caches[it.source] = ScopeCache(it.source, settings=settings)
                 except OSError:
                     c = None
-        if c is not None and not c.missing([it.name]):
-            _finish(it, c.scope.get(it.name), c.n_atoms.get(it.name), c.errors.get(it.name))
+        if c is not None and not c.missing([_key(it)]):
+            k = _key(it)
+            _finish(it, c.scope.get(k), c.n_atoms.get(k), c.errors.get(k))
         else:
             pending.append(it)
     if pending:
@@ -90,14 +91,21 @@ def to_records(
             if it.source in caches and not res.timed_out:
                 ok, counts, bad = new.setdefault(it.source, ({}, {}, {}))  # type: ignore[arg-type]
                 if res.error is None and res.scope is not None:
-                    ok[it.name] = res.scope
+                    ok[_key(it)] = res.scope
                     if res.n_atoms is not None:
-                        counts[it.name] = float(res.n_atoms)
+                        counts[_key(it)] = float(res.n_atoms)
                 else:
-                    bad[it.name] = str(res.error)
+                    bad[_key(it)] = str(res.error)
         for src, (ok, counts, bad) in new.items():
             caches[src].update(ok, counts, bad)
     return list(items)
+
+
+def _key(it: InputItem) -> str:
+    """The item's place inside its source file (``:LINE``, ``@K``, or ``""`` for the whole file), so a
+    file named by another path (relative, absolute, a link) finds the same cache entries."""
+    src = it.source or ""
+    return it.name[len(src):] if it.name.startswith(src) else it.name
 
 
 def _payload(it: InputItem) -> Any:
