@@ -105,7 +105,7 @@ def _key(it: InputItem) -> str:
     """The item's place inside its source file (``:LINE``, ``@K``, or ``""`` for the whole file), so a
     file named by another path (relative, absolute, a link) finds the same cache entries."""
     src = it.source or ""
-    return it.name[len(src):] if it.name.startswith(src) else it.name
+    return it.name.removeprefix(src)
 
 
 def _payload(it: InputItem) -> Any:
