@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..hookspecs import hookimpl
 from .contract import R_GAS, LatentSpec, ObservableSpec, PhysicsHead
-from .harmonic import SERIES_X, bose_series, bose_x
+from .harmonic import log1mexp
 from .quadrature import gauss_legendre, integrate_0_to
 
 __all__ = ["DebyeHead", "debye_integral", "debye_function", "DEBYE_X_CUT", "default_order"]
@@ -39,8 +39,6 @@ __all__ = ["DebyeHead", "debye_integral", "debye_function", "DEBYE_X_CUT", "defa
 #: < 1e-17 of the total, below float64 rounding. (Unrelated to the oscillators' cut-off
 #: :data:`cloudphys.physics.harmonic.OSCILLATOR_X_CUT`, which is where their terms leave float64.)
 DEBYE_X_CUT = 50.0
-#: ln 2: where ln(1 − e⁻ˣ) switches from log(−expm1(−x)) to log1p(−e⁻ˣ).
-_LN2 = 0.6931471805599453
 
 _DEFAULT_ORDER = {torch.float64: 40, torch.float32: 24}
 
@@ -59,13 +57,25 @@ def debye_integral(upper: Tensor, order: int | None = None) -> Tensor:
     return integrate_0_to(_j3_integrand, upper, order or default_order(upper.dtype))
 
 
+def _bose_clamped(y: Tensor) -> Tensor:
+    """g(y) = y/(eʸ − 1) for 0 ≤ y ≤ DEBYE_X_CUT, y clamped below at the dtype's epsilon ε.
+
+    g(y) = 1 − y/2 + O(y²), so the clamp changes values by < ε/2 relative, and it keeps autograd's
+    intermediate y/expm1(y)² ≤ 1/ε: finite gradients at any T (the dropped derivative −1/2 below
+    ε changes ∂/∂T of the observables by < ε relative).
+    """
+    y = y.clamp(min=torch.finfo(y.dtype).eps)
+    return y / torch.expm1(y)
+
+
 def debye_function(x: Tensor, order: int | None = None) -> Tensor:
     """D₃(x) = 3/x³·∫₀ˣ t³/(eᵗ − 1) dt = 3·∫₀¹ s²·g(x·s) ds for x in [0, DEBYE_X_CUT].
 
-    Finite with finite gradients for every x ≥ 0 (D₃(0) = 1), never forming x³ or 1/x³.
+    The same Gauss–Legendre sum as 3·J(x)/x³ in the variable s = t/x, but it never forms x³ or
+    1/x³ (which leave float32 once T/θ ≳ 1e13): finite with finite gradients for every x ≥ 0.
     """
     nodes, weights = gauss_legendre(order or default_order(x.dtype), x.dtype, x.device)
-    return 3.0 * (nodes * nodes * weights * bose_x(x.unsqueeze(-1) * nodes)).sum(-1)
+    return (_bose_clamped(x.unsqueeze(-1) * nodes) * (3.0 * nodes * nodes * weights)).sum(-1)
 
 
 class DebyeHead(PhysicsHead):
@@ -120,23 +130,15 @@ class DebyeHead(PhysicsHead):
         if "u" in observables:
             out["u"] = zpe + 3.0 * nR * T * d3
         if "cv" in observables:
-            boson = torch.where(inside, bose_x(x), torch.zeros_like(x))
+            boson = torch.where(inside, _bose_clamped(x), torch.zeros_like(x))
             out["cv"] = 3.0 * nR * (4.0 * d3 - 3.0 * boson)
         if "s" in observables or "f" in observables:
-            # ln(1 − e⁻ˣ): log(−expm1(−x)) for x ≤ ln 2, log1p(−e⁻ˣ) above (there −expm1(−x) rounds to
-            # 1 once e⁻ˣ is below the dtype's epsilon and the log loses all of its digits); below e⁻⁵⁰
-            # relative beyond the cut-off, where it is dropped.
-            # Below SERIES_X it is ln x − ln(x/(1 − e⁻ˣ)), ln x = ln θ − ln T, so that autograd
-            # never forms 1/x (T·∂/∂x overflows float32 once T ≫ θ).
-            small = x <= _LN2
-            log_term = torch.where(
-                small, torch.log(-torch.expm1(-torch.where(small, x, torch.ones_like(x)))),
-                torch.log1p(-torch.exp(-torch.where(small, torch.ones_like(x), x))),
-            )
-            tiny = x < SERIES_X
-            xs = torch.where(tiny, x, torch.zeros_like(x))
-            log_s = torch.log(theta) - torch.log(T_in) - torch.log(bose_series(xs) + xs)
-            log_term = torch.where(inside, torch.where(tiny, log_s, log_term), torch.zeros_like(x))
+            # ln(1 − e⁻ˣ) by the oscillators' log1mexp: log1p(−e⁻ˣ) above ln 2 (−expm1(−x) rounds to
+            # 1 once e⁻ˣ is below the dtype's epsilon and the log loses all of its digits),
+            # log(−expm1(−x)) below, ln θ − ln T − ln(x/(1 − e⁻ˣ)) for x < 0.01 (autograd never
+            # forms 1/x, which times T overflows float32 once T ≫ θ); dropped beyond the cut-off
+            # (below e⁻⁵⁰ relative).
+            log_term = torch.where(inside, log1mexp(x, torch.log(theta) - torch.log(T_in)), torch.zeros_like(x))
             if "s" in observables:
                 out["s"] = nR * (4.0 * d3 - 3.0 * log_term)
             if "f" in observables:

@@ -23,10 +23,13 @@ no intermediate result is subnormal where the result is not:
   ln(1 − e⁻ˣ) is ``log(-expm1(-x))`` for x ≤ ln 2 and ``log1p(-exp(-x))`` above, so that its
   autograd derivative e⁻ˣ/(1 − e⁻ˣ) is also relatively accurate (S = −∂F/∂T holds to rounding).
 
-Below x = :data:`SERIES_X` (T ≫ θ) the Bose terms use Taylor series in x, with
-ln x = ln θ − ln T, so that autograd never forms 1/x² (which overflows float32 at T/θ ≳ 1e19
-although the derivatives themselves are small): values and gradients are finite at every finite
-T up to :func:`cloudphys.physics.contract.temperature_limit`.
+T ≫ θ (x → 0): the closed forms divide by 1 − e⁻ˣ ≈ x, and autograd's intermediate derivatives
+(∝ 1/x²) overflow float32 at T/θ ≳ 1e19 although the derivatives themselves are small. So x is
+clamped below at the dtype's epsilon ε wherever only x/(1 − e⁻ˣ) = 1 + x/2 + … or
+x/(eˣ − 1) = 1 − x/2 + … enter (values change < ε/2 relative), the thermal energy is written
+θ/(eˣ − 1) = T·x/(eˣ − 1), and below x = :data:`X_SMALL` ln(1 − e⁻ˣ) = ln θ − ln T −
+ln(x/(1 − e⁻ˣ)) (:func:`log1mexp`): values and gradients are finite at every finite T up to
+:func:`cloudphys.physics.contract.temperature_limit`.
 
 Where x ≥ :data:`OSCILLATOR_X_CUT` (T = 0 included) every thermal term is below half the smallest subnormal
 number of float64, i.e. exactly 0 in any dtype; it is set to 0 through ``torch.where`` with a
@@ -44,14 +47,14 @@ from torch import Tensor
 
 from .contract import R_GAS
 
-__all__ = ["OSCILLATOR_X_CUT", "SERIES_X", "X_SPLIT", "bose_series", "bose_x", "oscillator_thermo", "work_dtype"]
+__all__ = ["OSCILLATOR_X_CUT", "X_SMALL", "X_SPLIT", "log1mexp", "oscillator_thermo", "work_dtype"]
 
 #: Beyond x = θ/T = OSCILLATOR_X_CUT the thermal part of a mode (cv/R ≈ x²e⁻ˣ, s/R ≈ (x + 1)e⁻ˣ) is below
 #: 1e-340, far below half the smallest subnormal float64 (2.5e-324): it rounds to 0 in every dtype
 #: and is dropped.
 OSCILLATOR_X_CUT = 800.0
-#: Below x = θ/T = SERIES_X the Bose terms use their Taylor series (see :func:`bose_series`).
-SERIES_X = 1e-2
+#: Below x = θ/T = X_SMALL, ln(1 − e⁻ˣ) is computed as ln x − ln(x/(1 − e⁻ˣ)) (see :func:`log1mexp`).
+X_SMALL = 1e-2
 #: Above x = X_SPLIT the entropy uses the form h·(h·(x/(1 − e⁻ˣ) + 1 + e⁻ˣ/2)), h = e^{−x/2}.
 X_SPLIT = 20.0
 
@@ -88,61 +91,50 @@ def oscillator_thermo(theta: Tensor, temperature: Tensor, observables: Iterable[
     inside = T * OSCILLATOR_X_CUT > theta  # x < OSCILLATOR_X_CUT; False at T = 0
     T_in = torch.where(inside, T, theta)  # x = 1 where unused: finite value and gradient
     x = theta / T_in
-    zero = torch.zeros_like(x)
-    # Below SERIES_X (T ≫ θ) the closed forms divide by 1 − e⁻ˣ ≈ x, and autograd's intermediate
-    # derivatives (∝ 1/x²) overflow although the result's are small: series there, in
-    # xs = x; the closed forms get the harmless xl = 1 (the double-where trick).
-    small = x < SERIES_X
-    xs = torch.where(small, x, zero)
-    xl = torch.where(small, torch.ones_like(x), x)
-    g_s = bose_series(xs)  # x/(eˣ − 1)
-    ratio_s = g_s + xs  # x/(1 − e⁻ˣ)
-    h = torch.exp(-0.5 * xl)  # e^{−x/2}: a normal number wherever cv or s is
+    xc = x.clamp(min=torch.finfo(work).eps)  # see the module docstring (T ≫ θ)
+    h = torch.exp(-0.5 * xc)  # e^{−x/2}: a normal number wherever cv or s is
     q = h * h  # e⁻ˣ (may be subnormal or 0: used only where that cannot matter)
-    em = -torch.expm1(-xl)  # 1 − e⁻ˣ, in (0, 1]
-    ratio_l = xl / em
+    em = -torch.expm1(-xc)  # 1 − e⁻ˣ, in (0, 1]
+    ratio = xc / em  # x/(1 − e⁻ˣ) ≥ 1
+    zero = torch.zeros_like(x)
     out: dict[str, Tensor] = {}
     if "u" in wanted:
-        # θ/(eˣ − 1) = T·x/(eˣ − 1): the series keeps T·g(x) well scaled as T → ∞.
-        thermal = torch.where(small, T_in * g_s, theta * (q / em))
-        out["u"] = R_GAS * (0.5 * theta + torch.where(inside, thermal, zero))
+        # θ/(eˣ − 1) = T·x·e⁻ˣ/(1 − e⁻ˣ): well scaled as T → ∞ (its tiny values at large x only
+        # matter relative to R·θ/2).
+        out["u"] = R_GAS * (0.5 * theta + torch.where(inside, T_in * (ratio * q), zero))
     if "cv" in wanted:
         # x²e⁻ˣ/(1 − e⁻ˣ)² = (x/2 / sinh(x/2))², squared last so that nothing underflows early.
-        xh = torch.where(small, ratio_s * torch.exp(-0.5 * xs), ratio_l * h)
+        xh = ratio * h
         out["cv"] = R_GAS * torch.where(inside, xh * xh, zero)
     if "s" in wanted or "f" in wanted:
-        # ln(1 − e⁻ˣ) ≤ 0: ln x − ln(x/(1 − e⁻ˣ)) with ln x = ln θ − ln T below SERIES_X;
-        # log(1 − e⁻ˣ) up to x = ln 2, log1p(−e⁻ˣ) beyond (accurate value and derivative where
-        # e⁻ˣ ≪ 1). Both e⁻ˣ and 1 − e⁻ˣ equal 1/2 at x = ln 2, so clamping each at 1/2 gives the
-        # unused branch a harmless argument (finite value, zero gradient).
-        log_l = torch.where(xl > _LN2, torch.log1p(-q.clamp(max=0.5)), torch.log(em.clamp(max=0.5)))
-        log_s = torch.log(theta) - torch.log(T_in) - torch.log(ratio_s)
-        log_em = torch.where(inside, torch.where(small, log_s, log_l), zero)
+        log_em = torch.where(inside, _log1mexp(x, torch.log(theta) - torch.log(T_in), q, em, ratio), zero)
     if "s" in wanted:
-        near = ratio_l * q - log_l  # x·e⁻ˣ/(1 − e⁻ˣ) − ln(1 − e⁻ˣ)
-        far = h * (h * (ratio_l + 1.0 + 0.5 * q))  # the same for x > X_SPLIT, without underflow
-        s_l = torch.where(xl > X_SPLIT, far, near)
-        out["s"] = R_GAS * torch.where(inside, torch.where(small, g_s - log_s, s_l), zero)
+        near = ratio * q - log_em  # x·e⁻ˣ/(1 − e⁻ˣ) − ln(1 − e⁻ˣ)
+        far = h * (h * (ratio + 1.0 + 0.5 * q))  # the same for x > X_SPLIT, without underflow
+        out["s"] = R_GAS * torch.where(inside, torch.where(x > X_SPLIT, far, near), zero)
     if "f" in wanted:
         out["f"] = R_GAS * (0.5 * theta + T * log_em)
     return {k: v.to(dtype) for k, v in out.items()}
 
 
-def bose_series(x: Tensor) -> Tensor:
-    """x/(eˣ − 1) by its Taylor series 1 − x/2 + x²/12 − x⁴/720 + x⁶/30240, for 0 ≤ x ≤ SERIES_X.
+def _log1mexp(x: Tensor, log_x: Tensor, q: Tensor, em: Tensor, ratio: Tensor) -> Tensor:
+    # ln(1 − e⁻ˣ) ≤ 0: log1p(−e⁻ˣ) above ln 2 (accurate value and derivative where e⁻ˣ ≪ 1),
+    # log(1 − e⁻ˣ) down to X_SMALL, ln x − ln(x/(1 − e⁻ˣ)) below. Both e⁻ˣ and 1 − e⁻ˣ equal 1/2 at
+    # x = ln 2, so clamping each at 1/2 gives the unused branch a harmless argument.
+    return torch.where(
+        x > _LN2,
+        torch.log1p(-q.clamp(max=0.5)),
+        torch.where(x < X_SMALL, log_x - torch.log(ratio), torch.log(em.clamp(max=0.5))),
+    )
 
-    At x = SERIES_X the first dropped term (x⁸/1209600) is 8e-23 relative: exact in float64.
+
+def log1mexp(x: Tensor, log_x: Tensor) -> Tensor:
+    """ln(1 − e⁻ˣ) for x > 0, with finite value and gradient at every x (see the module docstring).
+
+    :param x: x > 0 (any shape).
+    :param log_x: ln x, computed by the caller in a well-scaled form (e.g. ln θ − ln T), used
+        below :data:`X_SMALL`, where ln(1 − e⁻ˣ) = ln x − ln(x/(1 − e⁻ˣ)).
     """
-    x2 = x * x
-    return 1.0 - 0.5 * x + x2 * (1.0 / 12.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 30240.0)))
-
-
-def bose_x(x: Tensor) -> Tensor:
-    """g(x) = x/(eˣ − 1) for x ≥ 0 (g(0) = 1), with finite value and gradient at every x ≥ 0.
-
-    The series below :data:`SERIES_X`, x·e⁻ˣ/(1 − e⁻ˣ) above (no overflow of eˣ).
-    """
-    small = x < SERIES_X
-    xs = torch.where(small, x, torch.zeros_like(x))
-    xl = torch.where(small, torch.ones_like(x), x)
-    return torch.where(small, bose_series(xs), xl * torch.exp(-xl) / -torch.expm1(-xl))
+    xc = x.clamp(min=torch.finfo(x.dtype).eps)
+    em = -torch.expm1(-xc)
+    return _log1mexp(x, log_x, torch.exp(-xc), em, xc / em)
