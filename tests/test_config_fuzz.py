@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -77,13 +78,24 @@ def _in_bounds(cfg: Config) -> None:
         assert not (isinstance(v, float) and not math.isfinite(v)), f.name
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs())
 @example({"encoder": {"name": "scope-bert", "num_heads": 0}, "head": {"name": "debye"}})
 @example({"encoder": {"name": "scope-bert", "hidden_size": 2**70}, "head": {"name": "debye"}})
 @example({"encoder": {"name": "scope-bert"}, "head": {"name": "debye", "order": [1]}})
 @example({"encoder": {"name": "scope-bert"}, "head": {"name": "debye"}, "pretrain": {"sources": [[]]}})
 def test_random_configs_give_a_config_or_a_config_error(raw: dict[str, Any]) -> None:
+    _property(raw)
+
+
+@pytest.mark.slow
+@settings(max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(configs())
+def test_random_configs_slow_run(raw: dict[str, Any]) -> None:
+    _property(raw)
+
+
+def _property(raw: dict[str, Any]) -> None:
     try:
         cfg = load_config(raw)
     except ConfigError as exc:
