@@ -309,3 +309,10 @@ def test_the_cache_serves_a_file_named_by_another_path(tmp_path: Path, monkeypat
     again = to_records(read_inputs(["rows.jsonl"]), dialect="default")  # relative this time
     assert calls == [] and [it.scope for it in again] == [it.scope for it in first] == [NACL] * 3
     assert [it.n_atoms for it in again] == [8.0] * 3
+
+
+def test_given_default_strings_become_canonical_cloud_strings_stay_as_written() -> None:
+    cloud = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0.5 Cl 0.5"
+    reordered = "-F 4 2 3 | 4b 4a | Cl 0.5 Na 0.5"  # the same crystal written another way
+    items = to_records(read_inputs([reordered, cloud]), dialect="default")
+    assert items[0].scope == NACL and items[1].scope == cloud and items[0].record == items[1].record

@@ -37,7 +37,9 @@ def to_records(
     """Fill ``.scope``, ``.record`` and ``.n_atoms`` (or ``.error``) of every item; returns ``items``.
 
     :param dialect: ``"default"`` or ``"cloud"`` -- the dialect of the strings converted from
-        structures (given SCOPE strings are kept as given, parsed for ``.record``).
+        structures. Given SCOPE strings are parsed (``.record``); with ``"default"``, a given
+        default-dialect string is replaced by its canonical rendering (``.record.render()``); any
+        other given string is kept as written (cloud strings byte for byte).
     :param workers: processes for the spglib conversion (1: in this process).
     :param cache: look up / store the strings of items read from files in the per-user cache.
     :param generator_table: CLOUD's table for ``dialect="cloud"`` (a path or mapping; default
@@ -55,6 +57,9 @@ def to_records(
                 it.record = parse(it.scope)
             except CloudphysError as exc:
                 it.fail(f"not a SCOPE string: {exc}")
+                continue
+            if dialect == "default" and dialect_of(it.scope) == "default":
+                it.scope = it.record.render()  # the canonical string: every string of one crystal reads the same
             else:  # a default-dialect string is read as its canonical form (issue 13); cloud strings as given
                 if dialect_of(it.scope) == "default":
                     it.scope = it.record.render()
