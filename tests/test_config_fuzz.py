@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from cloudphys.config import (
+    Bound,
     Config,
     PretrainConfig,
     TrainConfig,
@@ -23,6 +26,7 @@ from cloudphys.config import (
     param_schema,
     read_config_file,
 )
+from cloudphys.config.coerce import split_annotated
 from cloudphys.errors import ConfigError
 from cloudphys.plugins import get_registry
 
@@ -50,8 +54,45 @@ numbers = (
 words = st.sampled_from(["auto", "cpu", "cuda", "cuda:0", "gpu", "yes", "no", "on", "010", "1:30", "l1", "huber",
                          "fp32", "bf16", "cls", "mean", "true", "", "1e-3", "nan", "-inf", "0x10"])
 leaves = st.none() | st.booleans() | numbers | words | st.text(max_size=6)
-values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4) | words, c, max_size=3),
-                      max_leaves=6)
+values = st.recursive(
+    leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4) | words, c, max_size=3),
+    max_leaves=6,
+)
+
+
+def _hints(section: str) -> dict[str, Any]:
+    if section in ("train", "pretrain"):
+        cls = TrainConfig if section == "train" else PretrainConfig
+        hints = typing.get_type_hints(cls, include_extras=True)
+        return {f.name: (hints[f.name], f.metadata.get("bound")) for f in dataclasses.fields(cls)}
+    things = {"encoder": REG.encoders["scope-bert"], "head": REG.heads["debye"], "data": REG.datasets["cloud-cv"]}
+    thing = things[section]
+    return {k: (p.hint, split_annotated(p.hint)[1]) for k, p in (param_schema(section, thing) or {}).items()}
+
+
+HINTS = {section: _hints(section) for section in SECTION_KEYS}
+
+
+def plausible(hint: Any, bound: Bound | None) -> st.SearchStrategy[Any]:
+    """Values of the declared type, mostly inside the bound (so that many configs are accepted)."""
+    base, _ = split_annotated(hint)
+    origin, args = typing.get_origin(base), typing.get_args(base)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return st.none() | st.one_of([plausible(a, bound) for a in inner])
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if base is bool:
+        return st.booleans()
+    lo = (bound.ge if bound and bound.ge is not None else bound.gt if bound and bound.gt is not None else 0)
+    hi = (bound.le if bound and bound.le is not None else bound.lt if bound and bound.lt is not None else lo + 1000)
+    if base is int:
+        return st.integers(int(math.ceil(lo)), int(min(hi, lo + 1000)))
+    if base is float:
+        return st.floats(float(lo), float(hi), allow_nan=False)
+    if base is str and bound is not None and bound.pattern:
+        return st.sampled_from(["auto", "cpu", "cuda:3", "mps"])
+    return values
 
 
 @st.composite
@@ -63,7 +104,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         key = draw(st.sampled_from(SECTION_KEYS[section]) | words)
         cfg.setdefault(section, dict(VALID[section]))
         if isinstance(cfg[section], dict):
-            cfg[section][key] = draw(values)
+            typed = key in HINTS[section] and draw(st.integers(0, 9)) < 7
+            cfg[section][key] = draw(plausible(*HINTS[section][key]) if typed else values)
     if draw(st.integers(0, 9)) == 0:
         cfg[draw(st.sampled_from(sorted(SECTION_KEYS)))] = draw(values)
     return cfg
@@ -100,7 +142,9 @@ def _property(raw: dict[str, Any]) -> None:
         cfg = load_config(raw)
     except ConfigError as exc:
         assert str(exc) and "\n" not in str(exc), str(exc)
+        event("refused with ConfigError")
         return
+    event("accepted")
     assert isinstance(cfg, Config)
     _in_bounds(cfg)
     assert load_config(cfg.to_dict()) == cfg
