@@ -11,6 +11,7 @@ Heavy modules (torch, transformers, pymatgen) are imported on first use of what 
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -26,7 +27,10 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 
-__version__ = "0.1.0"
+try:  # the one place the version is written is pyproject.toml
+    __version__ = version("cloudphys")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "__version__",

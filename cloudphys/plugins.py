@@ -254,7 +254,11 @@ class Registry:
         with plugin_output_to_stderr():
             for kind, hook in REGISTRY_HOOKS.items():
                 make = getattr(self, f"_{kind}_registrar")
-                calls = call_per_plugin(pm, hook, lambda plugin: {"register": make(plugin, staged[plugin])})
+
+                def kwargs_for(plugin: str, make: Callable[..., Any] = make) -> dict[str, Any]:
+                    return {"register": make(plugin, staged[plugin])}
+
+                calls = call_per_plugin(pm, hook, kwargs_for)
                 for plugin, exc in calls:
                     if exc is not None and plugin not in failed:
                         failed[plugin] = exc

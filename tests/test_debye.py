@@ -127,7 +127,9 @@ def test_integral_matches_scipy_and_torchquad():
         ref, _ = quad(lambda t: t**3 / math.expm1(t), 0.0, u, epsabs=0, epsrel=1e-13)
         assert g == pytest.approx(ref, rel=1e-12)
         domain = torch.tensor([[0.0, u]], dtype=torch.float64)
-        tq = gl.integrate(lambda t: t[:, 0] ** 3 / torch.expm1(t[:, 0]), dim=1, N=201, integration_domain=domain, backend="torch")
+        tq = gl.integrate(
+            lambda t: t[:, 0] ** 3 / torch.expm1(t[:, 0]), dim=1, N=201, integration_domain=domain, backend="torch"
+        )
         assert g == pytest.approx(float(tq), rel=1e-11)
     assert torch.get_default_dtype() == before
 
@@ -220,7 +222,9 @@ def test_thermodynamic_identities_by_autograd(theta, T, n):
     scale = 3 * n * R_GAS
     assert du.item() == pytest.approx(out["cv"].item(), abs=1e-9 * scale)
     assert -df.item() == pytest.approx(out["s"].item(), abs=1e-9 * scale * (1 + math.log1p(T / theta)))
-    assert out["f"].item() == pytest.approx(out["u"].item() - T * out["s"].item(), rel=1e-10, abs=1e-9 * n * R_GAS * (T + theta))
+    assert out["f"].item() == pytest.approx(
+        out["u"].item() - T * out["s"].item(), rel=1e-10, abs=1e-9 * n * R_GAS * (T + theta)
+    )
 
 
 @settings(max_examples=25)
@@ -270,7 +274,10 @@ def test_scalar_inputs_and_dtype_follow_inputs():
     head = DebyeHead()
     out = head(latents={"theta_D": torch.tensor(300.0, dtype=torch.float64)}, temperature=300.0)
     assert out["cv"].dtype == torch.float64 and out["cv"].shape == (1,)
-    bf = head(latents={"theta_D": torch.tensor([300.0], dtype=torch.bfloat16)}, temperature=torch.tensor([300.0], dtype=torch.bfloat16))
+    bf = head(
+        latents={"theta_D": torch.tensor([300.0], dtype=torch.bfloat16)},
+        temperature=torch.tensor([300.0], dtype=torch.bfloat16),
+    )
     assert bf["cv"].dtype == torch.bfloat16
     assert bf["cv"].float().item() == pytest.approx(_eval(300.0, 300.0)["cv"].item(), rel=1e-2)
 

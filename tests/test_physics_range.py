@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from conftest import require
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +21,20 @@ from cloudphys.physics.contract import n_atoms_limit, temperature_limit
 from cloudphys.plugins import Registry, make_plugin_manager
 from cloudphys.testing import strategies as cst
 
-from conftest import require
-
 HEADS = ("debye", "direct", "einstein", "debye-einstein", "phonon-dos")
 DTYPES = (torch.float32, torch.float64)
 
 _registry: Registry | None = None
 
 
-def _head(name: str):  # noqa: ANN202
+def _head(name: str):
     global _registry
     if _registry is None:
         _registry = Registry(make_plugin_manager())
-    require(name in _registry.heads, f"head {name!r} not installed (pip install ./plugins/cloudphys-einstein "
-                                     "./plugins/cloudphys-phonon-dos)")
+    require(
+        name in _registry.heads,
+        f"head {name!r} not installed (pip install ./plugins/cloudphys-einstein ./plugins/cloudphys-phonon-dos)",
+    )
     return _registry.build_head(name)
 
 
@@ -48,7 +49,7 @@ def _temperatures(dtype: torch.dtype) -> st.SearchStrategy[float]:
     )
 
 
-def _call(head, lat, T, n):  # noqa: ANN001, ANN202
+def _call(head, lat, T, n):
     return head(latents=lat, temperature=T, n_atoms=n)
 
 
@@ -56,12 +57,15 @@ def _call(head, lat, T, n):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("name", HEADS)
 @settings(max_examples=30)
 @given(data=st.data())
-def test_every_finite_temperature_is_finite_with_finite_gradients_or_rejected(name, dtype, data):  # noqa: ANN001
+def test_every_finite_temperature_is_finite_with_finite_gradients_or_rejected(name, dtype, data):
     head = _head(name)
     B = data.draw(st.integers(1, 3), label="B")
     nT = data.draw(st.integers(1, 4), label="nT")
     temps = data.draw(st.lists(_temperatures(dtype), min_size=B * nT, max_size=B * nT), label="T")
-    lat = {k: v.requires_grad_(True) for k, v in data.draw(cst.latents(head, batch=B, dtype=dtype), label="latents").items()}
+    lat = {
+        k: v.requires_grad_(True)
+        for k, v in data.draw(cst.latents(head, batch=B, dtype=dtype), label="latents").items()
+    }
     n = torch.tensor(data.draw(st.lists(st.integers(1, 1000), min_size=B, max_size=B), label="n_atoms"), dtype=dtype)
     T = torch.tensor(temps, dtype=dtype).reshape(B, nT).requires_grad_(True)
     limit = temperature_limit(dtype)
@@ -85,7 +89,7 @@ def test_every_finite_temperature_is_finite_with_finite_gradients_or_rejected(na
 
 @given(T=st.floats(1.0000000272564224e16, temperature_limit(torch.float32), width=32))
 @example(T=1e16)
-def test_float32_debye_at_1e16_K_and_beyond_leaves_the_other_temperatures_alone(T):  # noqa: ANN001
+def test_float32_debye_at_1e16_K_and_beyond_leaves_the_other_temperatures_alone(T):
     """The reported case: one T ≥ 1e16 K in a float32 request gave inf/NaN and spoiled the rest."""
     head = _head("debye")
     theta = torch.tensor([300.0, 300.0])
@@ -102,7 +106,7 @@ def test_float32_debye_at_1e16_K_and_beyond_leaves_the_other_temperatures_alone(
 
 
 @pytest.mark.parametrize("name", HEADS)
-def test_integer_inputs_are_promoted_to_floating_point(name):  # noqa: ANN001
+def test_integer_inputs_are_promoted_to_floating_point(name):
     head = _head(name)
     ints = {s.name: torch.full((2, *s.shape), int(round(s.typical)), dtype=torch.int64) for s in head.latents}
     floats = {k: v.to(torch.get_default_dtype()) for k, v in ints.items()}
@@ -113,8 +117,9 @@ def test_integer_inputs_are_promoted_to_floating_point(name):  # noqa: ANN001
         assert v.dtype == torch.get_default_dtype(), (k, v.dtype)
         torch.testing.assert_close(v, ref[k])
     # Python numbers, and an integer temperature with floating latents
-    scalars = {s.name: (torch.full(s.shape, int(round(s.typical))) if s.shape else int(round(s.typical)))
-               for s in head.latents}
+    scalars = {
+        s.name: (torch.full(s.shape, int(round(s.typical))) if s.shape else int(round(s.typical))) for s in head.latents
+    }
     assert all(v.is_floating_point() for v in head(latents=scalars, temperature=300, n_atoms=2).values())
     f64 = {k: v.to(torch.float64) for k, v in ints.items()}
     assert all(v.dtype == torch.float64 for v in head(latents=f64, temperature=T_int, n_atoms=2).values())
@@ -122,10 +127,13 @@ def test_integer_inputs_are_promoted_to_floating_point(name):  # noqa: ANN001
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0, "above"])
-def test_temperatures_outside_the_range_are_rejected_naming_the_value(dtype, bad):  # noqa: ANN001
+def test_temperatures_outside_the_range_are_rejected_naming_the_value(dtype, bad):
     head = _head("debye")
-    value = float(torch.nextafter(torch.tensor(temperature_limit(dtype), dtype=dtype),
-                                  torch.tensor(math.inf, dtype=dtype))) if bad == "above" else bad
+    value = (
+        float(torch.nextafter(torch.tensor(temperature_limit(dtype), dtype=dtype), torch.tensor(math.inf, dtype=dtype)))
+        if bad == "above"
+        else bad
+    )
     T = torch.tensor([[300.0, value]], dtype=dtype)
     with pytest.raises(ValueError, match=r"invalid temperature: .* at index \[0, 1\]"):
         head(latents={"theta_D": torch.tensor([300.0], dtype=dtype)}, temperature=T, n_atoms=1)
@@ -134,5 +142,8 @@ def test_temperatures_outside_the_range_are_rejected_naming_the_value(dtype, bad
 def test_n_atoms_above_the_limit_is_rejected():
     head = _head("debye")
     with pytest.raises(ValueError, match="invalid n_atoms"):
-        head(latents={"theta_D": torch.tensor([300.0])}, temperature=torch.tensor([300.0]),
-             n_atoms=torch.tensor([n_atoms_limit(torch.float32) * 2]))
+        head(
+            latents={"theta_D": torch.tensor([300.0])},
+            temperature=torch.tensor([300.0]),
+            n_atoms=torch.tensor([n_atoms_limit(torch.float32) * 2]),
+        )

@@ -28,7 +28,9 @@ def marked_blocks() -> tuple[dict[str, str], dict[str, str]]:
 
 def run(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -53,8 +55,23 @@ def test_tutorial_plugin_builds_installs_lists_trains_and_passes_the_kit(tmp_pat
     py = sys.executable
 
     # Install: exactly the two files, no network, into a private directory on PYTHONPATH.
-    run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(tmp_path / "cloudphys-two-einstein")], tmp_path, env)
+    run(
+        [
+            py,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(tmp_path / "cloudphys-two-einstein"),
+        ],
+        tmp_path,
+        env,
+    )
     assert (site / "cloudphys_two_einstein.py").is_file()
 
     # `cloudphys plugins` shows it as the tutorial says.
@@ -69,16 +86,36 @@ def test_tutorial_plugin_builds_installs_lists_trains_and_passes_the_kit(tmp_pat
     assert "tensor(" in out
 
     # The tutorial's tests: the contract battery by name + the fixture + hypothesis strategies.
-    res = run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-               "cloudphys-two-einstein/tests"], tmp_path, env)
+    res = run(
+        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "cloudphys-two-einstein/tests"],
+        tmp_path,
+        env,
+    )
     assert re.search(r"\b10 passed\b", res.stdout), res.stdout  # 8 contract checks + 2 tests
 
     # The tutorial's config trains (a few steps) with the head found by name.
     data_dir = Path(env.get("CLOUDPHYS_DATA", ""))
     if not (data_dir / "cloud").is_dir():
         pytest.skip(f"CLOUDPHYS_DATA={data_dir} has no cloud/ data: training step not run")
-    run([py, "-m", "cloudphys", "train", "two-einstein.yaml", "--out", "run", "-s", "train.epochs=1",
-         "train.max_steps=2", "train.limit=32", "train.progress=false", "train.num_threads=1"], tmp_path, env)
+    run(
+        [
+            py,
+            "-m",
+            "cloudphys",
+            "train",
+            "two-einstein.yaml",
+            "--out",
+            "run",
+            "-s",
+            "train.epochs=1",
+            "train.max_steps=2",
+            "train.limit=32",
+            "train.progress=false",
+            "train.num_threads=1",
+        ],
+        tmp_path,
+        env,
+    )
     head = json.loads(next((tmp_path / "run").rglob("head.json")).read_text())
     assert head["name"] == "two-einstein"
     assert [s["name"] for s in head["describe"]["latents"]] == ["theta_low", "theta_high", "frac"]

@@ -86,7 +86,14 @@ def test_duplicate_name_reported_naming_the_plugin_and_others_load():
         (type("BadLat", (ToyHead,), {"name": "badlat", "latents": ("theta",)}), "LatentSpec"),
         (type("BadCond", (ToyHead,), {"name": "badcond", "conditions": ("pressure",)}), "unknown conditions"),
         (object, "PhysicsHead subclass"),
-        (type("NoCompute", (PhysicsHead,), {"name": "nc", "latents": ToyHead.latents, "observables": ToyHead.observables}), "compute"),
+        (
+            type(
+                "NoCompute",
+                (PhysicsHead,),
+                {"name": "nc", "latents": ToyHead.latents, "observables": ToyHead.observables},
+            ),
+            "compute",
+        ),
     ],
 )
 def test_malformed_declarations_are_reported_and_skipped(bad, needle):
@@ -133,7 +140,11 @@ class _FakeEP:
 @pytest.fixture
 def fake_entry_points(monkeypatch):
     eps = [
-        _FakeEP("toy-plugin", plugin("toy_ep", register_heads=lambda register: register(ToyHead)), _FakeDist("cloudphys-toy", "1.2.3")),
+        _FakeEP(
+            "toy-plugin",
+            plugin("toy_ep", register_heads=lambda register: register(ToyHead)),
+            _FakeDist("cloudphys-toy", "1.2.3"),
+        ),
         _FakeEP("broken-plugin", ImportError("missing dependency 'foo'"), _FakeDist("cloudphys-broken", "0.1")),
     ]
 
@@ -227,8 +238,11 @@ def test_plugin_adds_a_cli_command(capsys):
         raise RuntimeError("cannot add")
 
     pm = make_plugin_manager(
-        ["cloudphys.cli.plugins_cmd", plugin("hello_plugin", register_commands=register_commands),
-         plugin("bad_cmds", register_commands=broken_commands)],
+        [
+            "cloudphys.cli.plugins_cmd",
+            plugin("hello_plugin", register_commands=register_commands),
+            plugin("bad_cmds", register_commands=broken_commands),
+        ],
         entry_points=False,
     )
     assert main(["hello", "world"], pm=pm) == 0
@@ -240,7 +254,9 @@ def test_plugin_adds_a_cli_command(capsys):
 def test_cli_runs_as_a_process():
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "cloudphys", "plugins", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cloudphys", "plugins", "--json"], capture_output=True, text=True, check=True
+    )
     assert "debye" in json.loads(out.stdout)["plugins"][0]["heads"] or any(
         "debye" in p["heads"] for p in json.loads(out.stdout)["plugins"]
     )
@@ -249,7 +265,13 @@ def test_cli_runs_as_a_process():
 def test_every_hook_is_documented_and_tested():
     """Meta-test: each hook spec has an argument doc, appears in docs/ and in a test file."""
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "cloudphys_spec")]
-    assert set(specs) == {"register_heads", "register_encoders", "register_datasets", "register_models", "register_commands"}
+    assert set(specs) == {
+        "register_heads",
+        "register_encoders",
+        "register_datasets",
+        "register_models",
+        "register_commands",
+    }
     docs = (REPO / "docs" / "architecture.md").read_text()
     tests = "\n".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
     for name in specs:
@@ -310,7 +332,9 @@ def test_core_commands_are_not_plugins_and_cannot_be_replaced(capsys):
     from cloudphys.cli import core_command_modules, main
 
     assert not any(m.startswith("cloudphys.cli") for m in DEFAULT_PLUGINS)
-    assert {"cloudphys.cli.plugins_cmd", "cloudphys.cli.scope_cmd", "cloudphys.cli.train_cmd"} <= set(core_command_modules())
+    assert {"cloudphys.cli.plugins_cmd", "cloudphys.cli.scope_cmd", "cloudphys.cli.train_cmd"} <= set(
+        core_command_modules()
+    )
 
     def hijack(cli):
         p = cli.add_parser("plugins", help="hijacked")
@@ -324,8 +348,11 @@ def test_core_commands_are_not_plugins_and_cannot_be_replaced(capsys):
         cli.add_parser("extra").set_defaults(func=lambda args: print("SECOND") or 0)
 
     pm = make_plugin_manager(
-        ["cloudphys.physics.debye", plugin("hijacker", register_commands=hijack),
-         plugin("latecomer", register_commands=second)],
+        [
+            "cloudphys.physics.debye",
+            plugin("hijacker", register_commands=hijack),
+            plugin("latecomer", register_commands=second),
+        ],
         entry_points=False,
     )
     assert main(["plugins", "--json"], pm=pm) == 0

@@ -28,7 +28,10 @@ from cloudphys.hookspecs import hookimpl
 from cloudphys.physics import LatentSpec, ObservableSpec, PhysicsHead
 from cloudphys.physics.debye import DebyeHead
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 NACL = "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
 
@@ -40,7 +43,7 @@ class GoodHead(PhysicsHead):
     latents = (LatentSpec("a", "", lower=0.0, upper=1.0, typical=0.5),)
     observables = (ObservableSpec("cv", "J/(K*mol)"),)
 
-    def compute(self, latents, temperature, n_atoms, observables):  # noqa: ANN001, ANN201
+    def compute(self, latents, temperature, n_atoms, observables):
         return {"cv": 3 * n_atoms * 8.314462618 * latents["a"] * torch.ones_like(temperature)}
 
 
@@ -53,7 +56,7 @@ class Malformed(GoodHead):
     latents = ("theta", 3)  # not LatentSpecs
 
 
-def _module(name: str, **hooks) -> types.ModuleType:  # noqa: ANN003
+def _module(name: str, **hooks) -> types.ModuleType:
     mod = types.ModuleType(name)
     for hook, fn in hooks.items():
         fn.__name__ = hook
@@ -61,8 +64,8 @@ def _module(name: str, **hooks) -> types.ModuleType:  # noqa: ANN003
     return mod
 
 
-def _raise(message: str):  # noqa: ANN202
-    def hook(**kwargs):  # noqa: ANN003, ANN202
+def _raise(message: str):
+    def hook(**kwargs):
         raise RuntimeError(message)
 
     return hook
@@ -84,7 +87,7 @@ class _EntryPoint:
 
 
 @pytest.fixture
-def broken_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def broken_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The process-wide plugin manager with the built-ins, one good and six broken plugins."""
     (tmp_path / "reltest_raises_at_import.py").write_text("raise RuntimeError('libfoo is missing')\n")
     (tmp_path / "reltest_good_ep.py").write_text(
@@ -122,7 +125,7 @@ EXPECTED_ERRORS = {
 }
 
 
-def test_broken_plugins_are_reported_by_name_and_reason(broken_world, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+def test_broken_plugins_are_reported_by_name_and_reason(broken_world, capsys: pytest.CaptureFixture[str]) -> None:
     reg = plugins_mod.get_registry()
     errors = {e.plugin: e.error for e in reg.errors}
     assert set(errors) == set(EXPECTED_ERRORS)
@@ -146,7 +149,7 @@ def test_broken_plugins_are_reported_by_name_and_reason(broken_world, capsys: py
         assert f"FAILED {name}" in text
 
 
-def test_the_rest_of_cloudphys_works_with_broken_plugins(broken_world, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_rest_of_cloudphys_works_with_broken_plugins(broken_world, tmp_path: Path) -> None:
     from cloudphys.config import load_config
     from cloudphys.data import Examples
     from cloudphys.training import fit
@@ -162,32 +165,56 @@ def test_the_rest_of_cloudphys_works_with_broken_plugins(broken_world, tmp_path:
     from pymatgen.core import Lattice, Structure
 
     cif = tmp_path / "nacl.cif"
-    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(cif)
+    )
     assert main(["scope", str(cif), "-o", str(tmp_path / "scope.csv"), "--no-progress"]) == 0
     with open(tmp_path / "scope.csv", newline="") as fh:
         assert [r["scope"] for r in csv.DictReader(fh)] == [NACL]
 
     # config + training + predict
-    cfg = {"encoder": {"name": "scope-bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2},
-           "head": {"name": "debye", "observables": ["cv"]},
-           "train": {"epochs": 1, "batch_size": 4, "lr": 1.0e-3, "device": "cpu", "progress": "false"}}
+    cfg = {
+        "encoder": {"name": "scope-bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2},
+        "head": {"name": "debye", "observables": ["cv"]},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1.0e-3, "device": "cpu", "progress": "false"},
+    }
     assert load_config(cfg).head.name == "debye"
     strings = [NACL, "-F 4 2 3 | 4a | Cu 1.0", "-F 4 2 3 | 8c | Si 1.0", "P 1 | 1a | Fe 1.0"]
-    ex = Examples(ids=[f"r{k}" for k in range(4)], scope=strings, n_atoms=np.array([2.0, 1.0, 2.0, 1.0]),
-                  temperatures=np.array([300.0]), targets={"cv": np.array([[49.0], [24.4], [40.0], [25.0]])},
-                  units={"cv": "J/(K*mol)"})
+    ex = Examples(
+        ids=[f"r{k}" for k in range(4)],
+        scope=strings,
+        n_atoms=np.array([2.0, 1.0, 2.0, 1.0]),
+        temperatures=np.array([300.0]),
+        targets={"cv": np.array([[49.0], [24.4], [40.0], [25.0]])},
+        units={"cv": "J/(K*mol)"},
+    )
     res = fit(cfg, tmp_path / "run", examples={"train": ex, "val": ex})
     assert res.epochs_run == 1 and math.isfinite(res.best_val_loss)
     src = tmp_path / "in.csv"
     src.write_text(f"id,scope,n_atoms\nnacl,{NACL},2\n")
-    assert main(["predict", str(tmp_path / "run"), "-i", str(src), "-T", "300", "-o", str(tmp_path / "p.csv"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run"),
+                "-i",
+                str(src),
+                "-T",
+                "300",
+                "-o",
+                str(tmp_path / "p.csv"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "p.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1 and not rows[0]["error"] and math.isfinite(float(rows[0]["cv"]))
 
 
-def test_a_config_naming_a_broken_plugin_gets_a_clear_error(broken_world) -> None:  # noqa: ANN001
+def test_a_config_naming_a_broken_plugin_gets_a_clear_error(broken_world) -> None:
     from cloudphys.config import load_config
     from cloudphys.errors import ConfigError
 

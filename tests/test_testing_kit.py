@@ -23,6 +23,8 @@ from cloudphys.testing import (
     check_head_inputs,
     contract_tests,
     latent_grid,
+)
+from cloudphys.testing import (
     strategies as cst,
 )
 

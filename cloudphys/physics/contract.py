@@ -29,7 +29,7 @@ computing, with a ``ValueError`` naming the value and its index.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch

@@ -92,5 +92,5 @@ class DirectHead(PhysicsHead):
 
 
 @hookimpl
-def register_heads(register):  # noqa: ANN001 - pluggy hook
+def register_heads(register):
     register(DirectHead)

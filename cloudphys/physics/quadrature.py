@@ -15,7 +15,9 @@ _cache: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 _lock = threading.Lock()
 
 
-def gauss_legendre(order: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+def gauss_legendre(
+    order: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
     """Nodes and weights of the ``order``-point Gauss–Legendre rule on [0, 1].
 
     Computed once in float64 with :func:`numpy.polynomial.legendre.leggauss`, then cached per

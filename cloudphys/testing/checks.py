@@ -67,13 +67,35 @@ __all__ = [
 ]
 
 CHECKS: tuple[str, ...] = (
-    "declarations", "shapes", "finite", "range", "dtype", "batch", "identities", "gradcheck", "limits",
+    "declarations",
+    "shapes",
+    "finite",
+    "range",
+    "dtype",
+    "batch",
+    "identities",
+    "gradcheck",
+    "limits",
 )
 #: Checks that run on any given inputs (see :func:`check_head_inputs`).
 POINT_CHECKS: tuple[str, ...] = ("finite", "dtype", "batch", "identities", "limits")
 
 #: Temperatures (K) of the battery's curves: T = 0, the quantum regime, room temperature, hot.
-DEFAULT_TEMPERATURES: tuple[float, ...] = (0.0, 1e-3, 0.1, 1.0, 4.2, 20.0, 77.0, 150.0, 300.0, 700.0, 1500.0, 5000.0, 1e5)
+DEFAULT_TEMPERATURES: tuple[float, ...] = (
+    0.0,
+    1e-3,
+    0.1,
+    1.0,
+    4.2,
+    20.0,
+    77.0,
+    150.0,
+    300.0,
+    700.0,
+    1500.0,
+    5000.0,
+    1e5,
+)
 #: Atoms per cell cycled over the battery's samples.
 DEFAULT_N_ATOMS: tuple[float, ...] = (1.0, 2.0, 5.0, 24.0)
 #: Temperature (K) of the classical-limit check.
@@ -115,7 +137,11 @@ def resolve_head(head: PhysicsHead | type | str) -> PhysicsHead:
 def _span(spec: LatentSpec) -> tuple[float, float]:
     """The finite range the battery samples for ``spec`` (its bounds, or a wide default)."""
     width = 100.0 * max(1.0, abs(spec.typical))
-    lo = spec.lower if spec.lower is not None else (spec.typical - width if spec.upper is None else spec.upper - 2 * width)
+    lo = (
+        spec.lower
+        if spec.lower is not None
+        else (spec.typical - width if spec.upper is None else spec.upper - 2 * width)
+    )
     hi = spec.upper if spec.upper is not None else max(spec.typical, lo) + width
     return float(lo), float(hi)
 
@@ -205,8 +231,17 @@ def _where(lat: Mapping[str, Tensor], T: Tensor, n: Tensor, idx: tuple[int, ...]
 
 
 def _compare(
-    failures: list[str], check: str, name: str, got: Tensor, ref: Tensor, scale: Tensor, rtol: float,
-    lat: Mapping[str, Tensor], T: Tensor, n: Tensor, what: str = "",
+    failures: list[str],
+    check: str,
+    name: str,
+    got: Tensor,
+    ref: Tensor,
+    scale: Tensor,
+    rtol: float,
+    lat: Mapping[str, Tensor],
+    T: Tensor,
+    n: Tensor,
+    what: str = "",
 ) -> None:
     got, ref = got.detach().double(), ref.detach().double()
     scale = scale.detach().double()
@@ -222,7 +257,9 @@ def _compare(
         )
 
 
-def _eval(head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, n: Tensor, observables: Sequence[str] | None = None) -> dict[str, Tensor]:
+def _eval(
+    head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, n: Tensor, observables: Sequence[str] | None = None
+) -> dict[str, Tensor]:
     return head(latents=dict(lat), temperature=T, n_atoms=n, observables=tuple(observables or _given(head)))
 
 
@@ -246,10 +283,12 @@ def _round_into_bounds(head: PhysicsHead, lat: Mapping[str, Tensor], dtype: torc
 
 
 # -- the individual checks --------------------------------------------------------------------
-def _check_declarations(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_declarations(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     try:
         validate_head_class(type(head), plugin=getattr(type(head), "__module__", "?"))
-    except Exception as exc:  # noqa: BLE001 - reported
+    except Exception as exc:
         failures.append(f"[declarations] class validation failed: {exc}")
         return
     for spec in head.latents:
@@ -262,12 +301,12 @@ def _check_declarations(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n:
     for what, fn in (("get_config()", head.get_config), ("describe()", head.describe)):
         try:
             json.dumps(fn())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failures.append(f"[declarations] {what} is not JSON-serialisable: {exc}")
             return
     try:
         clone = type(head)(**head.get_config())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         failures.append(f"[declarations] type(head)(**head.get_config()) failed: {type(exc).__name__}: {exc}")
         return
     if [s.as_dict() for s in clone.latents] != [s.as_dict() for s in head.latents]:
@@ -278,19 +317,27 @@ def _check_declarations(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n:
         _compare(failures, "declarations", k, b[k], a[k], _scale(head, k, a[k], T, n), 0.0, lat, T, n, "(rebuilt head)")
 
 
-def _check_shapes(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_shapes(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     given = _given(head)
     B, nT = T.shape
     cases = [
         ("curve [B, nT]", lat, T, n, (B, nT)),
         ("per-sample [B]", lat, T[:, -4], n, (B,)),
         ("scalar T and n_atoms", lat, 300.0, 2, (B,)),
-        ("one sample, scalar T", {k: v[:1] for k, v in lat.items()}, torch.tensor(300.0, dtype=torch.float64), n[:1], (1,)),
+        (
+            "one sample, scalar T",
+            {k: v[:1] for k, v in lat.items()},
+            torch.tensor(300.0, dtype=torch.float64),
+            n[:1],
+            (1,),
+        ),
     ]
     for label, la, t, nn_, shape in cases:
         try:
             out = head(latents=la, temperature=t, n_atoms=nn_)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failures.append(f"[shapes] {label}: {type(exc).__name__}: {exc}")
             continue
         if set(out) != set(head.selected):
@@ -309,15 +356,31 @@ def _check_shapes(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tenso
         if set(alone) != {k}:
             failures.append(f"[shapes] asking for {k!r} alone returned {sorted(alone)}")
             continue
-        _compare(failures, "shapes", k, alone[k], full[k], _scale(head, k, full[k], T, n), tol.BATCH_RTOL, lat, T, n, "(asked alone)")
+        _compare(
+            failures,
+            "shapes",
+            k,
+            alone[k],
+            full[k],
+            _scale(head, k, full[k], T, n),
+            tol.BATCH_RTOL,
+            lat,
+            T,
+            n,
+            "(asked alone)",
+        )
 
 
-def _grad_inputs(head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, dtype: torch.dtype) -> tuple[dict[str, Tensor], Tensor]:
+def _grad_inputs(
+    head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, dtype: torch.dtype
+) -> tuple[dict[str, Tensor], Tensor]:
     la = {k: v.requires_grad_(True) for k, v in _round_into_bounds(head, lat, dtype).items()}
     return la, T.detach().to(dtype).requires_grad_(True)
 
 
-def _check_finite(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_finite(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     for dtype in (torch.float64, torch.float32):
         la, t = _grad_inputs(head, lat, T, dtype)
         nn_ = n.to(dtype)
@@ -329,7 +392,7 @@ def _check_finite(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tenso
                 failures.append(f"[finite] {k} ({dtype}) is {float(v.detach()[idx])} at {_where(lat, T, n, idx)}")
                 continue
             grads = torch.autograd.grad(v.sum(), [*la.values(), t], retain_graph=True, allow_unused=True)
-            for (name, g) in zip([*la, "temperature"], grads):
+            for name, g in zip([*la, "temperature"], grads):
                 if g is None:
                     continue
                 badg = ~torch.isfinite(g)
@@ -350,7 +413,9 @@ def range_temperatures(dtype: torch.dtype) -> Tensor:
     return T[T <= limit]
 
 
-def _check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_range(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     for dtype in (torch.float32, torch.float64):
         temps = range_temperatures(dtype)
         la0 = _round_into_bounds(head, lat, dtype)
@@ -363,15 +428,19 @@ def _check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
             bad = ~torch.isfinite(v.detach())
             if bool(bad.any()):
                 idx = tuple(int(i) for i in torch.nonzero(bad)[0])
-                failures.append(f"[range] {k} ({dtype}) is {float(v.detach()[idx])} at T = {float(temps[idx[1]]):g} K, "
-                                f"{_where(lat, T, n, idx[:1] + (0,))}")
+                failures.append(
+                    f"[range] {k} ({dtype}) is {float(v.detach()[idx])} at T = {float(temps[idx[1]]):g} K, "
+                    f"{_where(lat, T, n, idx[:1] + (0,))}"
+                )
                 continue
             grads = torch.autograd.grad(v.sum(), [*la.values(), t], retain_graph=True, allow_unused=True)
             for name, g in zip([*la, "temperature"], grads):
                 if g is not None and not bool(torch.isfinite(g).all()):
                     row = int(torch.nonzero(~torch.isfinite(g))[0][0])
-                    failures.append(f"[range] d{k}/d{name} ({dtype}) is not finite at row {row} "
-                                    f"(temperatures up to {temperature_limit(dtype):.3g} K)")
+                    failures.append(
+                        f"[range] d{k}/d{name} ({dtype}) is not finite at row {row} "
+                        f"(temperatures up to {temperature_limit(dtype):.3g} K)"
+                    )
         # Element by element: the extreme temperatures do not change the ordinary ones.
         ordinary = (temps >= 1.0) & (temps <= 1e4)
         alone = _eval(head, la0, temps[ordinary].expand(B, -1), nn_)
@@ -380,7 +449,9 @@ def _check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
             if not torch.allclose(v, ref, rtol=8 * torch.finfo(dtype).eps, atol=0.0):
                 failures.append(f"[range] {k} ({dtype}) at 1-1e4 K differs when extreme temperatures share the batch")
         # Beyond the limit: a clear error, before any NaN or inf.
-        above = torch.nextafter(torch.tensor(temperature_limit(dtype), dtype=dtype), torch.tensor(math.inf, dtype=dtype))
+        above = torch.nextafter(
+            torch.tensor(temperature_limit(dtype), dtype=dtype), torch.tensor(math.inf, dtype=dtype)
+        )
         for bad_t in (float(above), math.inf, math.nan):
             try:
                 _eval(head, la0, torch.full((B, 2), 300.0, dtype=dtype).index_fill_(1, torch.tensor([1]), bad_t), nn_)
@@ -390,8 +461,11 @@ def _check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
             else:
                 failures.append(f"[range] T = {bad_t!r} K ({dtype}) was accepted (must be rejected)")
     # Integer inputs are promoted to torch's default dtype.
-    ints = {s.name: torch.full((1, *s.shape), int(round(s.typical)), dtype=torch.int64) for s in head.latents
-            if float(round(s.typical)) == s.typical}
+    ints = {
+        s.name: torch.full((1, *s.shape), int(round(s.typical)), dtype=torch.int64)
+        for s in head.latents
+        if float(round(s.typical)) == s.typical
+    }
     if len(ints) == len(head.latents):
         got = _eval(head, ints, torch.tensor([[0, 1, 300]]), torch.tensor([2]))
         for k, v in got.items():
@@ -399,12 +473,14 @@ def _check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
                 failures.append(f"[range] {k}: integer inputs gave a {v.dtype} result (must be floating)")
 
 
-def _check_dtype(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_dtype(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     for dtype in (torch.float32, torch.bfloat16):
         la, t, nn_ = _round_into_bounds(head, lat, dtype), T.to(dtype), n.to(dtype)
         try:
             low = _eval(head, la, t, nn_)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failures.append(f"[dtype] {dtype} inputs: {type(exc).__name__}: {exc}")
             continue
         # Reference: float64 at exactly the rounded inputs, so only the head's arithmetic counts.
@@ -413,10 +489,24 @@ def _check_dtype(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
         for k, v in low.items():
             if v.dtype != dtype:
                 failures.append(f"[dtype] {k}: {dtype} inputs gave a {v.dtype} result")
-            _compare(failures, "dtype", k, v, ref[k], _scale(head, k, ref[k], t64, n64), tol.tolerance(dtype), la64, t64, n64, f"({dtype} vs float64)")
+            _compare(
+                failures,
+                "dtype",
+                k,
+                v,
+                ref[k],
+                _scale(head, k, ref[k], t64, n64),
+                tol.tolerance(dtype),
+                la64,
+                t64,
+                n64,
+                f"({dtype} vs float64)",
+            )
 
 
-def _check_batch(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_batch(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     full = _eval(head, lat, T, n)
 
     def same(k: str, got: Tensor, ref: Tensor, la: Mapping[str, Tensor], t: Tensor, nn_: Tensor, what: str) -> None:
@@ -439,7 +529,9 @@ def _check_batch(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor
         same(k, bc[k].unsqueeze(0), full[k][:1], la, T[:1], n[:1], "(unbatched latents broadcast)")
 
 
-def _check_identities(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_identities(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     given = set(_given(head))
     if not ({"u", "cv"} <= given or {"s", "f"} <= given or {"u", "s", "f"} <= given or {"s", "cv"} <= given):
         return
@@ -455,14 +547,62 @@ def _check_identities(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: T
 
     td = t.detach()
     if {"u", "cv"} <= given:
-        _compare(failures, "identities", "cv", out["cv"], d_dT(out["u"]), _scale(head, "cv", out["cv"], td, nn_), rtol, la, td, nn_, "= du/dT")
+        _compare(
+            failures,
+            "identities",
+            "cv",
+            out["cv"],
+            d_dT(out["u"]),
+            _scale(head, "cv", out["cv"], td, nn_),
+            rtol,
+            la,
+            td,
+            nn_,
+            "= du/dT",
+        )
     if {"s", "f"} <= given:
-        _compare(failures, "identities", "s", out["s"], -d_dT(out["f"]), _scale(head, "s", out["s"], td, nn_), rtol, la, td, nn_, "= -df/dT")
+        _compare(
+            failures,
+            "identities",
+            "s",
+            out["s"],
+            -d_dT(out["f"]),
+            _scale(head, "s", out["s"], td, nn_),
+            rtol,
+            la,
+            td,
+            nn_,
+            "= -df/dT",
+        )
     if {"u", "s", "f"} <= given:
         rhs = out["u"] - td * out["s"]
-        _compare(failures, "identities", "f", out["f"], rhs, _scale(head, "f", out["f"], td, nn_), rtol, la, td, nn_, "= u - T*s")
+        _compare(
+            failures,
+            "identities",
+            "f",
+            out["f"],
+            rhs,
+            _scale(head, "f", out["f"], td, nn_),
+            rtol,
+            la,
+            td,
+            nn_,
+            "= u - T*s",
+        )
     if {"s", "cv"} <= given:
-        _compare(failures, "identities", "cv", out["cv"], td * d_dT(out["s"]), _scale(head, "cv", out["cv"], td, nn_), rtol, la, td, nn_, "= T*ds/dT")
+        _compare(
+            failures,
+            "identities",
+            "cv",
+            out["cv"],
+            td * d_dT(out["s"]),
+            _scale(head, "cv", out["cv"], td, nn_),
+            rtol,
+            la,
+            td,
+            nn_,
+            "= T*ds/dT",
+        )
 
 
 def _heat_capacity(head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, n: Tensor) -> Tensor | None:
@@ -486,8 +626,15 @@ def _heat_capacity(head: PhysicsHead, lat: Mapping[str, Tensor], T: Tensor, n: T
 
 
 def _check_limits(
-    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], *,
-    classical_limit: bool = True, t_high: float = T_HIGH, **_: Any,
+    head: PhysicsHead,
+    lat: dict[str, Tensor],
+    T: Tensor,
+    n: Tensor,
+    failures: list[str],
+    *,
+    classical_limit: bool = True,
+    t_high: float = T_HIGH,
+    **_: Any,
 ) -> None:
     given = set(_given(head))
     la = _cast(lat, torch.float64)
@@ -504,24 +651,60 @@ def _check_limits(
     if bool(zero.any()):
         for k in ("cv", "s"):
             if k in out:
-                _compare(failures, "limits", k, out[k] * zero, torch.zeros_like(out[k]),
-                         _scale(head, k, out[k], T, n), rtol, la, T, n, "at T = 0")
+                _compare(
+                    failures,
+                    "limits",
+                    k,
+                    out[k] * zero,
+                    torch.zeros_like(out[k]),
+                    _scale(head, k, out[k], T, n),
+                    rtol,
+                    la,
+                    T,
+                    n,
+                    "at T = 0",
+                )
         if {"u", "f"} <= given:
-            _compare(failures, "limits", "f", out["f"] * zero, out["u"] * zero, _scale(head, "u", out["u"], T, n),
-                     rtol, la, T, n, "= u at T = 0")
+            _compare(
+                failures,
+                "limits",
+                "f",
+                out["f"] * zero,
+                out["u"] * zero,
+                _scale(head, "u", out["u"], T, n),
+                rtol,
+                la,
+                T,
+                n,
+                "= u at T = 0",
+            )
     if not classical_limit:
         return
     th = torch.full((T.shape[0], 1), float(t_high), dtype=torch.float64)
     cv = _heat_capacity(head, la, th, n)
     nR3 = 3.0 * R_GAS * _nb(n, th)
     if cv is not None:
-        _compare(failures, "limits", "cv", cv, nR3.expand_as(cv), nR3.expand_as(cv), rtol, la, th, n, f"-> 3nR at T = {t_high:g} K")
+        _compare(
+            failures,
+            "limits",
+            "cv",
+            cv,
+            nR3.expand_as(cv),
+            nR3.expand_as(cv),
+            rtol,
+            la,
+            th,
+            n,
+            f"-> 3nR at T = {t_high:g} K",
+        )
     if "u" in given:
         u = _eval(head, la, th, n, ("u",))["u"]
         _compare(failures, "limits", "u", u, nR3 * th, nR3 * th, rtol, la, th, n, f"-> 3nRT at T = {t_high:g} K")
 
 
-def _check_gradcheck(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
+def _check_gradcheck(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
     # Interior points: typical latents and the first random rows, temperatures away from 0.
     # Random rows with an even index have no element at a bound (see latent_grid).
     first = 3 + 2 * len(head.latents)
@@ -540,7 +723,7 @@ def _check_gradcheck(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Te
     inputs = tuple(v.clone().requires_grad_(True) for v in la.values()) + (t.requires_grad_(True),)
     try:
         torch.autograd.gradcheck(fn, inputs, raise_exception=True, **tol.GRADCHECK)
-    except Exception as exc:  # noqa: BLE001 - reported
+    except Exception as exc:
         msg = str(exc).strip().splitlines()
         failures.append(f"[gradcheck] {' '.join(msg[:6])}")
 
@@ -566,14 +749,16 @@ def _select(checks: Iterable[str] | None, allowed: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _run(head: PhysicsHead, chosen: Sequence[str], lat: dict[str, Tensor], T: Tensor, n: Tensor, **options: Any) -> HeadCheckReport:
+def _run(
+    head: PhysicsHead, chosen: Sequence[str], lat: dict[str, Tensor], T: Tensor, n: Tensor, **options: Any
+) -> HeadCheckReport:
     report = HeadCheckReport(head=head.name)
     failures: list[str] = []
     for name in chosen:
         before = len(failures)
         try:
             _CHECK_FUNCS[name](head, lat, T, n, failures, **options)
-        except Exception as exc:  # noqa: BLE001 - a crash is a failure of that check
+        except Exception as exc:
             failures.append(f"[{name}] raised {type(exc).__name__}: {exc}")
         if len(failures) == before:
             report.passed.append(name)
@@ -635,7 +820,10 @@ def check_head_inputs(
     lat = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in latents.items()}
     T = torch.as_tensor(temperature, dtype=torch.float64)
     B = max([v.shape[0] for k, v in lat.items() if v.ndim > len(built.latent(k).shape)] + [T.shape[0] if T.ndim else 1])
-    lat = {k: (v if v.ndim > len(built.latent(k).shape) else v.unsqueeze(0)).expand(B, *built.latent(k).shape) for k, v in lat.items()}
+    lat = {
+        k: (v if v.ndim > len(built.latent(k).shape) else v.unsqueeze(0)).expand(B, *built.latent(k).shape)
+        for k, v in lat.items()
+    }
     T = T.reshape(-1, 1) if T.ndim <= 1 else T
     T = T.expand(B, T.shape[1]).clone()
     n = torch.as_tensor(n_atoms, dtype=torch.float64).reshape(-1).expand(B).clone()

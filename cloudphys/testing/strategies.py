@@ -69,7 +69,11 @@ def latents(
 
 
 def temperatures(
-    *, min_value: float = 0.0, max_value: float = 5000.0, shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float64
+    *,
+    min_value: float = 0.0,
+    max_value: float = 5000.0,
+    shape: tuple[int, ...] = (),
+    dtype: torch.dtype = torch.float64,
 ) -> st.SearchStrategy[Tensor]:
     """Temperatures in K: exactly ``min_value`` (0 by default), log-uniform over decades, uniform."""
     if not 0.0 <= min_value < max_value:

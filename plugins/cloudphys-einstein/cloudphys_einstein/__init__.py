@@ -7,14 +7,20 @@ the plugin stays cheap.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Callable
+
 from cloudphys import hookimpl
 
 __all__ = ["register_heads"]
-__version__ = "0.1.0"
+try:  # written once, in pyproject.toml
+    __version__ = version("cloudphys-einstein")
+except PackageNotFoundError:  # pragma: no cover - source tree, not installed
+    __version__ = "0+unknown"
 
 
 @hookimpl
-def register_heads(register):  # noqa: ANN001 - pluggy hook
+def register_heads(register: Callable[[type], None]) -> None:
     from .heads import DebyeEinsteinHead, EinsteinHead
 
     register(EinsteinHead)

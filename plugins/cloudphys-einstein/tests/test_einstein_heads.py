@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from cloudphys.physics.contract import R_GAS
 from cloudphys.physics.debye import DebyeHead
-from cloudphys.testing import check_head, check_head_inputs, contract_tests, strategies as cst
+from cloudphys.testing import check_head, check_head_inputs, contract_tests
+from cloudphys.testing import strategies as cst
 from cloudphys_einstein.heads import DebyeEinsteinHead, EinsteinHead
 
 mp.mp.dps = 40
@@ -77,7 +78,9 @@ def _rounded(value: float, dtype: torch.dtype) -> float:
     return float(torch.tensor(value, dtype=dtype))
 
 
-def _error(key: str, got: float, ref: mp.mpf, n: float, energy_scale: float, dtype: torch.dtype, relative: bool = True) -> float:
+def _error(
+    key: str, got: float, ref: mp.mpf, n: float, energy_scale: float, dtype: torch.dtype, relative: bool = True
+) -> float:
     """Error of one value. u and f (they pass through zero): relative to n·R·(T + θ). cv and s:
     relative to min(|value|, n·R), i.e. relative to the value and never weaker than the earlier
     check relative to n·R, wherever the value is at least the smallest normal number of ``dtype``;
@@ -130,7 +133,10 @@ def _debye_einstein_case():
 
     return (
         DebyeEinsteinHead(),
-        lambda th, th2, dtype: {"theta_D": torch.tensor([th], dtype=dtype), "theta_E": torch.tensor([th2], dtype=dtype)},
+        lambda th, th2, dtype: {
+            "theta_D": torch.tensor([th], dtype=dtype),
+            "theta_E": torch.tensor([th2], dtype=dtype),
+        },
         ref,
     )
 
@@ -173,7 +179,9 @@ def test_gradients_finite_over_the_whole_ratio_range(case, dtype):
     theta0 = 300.0
     temps = [theta0 / r for r in RATIOS] + [0.0]
     T = torch.tensor(temps, dtype=dtype, requires_grad=True)
-    latents = {k: v.expand(len(temps)).clone().requires_grad_(True) for k, v in latents_of(theta0, theta0, dtype).items()}
+    latents = {
+        k: v.expand(len(temps)).clone().requires_grad_(True) for k, v in latents_of(theta0, theta0, dtype).items()
+    }
     out = head(latents=latents, temperature=T, n_atoms=3)
     for k, v in out.items():
         assert torch.isfinite(v).all(), k
@@ -219,7 +227,9 @@ def test_einstein_limits_and_units():
 def test_debye_einstein_reduces_to_debye_for_one_atom():
     T = torch.tensor([[0.0, 3.0, 50.0, 300.0, 2000.0]], dtype=torch.float64)
     theta_d = torch.tensor([321.0], dtype=torch.float64)
-    de = DebyeEinsteinHead()(latents={"theta_D": theta_d, "theta_E": torch.tensor([77.0], dtype=torch.float64)}, temperature=T, n_atoms=1)
+    de = DebyeEinsteinHead()(
+        latents={"theta_D": theta_d, "theta_E": torch.tensor([77.0], dtype=torch.float64)}, temperature=T, n_atoms=1
+    )
     d = DebyeHead()(latents={"theta_D": theta_d}, temperature=T, n_atoms=1)
     for k in d:
         torch.testing.assert_close(de[k], d[k], rtol=1e-14, atol=1e-12)

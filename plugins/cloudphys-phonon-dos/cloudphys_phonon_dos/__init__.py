@@ -6,14 +6,20 @@ lives in :mod:`cloudphys_phonon_dos.head`, imported when the registry asks for i
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Callable
+
 from cloudphys import hookimpl
 
 __all__ = ["register_heads"]
-__version__ = "0.1.0"
+try:  # written once, in pyproject.toml
+    __version__ = version("cloudphys-phonon-dos")
+except PackageNotFoundError:  # pragma: no cover - source tree, not installed
+    __version__ = "0+unknown"
 
 
 @hookimpl
-def register_heads(register):  # noqa: ANN001 - pluggy hook
+def register_heads(register: Callable[[type], None]) -> None:
     from .head import PhononDOSHead
 
     register(PhononDOSHead)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from cloudphys.physics.contract import R_GAS
 from cloudphys.physics.debye import DebyeHead
 from cloudphys.physics.harmonic import oscillator_thermo
-from cloudphys.testing import check_head_inputs, contract_tests, strategies as cst
+from cloudphys.testing import check_head_inputs, contract_tests
+from cloudphys.testing import strategies as cst
 from cloudphys_phonon_dos.head import K_PER_THZ, PhononDOSHead
 
 mp.mp.dps = 40

@@ -27,7 +27,11 @@ def _installed(monkeypatch):
 
 
 def test_head_comes_only_from_the_entry_point(capsys):
-    eps = [ep for ep in md.entry_points(group="cloudphys") if ep.dist is not None and ep.dist.name == "cloudphys-phonon-dos"]
+    eps = [
+        ep
+        for ep in md.entry_points(group="cloudphys")
+        if ep.dist is not None and ep.dist.name == "cloudphys-phonon-dos"
+    ]
     assert [(ep.name, ep.value) for ep in eps] == [("phonon-dos", "cloudphys_phonon_dos")]
     reg = Registry(make_plugin_manager(DEFAULT_PLUGINS, entry_points=True))
     assert reg.owner("heads", "phonon-dos") == "phonon-dos"
@@ -56,7 +60,9 @@ def test_config_builds_a_model_whose_latent_layer_emits_the_dos(params, names):
     )
     bins = params.get("bins", 16)
     assert [s.name for s in model.head.latents] == names and model.head.latent("dos").shape == (bins,)
-    enc = model.tokenizer(["225 Fm-3m | 4a 4b | Na 0.5 Cl 0.5", "227 Fd-3m | 8a | Si 1.0"], return_tensors="pt", padding=True)
+    enc = model.tokenizer(
+        ["225 Fm-3m | 4a 4b | Na 0.5 Cl 0.5", "227 Fd-3m | 8a | Si 1.0"], return_tensors="pt", padding=True
+    )
     T = torch.tensor([[20.0, 300.0, 1000.0]] * 2)
     n = torch.tensor([2.0, 2.0])
     obs, lat = model(enc["input_ids"], enc["attention_mask"], T, n)
