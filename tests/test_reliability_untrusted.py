@@ -432,3 +432,29 @@ def test_source_never_decodes_structures_with_monty() -> None:
                                                "Composition", "Molecule", "Atoms")):
                 problems.append(f"{rel}:{node.lineno} {node.func.value.id}.from_dict")
     assert not problems, "data decoded through code-running readers:\n" + "\n".join(problems)
+
+
+def test_a_phonopy_yaml_structure_never_runs_code(tmp_path: Path) -> None:
+    """phonopy's ``read_cell_yaml`` parses with PyYAML's full ``Loader`` (``!!python/object/apply``
+    runs); cloudphys reads phonopy.yaml cells with ``yaml.safe_load``, and a legitimate one still reads."""
+    pytest.importorskip("phonopy")
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from cloudphys.data.labels import read_structure
+    from cloudphys.errors import DataError
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "phonopy.yaml"
+    evil.write_text("unit_cell:\n  lattice:\n  - [5, 0, 0]\n  - [0, 5, 0]\n  - [0, 0, 5]\n  points:\n"
+                    f"  - symbol: !!python/object/apply:os.makedirs [{str(marker)!r}]\n    coordinates: [0, 0, 0]\n")
+    with pytest.raises(DataError, match="not plain YAML"):
+        read_structure(evil)
+    assert not marker.exists()
+    cell = PhonopyAtoms(symbols=["Na", "Cl"], cell=[[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]],
+                        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]])
+    good = tmp_path / "good" / "phonopy.yaml"
+    good.parent.mkdir()
+    Phonopy(cell, supercell_matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]).save(str(good))
+    st = read_structure(good)
+    assert [str(sp) for sp in st.species] == ["Na", "Cl"] and abs(st.volume - cell.volume) < 1e-6

@@ -81,13 +81,7 @@ def read_structure(structure: Any) -> Any:
     if not path.is_file():
         raise DataError(f"structure file {path} does not exist")
     if path.suffix in (".yaml", ".yml"):
-        try:
-            from phonopy.interface.phonopy_yaml import read_cell_yaml
-
-            cell = read_cell_yaml(str(path))
-            return Structure(cell.cell, list(cell.symbols), cell.scaled_positions)
-        except Exception as exc:
-            raise DataError(f"cannot read a crystal structure from {path}: {type(exc).__name__}: {exc}") from exc
+        return _phonopy_cell_yaml(path)
     items = read_inputs([path])
     if len(items) != 1:
         raise DataError(f"{path} holds {len(items)} structures (CIF blocks or frames); give a file with one")
@@ -95,6 +89,42 @@ def read_structure(structure: Any) -> Any:
     if items[0].error is not None or st is None:
         raise DataError(f"cannot read a crystal structure from {path}: {items[0].error}")
     return st if isinstance(st, Structure) else AseAtomsAdaptor.get_structure(st)
+
+
+def _phonopy_cell_yaml(path: Path) -> Any:
+    """The unit cell of a ``phonopy.yaml`` / ``POSCAR-unitcell.yaml``, read with ``yaml.safe_load``.
+
+    Not phonopy's ``read_cell_yaml``: it parses with PyYAML's full ``Loader``, which runs
+    ``!!python/object/apply`` tags -- a structure file must never run code.
+    """
+    import yaml
+    from pymatgen.core import Lattice, Structure
+
+    from ..inputs import DEFAULT_LIMITS, READ_ERRORS, read_error_reason, read_text
+
+    where = f"cannot read a crystal structure from {path}"
+    try:
+        text, _ = read_text(path, DEFAULT_LIMITS.max_bytes)
+    except READ_ERRORS as exc:
+        raise DataError(f"{where}: {read_error_reason(exc)}") from None
+    if text is None:
+        raise DataError(f"{where}: the file is larger than {DEFAULT_LIMITS.max_bytes:,} characters")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataError(f"{where}: not plain YAML ({' '.join(str(exc).split())})") from None
+    cell = None
+    if isinstance(doc, dict):
+        cell = doc.get("unit_cell") or doc.get("unitcell") or (doc if "points" in doc else None)
+    if not isinstance(cell, dict) or "lattice" not in cell or "points" not in cell:
+        raise DataError(f"{where}: no unit_cell with 'lattice' and 'points' (phonopy.yaml format)")
+    try:
+        points = cell["points"]
+        symbols = [str(p["symbol"]) for p in points]
+        coords = [[float(x) for x in p["coordinates"]] for p in points]
+        return Structure(Lattice([[float(x) for x in row] for row in cell["lattice"]]), symbols, coords)
+    except Exception as exc:  # noqa: BLE001 - malformed entries of a user's file
+        raise DataError(f"{where}: malformed unit cell ({type(exc).__name__}: {exc})") from None
 
 
 def _factor(table: dict[str, float], unit: str, what: str, source: str) -> float:
