@@ -109,7 +109,8 @@ BAD = [
 
 
 @pytest.mark.parametrize(("section", "key", "value", "needle"), BAD, ids=[f"{s}.{k}={v!r}" for s, k, v, _ in BAD])
-def test_out_of_range_values_are_refused_with_key_value_and_remedy(section: str, key: str, value: Any, needle: str) -> None:
+def test_out_of_range_values_are_refused_with_key_value_and_remedy(section: str, key: str, value: Any,
+                                                                   needle: str) -> None:
     raw = copy.deepcopy(BASE)
     if section == "pretrain":
         raw["pretrain"] = dict(PRE)
@@ -145,7 +146,8 @@ def test_pretrain_and_train_share_one_definition_of_the_common_options() -> None
         assert issubclass(cls, RunOptions) and common <= {f.name for f in dataclasses.fields(cls)}
     # other defaults, same bounds
     assert PretrainConfig().epochs == 5 and TrainConfig().epochs == 100
-    bound = {c: next(f for f in dataclasses.fields(c) if f.name == "lr").metadata["bound"] for c in (TrainConfig, PretrainConfig)}
+    bound = {c: next(f for f in dataclasses.fields(c) if f.name == "lr").metadata["bound"]
+             for c in (TrainConfig, PretrainConfig)}
     assert bound[TrainConfig] == bound[PretrainConfig]
 
 
@@ -188,8 +190,10 @@ def test_docs_config_md_holds_the_bounds_table_generated_from_the_schema() -> No
         ({"name": "cloud-cv", "seed": -1}, "data.seed must be an integer >= 0"),
         ({"name": "cloud-cv", "valid_size": 5}, "data.valid_size must be a finite number >= 0 and < 1, got 5.0"),
         ({"name": "cloud-cv", "temperature": -300}, "data.temperature must be a finite number >= 0"),
-        ({"name": "phonondb-thermo", "temperatures": [300, -5]}, "data.temperatures[1] must be a finite number >= 0, got -5.0"),
-        ({"name": "phonondb-thermo", "temperature_range": [20, float("inf")]}, "data.temperature_range[1] must be a finite number"),
+        ({"name": "phonondb-thermo", "temperatures": [300, -5]},
+         "data.temperatures[1] must be a finite number >= 0, got -5.0"),
+        ({"name": "phonondb-thermo", "temperature_range": [20, float("inf")]},
+         "data.temperature_range[1] must be a finite number"),
         ({"name": "phonondb-thermo", "limit": 0}, "data.limit must be an integer >= 1"),
         ({"name": "phonondb-thermo", "workers": 0}, "data.workers must be an integer >= 1"),
         ({"name": "csv", "symprec": 0}, "data.symprec must be a finite number > 0"),
@@ -207,7 +211,8 @@ def test_bounded_types_for_plugin_authors() -> None:
     from cloudphys.config.bounds import Count, Fraction, Kelvin, Seed, Tolerance, Workers
     from cloudphys.config.coerce import coerce
 
-    assert coerce("x", "0.5", Fraction) == 0.5 and coerce("x", 3, Seed) == 3 and coerce("x", [1, 2], list[Kelvin]) == [1.0, 2.0]
+    assert coerce("x", "0.5", Fraction) == 0.5 and coerce("x", 3, Seed) == 3
+    assert coerce("x", [1, 2], list[Kelvin]) == [1.0, 2.0]
     for hint, bad in ((Count, 0), (Workers, -1), (Tolerance, 2.0), (Kelvin, -1.0), (Seed, 2**32)):
         with pytest.raises(ConfigError):
             coerce("x", bad, hint)
@@ -215,8 +220,15 @@ def test_bounded_types_for_plugin_authors() -> None:
 
 def test_pretraining_sources_check_data_set_parameters_too() -> None:
     reg = get_registry()
-    assert PretrainConfig.check_source("pretrain.sources[0]", {"name": "cloud-pretrain", "holdout": 0.1}, reg) == "dataset"
-    with pytest.raises(ConfigError, match=r"pretrain.sources\[0\].seed must be an integer >= 0 and <= 4_294_967_295, got -1"):
+    kind = PretrainConfig.check_source("pretrain.sources[0]", {"name": "cloud-pretrain", "holdout": 0.1}, reg)
+    assert kind == "dataset"
+    with pytest.raises(ConfigError, match=r"pretrain.sources\[0\].seed must be an integer >= 0 and <= 4_294_967_295"):
         PretrainConfig.check_source("pretrain.sources[0]", {"name": "cloud-pretrain", "seed": -1}, reg)
     with pytest.raises(ConfigError, match=r"pretrain.exclude\[1\].holdout"):
         PretrainConfig.check_source("pretrain.exclude[1]", {"name": "cloud-pretrain", "holdout": 2}, reg)
+
+
+@pytest.mark.parametrize("source", [[1, 2], 3, None, b"train: {}"])
+def test_a_config_that_is_neither_a_path_nor_a_mapping_is_a_config_error(source: Any) -> None:
+    with pytest.raises(ConfigError, match="a config is a path or a mapping of sections"):
+        load_config(source)

@@ -90,8 +90,9 @@ def test_a_repeated_section_is_an_error_line(capsys: pytest.CaptureFixture[str],
 
 @pytest.mark.parametrize(
     ("spec", "needle"),
-    [("5:1000:0", "must be > 0"), ("a:b", "'a' is not a number"), ("1000:5:5", "runs down"), ("-5", "not a temperature"),
-     ("nan", "not a temperature"), ("inf", "not a temperature"), ("", "empty"), ("0:1e12:1e-3", "more than the limit")],
+    [("5:1000:0", "must be > 0"), ("a:b", "'a' is not a number"), ("1000:5:5", "runs down"),
+     ("-5", "not a temperature"), ("nan", "not a temperature"), ("inf", "not a temperature"), ("", "empty"),
+     ("0:1e12:1e-3", "more than the limit")],
 )
 def test_predict_refuses_bad_temperature_specs_before_loading(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                               spec: str, needle: str) -> None:
@@ -126,7 +127,8 @@ def test_output_paths_are_checked_before_work(capsys: pytest.CaptureFixture[str]
         _one_error_line(capsys, rc, str(out), reason)
 
 
-def test_a_run_folder_that_is_a_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, config: Path) -> None:
+def test_a_run_folder_that_is_a_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 config: Path) -> None:
     (tmp_path / "afile").write_text("keep me")
     for cmd in ("train", "pretrain"):
         rc = main([cmd, str(config), "--out", str(tmp_path / "afile")])
@@ -165,8 +167,8 @@ def test_dumps_json_never_writes_infinity_or_nan() -> None:
     assert _strict_json(dumps_json({"x": 1}, indent=2, allow_nan=True)) == {"x": 1}
 
 
-@pytest.mark.parametrize("argv", [["plugins", "--json"], ["data", "list", "--json"], ["data", "info", "cloud-cv", "--json"],
-                                  ["models", "list", "--json"]])
+@pytest.mark.parametrize("argv", [["plugins", "--json"], ["data", "list", "--json"],
+                                  ["data", "info", "cloud-cv", "--json"], ["models", "list", "--json"]])
 def test_json_outputs_are_valid_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     rc = main(argv)
     out = capsys.readouterr().out
@@ -175,7 +177,8 @@ def test_json_outputs_are_valid_json(capsys: pytest.CaptureFixture[str], argv: l
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu"])
-def test_unknown_devices_are_refused_before_loading(capsys: pytest.CaptureFixture[str], tmp_path: Path, device: str) -> None:
+def test_unknown_devices_are_refused_before_loading(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                    device: str) -> None:
     for argv in (["predict", str(tmp_path / "no-such-run"), "-i", "x.cif", "--device", device],
                  ["evaluate", str(tmp_path / "no-such-run"), "--device", device]):
         rc = main(argv)

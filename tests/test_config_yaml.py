@@ -50,8 +50,10 @@ def test_the_global_yaml_resolvers_are_untouched() -> None:
     ("text", "needle"),
     [
         (BASE + "train: {epochs: 1}\nhead: {name: direct}\n", r"key 'head' is given twice \(lines 2 and 4\)"),
-        (BASE + "train:\n  epochs: 1\n  lr: 1.0e-3\n  epochs: 2\n", r"key 'epochs' in train is given twice \(lines 4 and 6\)"),
-        (BASE + "pretrain:\n  sources:\n    - {name: a, split: x, split: y}\n", r"key 'split' in pretrain.sources\[0\] is given twice \(lines 5 and 5\)"),
+        (BASE + "train:\n  epochs: 1\n  lr: 1.0e-3\n  epochs: 2\n",
+         r"key 'epochs' in train is given twice \(lines 4 and 6\)"),
+        (BASE + "pretrain:\n  sources:\n    - {name: a, split: x, split: y}\n",
+         r"key 'split' in pretrain.sources\[0\] is given twice \(lines 5 and 5\)"),
     ],
 )
 def test_a_repeated_key_at_any_level_names_the_key_and_both_lines(tmp_path: Path, text: str, needle: str) -> None:
@@ -98,7 +100,9 @@ def test_parse_errors_are_one_line_with_the_position(tmp_path: Path) -> None:
 
 
 keys = st.text(st.characters(codec="ascii", categories=("Ll", "Nd")), min_size=1, max_size=4)
-scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(st.characters(categories=("L", "N", "P", "S", "Zs")), max_size=8)
+printable = st.text(st.characters(categories=("L", "N", "P", "S", "Zs")), max_size=8)
+scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+           | printable)
 trees = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(keys, c, max_size=3), max_leaves=12)
 
 

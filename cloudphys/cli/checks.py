@@ -55,7 +55,9 @@ def check_output_path(path: str | os.PathLike[str] | None, *, what: str, overwri
         if p.exists() and not p.is_dir():
             raise ConfigError(f"{what} {path}: is a file, not a folder; give a folder (it is created if missing)")
         if p.is_dir() and not overwrite and any(p.iterdir()):
-            raise ConfigError(f"{what} {path}: folder exists and is not empty; choose another folder or pass --overwrite")
+            raise ConfigError(
+                f"{what} {path}: folder exists and is not empty; choose another folder or pass --overwrite"
+            )
         probe = p
         while not probe.exists():  # the nearest existing ancestor must be a writable folder
             probe = probe.parent

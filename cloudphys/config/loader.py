@@ -27,7 +27,12 @@ def load_config(
     :raises ConfigError: unknown section, key or plugin name (listing the valid ones), bad type,
         value out of its bounds.
     """
-    data = read_config_file(source) if isinstance(source, (str, Path)) else dict(source)
+    if isinstance(source, (str, Path)):
+        data = read_config_file(source)
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        raise ConfigError(f"a config is a path or a mapping of sections, got {type(source).__name__}")
     data = apply_overrides(data, overrides)
     if registry is None:
         from ..plugins import get_registry

@@ -53,7 +53,9 @@ def _grid(spec: Any, text: str, limit: int) -> np.ndarray:
     if step <= 0:
         raise ConfigError(f"temperatures {_show(spec)}: the step of {text!r} must be > 0 K")
     if stop < start:
-        raise ConfigError(f"temperatures {_show(spec)}: {text!r} runs down (start {start:g} > stop {stop:g}); write start:stop:step")
+        raise ConfigError(
+            f"temperatures {_show(spec)}: {text!r} runs down (start {start:g} > stop {stop:g}); write start:stop:step"
+        )
     span = (stop - start) / step
     if not span < limit:  # also catches inf (1e308 / 1e-308)
         raise ConfigError(
@@ -90,7 +92,8 @@ def parse_temperatures(spec: Any, *, limit: int = MAX_TEMPERATURES) -> np.ndarra
         out = [_grid(spec, p, limit) if ":" in p else np.asarray([_kelvin(spec, p)]) for p in pieces]
     elif isinstance(spec, (list, tuple)):
         # items are numbers or specs of their own ("5:100:5"), each counted against the limit
-        out = [parse_temperatures(t, limit=limit) if isinstance(t, str) else np.asarray([_kelvin(spec, t)]) for t in spec]
+        out = [parse_temperatures(t, limit=limit) if isinstance(t, str) else np.asarray([_kelvin(spec, t)])
+               for t in spec]
     else:
         out = [np.asarray([_kelvin(spec, spec)])]
     arr = np.concatenate(out).astype(np.float64) if out else np.zeros(0)
