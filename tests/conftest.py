@@ -37,7 +37,7 @@ def in_ci() -> bool:
 def missing(reason: str) -> NoReturn:
     """Skip the calling test for ``reason`` (a required input is absent) -- or fail it in CI."""
     if in_ci():
-        pytest.fail(f"{reason} (required in CI: set CLOUDPHYS_DATA to ../shared/data)", pytrace=False)
+        pytest.fail(f"{reason} (required under CI)", pytrace=False)
     pytest.skip(reason)
 
 
