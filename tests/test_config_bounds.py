@@ -232,3 +232,10 @@ def test_pretraining_sources_check_data_set_parameters_too() -> None:
 def test_a_config_that_is_neither_a_path_nor_a_mapping_is_a_config_error(source: Any) -> None:
     with pytest.raises(ConfigError, match="a config is a path or a mapping of sections"):
         load_config(source)
+
+
+@pytest.mark.parametrize("order", [1, 0, -3, 100_000])
+def test_a_head_parameter_bound_in_its_signature_is_checked(order: int) -> None:
+    raw = copy.deepcopy(BASE) | {"head": {"name": "debye", "order": order}}
+    with pytest.raises(ConfigError, match=rf"head.order must be an integer >= 2 and <= 1024, got {order}"):
+        load_config(raw)
