@@ -153,7 +153,7 @@ class ScopePhysicsModel(nn.Module):
             raise CheckpointError(f"model directory {path} is corrupt: {HEAD_FILE} needs a head 'name', {META_FILE} an object")
         check_format(path, meta.get("format"), meta.get("cloudphys_version"))
         try:
-            head = registry.head(head_info["name"])(**head_info.get("config", {}))
+            head = registry.build_head(head_info["name"], **head_info.get("config", {}))
             if (path / HEAD_WEIGHTS).is_file():
                 from safetensors.torch import load_file
 
@@ -280,7 +280,7 @@ def build_model(config: Any, registry: Any = None, tokenizer: Any = None) -> Sco
         registry = get_registry()
     if not isinstance(config, Config):
         config = load_config(config, registry=registry)
-    head = registry.head(config.head.name)(**config.head.params)
+    head = registry.build_head(config.head.name, **config.head.params)
     params = dict(config.encoder.params)
     if tokenizer is None:
         tokenizer = load_tokenizer(int(params.get("max_length", 256)))
