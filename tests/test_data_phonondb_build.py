@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _gamma_modes import assert_curves_agree
 
 from cloudphys.data.phonondb_build import (
     PHONONDB_GRID,
@@ -21,7 +22,6 @@ from cloudphys.data.phonondb_build import (
 )
 from cloudphys.errors import DataError
 
-from _gamma_modes import assert_curves_agree
 
 def test_read_phonopy_conf():
     smat, pmat = read_phonopy_conf("DIM = 2 0 0 0 2 0 0 0 2\nPRIMITIVE_AXIS = 0 1/2 1/2 1/2 0 1/2 1/2 1/2 0\n")

@@ -239,8 +239,8 @@ def test_folders_are_read_everywhere_cloudphys_scope_reads_them(tmp_path: Path) 
 def test_deeply_nested_json_is_an_error_row_not_a_recursion_error(tmp_path: Path) -> None:
     deep = "[" * 100_000
     (tmp_path / "deep.json").write_text(deep)
-    (tmp_path / "deep.jsonl").write_text('{"id": "a", "structure": ' + deep + "\n" + json.dumps({"id": "b", "scope": NACL})
-                                         + "\n")
+    (tmp_path / "deep.jsonl").write_text('{"id": "a", "structure": ' + deep + "\n"
+                                         + json.dumps({"id": "b", "scope": NACL}) + "\n")
     with open(tmp_path / "deep.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["id", "structure"], ["c", deep], ["d", json.dumps(_nacl().as_dict())]])
     items = to_records(read_inputs([tmp_path / "deep.json", tmp_path / "deep.jsonl", tmp_path / "deep.csv"]),
@@ -255,7 +255,8 @@ _cell_text = st.text(alphabet=st.sampled_from(list('ab ,"|\n\r\t;x0.5-') + ["\x0
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(rows=st.lists(st.tuples(_cell_text, _cell_text), min_size=1, max_size=12), budget=st.sampled_from([40, 200, 10_000]))
+@given(rows=st.lists(st.tuples(_cell_text, _cell_text), min_size=1, max_size=12),
+       budget=st.sampled_from([40, 200, 10_000]))
 def test_every_csv_row_is_one_item_in_order(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]],
                                             budget: int) -> None:
     """Quotes, separators, newlines and NULs inside fields, rows over the byte budget: each row of a
@@ -268,7 +269,7 @@ def test_every_csv_row_is_one_item_in_order(tmp_path_factory: pytest.TempPathFac
         w.writerows([[f"r{k}", s, n] for k, (s, n) in enumerate(rows)])
     items = read_inputs([path], limits=Limits(max_bytes=budget))
     assert len(items) == len(rows)
-    for k, (it, (s, n)) in enumerate(zip(items, rows)):
+    for k, (it, (s, _)) in enumerate(zip(items, rows)):
         if it.id != f"r{k}":
             assert it.error and "max_bytes" in it.error and it.name.startswith(f"{path}:"), (k, it)
             continue

@@ -36,7 +36,8 @@ BUDGET_S = 10.0  # per input, on the shared 2-core machine; the limits below kee
 LIMITS = Limits(max_atoms=500, max_bytes=200_000, max_symops=400)
 CANARY = "cloudphys_fuzz_canary"
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 def _bases() -> dict[str, str]:

@@ -24,7 +24,8 @@ from cloudphys.cli import main
 from cloudphys.config import load_config, read_config_file
 from cloudphys.errors import CheckpointError, ConfigError
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 REPO = Path(__file__).resolve().parents[1]
 TINY: dict[str, Any] = {
@@ -62,7 +63,8 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("name", ["pytorch_model.bin", "optimizer.pt", "rng_state.pth", "head.pkl", "training_args.bin"])
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "optimizer.pt", "rng_state.pth", "head.pkl",
+                                  "training_args.bin"])
 @pytest.mark.parametrize("keep_safetensors", [True, False])
 def test_planted_pickle_in_a_checkpoint_is_refused_and_never_unpickled(
     model_dir: Path, tmp_path: Path, name: str, keep_safetensors: bool
@@ -110,8 +112,8 @@ def test_pickle_in_a_run_is_refused_by_resume_evaluate_and_predict(
 
 
 def test_pretrained_encoder_with_a_pickle_is_refused(model_dir: Path, tmp_path: Path) -> None:
-    from cloudphys.tokenizer import build_tokenizer
     from cloudphys.encoders.pretrained import load_pretrained_bert
+    from cloudphys.tokenizer import build_tokenizer
 
     marker = tmp_path / "PAYLOAD_RAN"
     path = _copy(model_dir, tmp_path / "pretrained")
@@ -162,7 +164,8 @@ def test_malicious_yaml_tags_are_refused(tmp_path: Path, tagged: str) -> None:
     assert not marker.exists()
 
 
-def test_a_config_cannot_import_code_only_name_installed_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_config_cannot_import_code_only_name_installed_plugins(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "IMPORTED"
     (tmp_path / "evil_plugin_module.py").write_text(
         f"import os\nos.makedirs({str(marker)!r})\nclass Head: pass\ndef factory(**kw): return Head()\n"
@@ -193,7 +196,8 @@ IMPORT_MODULE_ALLOWED = {"cloudphys/plugins.py", "cloudphys/testing/__init__.py"
 
 def _python_sources() -> list[Path]:
     files = sorted((REPO / "cloudphys").rglob("*.py"))
-    files += sorted(p for p in (REPO / "plugins").rglob("*.py") if "tests" not in p.parts) if (REPO / "plugins").is_dir() else []
+    if (REPO / "plugins").is_dir():
+        files += sorted(p for p in (REPO / "plugins").rglob("*.py") if "tests" not in p.parts)
     return files
 
 
@@ -203,14 +207,16 @@ def _unsafe(rel: str, text: str) -> list[str]:
     problems = []
     for node in ast.walk(ast.parse(text, filename=rel)):
         if isinstance(node, ast.Import):
-            problems += [f"{rel}:{node.lineno} import {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
+            problems += [f"{rel}:{node.lineno} import {a.name}" for a in node.names
+                         if a.name.split(".")[0] in UNSAFE_MODULES]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
             problems.append(f"{rel}:{node.lineno} from {node.module} import ...")
         elif isinstance(node, ast.Call):
             fn = node.func
             if isinstance(fn, ast.Name) and fn.id in ("eval", "exec", "compile"):
                 problems.append(f"{rel}:{node.lineno} {fn.id}()")
-            if isinstance(fn, ast.Name) and fn.id == "__import__" and not all(isinstance(a, ast.Constant) for a in node.args):
+            if (isinstance(fn, ast.Name) and fn.id == "__import__"
+                    and not all(isinstance(a, ast.Constant) for a in node.args)):
                 problems.append(f"{rel}:{node.lineno} __import__ of a computed name")
             if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name):
                 if (fn.value.id, fn.attr) in UNSAFE_CALLS:
@@ -223,7 +229,8 @@ def _unsafe(rel: str, text: str) -> list[str]:
                     problems.append(f"{rel}:{node.lineno} numpy.load(allow_pickle=...)")
             if isinstance(fn, ast.Attribute) and fn.attr == "from_pretrained":
                 for k in node.keywords:
-                    if k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False):
+                    if k.arg == "trust_remote_code" and not (
+                            isinstance(k.value, ast.Constant) and k.value.value is False):
                         problems.append(f"{rel}:{node.lineno} from_pretrained(trust_remote_code=...)")
                     if k.arg == "use_safetensors" and not (isinstance(k.value, ast.Constant) and k.value.value is True):
                         problems.append(f"{rel}:{node.lineno} from_pretrained(use_safetensors=...)")
@@ -254,7 +261,8 @@ importlib.import_module(config["head"])
 AutoModel.from_pretrained(path, trust_remote_code=True, use_safetensors=False)
 """
     found = _unsafe("cloudphys/evil.py", bad)
-    for needle in ("import pickle", "from dill", "eval()", "exec()", "torch.load()", "yaml.load()", "yaml.unsafe_load()",
+    for needle in ("import pickle", "from dill", "eval()", "exec()", "torch.load()", "yaml.load()",
+                   "yaml.unsafe_load()",
                    "numpy.load(allow_pickle", "__import__", "importlib.import_module()", "trust_remote_code",
                    "use_safetensors"):
         assert any(needle in p for p in found), needle
@@ -267,7 +275,8 @@ def test_model_weight_loads_insist_on_safetensors() -> None:
     for path in _python_sources():
         rel = path.relative_to(REPO).as_posix()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained"
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "from_pretrained"
                     and isinstance(node.func.value, ast.Name) and node.func.value.id not in (
                         "PreTrainedTokenizerFast", "AutoTokenizer", "AutoConfig", "cls", "ScopePhysicsModel")
                     and not any(k.arg == "use_safetensors" for k in node.keywords)):
@@ -375,7 +384,8 @@ def test_predict_never_imports_code_named_in_structure_files(canary: Path, tmp_p
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text(json.dumps({"id": "t", "structure": d}) + "\n")
     out = tmp_path / "pred.csv"
-    rc = main(["predict", str(model_dir), "-i", str(folder), str(jsonl), "-T", "300", "-o", str(out), "--device", "cpu"])
+    rc = main(["predict", str(model_dir), "-i", str(folder), str(jsonl), "-T", "300", "-o", str(out),
+               "--device", "cpu"])
     assert rc == 0 and out.exists()
     assert not canary.exists() and CANARY not in sys.modules
 

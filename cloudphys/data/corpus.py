@@ -87,7 +87,7 @@ def _strings(sources: Sequence[str], *, dialect: str, table: Any, workers: int, 
             try:
                 out.append(normalise(text, dialect, table))
                 n_ok += 1
-            except Exception as exc:  # noqa: BLE001 - reported per item
+            except Exception as exc:
                 failed.append((src, i, f"not a SCOPE string: {exc}"))
         failures.extend(failed)
         if report is not None:

@@ -59,7 +59,8 @@ def _header(path: Path) -> list[str]:
     raise DataError(f"{path}: empty CSV file")
 
 
-def _target_layout(targets: Mapping[str, Any] | None, temperature: float | None) -> tuple[list[float], dict[str, list[str]]]:
+def _target_layout(targets: Mapping[str, Any] | None,
+                   temperature: float | None) -> tuple[list[float], dict[str, list[str]]]:
     """(temperatures, observable → columns in temperature order)."""
     if not targets:
         raise DataError("data set 'csv' needs targets= (observable -> column, or -> {column: temperature K})")

@@ -145,7 +145,8 @@ def _download(file: DataFile, target: Path, *, dataset: str | None, root: str | 
                             chunk = response.read(_CHUNK)
                         except OSError as exc:
                             raise DataError(
-                                missing_message(file, dataset, root, reason=f"download from {file.url} broke off ({exc})")
+                                missing_message(file, dataset, root,
+                                                reason=f"download from {file.url} broke off ({exc})")
                             ) from exc
                         if not chunk:
                             break

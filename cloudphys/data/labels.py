@@ -123,7 +123,7 @@ def _phonopy_cell_yaml(path: Path) -> Any:
         symbols = [str(p["symbol"]) for p in points]
         coords = [[float(x) for x in p["coordinates"]] for p in points]
         return Structure(Lattice([[float(x) for x in row] for row in cell["lattice"]]), symbols, coords)
-    except Exception as exc:  # noqa: BLE001 - malformed entries of a user's file
+    except Exception as exc:
         raise DataError(f"{where}: malformed unit cell ({type(exc).__name__}: {exc})") from None
 
 

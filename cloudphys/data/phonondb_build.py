@@ -223,7 +223,8 @@ def gamma_mode_corrections(built: dict, ref: dict, temperatures, n_q: int) -> tu
     dcv = np.asarray(built["cv"], dtype=np.float64)[-1] - np.asarray(ref["cv"], dtype=np.float64)[-1]
     m = int(np.rint(dcv / (w * R_GAS)))
     if abs(m) > 3:
-        raise DataError(f"cv differs by {dcv:.3g} J/(K mol) at {T[-1]} K: {dcv / (w * R_GAS):.2f} Γ modes, at most 3 exist")
+        raise DataError(f"cv differs by {dcv:.3g} J/(K mol) at {T[-1]} K: {dcv / (w * R_GAS):.2f} Γ modes, "
+                        "at most 3 exist")
     pos = T > 0
     logT = np.where(pos, np.log(np.where(pos, T, 1.0)), 0.0)
     ds_last = float(np.asarray(built["s"], dtype=np.float64)[-1] - np.asarray(ref["s"], dtype=np.float64)[-1])
@@ -319,11 +320,11 @@ def _build_one(args: tuple[str, tuple[float, ...], float]) -> dict[str, Any]:
     path, temps, mesh = args
     try:
         return build_row(path, temperatures=temps, mesh=mesh)
-    except Exception as exc:  # noqa: BLE001 - reported as an error row, never dropped
+    except Exception as exc:
         p = Path(path)
         try:
             mid = material_id(p)
-        except Exception:  # noqa: BLE001
+        except Exception:
             mid = p.name
         return {"id": mid, "source": p.name, "error": f"{type(exc).__name__}: {exc}"}
 

@@ -147,7 +147,7 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
 
     try:
         cif = CifFile.from_str(text)
-    except Exception as exc:  # noqa: BLE001 - pymatgen's errors vary
+    except Exception as exc:
         raise StructureError(f"not a readable CIF ({type(exc).__name__}: {exc})") from None
     blocks = list(cif.data.values())
     if not blocks:
@@ -180,7 +180,7 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
         structures = parser.parse_structures(primitive=False, on_error="raise")
     except StructureError:
         raise
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+    except Exception as exc:
         raise StructureError(f"cannot read a structure ({type(exc).__name__}: {exc})") from None
     if not structures:
         raise StructureError("the CIF block has no structure pymatgen can build")
@@ -208,7 +208,7 @@ def _parse_poscar(text: str, limits: Limits) -> Any:
 
     try:
         return Poscar.from_str(text, read_velocities=False).structure
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise StructureError(f"cannot read a structure: not a POSCAR ({type(exc).__name__}: {exc})") from None
 
 
@@ -217,7 +217,7 @@ def _parse_extxyz_frame(text: str, limits: Limits) -> Any:
 
     try:
         return read(io.StringIO(text), format="extxyz", index=0)
-    except Exception as exc:  # noqa: BLE001 - ase raises many types
+    except Exception as exc:
         raise StructureError(f"cannot read a structure: not an extxyz frame ({type(exc).__name__}: {exc})") from None
 
 
@@ -229,7 +229,7 @@ def _parse_other(path: str) -> Any:
 
     try:
         return Structure.from_file(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise StructureError(f"cannot read a structure ({type(exc).__name__}: {exc})") from None
 
 
@@ -279,7 +279,7 @@ def _traj_frames(path: Path, limits: Limits) -> list[tuple[int, Any]]:
     out: list[tuple[int, Any]] = []
     try:
         reader = ulm.Reader(str(path))
-    except Exception as exc:  # noqa: BLE001 - ulm raises many types
+    except Exception as exc:
         return [(0, StructureError(f"not an ASE trajectory ({type(exc).__name__}: {exc})"))]
     try:
         if reader.get_tag() != "ASE-Trajectory":
@@ -306,7 +306,7 @@ def _traj_frames(path: Path, limits: Limits) -> list[tuple[int, Any]]:
                 out.append((k, atoms))
             except StructureError as exc:
                 out.append((k, exc))
-            except Exception as exc:  # noqa: BLE001 - a damaged frame is this frame's error
+            except Exception as exc:
                 out.append((k, StructureError(f"frame {k} cannot be read ({type(exc).__name__}: {exc})")))
     finally:
         reader.close()

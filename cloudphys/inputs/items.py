@@ -96,7 +96,7 @@ class InputItem:
                     self.n_atoms = float(len(self._structure))
             except CloudphysError as exc:
                 self.fail(str(exc))
-            except Exception as exc:  # noqa: BLE001 - a parser's unexpected failure is this item's error
+            except Exception as exc:
                 self.fail(f"cannot read a structure ({type(exc).__name__}: {exc})")
         return self._structure
 
@@ -378,6 +378,16 @@ def _iter_source(index: int, src: Any, limits: Limits, column: str | None) -> It
         yield _object_item(str(index), str(index), src, limits)
 
 
+def _is_single(sources: Any) -> bool:
+    """Whether ``sources`` is one source (a path, an object, an ``(id, object)`` pair), not a list."""
+    if isinstance(sources, (str, os.PathLike, Mapping, InputItem)) or not isinstance(sources, Iterable):
+        return True
+    if _derives_from(sources, "ase.atoms") or _derives_from(sources, "pymatgen.core"):
+        return True
+    return (isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[0], (str, int))
+            and not isinstance(sources[1], (str, os.PathLike)))
+
+
 def read_inputs(sources: Any, *, limits: Limits | dict[str, Any] | None = None,
                 column: str | None = None) -> list[InputItem]:
     """One :class:`InputItem` per input, in order (see the module docstring for the sources).
@@ -388,9 +398,7 @@ def read_inputs(sources: Any, *, limits: Limits | dict[str, Any] | None = None,
         ``cloud``, ``cif``, ``poscar``, ``structure`` present).
     """
     lim = as_limits(limits)
-    if isinstance(sources, (str, os.PathLike, Mapping, InputItem)) or not isinstance(sources, Iterable) \
-            or _derives_from(sources, "ase.atoms") or _derives_from(sources, "pymatgen.core") or isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[0], (str, int)) \
-            and not isinstance(sources[1], (str, os.PathLike)):
+    if _is_single(sources):
         sources = [sources]
     items: list[InputItem] = []
     for k, src in enumerate(sources):

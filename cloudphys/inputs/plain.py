@@ -145,7 +145,7 @@ def structure_from_plain(d: Mapping[str, Any]) -> Any:
         except (ValueError, KeyError):
             try:
                 return DummySpecies(el, ox or 0) if spin is None else DummySpecies(el, ox or 0, spin=spin)
-            except Exception as exc:  # noqa: BLE001 - pymatgen's errors vary
+            except Exception as exc:
                 raise StructureError(f"{el!r} is not a chemical element or a dummy species ({exc})") from None
 
     sites = d["sites"]
@@ -162,7 +162,7 @@ def structure_from_plain(d: Mapping[str, Any]) -> Any:
                          site_properties=props or None, labels=labels if all(labels) else None)
     except StructureError:
         raise
-    except Exception as exc:  # noqa: BLE001 - pymatgen's errors vary
+    except Exception as exc:
         raise StructureError(f"cannot build the structure ({type(exc).__name__}: {exc})") from None
 
 

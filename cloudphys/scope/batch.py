@@ -78,7 +78,7 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
         return ConversionResult(ident, rec.render(st.dialect, st.table), None, n_atoms)
     except CloudphysError as exc:
         return ConversionResult(ident, None, str(exc), n_atoms)
-    except Exception as exc:  # noqa: BLE001 - one bad structure must not stop a batch
+    except Exception as exc:
         return ConversionResult(ident, None, f"{type(exc).__name__}: {exc}", n_atoms)
 
 
@@ -227,7 +227,7 @@ def write_results(results: Sequence[Any], out: str | os.PathLike[str] | None) ->
                 scope = r.scope if r.error is None else None
                 fh.write(json.dumps({"id": r.id, "scope": scope, "error": r.error}) + "\n")
         return
-    fh = open(out, "w", encoding="utf-8", newline="") if out is not None else sys.stdout  # noqa: SIM115 - closed below
+    fh = open(out, "w", encoding="utf-8", newline="") if out is not None else sys.stdout
     try:
         w = csv.writer(fh)
         w.writerow(["id", "scope", "error"])
