@@ -336,7 +336,7 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     rc = main(["predict", str(model_dir), "--keep-going", "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
     assert rc == 0
     with open(out, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # predict writes a # header line
     expect_error = {
         "unknown-token": "not an element symbol", "two-sections": "found 2", "impossible-letter": "no Wyckoff letter 'z'",
         "n-zero": "n_atoms", "n-negative": "n_atoms", "n-nan": "n_atoms", "too-long": "max_length 24",
@@ -350,11 +350,11 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
         mine = [r for r in rows if r["id"] == rid]
         assert len(mine) == 1, rid  # one row for a failed input
         assert __import__("re").search(pattern, mine[0]["error"]), (rid, mine[0]["error"])
-        assert mine[0]["cv"] == "" and mine[0]["temperature"] == ""
+        assert mine[0]["cv_J_per_K_mol_cell"] == "" and mine[0]["temperature_K"] == ""
     for rid in good:
         mine = [r for r in rows if r["id"] == rid]
-        assert [float(r["temperature"]) for r in mine] == [0.0, 300.0] and not any(r["error"] for r in mine)
-        assert all(math.isfinite(float(r["cv"])) and math.isfinite(float(r["theta_D"])) for r in mine)
+        assert [float(r["temperature_K"]) for r in mine] == [0.0, 300.0] and not any(r["error"] for r in mine)
+        assert all(math.isfinite(float(r["cv_J_per_K_mol_cell"])) and math.isfinite(float(r["theta_D_K"])) for r in mine)
     assert len(rows) == 2 * len(good) + len(expect_error)
 
 
@@ -507,7 +507,7 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
     assert rc == 0
     assert "Traceback" not in capsys.readouterr().err
     with open(out, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # predict writes a # header line
     good = ["good", *[f"t{k}" for k in range(kept)]]
     errors = {
         str(latin): r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
@@ -519,13 +519,13 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
     assert len(rows) == 2 * len(good) + len(errors)  # two temperatures per good input, one row per failure
     for rid in good:
         mine = [r for r in rows if r["id"] == rid]
-        assert [float(r["temperature"]) for r in mine] == [0.0, 300.0] and not any(r["error"] for r in mine), rid
-        assert all(math.isfinite(float(r["cv"])) for r in mine)
+        assert [float(r["temperature_K"]) for r in mine] == [0.0, 300.0] and not any(r["error"] for r in mine), rid
+        assert all(math.isfinite(float(r["cv_J_per_K_mol_cell"])) for r in mine)
     for rid, pattern in errors.items():
         mine = [r for r in rows if r["id"] == rid]
         assert len(mine) == 1, rid
         assert __import__("re").search(pattern, mine[0]["error"]), (rid, mine[0]["error"])
-        assert mine[0]["cv"] == "" and mine[0]["temperature"] == ""
+        assert mine[0]["cv_J_per_K_mol_cell"] == "" and mine[0]["temperature_K"] == ""
 
 
 def test_predict_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> None:

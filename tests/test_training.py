@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _training_helpers import TINY, cloud_examples, tokenizer
+
 from cloudphys.config import load_config
-from cloudphys.training import ScopePhysicsModel, evaluate_model, fit
 from cloudphys.inference.predict import parse_temperatures, predict_items, read_items, write_csv
+from cloudphys.training import ScopePhysicsModel, evaluate_model, fit
 from cloudphys.training.batching import batch_indices, collate, encode
 
 
@@ -134,6 +134,7 @@ def test_direct_head_trains_and_early_stopping(tok, data) -> None:
 
 def test_dynamic_padding_and_ddp_batch_split(tok, data) -> None:
     from _training_helpers import TINY as cfg
+
     from cloudphys.training import build_model
 
     model = build_model(load_config(cfg), tokenizer=tok)
@@ -167,19 +168,21 @@ def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, c
 
     fit(TINY, tmp_path / "run", tokenizer=tok, examples=data)
     cif = tmp_path / "NaCl.cif"
-    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl.to(filename=str(cif))
     with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
         line = fh.readline()
     (tmp_path / "m.jsonl").write_text(line + "{not json}\n")
     (tmp_path / "bad.cif").write_text("garbage")
     out = tmp_path / "p.csv"
-    rc = main(["predict", str(tmp_path / "run"), "--input", str(cif), str(tmp_path / "m.jsonl"), str(tmp_path / "bad.cif"),
+    rc = main(["predict", str(tmp_path / "run"), "--input", str(cif), str(tmp_path / "m.jsonl"),
+               str(tmp_path / "bad.cif"),
                "-T", "10:300:10", "-o", str(out), "--plot", str(tmp_path / "p.png"), "--dialect", "cloud"])
     # exit 1: some inputs failed (cli/predict_cmd.py); their error rows are still written
     assert rc == 1 and (tmp_path / "p.png").stat().st_size > 0
     with open(out) as fh:
         rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
-    ids = [Path(r["name"]).name if r["name"].endswith(".cif") else r["name"] for r in rows]
+    ids = [Path(r["id"]).name if r["id"].endswith(".cif") else r["id"] for r in rows]
     assert ids.count("NaCl.cif") == 30 and sum(json.loads(line)["id"] in i for i in ids) == 30
     nacl = [r for r, i in zip(rows, ids) if i == "NaCl.cif"]
     assert nacl[0]["n_atoms"] in ("8", "8.0") and all(not r["error"] for r in nacl) and float(nacl[0]["theta_D_K"]) > 1

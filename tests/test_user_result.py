@@ -86,8 +86,8 @@ def test_csv_has_units_both_bases_spreads_header_and_error_rows(tmp_path) -> Non
     assert {"theta_D_K", "theta_D_std_K", "temperature_K", "n_atoms", "error"} <= set(cols)
     assert len(rows) == 3 * 4 + 1  # 3 materials x 4 temperatures + one error row
     err = [r for r in rows if r["error"]]
-    assert len(err) == 1 and err[0]["name"] == "broken.cif" and err[0]["cv_J_per_K_mol_atom"] == ""
-    r = next(r for r in rows if r["name"] == "m1" and float(r["temperature_K"]) == 300.0)
+    assert len(err) == 1 and err[0]["id"] == "broken.cif" and err[0]["cv_J_per_K_mol_atom"] == ""
+    r = next(r for r in rows if r["id"] == "m1" and float(r["temperature_K"]) == 300.0)
     assert math.isclose(float(r["cv_J_per_K_mol_cell"]), float(r["cv_J_per_K_mol_atom"]) * float(r["n_atoms"]), rel_tol=1e-7)  # 8 digits written
 
 

@@ -174,7 +174,7 @@ class Prediction:
     # -- tables --------------------------------------------------------------------------
     def columns(self, observables: Sequence[str] | None = None) -> list[str]:
         """Column names of :meth:`rows`, units in the names."""
-        cols = ["name", "source", "scope", "n_atoms", "temperature_K"]
+        cols = ["id", "source", "scope", "n_atoms", "temperature_K"]
         pct = int(round(self.level * 100))
         for o in observables or list(self.observables):
             q = self.quantities[o]
@@ -202,7 +202,7 @@ class Prediction:
         pct = int(round(self.level * 100))
         out: list[dict[str, Any]] = []
         for i, it in enumerate(self.items):
-            base = {"name": it.name, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms}
+            base = {"id": it.name, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms}
             if it.error is not None:
                 out.append({**{c: None for c in cols}, **base, "error": it.error})
                 continue
@@ -272,12 +272,12 @@ class Prediction:
         out: list[dict[str, Any]] = []
         for s in self:
             if s.error is not None:
-                out.append({"name": s.name, "bin": None, "theta_K": None, "frequency_THz": None,
+                out.append({"id": s.name, "bin": None, "theta_K": None, "frequency_THz": None,
                             "modes_per_atom": None, "modes_per_atom_std": None, "error": s.error})
                 continue
             theta, g, sd = s.dos  # type: ignore[misc]
             for k in range(len(theta)):
-                out.append({"name": s.name, "bin": k, "theta_K": float(theta[k]), "frequency_THz": float(theta[k]) * from_k,
+                out.append({"id": s.name, "bin": k, "theta_K": float(theta[k]), "frequency_THz": float(theta[k]) * from_k,
                             "modes_per_atom": float(g[k]), "modes_per_atom_std": None if sd is None else float(sd[k]),
                             "error": None})
         return out
@@ -286,7 +286,7 @@ class Prediction:
         """Write :meth:`dos_rows` (a ``#`` comment line first)."""
         path = Path(path)
         rows = self.dos_rows()
-        cols = list(rows[0]) if rows else ["name"]
+        cols = list(rows[0]) if rows else ["id"]
         with open(path, "w", newline="", encoding="utf-8") as fh:
             fh.write(f"# cloudphys learned phonon DOS: model {self.model}; bin centres as mode temperature (K) and "
                      "frequency (THz); modes per atom in each bin (they sum to 3)\n")
