@@ -210,8 +210,9 @@ def test_the_rest_of_cloudphys_works_with_broken_plugins(broken_world, tmp_path:
         == 0
     )
     with open(tmp_path / "p.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 1 and not rows[0]["error"] and math.isfinite(float(rows[0]["cv"]))
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # header comment line
+    cv = next(v for k, v in rows[0].items() if k.startswith("cv_"))  # cv with its unit in the column name
+    assert len(rows) == 1 and not rows[0]["error"] and math.isfinite(float(cv))
 
 
 def test_a_config_naming_a_broken_plugin_gets_a_clear_error(broken_world) -> None:
@@ -224,3 +225,138 @@ def test_a_config_naming_a_broken_plugin_gets_a_clear_error(broken_world) -> Non
     cfg["encoder"] = {"name": "scope-bert"}
     with pytest.raises(ConfigError, match="unknown head 'reltest-malformed'; available: debye, direct, reltest-good"):
         load_config(cfg)
+
+
+# -- reliability class 6: plugin output never reaches machine-readable stdout -------------------
+class ChattyHead(GoodHead):
+    name = "reltest-chatty"
+
+
+def _chatty_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process-wide plugin manager with a plugin that prints at import and while registering."""
+    (tmp_path / "reltest_chatty.py").write_text(
+        "import sys\n"
+        "print('CHATTY import banner')\n"
+        "sys.stdout.write('CHATTY raw write\\n')\n"
+        "from cloudphys.hookspecs import hookimpl\n"
+        "from test_reliability_plugins import ChattyHead\n"
+        "@hookimpl\ndef register_heads(register):\n    print('CHATTY registering heads')\n    register(ChattyHead)\n"
+        "@hookimpl\ndef register_commands(cli):\n    print('CHATTY adding commands')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.delitem(__import__("sys").modules, "reltest_chatty", raising=False)
+    eps = [_EntryPoint("reltest-chatty", "reltest_chatty")]
+    monkeypatch.setattr(md, "entry_points", lambda group=None, **kw: eps if group == "cloudphys" else [])
+    monkeypatch.delenv("CLOUDPHYS_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("CLOUDPHYS_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setattr(plugins_mod, "_pm", None)
+    monkeypatch.setattr(plugins_mod, "_registry", None)
+
+
+def test_plugin_prints_never_reach_json_on_stdout(tmp_path, monkeypatch, capsys) -> None:
+    _chatty_world(tmp_path, monkeypatch)
+    assert main(["plugins", "--json"]) == 0
+    captured = capsys.readouterr()
+    listed = json.loads(captured.out)  # the whole of stdout is one JSON document
+    assert any(p["heads"] == ["reltest-chatty"] for p in listed["plugins"])
+    assert "CHATTY" not in captured.out
+    for line in ("CHATTY import banner", "CHATTY raw write", "CHATTY registering heads", "CHATTY adding commands"):
+        assert line in captured.err
+
+
+def test_plugin_prints_never_reach_csv_on_stdout(tmp_path, monkeypatch, capsys) -> None:
+    from pymatgen.core import Lattice, Structure
+
+    _chatty_world(tmp_path, monkeypatch)
+    cif = tmp_path / "nacl.cif"
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(cif)
+    )
+    assert main(["scope", str(cif), "--no-progress"]) == 0  # CSV on stdout
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(captured.out.splitlines()))
+    assert [r["scope"] for r in rows] == [NACL] and "CHATTY" not in captured.out
+    assert "CHATTY import banner" in captured.err
+
+
+# -- reliability class 5: a head whose constructor raises, Ctrl-C during start-up --------------
+class ExplodingHead(GoodHead):
+    name = "reltest-exploding"
+
+    def __init__(self, observables=None) -> None:
+        super().__init__(observables)
+        raise RuntimeError("libfoo is not initialised")
+
+
+def test_a_head_whose_constructor_raises_is_one_error_line(monkeypatch, tmp_path, capsys) -> None:
+    pm = plugins_mod.make_plugin_manager(
+        (
+            *plugins_mod.DEFAULT_PLUGINS,
+            _module("reltest_exploding", register_heads=lambda register: register(ExplodingHead)),
+        ),
+        entry_points=False,
+    )
+    monkeypatch.setattr(plugins_mod, "_pm", pm)
+    monkeypatch.setattr(plugins_mod, "_registry", None)
+    with pytest.raises(
+        cloudphys.PluginError,
+        match=r"head 'reltest-exploding' \(plugin 'reltest_exploding'\) could not be "
+        r"built: RuntimeError: libfoo is not initialised",
+    ):
+        cloudphys.load_head("reltest-exploding")
+    # in a config (train): one error line naming the head and the reason, exit 1, no traceback
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "encoder: {name: scope-bert, hidden_size: 16, num_layers: 1, num_heads: 2}\n"
+        "head: {name: reltest-exploding}\ndata: {name: cloud-cv}\n"
+    )
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "reltest-exploding" in err[-1] and "libfoo is not initialised" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_ctrl_c_while_plugins_load_is_interrupted_130(monkeypatch, capsys) -> None:
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plugins_mod, "_pm", None)
+    monkeypatch.setattr(plugins_mod, "_registry", None)
+    monkeypatch.setattr(plugins_mod, "make_plugin_manager", interrupt)
+    assert main(["plugins", "--json"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "interrupted" and captured.out == ""
+
+
+def test_ctrl_c_during_start_up_in_a_real_process_exits_130(tmp_path: Path) -> None:
+    """SIGINT while the process imports a slow plugin: 'interrupted', status 130, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "reltest_slow.py").write_text("import time\ntime.sleep(60)\n")
+    launcher = (
+        "import importlib, importlib.metadata as md, sys\n"
+        "class EP:\n    name = 'reltest-slow'; dist = None\n"
+        "    def load(self): return importlib.import_module('reltest_slow')\n"
+        "md.entry_points = lambda group=None, **kw: [EP()] if group == 'cloudphys' else []\n"
+        "from cloudphys.cli import main\n"
+        "print('ready', file=sys.stderr, flush=True)\n"
+        "sys.exit(main(['plugins', '--json']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("CLOUDPHYS_LOAD_PLUGINS", None)
+    env.pop("CLOUDPHYS_DISABLE_PLUGINS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline().strip() == "ready"
+    time.sleep(1.0)  # now inside the slow plugin's import
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted" and out == "" and "Traceback" not in err
