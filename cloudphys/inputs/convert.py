@@ -58,11 +58,8 @@ def to_records(
             except CloudphysError as exc:
                 it.fail(f"not a SCOPE string: {exc}")
                 continue
-            if dialect == "default" and dialect_of(it.scope) == "default":
-                it.scope = it.record.render()  # the canonical string: every string of one crystal reads the same
-            else:  # a default-dialect string is read as its canonical form (issue 13); cloud strings as given
-                if dialect_of(it.scope) == "default":
-                    it.scope = it.record.render()
+            if dialect_of(it.scope) == "default":  # read as its canonical string (issue 13); cloud strings as given
+                it.scope = it.record.render()
     todo = [it for it in items if it.error is None and it.scope is None]
     if not todo:
         return list(items)
