@@ -51,7 +51,16 @@ def _number(v: Any, what: str) -> float:
     return f
 
 
+_NUMERIC = (int, float)
+_isfinite = math.isfinite
+
+
 def _vector(v: Any, what: str) -> list[float]:
+    if type(v) is list and len(v) == 3:  # the fast path: three plain finite numbers (bool excluded)
+        a, b, c = v
+        if (type(a) in _NUMERIC and type(b) in _NUMERIC and type(c) in _NUMERIC
+                and _isfinite(a) and _isfinite(b) and _isfinite(c)):
+            return [float(a), float(b), float(c)]
     if not isinstance(v, list) or len(v) != 3:
         raise StructureError(f"{what} must be a list of 3 numbers, got {v!r:.80}")
     return [_number(x, what) for x in v]
