@@ -239,3 +239,12 @@ def test_a_head_parameter_bound_in_its_signature_is_checked(order: int) -> None:
     raw = copy.deepcopy(BASE) | {"head": {"name": "debye", "order": order}}
     with pytest.raises(ConfigError, match=rf"head.order must be an integer >= 2 and <= 1024, got {order}"):
         load_config(raw)
+
+
+@pytest.mark.parametrize("value", [1e300, "x" * 500, list(range(1000))])
+def test_messages_stay_short_for_huge_values(value: Any) -> None:
+    raw = copy.deepcopy(BASE)
+    raw["train"]["epochs"] = value
+    with pytest.raises(ConfigError) as info:
+        load_config(raw)
+    assert "train.epochs" in str(info.value) and len(str(info.value)) < 200

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 
 from ..errors import ConfigError
 
-__all__ = ["Bound", "Count", "Fraction", "Kelvin", "Seed", "Tolerance", "Workers", "check_bound", "describe", "option"]
+__all__ = [
+    "Bound", "Count", "Fraction", "Kelvin", "Seed", "Tolerance", "Workers", "check_bound", "describe", "option", "show",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,12 @@ class Bound:
         return " and ".join(parts)
 
 
+def show(value: Any, width: int = 60) -> str:
+    """``repr(value)`` shortened to about ``width`` characters (messages stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 15]}...{text[-10:]}"
+
+
 def _num(x: float) -> str:
     return f"{int(x):_}" if float(x).is_integer() and abs(x) >= 1e4 else f"{x:g}"
 
@@ -75,7 +83,7 @@ def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[st
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         noun = "an integer" if isinstance(value, int) else "a finite number"
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{what} must be {noun} {bound.text()}, got {value!r}{tail}")
+            raise ConfigError(f"{what} must be {noun} {bound.text()}, got {show(value)}{tail}")
         ok = (
             (bound.ge is None or value >= bound.ge)
             and (bound.gt is None or value > bound.gt)
@@ -83,7 +91,7 @@ def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[st
             and (bound.lt is None or value < bound.lt)
         )
         if not ok:
-            raise ConfigError(f"{what} must be {noun} {bound.text()}, got {value!r}{tail}")
+            raise ConfigError(f"{what} must be {noun} {bound.text()}, got {show(value)}{tail}")
         if bound.divides and siblings is not None:
             other = siblings.get(bound.divides)
             if isinstance(other, int) and not isinstance(other, bool) and value > 0 and other % value:
@@ -95,7 +103,7 @@ def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[st
                     f"{bound.divides} (e.g. {', '.join(map(str, fits[-3:]))}) or another {bound.divides}"
                 )
     if isinstance(value, str) and bound.pattern and not re.fullmatch(bound.pattern, value):
-        raise ConfigError(f"{what}: unknown value {value!r}{tail or f'; must match {bound.pattern}'}")
+        raise ConfigError(f"{what}: unknown value {show(value)}{tail or f'; must match {bound.pattern}'}")
 
 
 def describe(bound: Bound | None) -> str:

@@ -15,7 +15,7 @@ import typing
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from .bounds import Bound, check_bound
+from .bounds import Bound, check_bound, show
 
 __all__ = ["coerce", "split_annotated", "type_name"]
 
@@ -82,7 +82,7 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
     declared, an int becomes a float where a float is declared, a bool becomes ``"true"`` /
     ``"false"`` where a string is declared; everything else that does not fit is refused.
 
-    :raises ConfigError: ``"{what} must be {type}, got {value!r}"``.
+    :raises ConfigError: ``"{what} must be {type}, got {show(value)}"``.
     """
     if typing.get_origin(hint) is typing.Annotated:  # the value, then its bound (items of lists too)
         base, bound = split_annotated(hint)
@@ -95,7 +95,7 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
     if hint is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{what} must be null, got {value!r}")
+        raise ConfigError(f"{what} must be null, got {show(value)}")
     if origin in _UNION_TYPES:
         if value is None and type(None) in args:
             return None
@@ -109,53 +109,53 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
                 first = first or exc
         if len([a for a in args if a is not type(None)]) == 1 and first is not None:
             raise first
-        raise ConfigError(f"{what} must be {type_name(hint)}, got {value!r}")
+        raise ConfigError(f"{what} must be {type_name(hint)}, got {show(value)}")
     if origin is Literal:
         if isinstance(value, bool) and str(value).lower() in args:
             return str(value).lower()
         if value in args and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{what}: unknown value {value!r}; valid: {', '.join(map(str, args))}")
+        raise ConfigError(f"{what}: unknown value {show(value)}; valid: {', '.join(map(str, args))}")
     if hint is bool:
         if isinstance(value, bool):
             return value
         yaml11 = isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n")
         tail = " (yes/no/on/off are strings in YAML 1.2: write true or false)" if yaml11 else ""
-        raise ConfigError(f"{what} must be true or false, got {value!r}{tail}")
+        raise ConfigError(f"{what} must be true or false, got {show(value)}{tail}")
     if hint is int:
         value = _number(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{what} must be an integer, got {value!r}")
+        raise ConfigError(f"{what} must be an integer, got {show(value)}")
     if hint is float:
         value = _number(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if math.isnan(value):
                 raise ConfigError(f"{what} must be a number, got NaN")
             if not math.isfinite(value):
-                raise ConfigError(f"{what} must be a finite number, got {value!r}")
+                raise ConfigError(f"{what} must be a finite number, got {show(value)}")
             return float(value)
-        raise ConfigError(f"{what} must be a number, got {value!r}")
+        raise ConfigError(f"{what} must be a number, got {show(value)}")
     if hint is str:
         if isinstance(value, bool):
             return str(value).lower()
         if isinstance(value, (str, int, float)):
             return str(value)
-        raise ConfigError(f"{what} must be a string, got {value!r}")
+        raise ConfigError(f"{what} must be a string, got {show(value)}")
     if origin in _SEQUENCES or hint in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{what} must be {type_name(hint)}, got {value!r}")
+            raise ConfigError(f"{what} must be {type_name(hint)}, got {show(value)}")
         if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
             if len(value) != len(args):
-                raise ConfigError(f"{what} must be a list of {len(args)} items, got {value!r}")
+                raise ConfigError(f"{what} must be a list of {len(args)} items, got {show(value)}")
             return [coerce(f"{what}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))]
         item = args[0] if args else Any
         return [coerce(f"{what}[{i}]", v, item) for i, v in enumerate(value)]
     if origin in _MAPPINGS or hint is dict:
         if not isinstance(value, collections.abc.Mapping):
-            raise ConfigError(f"{what} must be a mapping, got {value!r}")
+            raise ConfigError(f"{what} must be a mapping, got {show(value)}")
         key_t, val_t = args if len(args) == 2 else (Any, Any)
         bad = [k for k in value if key_t is str and not isinstance(k, str)]
         if bad:
