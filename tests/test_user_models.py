@@ -247,3 +247,19 @@ def test_cli_models_list_and_info(shipped, monkeypatch, capsys) -> None:
     assert rc == 0 and "A test model" in cap.out
     rc, cap = _cli(["models", "--json"], monkeypatch, capsys)
     assert any(d["name"] == "tiny-debye" for d in json.loads(cap.out))
+
+
+def test_package_a_single_model_and_refuse_overwrite(tiny_ensemble, tmp_path) -> None:
+    from cloudphys.models import load_model
+    from cloudphys.models.package import package_model
+    from cloudphys.models.registry import spec_from_folder
+
+    out = package_model(tiny_ensemble / "member-0", tmp_path / "one", name="one", card="# one\n")
+    spec = spec_from_folder(out)
+    assert spec.members == 1 and spec.head == "debye"
+    m = load_model(str(out))
+    assert not m.is_ensemble
+    p = m.predict("0 4 b O O O c O O O d O O O l O O O 0 | 1a 3d 4e | Ta 0.12 Cu 0.38 S 0.5", [300.0])
+    assert p.member_std is None and p[0].std("cv") is None and "single model" in p.header()
+    with pytest.raises(CheckpointError, match="exists"):
+        package_model(tiny_ensemble / "member-0", out, name="one", card="# one\n")
