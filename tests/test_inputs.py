@@ -317,3 +317,15 @@ def test_given_default_strings_become_canonical_cloud_strings_stay_as_written() 
     reordered = "-F 4 2 3 | 4b 4a | Cl 0.5 Na 0.5"  # the same crystal written another way
     items = to_records(read_inputs([reordered, cloud]), dialect="default")
     assert items[0].scope == NACL and items[1].scope == cloud and items[0].record == items[1].record
+
+
+def test_scope_command_with_an_item_timeout_converts_in_workers(tmp_path: Path) -> None:
+    (tmp_path / "a.cif").write_text(_cif())
+    (tmp_path / "b.cif").write_text(_many_ops_cif(5000))
+    out = tmp_path / "out.csv"
+    assert main(["scope", str(tmp_path / "a.cif"), str(tmp_path / "b.cif"), "--item-timeout", "60", "--workers", "2",
+                 "-o", str(out), "--no-progress"]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["scope"] for r in rows] == [NACL, ""] and "max_symops" in rows[1]["error"]
+    assert main(["scope", str(tmp_path / "a.cif"), "--item-timeout", "-1"]) == 1  # a one-line error, no traceback
