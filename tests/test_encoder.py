@@ -117,7 +117,8 @@ def test_direct_head_is_temperature_independent_and_extensive() -> None:
     head.fit_to_data({"cv": np.array([[20.0], [22.0], [24.0]])})
     assert head.center["cv"] == pytest.approx(22.0) and head.scale["cv"] > 0
     z = torch.tensor([0.0, 1.0])
-    out = head(latents={"z_cv": z}, temperature=torch.tensor([[10.0, 300.0], [10.0, 300.0]]), n_atoms=torch.tensor([2.0, 3.0]))
+    out = head(latents={"z_cv": z}, temperature=torch.tensor([[10.0, 300.0], [10.0, 300.0]]),
+               n_atoms=torch.tensor([2.0, 3.0]))
     cv = out["cv"]
     assert cv.shape == (2, 2)
     assert torch.allclose(cv[:, 0], cv[:, 1])

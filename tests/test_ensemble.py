@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _training_helpers import TINY, cloud_examples, tokenizer
+
+from cloudphys import load_model
 from cloudphys.config import load_config
 from cloudphys.errors import CheckpointError, ConfigError
-from cloudphys import load_model
 from cloudphys.inference.ensemble import EnsembleEncoder
 from cloudphys.training import ScopePhysicsModel, evaluate_model
 from cloudphys.training import train as fit  # one model or an ensemble, as the config asks
@@ -55,7 +55,8 @@ def test_ensemble_averages_its_members_latents(tmp_path: Path, tok, data) -> Non
 
     # each member is the single run of its seed: same weights as training that seed alone
     alone = fit(dict(_cfg(1), train={**_cfg(1)["train"], "seed": 4}), None, tokenizer=tok, examples=data)
-    for (name, a), (_, b) in zip(res.members[1].model.encoder.state_dict().items(), alone.model.encoder.state_dict().items()):
+    pairs = zip(res.members[1].model.encoder.state_dict().items(), alone.model.encoder.state_dict().items())
+    for (name, a), (_, b) in pairs:
         assert torch.equal(a, b), name
 
     loaded = load_model(run)
@@ -63,8 +64,8 @@ def test_ensemble_averages_its_members_latents(tmp_path: Path, tok, data) -> Non
     b = _batch(loaded, data["val"], tok)
     with torch.no_grad():
         obs, lat = loaded(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"])
-        singles = [ScopePhysicsModel.from_pretrained(run / f"member-{k}").latents(b["input_ids"], b["attention_mask"], b["features"])
-                   for k in range(3)]
+        singles = [ScopePhysicsModel.from_pretrained(run / f"member-{k}").latents(
+                       b["input_ids"], b["attention_mask"], b["features"]) for k in range(3)]
         mean = torch.stack([s["theta_D"] for s in singles]).mean(0)
         torch.testing.assert_close(lat["theta_D"], mean)
         # the head is evaluated once on the mean latent: curves stay those of one Debye solid

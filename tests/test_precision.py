@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _training_helpers import TINY, cloud_examples, tokenizer
+
 from cloudphys.errors import ConfigError
 from cloudphys.training import fit, resolve_device
 from cloudphys.training.batching import collate, encode

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Set OLD_ERROR_HANDLING:Deprecati
 
 
 @pytest.fixture(scope="module")
-def tok():  # noqa: ANN201
+def tok():
     return build_tokenizer(model_max_length=256)
 
 
@@ -35,11 +35,12 @@ def table(data_root: Path) -> scope.GeneratorTable:
     return scope.load_generator_table(path)
 
 
-def test_special_tokens_and_layout(tok) -> None:  # noqa: ANN001
+def test_special_tokens_and_layout(tok) -> None:
     vocab = build_vocabulary()
     assert vocab[:5] == list(SPECIAL_TOKENS) and vocab[5] == "|"
     assert len(vocab) == len(set(vocab)) == tok.vocab_size
-    assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id) == (0, 1, 2, 3, 4)
+    ids = (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id)
+    assert ids == (0, 1, 2, 3, 4)
     assert tok.model_max_length == 256
     enc = tok(["-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"])["input_ids"][0]
     assert tok.convert_ids_to_tokens(enc) == ["[CLS]", "-F", "4", "2", "3", "|", "4a", "4b", "|", "Na", "0.5",
@@ -75,7 +76,7 @@ def test_vocabulary_is_deterministic_across_processes() -> None:
     assert json.loads(out.stdout) == build_vocabulary()
 
 
-def test_published_strings_have_no_unk(tok, data_root: Path) -> None:  # noqa: ANN001
+def test_published_strings_have_no_unk(tok, data_root: Path) -> None:
     files = sorted((data_root / "cloud").glob("*.csv"))
     if not files:
         missing("no CLOUD csv files")
@@ -105,26 +106,26 @@ def records(draw: st.DrawFn) -> scope.ScopeRecord:
 
 @given(rec=records())
 @settings(max_examples=200)
-def test_no_valid_string_maps_to_unk(rec: scope.ScopeRecord, tok, table) -> None:  # noqa: ANN001
+def test_no_valid_string_maps_to_unk(rec: scope.ScopeRecord, tok, table) -> None:
     for text in (rec.render(), rec.render("cloud", table)):
         ids = tok(text)["input_ids"]
         assert tok.unk_token_id not in ids
         assert tok.decode(ids, skip_special_tokens=True) == text
 
 
-def test_glued_separators_split_like_the_parser(tok) -> None:  # noqa: ANN001
+def test_glued_separators_split_like_the_parser(tok) -> None:
     canonical = "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
     glued = "  -F 4 2 3|4a\t4b |Na 0.5   Cl 0.5 "
     assert scope.parse(glued).render() == canonical
     assert tok(glued)["input_ids"] == tok(canonical)["input_ids"]
 
 
-def test_unknown_tokens_become_unk(tok) -> None:  # noqa: ANN001
+def test_unknown_tokens_become_unk(tok) -> None:
     ids = tok("-F 4 2 3 | 4a | Zz 1.0")["input_ids"]
     assert ids.count(tok.unk_token_id) == 1
 
 
-def test_save_and_load_keep_ids(tok, tmp_path: Path) -> None:  # noqa: ANN001
+def test_save_and_load_keep_ids(tok, tmp_path: Path) -> None:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     tok.save_pretrained(tmp_path)
@@ -135,7 +136,7 @@ def test_save_and_load_keep_ids(tok, tmp_path: Path) -> None:  # noqa: ANN001
         assert loaded.get_vocab() == tok.get_vocab()
 
 
-def test_too_long_strings_are_an_error_never_truncated(tok) -> None:  # noqa: ANN001
+def test_too_long_strings_are_an_error_never_truncated(tok) -> None:
     short = "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
     small = build_tokenizer(model_max_length=14)
     assert check_length(small, [short]) == [14]
@@ -151,7 +152,7 @@ def test_too_long_strings_are_an_error_never_truncated(tok) -> None:  # noqa: AN
         build_tokenizer(model_max_length=0)
 
 
-def test_batches_pad_dynamically(tok) -> None:  # noqa: ANN001
+def test_batches_pad_dynamically(tok) -> None:
     enc = tok(["-P 2 2 2 | 1a | Si 1.0", "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"])
     assert [len(x) for x in enc["input_ids"]] == [11, 14]
     padded = tok.pad(enc, return_tensors="np")

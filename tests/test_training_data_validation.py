@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _training_helpers import TINY, tokenizer
+
 from cloudphys.config import load_config
 from cloudphys.data import Examples
 from cloudphys.errors import DataError
@@ -30,7 +30,8 @@ BAD = {
     "two-sections": ("-F 4 2 3 | 4a 4b", ["does not parse", "expected 3 sections", "found 2"]),
     "four-sections": ("-F 4 2 3 | 4a 4b | Na 0.5 | Cl 0.5", ["does not parse", "expected 3 sections", "found 4"]),
     "impossible-letter": ("-F 4 2 3 | 4z | Na 1.0", ["does not parse", "Wyckoff section", "no Wyckoff letter 'z'"]),
-    "unknown-token": ("-F 4 2 3 | 4a | Zz 1.0", ["has token(s) outside the vocabulary: ['Zz']", "not an element symbol"]),
+    "unknown-token": ("-F 4 2 3 | 4a | Zz 1.0",
+                      ["has token(s) outside the vocabulary: ['Zz']", "not an element symbol"]),
 }
 
 

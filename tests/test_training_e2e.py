@@ -397,6 +397,7 @@ def test_pretrain_sources_name_a_data_set_with_a_path(data_root, tmp_path):
             r"path, column, got \['split'\].*name: DATASET, path")
     refused({"split": "all"}, r"pretrain\.exclude\[0\] needs 'name' \(a data set\) or 'path'")
     refused({"name": "corpus-csv", "path": str(corpus), "colum": "scope"}, r"unknown key 'colum'.*corpus-csv")
-    refused({"name": "corpus-csv", "path": str(corpus), "split": "test"}, r"no split 'test'; available: train, val, all")
+    refused({"name": "corpus-csv", "path": str(corpus), "split": "test"},
+            r"no split 'test'; available: train, val, all")
     refused({"name": "no-such-set", "path": str(corpus)}, r"unknown data set 'no-such-set'.*leave out 'name'")
     refused({"name": "corpus-csv", "path": 3}, r"pretrain\.exclude\[0\]\.path must be a file path")

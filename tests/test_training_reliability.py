@@ -40,7 +40,8 @@ from cloudphys.training.model import model_dialect, tokenizer_record
 from cloudphys.training.pretrain import pretrain
 from cloudphys.training.resume import config_differences
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
@@ -353,8 +354,8 @@ def test_prediction_tokenizes_each_input_once(tmp_path: Path, tok, data, monkeyp
     monkeypatch.setattr(batching, "tokenize", lambda *a, **k: pytest.fail("tokenized a second time"))
     monkeypatch.setattr(batching, "scope_parse_problem", lambda *a: pytest.fail("parsed a second time"))
     src = tmp_path / "in.csv"
-    src.write_text("id,scope,n_atoms\n" + "".join(f"m{k},{s},{n}\n" for k, (s, n) in
-                                               enumerate(zip(data["val"].scope, data["val"].n_atoms))) + "bad,P 1 | 9z | Si 1.0,1\n")
+    rows = "".join(f"m{k},{s},{n}\n" for k, (s, n) in enumerate(zip(data["val"].scope, data["val"].n_atoms)))
+    src.write_text("id,scope,n_atoms\n" + rows + "bad,P 1 | 9z | Si 1.0,1\n")
     out = pred_mod.predict_items(res.model, pred_mod.read_items([src]), np.array([100.0, 300.0]), device="cpu")
     assert calls == [len(data["val"])]  # one tokenizer call for every string that parsed
     assert out.errors[:-1] == [None] * len(data["val"]) and "9z" in (out.errors[-1] or "")

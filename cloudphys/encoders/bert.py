@@ -257,7 +257,9 @@ def build_scope_bert(
     if pre is not None:
         missing, unexpected = model.bert.load_state_dict(pre.state_dict(), strict=False)
         if unexpected or [m for m in missing if "pooler" not in m]:
-            raise ValueError(f"pretrained encoder {pretrained!r} does not match: missing {missing}, unexpected {unexpected}")
+            raise ValueError(
+                f"pretrained encoder {pretrained!r} does not match: missing {missing}, unexpected {unexpected}"
+            )
     elif element_init:
         model.init_element_embeddings(vocab)
     return model

@@ -44,7 +44,9 @@ class EnsembleEncoder(nn.Module):
             raise ConfigError("an ensemble needs at least one member")
         kinds = {_feature_kind(m) for m in members}
         if len(kinds) > 1:
-            raise ConfigError("ensemble members disagree on encoder.composition_features; they must read the same inputs")
+            raise ConfigError(
+                "ensemble members disagree on encoder.composition_features; they must read the same inputs"
+            )
         self.members = nn.ModuleList(members)
         self.config = members[0].config  # latents: what ScopePhysicsModel checks against the head
 
@@ -68,14 +70,18 @@ class EnsembleEncoder(nn.Module):
         return {k: torch.stack([o[k] for o in outs]).mean(0) for k in outs[0]}
 
 
-def ensemble_model(models: Sequence[ScopePhysicsModel], members: Sequence[str], seeds: Sequence[int]) -> ScopePhysicsModel:
+def ensemble_model(
+    models: Sequence[ScopePhysicsModel], members: Sequence[str], seeds: Sequence[int]
+) -> ScopePhysicsModel:
     """One :class:`ScopePhysicsModel` averaging the encoders of ``models`` (head, tokenizer, meta of the first)."""
     first = models[0]
     meta = {**first.meta, "ensemble": {"members": list(members), "seeds": list(seeds)}}
     return ScopePhysicsModel(EnsembleEncoder([m.encoder for m in models]), first.head, first.tokenizer, meta)
 
 
-def load_ensemble(path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu") -> ScopePhysicsModel:
+def load_ensemble(
+    path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu"
+) -> ScopePhysicsModel:
     """An ensemble run directory as one :class:`~cloudphys.training.model.ScopePhysicsModel`.
 
     Every member listed in ``ensemble.json`` must be complete and agree with the first on the head
@@ -102,6 +108,7 @@ def load_ensemble(path: str | Path, registry: Any = None, map_location: str | to
             raise CheckpointError(f"ensemble {path}: member {name} has another tokenizer vocabulary")
         ref_state, state = first.head.state_dict(), m.head.state_dict()
         if ref_state.keys() != state.keys() or not all(torch.equal(ref_state[k], state[k]) for k in state):
-            raise CheckpointError(f"ensemble {path}: member {name}'s head tensors differ from {manifest['members'][0]}'s "
+            first_name = manifest["members"][0]
+            raise CheckpointError(f"ensemble {path}: member {name}'s head tensors differ from {first_name}'s "
                                   "(only encoders are averaged)")
     return ensemble_model(models, manifest["members"], manifest["seeds"]).to(map_location).eval()

@@ -28,7 +28,8 @@ def evaluate_model(
     device: str | torch.device = "auto",
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """Metrics of ``model`` on labelled ``examples`` (see :func:`~cloudphys.training.losses.metrics_from_predictions`)."""
+    """Metrics of ``model`` on labelled ``examples``
+    (see :func:`~cloudphys.training.losses.metrics_from_predictions`)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     model.to(dev)
     observables = [o for o in model.head.selected if o in examples.targets]
@@ -37,7 +38,8 @@ def evaluate_model(
             f"the data has targets {sorted(examples.targets)} but the head predicts {list(model.head.selected)}"
         )
     enc = encode(examples, model, observables)
-    preds, _ = predict_encoded(model, enc, batch_size=batch_size, device=dev, precision=precision, observables=observables)
+    preds, _ = predict_encoded(model, enc, batch_size=batch_size, device=dev, precision=precision,
+                               observables=observables)
     return metrics_from_predictions(enc, preds, model.head, model.meta.get("target_stats"), examples.units)
 
 

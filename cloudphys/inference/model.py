@@ -24,7 +24,9 @@ from .ensemble import load_ensemble
 __all__ = ["load_model", "predict_encoded"]
 
 
-def load_model(path: str | Path, *, registry: Any = None, map_location: str | torch.device = "cpu") -> ScopePhysicsModel:
+def load_model(
+    path: str | Path, *, registry: Any = None, map_location: str | torch.device = "cpu"
+) -> ScopePhysicsModel:
     """The trained model in ``path``: an ensemble run, a run directory or a model directory.
 
     Raises :class:`~cloudphys.errors.CheckpointError` naming the directory when it holds no model,

@@ -147,7 +147,7 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
             continue
         try:  # composition features: an element the descriptors do not know is this item's error
             f = model.featurize([it.scope], [it.n_atoms])
-        except Exception as exc:  # noqa: BLE001 - recorded as this item's error
+        except Exception as exc:  # any featurizer failure is this item's error
             it.fail(f"{type(exc).__name__}: {exc}")
             continue
         good.append(k)
@@ -197,7 +197,8 @@ def predict_items(
             lats[name] = np.full((N, *v.shape[1:]), np.nan)
             lats[name][rows] = v
         for j, k in enumerate(good):  # never pass NaN along as a prediction
-            if not (all(np.isfinite(p[o][j]).all() for o in obs_names) and all(np.isfinite(v[j]).all() for v in lat.values())):
+            finite = all(np.isfinite(p[o][j]).all() for o in obs_names)
+            if not (finite and all(np.isfinite(v[j]).all() for v in lat.values())):
                 items[k].fail("the model produced a non-finite value (NaN or inf) for this input")
                 for arr in (*preds.values(), *lats.values()):
                     arr[k] = np.nan

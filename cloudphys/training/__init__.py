@@ -7,7 +7,8 @@ metrics), :mod:`.checkpoint` (atomic checkpoints, the metrics log, the run lock,
 manifest), :mod:`.model` (encoder + head as one model, saved as one directory), :mod:`.resume`
 (what may happen to a run directory), :mod:`.loop` (``fit``: the training loop of one model),
 :mod:`.ensemble` (seed ensembles, above ``fit``), :mod:`.pretrain` (MLM). (The loop's module is not
-named ``fit``: it would shadow the function ``cloudphys.training.fit``.) Using a trained model is :mod:`cloudphys.inference`.
+named ``fit``: it would shadow the function ``cloudphys.training.fit``.) Using a trained model is
+:mod:`cloudphys.inference`.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def scope_parse_problem(text: str) -> str | None:
 
     try:
         parse(text)
-    except Exception as exc:  # noqa: BLE001 - any refusal (or parser bug) is this string's problem
+    except Exception as exc:  # any refusal (or parser bug) is this string's problem
         msg = str(exc)
         if isinstance(exc, ScopeError):
             head, sep, _ = msg.rpartition(" -- in ")  # the parser echoes the string; the report shows it once

@@ -159,7 +159,9 @@ def optimizer_from_files(optimizer: torch.optim.Optimizer, path: Path) -> None:
             state.setdefault(int(pid), {})[name] = value
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise CheckpointError(f"optimizer state in {path} does not fit this model/optimizer: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(
+            f"optimizer state in {path} does not fit this model/optimizer: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def save_training_state(path: Path, state: dict[str, Any], rng: torch.Tensor) -> None:
@@ -177,9 +179,10 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], torch.Tensor]:
     state = _safe_read("training state", path, lambda: json.loads((path / "trainer_state.json").read_text()))
     rngs = _safe_read("training state", path, lambda: load_file(str(path / "rng.safetensors")))
     keys = ("epoch", "step", "best_val_loss", "best_epoch", "bad_epochs")
-    if not isinstance(state, dict) or any(not isinstance(state.get(k), (int, float)) for k in keys) or "cpu" not in rngs:
-        raise CheckpointError(f"training state in {path} is corrupt: trainer_state.json needs numbers {', '.join(keys)} "
-                              "and rng.safetensors a 'cpu' tensor")
+    numbers = isinstance(state, dict) and all(isinstance(state.get(k), (int, float)) for k in keys)
+    if not numbers or "cpu" not in rngs:
+        raise CheckpointError(f"training state in {path} is corrupt: trainer_state.json needs numbers "
+                              f"{', '.join(keys)} and rng.safetensors a 'cpu' tensor")
     return state, rngs["cpu"]
 
 
@@ -195,7 +198,7 @@ def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
             if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
-                raise ValueError("not a metrics row")  # noqa: TRY004 - caught below with JSON errors
+                raise ValueError("not a metrics row")  # caught below with the JSON errors
         except ValueError as exc:
             if k == len(lines) - 1:
                 break

@@ -124,7 +124,9 @@ def fit_ensemble(
                 check_resume_config(out, config, accept=accept_config_changes, registry=registry)
         elif resume:
             raise CheckpointError("resume needs a run directory")
-        data = dict(examples) if examples is not None else {s: load_split(config, s, registry) for s in ("train", "val")}
+        data = dict(examples) if examples is not None else {
+            s: load_split(config, s, registry) for s in ("train", "val")
+        }
         device = runtime.resolve_device(config.train.device)
         if out is not None and rank0:
             config.dump(out / "config.yaml")

@@ -125,9 +125,8 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     train = encode(train_ex, model, observables)
     val = encode(val_ex, model, observables) if val_ex is not None and len(val_ex) else None
     stats = target_stats(train, model.head)
-    fit_head = getattr(model.head, "fit_to_data", None)
-    if callable(fit_head):
-        fit_head({k: per_atom(v, train.n_atoms, model.head.observable(k).extensive) for k, v in train.targets.items()})
+    model.head.fit_to_data({k: per_atom(v, train.n_atoms, model.head.observable(k).extensive)
+                            for k, v in train.targets.items()})  # PhysicsHead's default does nothing
     return _Data(train, val, observables, stats, dict(train_ex.units), _dataset_dialect(config, registry, train_ex))
 
 

@@ -43,7 +43,8 @@ def target_stats(enc: Any, head: Any) -> dict[str, Any]:
         stats["observables"][name] = {
             "extensive": bool(ext),
             "scale_per_atom": sd if sd > 0 else 1.0,
-            "mean": [float(v) if np.isfinite(v) else None for v in np.nanmean(np.where(np.isfinite(y), y, np.nan), axis=0)],
+            "mean": [float(v) if np.isfinite(v) else None
+                     for v in np.nanmean(np.where(np.isfinite(y), y, np.nan), axis=0)],
             "mean_per_atom": [float(v) if np.isfinite(v) else None for v in np.nanmean(pa, axis=0)],
         }
     return stats
@@ -87,7 +88,9 @@ def loss(
 
 def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str) -> float:
     """:func:`loss` (float64) of numpy predictions ``{observable: [N, nT]}`` on an ``Encoded`` split."""
-    as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))
+    def as_t(a: Any) -> Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
     value = loss({k: as_t(preds[k]) for k in enc.targets}, {k: as_t(v) for k, v in enc.targets.items()},
                  as_t(enc.n_atoms), stats, kind)
     return float(value)

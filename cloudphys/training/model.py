@@ -95,7 +95,8 @@ class ScopePhysicsModel(nn.Module):
         """``(observables {name: [B, nT]}, latents)``; the head runs in float32 outside autocast."""
         lat = self.latents(input_ids, attention_mask, features)
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
-            obs = self.head(latents=lat, temperature=temperature.float(), n_atoms=n_atoms.float(), observables=observables)
+            obs = self.head(latents=lat, temperature=temperature.float(), n_atoms=n_atoms.float(),
+                            observables=observables)
         return obs, lat
 
     # -- persistence ----------------------------------------------------------------------
@@ -111,7 +112,8 @@ class ScopePhysicsModel(nn.Module):
         with quiet_transformers():
             self.encoder.save_pretrained(path, safe_serialization=True)
             self.tokenizer.save_pretrained(path)
-        head_info = {"name": self.head.name, "config": _jsonable(self.head.get_config()), "describe": self.head.describe()}
+        head_info = {"name": self.head.name, "config": _jsonable(self.head.get_config()),
+                     "describe": self.head.describe()}
         (path / HEAD_FILE).write_text(json.dumps(head_info, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         if state:
@@ -128,7 +130,9 @@ class ScopePhysicsModel(nn.Module):
                 "dialect": model_dialect(self), "tokenizer": tokenizer_record(self.tokenizer)}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu") -> ScopePhysicsModel:
+    def from_pretrained(
+        cls, path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu"
+    ) -> ScopePhysicsModel:
         """Load one model directory written by :meth:`save_pretrained` (or ``RUN_DIR/model``).
 
         Refuses (:class:`CheckpointError`) a pickle in the directory, a newer format, weights that
@@ -150,7 +154,9 @@ class ScopePhysicsModel(nn.Module):
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"model directory {path} is incomplete or corrupt: {exc}") from exc
         if not isinstance(head_info, dict) or not isinstance(head_info.get("name"), str) or not isinstance(meta, dict):
-            raise CheckpointError(f"model directory {path} is corrupt: {HEAD_FILE} needs a head 'name', {META_FILE} an object")
+            raise CheckpointError(
+                f"model directory {path} is corrupt: {HEAD_FILE} needs a head 'name', {META_FILE} an object"
+            )
         check_format(path, meta.get("format"), meta.get("cloudphys_version"))
         try:
             head = registry.build_head(head_info["name"], **head_info.get("config", {}))
@@ -162,9 +168,12 @@ class ScopePhysicsModel(nn.Module):
         except CloudphysError:
             raise
         except Exception as exc:
-            raise CheckpointError(f"cannot load the model from {path} (corrupt or incompatible): {type(exc).__name__}: {exc}") from exc
+            raise CheckpointError(
+                f"cannot load the model from {path} (corrupt or incompatible): {type(exc).__name__}: {exc}"
+            ) from exc
         recorded = meta.get("tokenizer")
-        if isinstance(recorded, Mapping) and recorded.get("vocab_sha256") != tokenizer_record(tokenizer)["vocab_sha256"]:
+        vocab_hash = tokenizer_record(tokenizer)["vocab_sha256"]
+        if isinstance(recorded, Mapping) and recorded.get("vocab_sha256") != vocab_hash:
             raise CheckpointError(f"{path}: the tokenizer's vocabulary is not the one the model was saved with "
                                   f"({META_FILE} records another SHA-256); the directory was altered")
         model = cls(encoder, head, tokenizer, _upgrade_meta(meta))
@@ -252,7 +261,9 @@ def resolve_model_dir(path: str | Path) -> Path:
     for cand in (path, path / "model"):
         if (cand / HEAD_FILE).is_file() and (cand / "config.json").is_file():
             return cand
-    raise CheckpointError(f"no model found in {path} (expected {HEAD_FILE} and config.json there or in {path / 'model'})")
+    raise CheckpointError(
+        f"no model found in {path} (expected {HEAD_FILE} and config.json there or in {path / 'model'})"
+    )
 
 
 def _jsonable(obj: Any) -> Any:

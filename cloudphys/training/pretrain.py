@@ -269,7 +269,8 @@ def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path,
         val_idx, train_idx = order[:n_val], order[n_val:]
         model = _mlm_model(ep, tokenizer)
         model.to(device)
-        collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=pc.mlm_probability, return_tensors="pt")
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=pc.mlm_probability,
+                                                   return_tensors="pt")
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
         no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": pc.weight_decay},

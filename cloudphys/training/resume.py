@@ -116,7 +116,7 @@ def _saved_config(out: Path, registry: Any = None) -> dict[str, Any] | None:
         from ..config import load_config
 
         return load_config(path, registry=registry).to_dict()
-    except Exception:  # noqa: BLE001 - an older schema: compare what the file says
+    except Exception:  # an older schema: compare what the file says
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         return raw if isinstance(raw, dict) else None
 

@@ -44,7 +44,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {name!r} is not a device torch knows ({exc}); use 'auto', 'cpu' or 'cuda[:N]'") from exc
+        raise ConfigError(
+            f"device {name!r} is not a device torch knows ({exc}); use 'auto', 'cpu' or 'cuda[:N]'"
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
     return dev
