@@ -78,8 +78,8 @@ def write(table: dict[int, list[str]], path: Path = OUT) -> None:
         "Per space group, the non-identity permutations of its Wyckoff letters (ITA order, general",
         "position last) induced by the Euclidean normalizer: ``RELABELINGS[n][k][i]`` is the letter that",
         "letter ``i`` of group ``n`` becomes. Source: Bilbao Crystallographic Server, WYCKSETS, as",
-        "redistributed by PyXtal (``pyxtal/database/wyckoff_sets.json``, MIT licence). One line per",
-        "group (a data module, hence its length).",
+        "redistributed by PyXtal (``pyxtal/database/wyckoff_sets.json``, MIT licence). A data module,",
+        "hence its length.",
         '"""',
         "",
         "from __future__ import annotations",
@@ -88,7 +88,18 @@ def write(table: dict[int, list[str]], path: Path = OUT) -> None:
         "RELABELINGS: dict[int, tuple[str, ...]] = {",
     ]
     for number, perms in table.items():
-        lines.append(f"    {number}: ({''.join(repr(p) + ', ' for p in perms).rstrip(' ')}),")
+        if not perms:
+            lines.append(f"    {number}: (),")
+            continue
+        lines.append(f"    {number}: (")
+        row = "       "
+        for p in perms:
+            item = f" {p!r},"
+            if len(row) + len(item) > 116:
+                lines.append(row)
+                row = "       "
+            row += item
+        lines += [row, "    ),"]
     lines += ["}", "# fmt: on", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 

@@ -43,9 +43,10 @@ ELEMENTS = (3, 8, 12, 14, 26, 29, 47, 56)  # Li O Mg Si Fe Cu Ag Ba
 
 FCC = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 SI_8A: Cell = (np.eye(3) * 5.431, np.concatenate([FCC, FCC + 0.25]), [14] * 8)
-SI_PRIMITIVE: Cell = (np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]) * 5.431, np.array([[0, 0, 0], [0.25, 0.25, 0.25]]), [14, 14])
+FCC_PRIMITIVE = np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+SI_PRIMITIVE: Cell = (FCC_PRIMITIVE * 5.431, np.array([[0, 0, 0], [0.25, 0.25, 0.25]]), [14, 14])
 MGO_CONVENTIONAL: Cell = (np.eye(3) * 4.21, np.concatenate([FCC, FCC + [0.5, 0, 0]]), [12] * 4 + [8] * 4)
-MGO_PRIMITIVE: Cell = (np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]) * 4.21, np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), [8, 12])
+MGO_PRIMITIVE: Cell = (FCC_PRIMITIVE * 4.21, np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), [8, 12])
 
 
 @functools.cache
@@ -87,7 +88,8 @@ def random_crystal(number: int, seed: int) -> Cell:
         null = vt[int((s > 1e-9).sum()):]
         point = (x + (rng.uniform(0.05, 0.45, len(null)) @ null if len(null) else 0.0)) % 1.0
         orbit = _orbit(rot, trans, point)
-        if _min_distance(orbit, orbit, lattice, True) < 0.6 or any(_min_distance(orbit, o, lattice, False) < 0.6 for o in orbits):
+        crowded = _min_distance(orbit, orbit, lattice, True) < 0.6
+        if crowded or any(_min_distance(orbit, o, lattice, False) < 0.6 for o in orbits):
             continue
         orbits.append(orbit)
     if _min_distance(orbits[0], orbits[0], lattice, True) < 0.6:
@@ -374,7 +376,8 @@ def test_legacy_feature_layout_still_reads_the_cell_size() -> None:
     assert encoder.config.feature_layout == FEATURE_LAYOUT
     legacy = encoder.config.to_dict()
     legacy.pop("feature_layout")
-    assert ScopeBertConfig(**{k: v for k, v in legacy.items() if k not in ("model_type", "transformers_version")}).feature_layout == LEGACY_FEATURE_LAYOUT
+    saved = {k: v for k, v in legacy.items() if k not in ("model_type", "transformers_version")}
+    assert ScopeBertConfig(**saved).feature_layout == LEGACY_FEATURE_LAYOUT
     text = "-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5"
     old2, old8 = composition_features([text], [2], layout=1), composition_features([text], [8], layout=1)
     assert not np.array_equal(old2, old8)
@@ -403,7 +406,8 @@ def test_predict_reads_every_string_of_one_crystal_as_the_canonical_one() -> Non
     model = ScopePhysicsModel(encoder, head, tokenizer, {"dialect": "default"})
     groups = [
         [{"scope": "F 4d 2 3 -1d | 8b | Si 1.0", "n_atoms": 8}, {"scope": "F 4d 2 3 -1d | 8a | Si 1.0", "n_atoms": 2}],
-        [{"scope": "-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5", "n_atoms": 2}, {"scope": "-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", "n_atoms": 8}],
+        [{"scope": "-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5", "n_atoms": 2},
+         {"scope": "-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", "n_atoms": 8}],
     ]
     inputs = [x for g in groups for x in g]
     pred = predict_items(model, read_items(inputs), [50.0, 300.0])

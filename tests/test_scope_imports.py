@@ -53,7 +53,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def _graph(module_level_only: bool) -> dict[str, set[str]]:
-    return {p.stem: _scope_imports(p, module_level_only) - {p.stem} for p in SCOPE_DIR.glob("*.py") if p.stem != "__init__"}
+    modules = [p for p in SCOPE_DIR.glob("*.py") if p.stem != "__init__"]
+    return {p.stem: _scope_imports(p, module_level_only) - {p.stem} for p in modules}
 
 
 def test_scope_import_graph_is_acyclic_module_level() -> None:
@@ -72,7 +73,8 @@ def test_one_generator_table_loader() -> None:
 
     assert load_generator_table is generators.load_generator_table
     assert dialects.load_generator_table is generators.load_generator_table  # re-exported, not redefined
-    defined = [p.name for p in SCOPE_DIR.parent.rglob("*.py") if "def load_generator_table" in p.read_text(encoding="utf-8")]
+    package = SCOPE_DIR.parent.rglob("*.py")
+    defined = [p.name for p in package if "def load_generator_table" in p.read_text(encoding="utf-8")]
     assert defined == ["generators.py"]
 
 

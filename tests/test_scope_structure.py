@@ -170,7 +170,8 @@ def test_multiplicities_of_all_230_groups_match_the_table(tables: tuple) -> None
         rec = scope.from_structure(cell)
         assert rec.spacegroup == number
         assert rec.sites[0].multiplicity == len(ops["rotations"]) == G.general_multiplicity(number)
-        assert rec.composition == (("O", Fraction(len(general), len(cell[2]))), ("Fe", Fraction(len(origin), len(cell[2]))))
+        n = len(cell[2])
+        assert rec.composition == (("O", Fraction(len(general), n)), ("Fe", Fraction(len(origin), n)))
         lat, pos, nums = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=1e-3)
         prim = scope.from_structure((lat, pos, nums))
         centred = G.hall_tokens(number)[0].lstrip("-") != "P"
@@ -180,6 +181,7 @@ def test_multiplicities_of_all_230_groups_match_the_table(tables: tuple) -> None
         assert sorted(x.multiplicity for x in prim.sites) == sorted(x.multiplicity for x in rec.sites)
         for site in rec.sites + prim.sites:
             assert site.multiplicity == int(mult[str(number)][site.letter]), (number, site)
+        assert prim.canonical() == rec.canonical()  # ... and the canonical records are one
 
 
 def test_supercells_keep_group_multiplicities_and_composition() -> None:
@@ -289,7 +291,8 @@ def test_importing_scope_does_not_import_pymatgen() -> None:
     import subprocess
     import sys
 
-    code = "import sys, cloudphys, cloudphys.scope, cloudphys.tokenizer; print(any(m.startswith('pymatgen') for m in sys.modules))"
+    code = ("import sys, cloudphys, cloudphys.scope, cloudphys.tokenizer; "
+            "print(any(m.startswith('pymatgen') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

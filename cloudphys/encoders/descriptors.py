@@ -130,7 +130,8 @@ def composition_features(
     index, table, raw = element_table()
     out = np.zeros((len(scope), N_COMPOSITION_FEATURES), dtype=np.float32)
     d = len(DESCRIPTORS)
-    i_mass, i_rad, i_tm = DESCRIPTORS.index("log_mass"), DESCRIPTORS.index("radius"), DESCRIPTORS.index("log_melting_point")
+    i_mass, i_rad = DESCRIPTORS.index("log_mass"), DESCRIPTORS.index("radius")
+    i_tm = DESCRIPTORS.index("log_melting_point")
     sizes = n_atoms if n_atoms is not None else [None] * len(scope)
     for k, (text, n) in enumerate(zip(scope, sizes)):
         record = parse(text)

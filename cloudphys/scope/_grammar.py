@@ -196,7 +196,9 @@ def _metric_lattice(number: int) -> np.ndarray:
             b = c = a
     cx = c * np.cos(be)
     cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
-    return np.array([[a, 0.0, 0.0], [b * np.cos(ga), b * np.sin(ga), 0.0], [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]])
+    return np.array(
+        [[a, 0.0, 0.0], [b * np.cos(ga), b * np.sin(ga), 0.0], [cx, cy, np.sqrt(c * c - cx * cx - cy * cy)]]
+    )
 
 
 #: Orbit points are compared on a grid of 1/_ORBIT_GRID of a cell axis.
@@ -326,7 +328,7 @@ def decode_generators(generators: str) -> int:
 
     try:
         sg = spglib.get_spacegroup_type_from_symmetry(rotations, translations, lattice=lattice, symprec=1e-5)
-    except Exception as exc:  # noqa: BLE001 - spglib raises its own types
+    except Exception as exc:  # spglib raises its own types
         raise GeneratorError(f"spglib cannot identify the generated group: {exc}") from None
     if sg is None:
         raise GeneratorError("spglib cannot identify the generated group")

@@ -3,8 +3,8 @@
 Per space group, the non-identity permutations of its Wyckoff letters (ITA order, general
 position last) induced by the Euclidean normalizer: ``RELABELINGS[n][k][i]`` is the letter that
 letter ``i`` of group ``n`` becomes. Source: Bilbao Crystallographic Server, WYCKSETS, as
-redistributed by PyXtal (``pyxtal/database/wyckoff_sets.json``, MIT licence). One line per
-group (a data module, hence its length).
+redistributed by PyXtal (``pyxtal/database/wyckoff_sets.json``, MIT licence). A data module,
+hence its length.
 """
 
 from __future__ import annotations
@@ -12,171 +12,480 @@ from __future__ import annotations
 # fmt: off
 RELABELINGS: dict[int, tuple[str, ...]] = {
     1: (),
-    2: ('bagfhdcei', 'cgaedhbfi', 'dfeacbhgi', 'ehdcagfbi', 'fdhbgaeci', 'gcbhfeadi', 'hefgbcdai',),
-    3: ('badce', 'cdabe', 'dcbae',),
+    2: (
+        'bagfhdcei', 'cgaedhbfi', 'dfeacbhgi', 'ehdcagfbi', 'fdhbgaeci', 'gcbhfeadi', 'hefgbcdai',
+    ),
+    3: (
+        'badce', 'cdabe', 'dcbae',
+    ),
     4: (),
-    5: ('bac',),
-    6: ('bac',),
+    5: (
+        'bac',
+    ),
+    6: (
+        'bac',
+    ),
     7: (),
     8: (),
     9: (),
-    10: ('bafedchgijklnmo', 'cfaghbdeklijmno', 'degabhcfjilkmno', 'edhbagfcjilknmo', 'fcbhgaedklijnmo', 'ghdcfeablkjimno', 'hgefcdbalkjinmo',),
-    11: ('badcef', 'cdabef', 'dcbaef',),
-    12: ('badcefghij', 'cdabfehgij', 'dcbafehgij',),
-    13: ('badcfeg', 'cdabefg', 'dcbafeg',),
-    14: ('badce', 'cdabe', 'dcbae',),
-    15: ('abdcef', 'bacdef', 'badcef',),
-    16: ('abdcfeghikjlqsrtmonpu', 'acbdegfhmnopijklqsrtu', 'acdbgefhmonpqrstikjlu', 'adbcfgehqsrtikjlmnopu', 'adcbgfehqrstmonpijklu', 'baefcdhgijklopmnrqtsu', 'bafedchgikjlrtqsompnu', 'beafchdgopmnijklrtqsu', 'befahcdgompnrqtsikjlu', 'bfaedhcgrtqsikjlopmnu', 'bfeahdcgrqtsompnijklu', 'caegbdhfmnopklijsqtru', 'cagedbhfmonpstqrkilju', 'ceagbhdfklijmnopstqru', 'cegahbdfkiljsqtrmonpu', 'cgaedhbfstqrmonpkliju', 'cgeahdbfsqtrkiljmnopu', 'dafgbcheqsrtjliknmpou', 'dagfcbheqrstnpmojilku', 'dfagbhcejlikqsrtnpmou', 'dfgahbcejilknmpoqrstu', 'dgafchbenpmoqrstjliku', 'dgfahcbenmpojilkqsrtu', 'ebchafgdopmnklijtrsqu', 'ebhcfagdompntsrqkilju', 'ecbhagfdklijopmntsrqu', 'echbgafdkiljtrsqompnu', 'ehbcfgadtsrqompnkliju', 'ehcbgfadtrsqkiljopmnu', 'fbdhaegcrtqsjlikponmu', 'fbhdeagcrqtspnomjilku', 'fdbhagecjlikrtqspnomu', 'fdhbgaecjilkponmrqtsu', 'fhbdegacpnomrqtsjliku', 'fhdbgeacponmjilkrtqsu', 'gcdhaefbstqrnpmolkjiu', 'gchdeafbsqtrljkinmpou', 'gdchafebnpmostqrljkiu', 'gdhcfaebnmpolkjisqtru', 'ghcdefabljkisqtrnpmou', 'ghdcfeablkjinmpostqru', 'hefgbcdatsrqpnomlkjiu', 'hegfcbdatrsqljkiponmu', 'hfegbdcapnomtsrqljkiu', 'hfgedbcaponmlkjitrsqu', 'hgefcdbaljkitrsqpnomu', 'hgfedcbalkjiponmtsrqu',),
-    17: ('abdce', 'bacde', 'badce', 'cdabe', 'cdbae', 'dcabe', 'dcbae',),
-    18: ('bac',),
+    10: (
+        'bafedchgijklnmo', 'cfaghbdeklijmno', 'degabhcfjilkmno', 'edhbagfcjilknmo', 'fcbhgaedklijnmo',
+        'ghdcfeablkjimno', 'hgefcdbalkjinmo',
+    ),
+    11: (
+        'badcef', 'cdabef', 'dcbaef',
+    ),
+    12: (
+        'badcefghij', 'cdabfehgij', 'dcbafehgij',
+    ),
+    13: (
+        'badcfeg', 'cdabefg', 'dcbafeg',
+    ),
+    14: (
+        'badce', 'cdabe', 'dcbae',
+    ),
+    15: (
+        'abdcef', 'bacdef', 'badcef',
+    ),
+    16: (
+        'abdcfeghikjlqsrtmonpu', 'acbdegfhmnopijklqsrtu', 'acdbgefhmonpqrstikjlu', 'adbcfgehqsrtikjlmnopu',
+        'adcbgfehqrstmonpijklu', 'baefcdhgijklopmnrqtsu', 'bafedchgikjlrtqsompnu', 'beafchdgopmnijklrtqsu',
+        'befahcdgompnrqtsikjlu', 'bfaedhcgrtqsikjlopmnu', 'bfeahdcgrqtsompnijklu', 'caegbdhfmnopklijsqtru',
+        'cagedbhfmonpstqrkilju', 'ceagbhdfklijmnopstqru', 'cegahbdfkiljsqtrmonpu', 'cgaedhbfstqrmonpkliju',
+        'cgeahdbfsqtrkiljmnopu', 'dafgbcheqsrtjliknmpou', 'dagfcbheqrstnpmojilku', 'dfagbhcejlikqsrtnpmou',
+        'dfgahbcejilknmpoqrstu', 'dgafchbenpmoqrstjliku', 'dgfahcbenmpojilkqsrtu', 'ebchafgdopmnklijtrsqu',
+        'ebhcfagdompntsrqkilju', 'ecbhagfdklijopmntsrqu', 'echbgafdkiljtrsqompnu', 'ehbcfgadtsrqompnkliju',
+        'ehcbgfadtrsqkiljopmnu', 'fbdhaegcrtqsjlikponmu', 'fbhdeagcrqtspnomjilku', 'fdbhagecjlikrtqspnomu',
+        'fdhbgaecjilkponmrqtsu', 'fhbdegacpnomrqtsjliku', 'fhdbgeacponmjilkrtqsu', 'gcdhaefbstqrnpmolkjiu',
+        'gchdeafbsqtrljkinmpou', 'gdchafebnpmostqrljkiu', 'gdhcfaebnmpolkjisqtru', 'ghcdefabljkisqtrnpmou',
+        'ghdcfeablkjinmpostqru', 'hefgbcdatsrqpnomlkjiu', 'hegfcbdatrsqljkiponmu', 'hfegbdcapnomtsrqljkiu',
+        'hfgedbcaponmlkjitrsqu', 'hgefcdbaljkitrsqpnomu', 'hgfedcbalkjiponmtsrqu',
+    ),
+    17: (
+        'abdce', 'bacde', 'badce', 'cdabe', 'cdbae', 'dcabe', 'dcbae',
+    ),
+    18: (
+        'bac',
+    ),
     19: (),
-    20: ('bac',),
-    21: ('abcdghefijkl', 'badcefghjikl', 'badcghefjikl', 'cdabfehgjikl', 'cdabhgfejikl', 'dcbafehgijkl', 'dcbahgfeijkl',),
-    22: ('abcdegfihjk', 'abcdfeghjik', 'abcdfgejhik', 'abcdgefijhk', 'abcdgfejihk', 'abdcefghijk', 'abdcegfihjk', 'abdcfeghjik', 'abdcfgejhik', 'abdcgefijhk', 'abdcgfejihk', 'bacdefghijk', 'bacdegfihjk', 'bacdfeghjik', 'bacdfgejhik', 'bacdgefijhk', 'bacdgfejihk', 'badcefghijk', 'badcegfihjk', 'badcfeghjik', 'badcfgejhik', 'badcgefijhk', 'badcgfejihk', 'cdabhijefgk', 'cdabhjifegk', 'cdabihjegfk', 'cdabijhgefk', 'cdabjhifgek', 'cdabjihgfek', 'cdbahijefgk', 'cdbahjifegk', 'cdbaihjegfk', 'cdbaijhgefk', 'cdbajhifgek', 'cdbajihgfek', 'dcabhijefgk', 'dcabhjifegk', 'dcabihjegfk', 'dcabijhgefk', 'dcabjhifgek', 'dcabjihgfek', 'dcbahijefgk', 'dcbahjifegk', 'dcbaihjegfk', 'dcbaijhgefk', 'dcbajhifgek', 'dcbajihgfek',),
-    23: ('abdcefijghk', 'acbdijghefk', 'acdbijefghk', 'adbcghijefk', 'adcbghefijk', 'bacdefjihgk', 'badcefhgjik', 'bcadhgjiefk', 'bcdahgefjik', 'bdacjihgefk', 'bdcajiefhgk', 'cabdijfehgk', 'cadbijhgfek', 'cbadhgfeijk', 'cbdahgijfek', 'cdabfehgijk', 'cdbafeijhgk', 'dabcghfejik', 'dacbghjifek', 'dbacjifeghk', 'dbcajighfek', 'dcabfejighk', 'dcbafeghjik',),
-    24: ('acbd', 'bacd', 'bcad', 'cabd', 'cbad',),
-    25: ('acbdghefi', 'badcfeghi', 'bdacghfei', 'cadbhgefi', 'cdabefhgi', 'dbcahgfei', 'dcbafehgi',),
-    26: ('bac',),
-    27: ('acbde', 'badce', 'bdace', 'cadbe', 'cdabe', 'dbcae', 'dcbae',),
-    28: ('bacd',),
+    20: (
+        'bac',
+    ),
+    21: (
+        'abcdghefijkl', 'badcefghjikl', 'badcghefjikl', 'cdabfehgjikl', 'cdabhgfejikl', 'dcbafehgijkl',
+        'dcbahgfeijkl',
+    ),
+    22: (
+        'abcdegfihjk', 'abcdfeghjik', 'abcdfgejhik', 'abcdgefijhk', 'abcdgfejihk', 'abdcefghijk', 'abdcegfihjk',
+        'abdcfeghjik', 'abdcfgejhik', 'abdcgefijhk', 'abdcgfejihk', 'bacdefghijk', 'bacdegfihjk', 'bacdfeghjik',
+        'bacdfgejhik', 'bacdgefijhk', 'bacdgfejihk', 'badcefghijk', 'badcegfihjk', 'badcfeghjik', 'badcfgejhik',
+        'badcgefijhk', 'badcgfejihk', 'cdabhijefgk', 'cdabhjifegk', 'cdabihjegfk', 'cdabijhgefk', 'cdabjhifgek',
+        'cdabjihgfek', 'cdbahijefgk', 'cdbahjifegk', 'cdbaihjegfk', 'cdbaijhgefk', 'cdbajhifgek', 'cdbajihgfek',
+        'dcabhijefgk', 'dcabhjifegk', 'dcabihjegfk', 'dcabijhgefk', 'dcabjhifgek', 'dcabjihgfek', 'dcbahijefgk',
+        'dcbahjifegk', 'dcbaihjegfk', 'dcbaijhgefk', 'dcbajhifgek', 'dcbajihgfek',
+    ),
+    23: (
+        'abdcefijghk', 'acbdijghefk', 'acdbijefghk', 'adbcghijefk', 'adcbghefijk', 'bacdefjihgk', 'badcefhgjik',
+        'bcadhgjiefk', 'bcdahgefjik', 'bdacjihgefk', 'bdcajiefhgk', 'cabdijfehgk', 'cadbijhgfek', 'cbadhgfeijk',
+        'cbdahgijfek', 'cdabfehgijk', 'cdbafeijhgk', 'dabcghfejik', 'dacbghjifek', 'dbacjifeghk', 'dbcajighfek',
+        'dcabfejighk', 'dcbafeghjik',
+    ),
+    24: (
+        'acbd', 'bacd', 'bcad', 'cabd', 'cbad',
+    ),
+    25: (
+        'acbdghefi', 'badcfeghi', 'bdacghfei', 'cadbhgefi', 'cdabefhgi', 'dbcahgfei', 'dcbafehgi',
+    ),
+    26: (
+        'bac',
+    ),
+    27: (
+        'acbde', 'badce', 'bdace', 'cadbe', 'cdabe', 'dbcae', 'dcbae',
+    ),
+    28: (
+        'bacd',
+    ),
     29: (),
-    30: ('bac',),
+    30: (
+        'bac',
+    ),
     31: (),
-    32: ('bac',),
+    32: (
+        'bac',
+    ),
     33: (),
-    34: ('bac',),
-    35: ('abcedf', 'bacdef', 'bacedf',),
+    34: (
+        'bac',
+    ),
+    35: (
+        'abcedf', 'bacdef', 'bacedf',
+    ),
     36: (),
-    37: ('bacd',),
-    38: ('bacedf',),
-    39: ('bacd',),
+    37: (
+        'bacd',
+    ),
+    38: (
+        'bacedf',
+    ),
+    39: (
+        'bacd',
+    ),
     40: (),
     41: (),
-    42: ('abdce',),
+    42: (
+        'abdce',
+    ),
     43: (),
-    44: ('abdce', 'bacde', 'badce',),
-    45: ('bac',),
+    44: (
+        'abdce', 'bacde', 'badce',
+    ),
+    45: (
+        'bac',
+    ),
     46: (),
-    47: ('abefcdghikjlqrstmnopuvyzwxA', 'acbdegfhqsrtmonpikjlyzwxuvA', 'acegbdfhqrstikjlmonpyzuvwxA', 'aebfcgdhmonpqsrtijklwxyzuvA', 'aecgbfdhmnopijklqsrtwxuvyzA', 'badcfehgijklopmnstqrvuwxyzA', 'bafedchgikjlstqropmnvuyzwxA', 'bdacfhegsqtrompnikjlyzwxvuA', 'bdfhacegstqrikjlompnyzvuwxA', 'bfaedhcgompnsqtrijklwxyzvuA', 'bfdhaecgopmnijklsqtrwxvuyzA', 'cadbgehfqsrtnpmojlikzywxuvA', 'cagedbhfqrstjliknpmozyuvwxA', 'cdabghefjilknmpoqrstuvwxzyA', 'cdghabefjlikqrstnmpouvzywxA', 'cgaedhbfnmpojilkqsrtwxuvzyA', 'cgdhaebfnpmoqsrtjilkwxzyuvA', 'dbcahfgesqtrpnomjlikzywxvuA', 'dbhfcagestqrjlikpnomzyvuwxA', 'dcbahgfejilkponmstqrvuwxzyA', 'dchgbafejlikstqrponmvuzywxA', 'dhbfcgaeponmjilksqtrwxvuzyA', 'dhcgbfaepnomsqtrjilkwxzyvuA', 'eafbgchdmonprtqsklijxwyzuvA', 'eagcfbhdmnopklijrtqsxwuvyzA', 'efabghcdkiljrqtsmnopuvyzxwA', 'efghabcdklijmnoprqtsuvxwyzA', 'egacfhbdrqtskiljmonpyzuvxwA', 'egfhacbdrtqsmonpkiljyzxwuvA', 'fbeahdgcompntrsqklijxwyzvuA', 'fbhdeagcopmnklijtrsqxwvuyzA', 'febahgdckiljtsrqopmnvuyzxwA', 'fehgbadcklijopmntsrqvuxwyzA', 'fhbdegactsrqkiljompnyzvuxwA', 'fhegbdactrsqompnkiljyzxwvuA', 'gceahdfbnmpolkjirtqsxwuvzyA', 'gchdeafbnpmortqslkjixwzyuvA', 'gecahfdbrqtsljkinpmozyuvxwA', 'gehfcadbrtqsnpmoljkizyxwuvA', 'ghcdefabljkirqtsnmpouvzyxwA', 'ghefcdablkjinmporqtsuvxwzyA', 'hdfbgceaponmlkjitrsqxwvuzyA', 'hdgcfbeapnomtrsqlkjixwzyvuA', 'hfdbgecatsrqljkipnomzyvuxwA', 'hfgedbcatrsqpnomljkizyxwvuA', 'hgdcfebaljkitsrqponmvuzyxwA', 'hgfedcbalkjiponmtsrqvuxwzyA',),
-    48: ('abcdfeghijklm', 'abdcefghklijm', 'abdcfeghklijm', 'acbdefklijghm', 'acbdfeklijghm', 'acdbefklghijm', 'acdbfeklghijm', 'adbcefijklghm', 'adbcfeijklghm', 'adcbefijghklm', 'adcbfeijghklm', 'bacdefghlkjim', 'bacdfeghlkjim', 'badcefghjilkm', 'badcfeghjilkm', 'bcadefjilkghm', 'bcadfejilkghm', 'bcdaefjighlkm', 'bcdafejighlkm', 'bdaceflkjighm', 'bdacfelkjighm', 'bdcaeflkghjim', 'bdcafelkghjim', 'cabdefklhgjim', 'cabdfeklhgjim', 'cadbefkljihgm', 'cadbfekljihgm', 'cbadefjihgklm', 'cbadfejihgklm', 'cbdaefjiklhgm', 'cbdafejiklhgm', 'cdabefhgjiklm', 'cdabfehgjiklm', 'cdbaefhgkljim', 'cdbafehgkljim', 'dabcefijhglkm', 'dabcfeijhglkm', 'dacbefijlkhgm', 'dacbfeijlkhgm', 'dbaceflkhgijm', 'dbacfelkhgijm', 'dbcaeflkijhgm', 'dbcafelkijhgm', 'dcabefhglkijm', 'dcabfehglkijm', 'dcbaefhgijlkm', 'dcbafehgijlkm',),
-    49: ('abdcegfhklijmnpoqr', 'bacdhfgelkjinmopqr', 'badchgfejilknmpoqr', 'cdabghefjiklopmnqr', 'cdbagehfkljiopnmqr', 'dcabfheglkijpomnqr', 'dcbafehgijlkponmqr',),
-    50: ('abcdefijghklm', 'badcefghijlkm', 'badcefijghlkm', 'cdabfehgjilkm', 'cdabfejihglkm', 'dcbafehgjiklm', 'dcbafejihgklm',),
-    51: ('badcfeghjikl', 'cdabefhgijkl', 'dcbafehgjikl',),
-    52: ('bacde',),
-    53: ('badcefghi', 'cdabfeghi', 'dcbafeghi',),
-    54: ('bacedf',),
-    55: ('badcefhgi', 'cdabfeghi', 'dcbafehgi',),
-    56: ('abdce', 'bacde', 'badce',),
-    57: ('bacde',),
-    58: ('abdcefgh', 'bacdefgh', 'badcefgh', 'cdabfegh', 'cdbafegh', 'dcabfegh', 'dcbafegh',),
-    59: ('abcdfeg', 'abdcefg', 'abdcfeg', 'bacdefg', 'bacdfeg', 'badcefg', 'badcfeg',),
-    60: ('bacd',),
-    61: ('bac',),
-    62: ('bacd',),
-    63: ('bacdefgh',),
-    64: ('bacdefg',),
-    65: ('abcdefijghklmonpqr', 'badcefghijlkmnopqr', 'badcefijghlkmonpqr', 'cdabfehgjilkmnoqpr', 'cdabfejihglkmonqpr', 'dcbafehgjiklmnoqpr', 'dcbafejihgklmonqpr',),
-    66: ('abcdefhgijklm', 'abcdfeghijklm', 'abcdfehgijklm', 'badcefghjiklm', 'badcefhgjiklm', 'badcfeghjiklm', 'badcfehgjiklm',),
-    67: ('abefcdgjkhilnmo', 'badcfegihkjlmno', 'bafedcgkjihlnmo',),
-    68: ('abdcfeghi', 'bacdefghi', 'badcfeghi',),
-    69: ('abcedfgihkjlmonp', 'abdcefhgijlknmop', 'abdecfhigljknomp', 'abecdfighkljomnp', 'abedcfihglkjonmp', 'bacdefghijklmnop', 'bacedfgihkjlmonp', 'badcefhgijlknmop', 'badecfhigljknomp', 'baecdfighkljomnp', 'baedcfihglkjonmp',),
-    70: ('abcdegfh', 'abcdfegh', 'abcdfgeh', 'abcdgefh', 'abcdgfeh', 'badcefgh', 'badcegfh', 'badcfegh', 'badcfgeh', 'badcgefh', 'badcgfeh',),
-    71: ('abdcefijghklnmo', 'acbdijghefknmlo', 'acdbijefghknlmo', 'adbcghijefkmnlo', 'adcbghefijkmlno', 'bacdefjihgklnmo', 'badcefhgjiklmno', 'bcadhgjiefkmnlo', 'bcdahgefjikmlno', 'bdacjihgefknmlo', 'bdcajiefhgknlmo', 'cabdijfehgknlmo', 'cadbijhgfeknmlo', 'cbadhgfeijkmlno', 'cbdahgijfekmnlo', 'cdabfehgijklmno', 'cdbafeijhgklnmo', 'dabcghfejikmlno', 'dacbghjifekmnlo', 'dbacjifeghknlmo', 'dbcajighfeknmlo', 'dcabfejighklnmo', 'dcbafeghjiklmno',),
-    72: ('abcdegfhijk', 'badcefgihjk', 'badcegfihjk',),
-    73: ('abdecf', 'abecdf', 'bacedf', 'badcef', 'baedcf',),
-    74: ('abdcefghij', 'bacdefghij', 'badcefghij', 'cdabegfihj', 'cdbaegfihj', 'dcabegfihj', 'dcbaegfihj',),
-    75: ('bacd',),
+    47: (
+        'abefcdghikjlqrstmnopuvyzwxA', 'acbdegfhqsrtmonpikjlyzwxuvA', 'acegbdfhqrstikjlmonpyzuvwxA',
+        'aebfcgdhmonpqsrtijklwxyzuvA', 'aecgbfdhmnopijklqsrtwxuvyzA', 'badcfehgijklopmnstqrvuwxyzA',
+        'bafedchgikjlstqropmnvuyzwxA', 'bdacfhegsqtrompnikjlyzwxvuA', 'bdfhacegstqrikjlompnyzvuwxA',
+        'bfaedhcgompnsqtrijklwxyzvuA', 'bfdhaecgopmnijklsqtrwxvuyzA', 'cadbgehfqsrtnpmojlikzywxuvA',
+        'cagedbhfqrstjliknpmozyuvwxA', 'cdabghefjilknmpoqrstuvwxzyA', 'cdghabefjlikqrstnmpouvzywxA',
+        'cgaedhbfnmpojilkqsrtwxuvzyA', 'cgdhaebfnpmoqsrtjilkwxzyuvA', 'dbcahfgesqtrpnomjlikzywxvuA',
+        'dbhfcagestqrjlikpnomzyvuwxA', 'dcbahgfejilkponmstqrvuwxzyA', 'dchgbafejlikstqrponmvuzywxA',
+        'dhbfcgaeponmjilksqtrwxvuzyA', 'dhcgbfaepnomsqtrjilkwxzyvuA', 'eafbgchdmonprtqsklijxwyzuvA',
+        'eagcfbhdmnopklijrtqsxwuvyzA', 'efabghcdkiljrqtsmnopuvyzxwA', 'efghabcdklijmnoprqtsuvxwyzA',
+        'egacfhbdrqtskiljmonpyzuvxwA', 'egfhacbdrtqsmonpkiljyzxwuvA', 'fbeahdgcompntrsqklijxwyzvuA',
+        'fbhdeagcopmnklijtrsqxwvuyzA', 'febahgdckiljtsrqopmnvuyzxwA', 'fehgbadcklijopmntsrqvuxwyzA',
+        'fhbdegactsrqkiljompnyzvuxwA', 'fhegbdactrsqompnkiljyzxwvuA', 'gceahdfbnmpolkjirtqsxwuvzyA',
+        'gchdeafbnpmortqslkjixwzyuvA', 'gecahfdbrqtsljkinpmozyuvxwA', 'gehfcadbrtqsnpmoljkizyxwuvA',
+        'ghcdefabljkirqtsnmpouvzyxwA', 'ghefcdablkjinmporqtsuvxwzyA', 'hdfbgceaponmlkjitrsqxwvuzyA',
+        'hdgcfbeapnomtrsqlkjixwzyvuA', 'hfdbgecatsrqljkipnomzyvuxwA', 'hfgedbcatrsqpnomljkizyxwvuA',
+        'hgdcfebaljkitsrqponmvuzyxwA', 'hgfedcbalkjiponmtsrqvuxwzyA',
+    ),
+    48: (
+        'abcdfeghijklm', 'abdcefghklijm', 'abdcfeghklijm', 'acbdefklijghm', 'acbdfeklijghm', 'acdbefklghijm',
+        'acdbfeklghijm', 'adbcefijklghm', 'adbcfeijklghm', 'adcbefijghklm', 'adcbfeijghklm', 'bacdefghlkjim',
+        'bacdfeghlkjim', 'badcefghjilkm', 'badcfeghjilkm', 'bcadefjilkghm', 'bcadfejilkghm', 'bcdaefjighlkm',
+        'bcdafejighlkm', 'bdaceflkjighm', 'bdacfelkjighm', 'bdcaeflkghjim', 'bdcafelkghjim', 'cabdefklhgjim',
+        'cabdfeklhgjim', 'cadbefkljihgm', 'cadbfekljihgm', 'cbadefjihgklm', 'cbadfejihgklm', 'cbdaefjiklhgm',
+        'cbdafejiklhgm', 'cdabefhgjiklm', 'cdabfehgjiklm', 'cdbaefhgkljim', 'cdbafehgkljim', 'dabcefijhglkm',
+        'dabcfeijhglkm', 'dacbefijlkhgm', 'dacbfeijlkhgm', 'dbaceflkhgijm', 'dbacfelkhgijm', 'dbcaeflkijhgm',
+        'dbcafelkijhgm', 'dcabefhglkijm', 'dcabfehglkijm', 'dcbaefhgijlkm', 'dcbafehgijlkm',
+    ),
+    49: (
+        'abdcegfhklijmnpoqr', 'bacdhfgelkjinmopqr', 'badchgfejilknmpoqr', 'cdabghefjiklopmnqr',
+        'cdbagehfkljiopnmqr', 'dcabfheglkijpomnqr', 'dcbafehgijlkponmqr',
+    ),
+    50: (
+        'abcdefijghklm', 'badcefghijlkm', 'badcefijghlkm', 'cdabfehgjilkm', 'cdabfejihglkm', 'dcbafehgjiklm',
+        'dcbafejihgklm',
+    ),
+    51: (
+        'badcfeghjikl', 'cdabefhgijkl', 'dcbafehgjikl',
+    ),
+    52: (
+        'bacde',
+    ),
+    53: (
+        'badcefghi', 'cdabfeghi', 'dcbafeghi',
+    ),
+    54: (
+        'bacedf',
+    ),
+    55: (
+        'badcefhgi', 'cdabfeghi', 'dcbafehgi',
+    ),
+    56: (
+        'abdce', 'bacde', 'badce',
+    ),
+    57: (
+        'bacde',
+    ),
+    58: (
+        'abdcefgh', 'bacdefgh', 'badcefgh', 'cdabfegh', 'cdbafegh', 'dcabfegh', 'dcbafegh',
+    ),
+    59: (
+        'abcdfeg', 'abdcefg', 'abdcfeg', 'bacdefg', 'bacdfeg', 'badcefg', 'badcfeg',
+    ),
+    60: (
+        'bacd',
+    ),
+    61: (
+        'bac',
+    ),
+    62: (
+        'bacd',
+    ),
+    63: (
+        'bacdefgh',
+    ),
+    64: (
+        'bacdefg',
+    ),
+    65: (
+        'abcdefijghklmonpqr', 'badcefghijlkmnopqr', 'badcefijghlkmonpqr', 'cdabfehgjilkmnoqpr',
+        'cdabfejihglkmonqpr', 'dcbafehgjiklmnoqpr', 'dcbafejihgklmonqpr',
+    ),
+    66: (
+        'abcdefhgijklm', 'abcdfeghijklm', 'abcdfehgijklm', 'badcefghjiklm', 'badcefhgjiklm', 'badcfeghjiklm',
+        'badcfehgjiklm',
+    ),
+    67: (
+        'abefcdgjkhilnmo', 'badcfegihkjlmno', 'bafedcgkjihlnmo',
+    ),
+    68: (
+        'abdcfeghi', 'bacdefghi', 'badcfeghi',
+    ),
+    69: (
+        'abcedfgihkjlmonp', 'abdcefhgijlknmop', 'abdecfhigljknomp', 'abecdfighkljomnp', 'abedcfihglkjonmp',
+        'bacdefghijklmnop', 'bacedfgihkjlmonp', 'badcefhgijlknmop', 'badecfhigljknomp', 'baecdfighkljomnp',
+        'baedcfihglkjonmp',
+    ),
+    70: (
+        'abcdegfh', 'abcdfegh', 'abcdfgeh', 'abcdgefh', 'abcdgfeh', 'badcefgh', 'badcegfh', 'badcfegh', 'badcfgeh',
+        'badcgefh', 'badcgfeh',
+    ),
+    71: (
+        'abdcefijghklnmo', 'acbdijghefknmlo', 'acdbijefghknlmo', 'adbcghijefkmnlo', 'adcbghefijkmlno',
+        'bacdefjihgklnmo', 'badcefhgjiklmno', 'bcadhgjiefkmnlo', 'bcdahgefjikmlno', 'bdacjihgefknmlo',
+        'bdcajiefhgknlmo', 'cabdijfehgknlmo', 'cadbijhgfeknmlo', 'cbadhgfeijkmlno', 'cbdahgijfekmnlo',
+        'cdabfehgijklmno', 'cdbafeijhgklnmo', 'dabcghfejikmlno', 'dacbghjifekmnlo', 'dbacjifeghknlmo',
+        'dbcajighfeknmlo', 'dcabfejighklnmo', 'dcbafeghjiklmno',
+    ),
+    72: (
+        'abcdegfhijk', 'badcefgihjk', 'badcegfihjk',
+    ),
+    73: (
+        'abdecf', 'abecdf', 'bacedf', 'badcef', 'baedcf',
+    ),
+    74: (
+        'abdcefghij', 'bacdefghij', 'badcefghij', 'cdabegfihj', 'cdbaegfihj', 'dcabegfihj', 'dcbaegfihj',
+    ),
+    75: (
+        'bacd',
+    ),
     76: (),
-    77: ('bacd',),
+    77: (
+        'bacd',
+    ),
     78: (),
     79: (),
     80: (),
-    81: ('badcefgh', 'cdabfegh', 'dcbafegh',),
-    82: ('abdcefg', 'bacdefg', 'badcefg', 'cdabfeg', 'cdbafeg', 'dcabfeg', 'dcbafeg',),
-    83: ('badcfeghikjl', 'cdabefhgijkl', 'dcbafehgikjl',),
-    84: ('abdcefghijk', 'bacdfehgijk', 'badcfehgijk',),
-    85: ('bacedfg',),
-    86: ('abdcefg', 'bacdefg', 'badcefg',),
-    87: ('bacdefghi',),
-    88: ('badcef',),
-    89: ('badcfeghikjnolmp', 'cdabefhgijkonmlp', 'dcbafehgikjmlonp',),
-    90: ('bacdfeg',),
-    91: ('bacd',),
+    81: (
+        'badcefgh', 'cdabfegh', 'dcbafegh',
+    ),
+    82: (
+        'abdcefg', 'bacdefg', 'badcefg', 'cdabfeg', 'cdbafeg', 'dcabfeg', 'dcbafeg',
+    ),
+    83: (
+        'badcfeghikjl', 'cdabefhgijkl', 'dcbafehgikjl',
+    ),
+    84: (
+        'abdcefghijk', 'bacdfehgijk', 'badcfehgijk',
+    ),
+    85: (
+        'bacedfg',
+    ),
+    86: (
+        'abdcefg', 'bacdefg', 'badcefg',
+    ),
+    87: (
+        'bacdefghi',
+    ),
+    88: (
+        'badcef',
+    ),
+    89: (
+        'badcfeghikjnolmp', 'cdabefhgijkonmlp', 'dcbafehgikjmlonp',
+    ),
+    90: (
+        'bacdfeg',
+    ),
+    91: (
+        'bacd',
+    ),
     92: (),
-    93: ('abcdefghijklmonp', 'abdcefghilmjknop', 'abdcefghilmjkonp', 'bacdfehgikjmlnop', 'bacdfehgikjmlonp', 'badcfehgimlkjnop', 'badcfehgimlkjonp',),
-    94: ('abcdfeg', 'bacdefg', 'bacdfeg',),
-    95: ('bacd',),
+    93: (
+        'abcdefghijklmonp', 'abdcefghilmjknop', 'abdcefghilmjkonp', 'bacdfehgikjmlnop', 'bacdfehgikjmlonp',
+        'badcfehgimlkjnop', 'badcfehgimlkjonp',
+    ),
+    94: (
+        'abcdfeg', 'bacdefg', 'bacdfeg',
+    ),
+    95: (
+        'bacd',
+    ),
     96: (),
-    97: ('bacdefgihjk',),
-    98: ('abcedfg', 'bacdefg', 'bacedfg',),
-    99: ('bacdfeg',),
+    97: (
+        'bacdefgihjk',
+    ),
+    98: (
+        'abcedfg', 'bacdefg', 'bacedfg',
+    ),
+    99: (
+        'bacdfeg',
+    ),
     100: (),
-    101: ('bacde',),
+    101: (
+        'bacde',
+    ),
     102: (),
-    103: ('bacd',),
+    103: (
+        'bacd',
+    ),
     104: (),
-    105: ('bacedf',),
+    105: (
+        'bacedf',
+    ),
     106: (),
     107: (),
     108: (),
     109: (),
     110: (),
-    111: ('badcfehgjilkmno', 'cdabfeghklijmno', 'dcbaefhglkjimno',),
-    112: ('adcbefjihgklmn', 'cbadfehgjilkmn', 'cdabfeijghlkmn',),
-    113: ('bacdef',),
-    114: ('bacde',),
-    115: ('badcfeghikjl', 'cdabfegihkjl', 'dcbaefgihjkl',),
-    116: ('abcdfeghij', 'badcefhgij', 'badcfehgij',),
-    117: ('badcefhgi',),
-    118: ('abcdegfhi', 'abdcefghi', 'abdcegfhi', 'bacdefghi', 'bacdegfhi', 'badcefghi', 'badcegfhi',),
-    119: ('abdcefghij', 'bacdefghij', 'badcefghij', 'cdabfehgij', 'cdbafehgij', 'dcabfehgij', 'dcbafehgij',),
-    120: ('dcbahgfei',),
-    121: ('bacdegfhij',),
-    122: ('bacde',),
-    123: ('badcfeghikjmlonqprstu', 'cdabefhgijknolmpqrtsu', 'dcbafehgikjonmlqprtsu',),
-    124: ('cdabefhgijlkmn',),
-    125: ('badcfeghjilkmn',),
-    126: ('bacdefghjik',),
-    127: ('badcefhgjikl',),
-    128: ('bacdefghi',),
-    129: ('bacedfhgijk',),
+    111: (
+        'badcfehgjilkmno', 'cdabfeghklijmno', 'dcbaefhglkjimno',
+    ),
+    112: (
+        'adcbefjihgklmn', 'cbadfehgjilkmn', 'cdabfeijghlkmn',
+    ),
+    113: (
+        'bacdef',
+    ),
+    114: (
+        'bacde',
+    ),
+    115: (
+        'badcfeghikjl', 'cdabfegihkjl', 'dcbaefgihjkl',
+    ),
+    116: (
+        'abcdfeghij', 'badcefhgij', 'badcfehgij',
+    ),
+    117: (
+        'badcefhgi',
+    ),
+    118: (
+        'abcdegfhi', 'abdcefghi', 'abdcegfhi', 'bacdefghi', 'bacdegfhi', 'badcefghi', 'badcegfhi',
+    ),
+    119: (
+        'abdcefghij', 'bacdefghij', 'badcefghij', 'cdabfehgij', 'cdbafehgij', 'dcabfehgij', 'dcbafehgij',
+    ),
+    120: (
+        'dcbahgfei',
+    ),
+    121: (
+        'bacdegfhij',
+    ),
+    122: (
+        'bacde',
+    ),
+    123: (
+        'badcfeghikjmlonqprstu', 'cdabefhgijknolmpqrtsu', 'dcbafehgikjonmlqprtsu',
+    ),
+    124: (
+        'cdabefhgijlkmn',
+    ),
+    125: (
+        'badcfeghjilkmn',
+    ),
+    126: (
+        'bacdefghjik',
+    ),
+    127: (
+        'badcefhgjikl',
+    ),
+    128: (
+        'bacdefghi',
+    ),
+    129: (
+        'bacedfhgijk',
+    ),
     130: (),
-    131: ('abdcefghilmjknopqr', 'bacdfehgikjmlnpoqr', 'badcfehgimlkjnpoqr',),
-    132: ('abcdefghjiklmnop', 'cdabefhgijkmlnop', 'cdabefhgjikmlnop',),
-    133: ('abcdefgihjk',),
-    134: ('abcdfeghijlkmn', 'bacdefghjiklmn', 'bacdfeghjilkmn',),
+    131: (
+        'abdcefghilmjknopqr', 'bacdfehgikjmlnpoqr', 'badcfehgimlkjnpoqr',
+    ),
+    132: (
+        'abcdefghjiklmnop', 'cdabefhgijkmlnop', 'cdabefhgjikmlnop',
+    ),
+    133: (
+        'abcdefgihjk',
+    ),
+    134: (
+        'abcdfeghijlkmn', 'bacdefghjiklmn', 'bacdfeghjilkmn',
+    ),
     135: (),
-    136: ('abcdegfhijk', 'bacdefghijk', 'bacdegfhijk',),
-    137: ('bacdefgh',),
-    138: ('abdcefhgij',),
-    139: ('bacdefghjiklmno',),
+    136: (
+        'abcdegfhijk', 'bacdefghijk', 'bacdegfhijk',
+    ),
+    137: (
+        'bacdefgh',
+    ),
+    138: (
+        'abdcefhgij',
+    ),
+    139: (
+        'bacdefghjiklmno',
+    ),
     140: (),
-    141: ('badcefghi',),
+    141: (
+        'badcefghi',
+    ),
     142: (),
-    143: ('acbd', 'bacd', 'bcad', 'cabd', 'cbad',),
+    143: (
+        'acbd', 'bacd', 'bcad', 'cabd', 'cbad',
+    ),
     144: (),
     145: (),
     146: (),
-    147: ('bacdfeg',),
-    148: ('bacedf',),
-    149: ('abefcdgihjkl', 'badcfeghikjl', 'bafedcgihkjl', 'cdabefhgijkl', 'cdefabhigjkl', 'dcbafehgikjl', 'dcfebahigkjl', 'efabcdighjkl', 'efcdabihgjkl', 'febadcighkjl', 'fedcbaihgkjl',),
-    150: ('bacdfeg',),
-    151: ('bac',),
-    152: ('bac',),
-    153: ('bac',),
-    154: ('bac',),
-    155: ('bacedf',),
-    156: ('acbde', 'bacde', 'bcade', 'cabde', 'cbade',),
+    147: (
+        'bacdfeg',
+    ),
+    148: (
+        'bacedf',
+    ),
+    149: (
+        'abefcdgihjkl', 'badcfeghikjl', 'bafedcgihkjl', 'cdabefhgijkl', 'cdefabhigjkl', 'dcbafehgikjl',
+        'dcfebahigkjl', 'efabcdighjkl', 'efcdabihgjkl', 'febadcighkjl', 'fedcbaihgkjl',
+    ),
+    150: (
+        'bacdfeg',
+    ),
+    151: (
+        'bac',
+    ),
+    152: (
+        'bac',
+    ),
+    153: (
+        'bac',
+    ),
+    154: (
+        'bac',
+    ),
+    155: (
+        'bacedf',
+    ),
+    156: (
+        'acbde', 'bacde', 'bcade', 'cabde', 'cbade',
+    ),
     157: (),
-    158: ('acbd', 'bacd', 'bcad', 'cabd', 'cbad',),
+    158: (
+        'acbd', 'bacd', 'bcad', 'cabd', 'cbad',
+    ),
     159: (),
     160: (),
     161: (),
-    162: ('badcegfhjikl',),
-    163: ('abdcefghi',),
-    164: ('bacdfehgij',),
+    162: (
+        'badcegfhjikl',
+    ),
+    163: (
+        'abdcefghi',
+    ),
+    164: (
+        'bacdfehgij',
+    ),
     165: (),
-    166: ('bacedgfhi',),
+    166: (
+        'bacedgfhi',
+    ),
     167: (),
     168: (),
     169: (),
@@ -184,60 +493,139 @@ RELABELINGS: dict[int, tuple[str, ...]] = {
     171: (),
     172: (),
     173: (),
-    174: ('abefcdgihjkl', 'badcfeghikjl', 'bafedcgihkjl', 'cdabefhgijkl', 'cdefabhigjkl', 'dcbafehgikjl', 'dcfebahigkjl', 'efabcdighjkl', 'efcdabihgjkl', 'febadcighkjl', 'fedcbaihgkjl',),
-    175: ('badcegfhikjl',),
-    176: ('abdcefghi',),
-    177: ('badcegfhikjmln',),
+    174: (
+        'abefcdgihjkl', 'badcfeghikjl', 'bafedcgihkjl', 'cdabefhgijkl', 'cdefabhigjkl', 'dcbafehgikjl',
+        'dcfebahigkjl', 'efabcdighjkl', 'efcdabihgjkl', 'febadcighkjl', 'fedcbaihgkjl',
+    ),
+    175: (
+        'badcegfhikjl',
+    ),
+    176: (
+        'abdcefghi',
+    ),
+    177: (
+        'badcegfhikjmln',
+    ),
     178: (),
     179: (),
-    180: ('badcefhgjik',),
-    181: ('badcefhgjik',),
-    182: ('abdcefghi',),
+    180: (
+        'badcefhgjik',
+    ),
+    181: (
+        'badcefhgjik',
+    ),
+    182: (
+        'abdcefghi',
+    ),
     183: (),
     184: (),
     185: (),
     186: (),
-    187: ('abefcdgihjklmno', 'badcfeghikjmlno', 'bafedcgihkjmlno', 'cdabefhgijklmno', 'cdefabhigjklmno', 'dcbafehgikjmlno', 'dcfebahigkjmlno', 'efabcdighjklmno', 'efcdabihgjklmno', 'febadcighkjmlno', 'fedcbaihgkjmlno',),
-    188: ('abefcdgihjkl', 'cdabefhgijkl', 'cdefabhigjkl', 'efabcdighjkl', 'efcdabihgjkl',),
-    189: ('badcegfhikjl',),
-    190: ('abdcefghi',),
-    191: ('badcegfhikjmlnoqpr',),
+    187: (
+        'abefcdgihjklmno', 'badcfeghikjmlno', 'bafedcgihkjmlno', 'cdabefhgijklmno', 'cdefabhigjklmno',
+        'dcbafehgikjmlno', 'dcfebahigkjmlno', 'efabcdighjklmno', 'efcdabihgjklmno', 'febadcighkjmlno',
+        'fedcbaihgkjmlno',
+    ),
+    188: (
+        'abefcdgihjkl', 'cdabefhgijkl', 'cdefabhigjkl', 'efabcdighjkl', 'efcdabihgjkl',
+    ),
+    189: (
+        'badcegfhikjl',
+    ),
+    190: (
+        'abdcefghi',
+    ),
+    191: (
+        'badcegfhikjmlnoqpr',
+    ),
     192: (),
     193: (),
-    194: ('abdcefghijkl',),
-    195: ('abcdefhgij', 'badceighfj', 'badceihgfj',),
-    196: ('abdcefgh', 'bacdefgh', 'badcefgh', 'cdabegfh', 'cdbaegfh', 'dcabegfh', 'dcbaegfh',),
+    194: (
+        'abdcefghijkl',
+    ),
+    195: (
+        'abcdefhgij', 'badceighfj', 'badceihgfj',
+    ),
+    196: (
+        'abdcefgh', 'bacdefgh', 'badcefgh', 'cdabegfh', 'cdbaegfh', 'dcabegfh', 'dcbaegfh',
+    ),
     197: (),
     198: (),
     199: (),
-    200: ('abcdegfhijkl', 'badchfgeikjl', 'badchgfeikjl',),
-    201: ('acbdefgh',),
-    202: ('bacdefghi',),
-    203: ('badcefg',),
+    200: (
+        'abcdegfhijkl', 'badchfgeikjl', 'badchgfeikjl',
+    ),
+    201: (
+        'acbdefgh',
+    ),
+    202: (
+        'bacdefghi',
+    ),
+    203: (
+        'badcefg',
+    ),
     204: (),
-    205: ('bacd',),
-    206: ('bacde',),
-    207: ('badcfeghjik',),
-    208: ('abcdfeghjiklm', 'acbdefghijlkm', 'acbdfeghjilkm',),
-    209: ('bacdefhgij',),
-    210: ('badcefgh',),
+    205: (
+        'bacd',
+    ),
+    206: (
+        'bacde',
+    ),
+    207: (
+        'badcfeghjik',
+    ),
+    208: (
+        'abcdfeghjiklm', 'acbdefghijlkm', 'acbdfeghjilkm',
+    ),
+    209: (
+        'bacdefhgij',
+    ),
+    210: (
+        'badcefgh',
+    ),
     211: (),
-    212: ('bacde',),
-    213: ('bacde',),
-    214: ('badcefhgi',),
-    215: ('badcegfhij',),
-    216: ('abdcefghi', 'bacdefghi', 'badcefghi', 'cdabegfhi', 'cdbaegfhi', 'dcabegfhi', 'dcbaegfhi',),
+    212: (
+        'bacde',
+    ),
+    213: (
+        'bacde',
+    ),
+    214: (
+        'badcefhgi',
+    ),
+    215: (
+        'badcegfhij',
+    ),
+    216: (
+        'abdcefghi', 'bacdefghi', 'badcefghi', 'cdabegfhi', 'cdbaegfhi', 'dcabegfhi', 'dcbaegfhi',
+    ),
     217: (),
-    218: ('abdcefhgi',),
-    219: ('badcegfh',),
-    220: ('bacde',),
-    221: ('badcfeghjilkmn',),
+    218: (
+        'abdcefhgi',
+    ),
+    219: (
+        'badcegfh',
+    ),
+    220: (
+        'bacde',
+    ),
+    221: (
+        'badcfeghjilkmn',
+    ),
     222: (),
-    223: ('abdcefhgijkl',),
-    224: ('acbdefghjikl',),
-    225: ('bacdefgihjkl',),
+    223: (
+        'abdcefhgijkl',
+    ),
+    224: (
+        'acbdefghjikl',
+    ),
+    225: (
+        'bacdefgihjkl',
+    ),
     226: (),
-    227: ('badcefghi',),
+    227: (
+        'badcefghi',
+    ),
     228: (),
     229: (),
     230: (),

@@ -174,5 +174,6 @@ class ScopeRecord:
     def from_parts(
         cls, spacegroup: int, sites: Iterable[tuple[int, str] | WyckoffSite], composition: Iterable[tuple[str, Any]]
     ) -> ScopeRecord:
-        """Build a record from plain tuples, e.g. ``from_parts(225, [(4, "a"), (4, "b")], [("Na", 0.5), ("Cl", 0.5)])``."""
+        """Build a record from plain tuples, e.g.
+        ``from_parts(225, [(4, "a"), (4, "b")], [("Na", 0.5), ("Cl", 0.5)])``."""
         return cls(spacegroup, tuple(sites), tuple(composition))  # type: ignore[arg-type]

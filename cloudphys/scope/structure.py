@@ -310,7 +310,9 @@ def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
         raise StructureError(f"atom {bad[0]} has NaN or infinite coordinates {positions[bad[0]].tolist()}")
     if len(positions) and np.abs(positions).max() > _MAX_FRACTIONAL:
         big = np.flatnonzero((np.abs(positions) > _MAX_FRACTIONAL).any(axis=1))
-        raise StructureError(f"atom {big[0]} has fractional coordinates {positions[big[0]].tolist()} too large to place it")
+        raise StructureError(
+            f"atom {big[0]} has fractional coordinates {positions[big[0]].tolist()} too large to place it"
+        )
     # 3x3 geometry in plain Python (cheaper than numpy calls at this size)
     (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
     crosses = (  # b×c, c×a, a×b: |b_k| = |cross_k| / V are the reciprocal vector lengths
@@ -322,7 +324,8 @@ def _check_cell(cell: _Cell, symprec: float = 0.0) -> None:
     lengths = [math.sqrt(x * x + y * y + z * z) for x, y, z in ((a1, a2, a3), (b1, b2, b3), (c1, c2, c3))]
     if not math.isfinite(volume) or volume <= 1e-8 * max(lengths[0] * lengths[1] * lengths[2], 1e-300):
         raise StructureError(
-            f"the lattice has zero volume ({volume:.3g} Å^3; vectors of length {', '.join(f'{x:.3g}' for x in lengths)} Å "
+            f"the lattice has zero volume ({volume:.3g} Å^3; vectors of length "
+            f"{', '.join(f'{x:.3g}' for x in lengths)} Å "
             "are degenerate) -- a crystal (and spglib) needs three independent lattice vectors"
         )
     if cell.magmoms is not None and not np.isfinite(np.asarray(cell.magmoms, dtype=np.float64)).all():
@@ -403,7 +406,7 @@ def _dataset(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
     _check_cell(cell, symprec)
     try:
         ds = spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=symprec, angle_tolerance=angle_tolerance)
-    except Exception as exc:  # noqa: BLE001 - spglib's error types vary across versions
+    except Exception as exc:  # spglib's error types vary across versions
         raise StructureError(f"spglib cannot determine the symmetry: {exc}") from None
     if ds is None:
         raise StructureError(
