@@ -56,7 +56,8 @@ def gbt_features(ex) -> np.ndarray:
     from cloudphys.encoders.descriptors import composition_features
     from cloudphys.scope import parse
 
-    comp = composition_features(ex.scope, ex.n_atoms, layout=1)  # the baseline's features as published (n_atoms is a feature here anyway)
+    # the baseline's features as published (layout 1; it reads n_atoms as a feature of its own anyway)
+    comp = composition_features(ex.scope, ex.n_atoms, layout=1)
     spg = np.array([[parse(s).spacegroup] for s in ex.scope], dtype=np.float64)
     return np.hstack([comp, spg, ex.n_atoms[:, None]])
 
