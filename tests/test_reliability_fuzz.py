@@ -246,7 +246,7 @@ def test_converter_only_raises_structure_error(cell: Any, symprec: float) -> Non
             return
     event("converted")
     assert 1 <= rec.spacegroup <= 230
-    assert scope.parse(rec.render()) == rec.canonical().rounded()  # the default dialect renders the canonical record
+    assert scope.parse(rec.render()) == rec.canonical().rounded()  # the default dialect renders it canonical
 
 
 def test_fuzz_tests_run_at_least_2000_examples() -> None:
