@@ -39,11 +39,11 @@ from ..inputs import (
 from ..inputs.textio import CsvRow, iter_csv_rows
 from .base import DatasetSpec, Examples
 from .sources import STRING_COLUMNS, STRUCTURE_COLUMNS
-from .thermo import report_left_out
+from .thermo import UNITS, report_left_out
 
 __all__ = ["corpus_spec", "csv_spec", "load_csv"]
 
-_DEFAULT_UNITS = {"cv": "J/(K*mol)", "s": "J/(K*mol)", "u": "J/mol", "f": "J/mol"}
+_DEFAULT_UNITS = UNITS  # the thermo observables' units, declared once in .thermo
 
 
 def _header(path: Path) -> list[str]:
@@ -165,7 +165,11 @@ def load_csv(
         from .cloud import generator_table
 
         table = generator_table()
+    given = {id(it): it.scope for it in chosen if it.error is None and it.scope is not None}
     to_records(chosen, dialect=dialect, symprec=symprec, workers=workers, generator_table=table)
+    for it in chosen:  # a given string that does not parse is kept as written: encoding the split
+        if id(it) in given and it.record is None:  # reports every bad string in one DataError
+            it.error, it.scope = None, given[id(it)]
     failures: list[tuple[str, str]] = []
     out_ids: list[str] = []
     out_scope: list[str] = []
