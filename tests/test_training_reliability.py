@@ -361,3 +361,29 @@ def test_prediction_tokenizes_each_input_once(tmp_path: Path, tok, data, monkeyp
     assert out.errors[:-1] == [None] * len(data["val"]) and "9z" in (out.errors[-1] or "")
     assert out.observables["cv"].shape == (len(data["val"]) + 1, 2) and np.isnan(out.observables["cv"][-1]).all()
     assert set(out.observables) == {"u", "cv", "s", "f"}  # every observable the head declares
+
+
+def test_head_tensors_missing_from_the_directory_are_refused(tmp_path: Path, tok) -> None:
+    from cloudphys.physics.debye import DebyeHead
+
+    class BufferedDebye(DebyeHead):  # a head with a tensor of its own (saved in head.safetensors)
+        def __init__(self, **kw: object) -> None:
+            super().__init__(**kw)
+            self.register_buffer("offset", torch.full((1,), 2.5))
+
+    class Registry:
+        def build_head(self, name: str, **params: object) -> BufferedDebye:
+            return BufferedDebye(**params)
+
+    base = build_model(TINY, tokenizer=tok)
+    model = ScopePhysicsModel(base.encoder, BufferedDebye(observables=["cv"]), tok, base.meta)
+    path = tmp_path / "m"
+    model.save_pretrained(path)
+    assert "offset" in load_file(str(path / "head.safetensors"))
+    assert float(ScopePhysicsModel.from_pretrained(path, registry=Registry()).head.offset) == 2.5
+    save_file({"other": torch.zeros(1)}, str(path / "head.safetensors"))
+    with pytest.raises(CheckpointError, match=r"head\.safetensors does not fit.*missing: offset.*unexpected: other"):
+        ScopePhysicsModel.from_pretrained(path, registry=Registry())
+    (path / "head.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"head\.safetensors does not fit.*missing: offset"):
+        ScopePhysicsModel.from_pretrained(path, registry=Registry())

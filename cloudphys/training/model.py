@@ -164,6 +164,8 @@ class ScopePhysicsModel(nn.Module):
                 from safetensors.torch import load_file
 
                 _load_exact(head, load_file(str(path / HEAD_WEIGHTS)), path / HEAD_WEIGHTS)
+            elif head.state_dict():  # a head with tensors saved without them: never its initial values
+                _refuse_mismatch(path / HEAD_WEIGHTS, sorted(head.state_dict()), [], [])
             encoder, tokenizer = _load_encoder(path)
         except CloudphysError:
             raise
