@@ -195,3 +195,17 @@ def test_a_missing_cuda_device_is_refused_before_loading(capsys: pytest.CaptureF
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     rc = main(["predict", str(tmp_path / "no-such-run"), "-i", "x.cif", "--device", f"cuda:{n}"])
     _one_error_line(capsys, rc, "--device", f"'cuda:{n}'")
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("id,scope,n_atoms\nx,-P 4 2 3 | 1a | Na 1.0,1\n")
+    monkeypatch.chdir(tmp_path)
+    for argv in (["predict", str(tmp_path / "no-such-run"), "-i", str(src), "-o", "in.csv"],
+                 ["predict", str(tmp_path / "no-such-run"), "-i", "in.csv", "--plot", str(src)],
+                 ["scope", str(src), "-o", "./in.csv"]):
+        rc = main(argv)
+        _one_error_line(capsys, rc, "is also an input")
+    assert src.read_text().startswith("id,scope,n_atoms")

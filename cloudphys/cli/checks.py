@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,17 @@ def _writable_folder(folder: Path) -> str | None:
     return None
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same existing file (links and relative paths included)."""
+    try:
+        return a.is_file() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_output_path(path: str | os.PathLike[str] | None, *, what: str, overwrite: bool = False,
-                      folder: bool = False, create_parents: bool = False) -> Path | None:
+                      folder: bool = False, create_parents: bool = False,
+                      inputs: Iterable[str | os.PathLike[str]] = ()) -> Path | None:
     """Check that ``path`` can be written, before any work; return it as a :class:`Path`.
 
     :param what: how the user gave it, e.g. ``"-o/--output"`` (named in the message).
@@ -43,6 +52,9 @@ def check_output_path(path: str | os.PathLike[str] | None, *, what: str, overwri
         (whose parent folder must exist).
     :param create_parents: for a file: the command creates missing parent folders, so they may be
         missing as long as they can be created.
+    :param inputs: the command's input paths: an output that is one of them (or inside an input
+        folder, for ``folder=False`` outputs that are an existing input file) is refused, so that
+        writing never destroys what is being read.
     :raises ConfigError: ``"{what} {path}: <reason>; <remedy>"``. ``None`` and ``"-"`` (stdout)
         pass unchecked.
     """
@@ -51,6 +63,10 @@ def check_output_path(path: str | os.PathLike[str] | None, *, what: str, overwri
     if not str(path).strip():
         raise ConfigError(f"{what}: empty path; give a {'folder' if folder else 'file name'}")
     p = Path(path)
+    for given in inputs:
+        if _same_file(p, Path(given)):
+            raise ConfigError(f"{what} {path}: is also an input ({given}); writing it would destroy what is being "
+                              "read; choose another name")
     if folder:
         if p.exists() and not p.is_dir():
             raise ConfigError(f"{what} {path}: is a file, not a folder; give a folder (it is created if missing)")

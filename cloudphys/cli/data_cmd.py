@@ -191,7 +191,7 @@ def run_build_phonondb(args: argparse.Namespace) -> int:
         write_jsonl,
     )
 
-    check_output_path(args.output, what="-o/--output", overwrite=True)
+    check_output_path(args.output, what="-o/--output", overwrite=True, inputs=args.inputs)
     try:
         import phonopy  # noqa: F401
     except ImportError:
@@ -248,7 +248,7 @@ def run_from_phonon_dos(args: argparse.Namespace) -> int:
 def run_build_corpus(args: argparse.Namespace) -> int:
     from ..data.corpus import build_corpus
 
-    check_output_path(args.output, what="-o/--output", overwrite=True)
+    check_output_path(args.output, what="-o/--output", overwrite=True, inputs=[*args.sources, *(args.exclude or ())])
     report = build_corpus(
         args.sources, args.output, holdout=args.holdout, seed=args.seed, exclude=args.exclude or (),
         dialect=args.dialect, workers=args.workers, progress=not args.quiet,

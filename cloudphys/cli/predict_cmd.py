@@ -16,8 +16,8 @@ from ..errors import ConfigError
 from .checks import check_device, check_output_path
 
 
-def _check_output(path: str | None, what: str) -> None:
-    check_output_path(path, what=what, overwrite=True)
+def _check_output(path: str | None, what: str, inputs: Any = ()) -> None:
+    check_output_path(path, what=what, overwrite=True, inputs=inputs)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -30,10 +30,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"two models given: {args.run_dir!r} and --model {args.model!r}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError("--plot needs matplotlib, which is not installed: pip install 'cloudphys[plot]'")
-    _check_output(args.output, "-o/--output")
-    _check_output(args.plot, "--plot")
+    _check_output(args.output, "-o/--output", args.input)
+    _check_output(args.plot, "--plot", args.input)
     if args.dos not in (None, "auto"):
-        _check_output(args.dos, "--dos")
+        _check_output(args.dos, "--dos", args.input)
     check_output_path(args.phonopy_yaml, what="--phonopy-yaml", folder=True, overwrite=True)
     if args.plot_max < 1:
         raise ConfigError(f"--plot-max must be at least 1, got {args.plot_max}")

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from ..scope import DIALECTS
     from ..scope.batch import write_results
 
-    check_output_path(args.output, what="-o/--output", overwrite=True)
+    check_output_path(args.output, what="-o/--output", overwrite=True, inputs=args.inputs)
     if args.dialect not in DIALECTS:  # pragma: no cover - argparse checks choices
         raise SystemExit(f"unknown dialect {args.dialect}")
     limits = DEFAULT_LIMITS.with_(max_atoms=args.max_atoms, max_bytes=args.max_item_bytes,
