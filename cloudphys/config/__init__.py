@@ -15,8 +15,10 @@ remaining keys as its parameters, checked against the plugin's signature; ``trai
 :class:`~cloudphys.errors.ConfigError` naming it and the valid choices or the remedy.
 
 Modules: :mod:`.schema` (dataclasses and bounds), :mod:`.reading` (files, overrides),
-:mod:`.coerce` (type-driven coercion), :mod:`.bounds`, :mod:`.validate`, :mod:`.plugin_params`,
-:mod:`.loader` (:func:`load_config`).
+:mod:`.yaml12` (strict YAML 1.2 loader and dumper), :mod:`.coerce` (type-driven coercion),
+:mod:`.bounds` (``Bound`` and bounded types such as ``Seed``), :mod:`.validate`,
+:mod:`.plugin_params`, :mod:`.loader` (:func:`load_config`), :mod:`.temperatures`
+(:func:`parse_temperatures`), :mod:`.table` (the bounds table of docs/config.md).
 """
 
 from __future__ import annotations
