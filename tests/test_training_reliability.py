@@ -273,7 +273,11 @@ def test_a_newer_format_is_refused_and_an_older_one_loads(saved: Path) -> None:
     old["config"] = {**old["config"], "data": {"name": "cloud-cv"}}
     meta_path.write_text(json.dumps(old))
     model = load_model(saved)
-    assert model.meta["format"] == 1 and model_dialect(model) == "cloud"  # what 0.1 did for such models
+    assert model.meta["format"] == 1 and model_dialect(model) == "cloud"  # declared by the cloud-cv data set
+    model.meta["config"]["data"] = {"name": "cloud-unregistered"}
+    assert model_dialect(model) == "cloud"  # a data set no longer registered: what 0.1 did for such models
+    model.meta["config"]["data"] = {"name": "csv", "path": "x.csv", "dialect": "default"}
+    assert model_dialect(model) == "default"
 
 
 def test_an_altered_tokenizer_is_refused(saved: Path) -> None:

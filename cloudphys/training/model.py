@@ -239,12 +239,13 @@ def tokenizer_record(tokenizer: Any) -> dict[str, Any]:
     return {"vocab_sha256": digest, "vocab_size": len(vocab), "max_length": int(tokenizer.model_max_length)}
 
 
-def model_dialect(model: Any) -> str:
+def model_dialect(model: Any, registry: Any = None) -> str:
     """The SCOPE dialect of the strings ``model`` was trained on (what structures are converted to).
 
     Recorded in the model (format >= 2). A format-1 model recorded none: the data section's
-    ``dialect`` if it has one, else the rule cloudphys 0.1 used (a data set named ``cloud*`` is
-    cloud) -- kept only so that those models predict as they always did.
+    ``dialect`` if it has one, else the dialect its data set declares (``DatasetSpec.dialect``),
+    else -- a data set no longer registered -- the rule cloudphys 0.1 used (a data set named
+    ``cloud*`` is cloud), kept only so that those models predict as they always did.
     """
     meta = model.meta
     if meta.get("dialect"):
@@ -252,9 +253,19 @@ def model_dialect(model: Any) -> str:
     data = (meta.get("config") or {}).get("data") or {}
     if data.get("dialect"):
         return str(data["dialect"])
-    if int(meta.get("format", 1)) == 1:
-        return "cloud" if str(data.get("name", "")).startswith("cloud") else "default"
-    return "default"
+    if int(meta.get("format", 1)) != 1:
+        return "default"
+    try:
+        if registry is None:
+            from ..plugins import get_registry
+
+            registry = get_registry()
+        declared = registry.dataset(str(data.get("name"))).dialect
+    except Exception:  # not registered (any more): the 0.1 rule below
+        declared = None
+    if declared:
+        return str(declared)
+    return "cloud" if str(data.get("name", "")).startswith("cloud") else "default"
 
 
 def resolve_model_dir(path: str | Path) -> Path:
