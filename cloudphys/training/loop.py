@@ -94,17 +94,18 @@ def param_groups(model: ScopePhysicsModel, cfg: TrainConfig) -> list[dict[str, A
 
 
 def _dataset_dialect(config: Config, registry: Any, train_ex: Examples) -> str:
-    """The SCOPE dialect of the training strings: declared by the data set (or its config section),
-    else read off the strings themselves -- never guessed from the data set's name."""
+    """The SCOPE dialect of the training strings: what the loader says (``Examples.dialect``), the
+    data section's ``dialect``, what the data set declares, else read off the strings themselves --
+    never guessed from the data set's name."""
     if getattr(train_ex, "dialect", None):
         return str(train_ex.dialect)
     if config.data is not None:
-        with contextlib.suppress(Exception):
+        if config.data.params.get("dialect"):
+            return str(config.data.params["dialect"])
+        with contextlib.suppress(Exception):  # a data set given as examples= need not be registered
             declared = getattr(registry.dataset(config.data.name), "dialect", None)
             if declared:
                 return str(declared)
-        if config.data.params.get("dialect"):
-            return str(config.data.params["dialect"])
     return strings_dialect(train_ex.scope)
 
 
