@@ -207,8 +207,16 @@ def load_csv(
         temperatures=np.asarray(temps, dtype=np.float64),
         targets={o: np.asarray(v, dtype=np.float64).reshape(len(out_ids), len(temps)) for o, v in values.items()},
         units={o: unit_map.get(o, "") for o in tcols},
-        dialect=dialect if col in STRUCTURE_COLUMNS else ("cloud" if col == "cloud" else None),
+        dialect=dialect if col in STRUCTURE_COLUMNS else _strings_dialect(out_scope),
     )
+
+
+def _strings_dialect(strings: list[str]) -> str | None:
+    """The dialect most of the given strings are written in (``None`` for no strings)."""
+    from ..scope import dialect_of
+
+    kinds = [dialect_of(t) for t in strings]
+    return max(set(kinds), key=kinds.count) if kinds else None
 
 
 def csv_spec() -> DatasetSpec:
@@ -228,7 +236,7 @@ def csv_spec() -> DatasetSpec:
         source="your own data (see docs/data.md)",
         load=load_csv,
         splits=("train", "val", "test", "all"),
-        dialect="default",
+        dialect=None,  # the file's: converted structures in the `dialect` parameter, given strings as written
     )
 
 
