@@ -100,12 +100,17 @@ def test_pretrain_refuses_an_existing_run_and_overwrite_keeps_what_it_did_not_wr
         "config.yaml", "last", "metrics.csv", "metrics.jsonl", "model", "notes.txt", "pretrain.json"]
 
 
-def test_pretrain_never_overwrites_a_training_run(corpus: Path, tmp_path: Path, tok, data) -> None:
+def test_pretrain_and_train_never_overwrite_each_others_runs(corpus: Path, tmp_path: Path, tok, data) -> None:
     run = tmp_path / "run"
     fit(dict(TINY, train={**TINY["train"], "epochs": 1}), run, tokenizer=tok, examples=data)
     with pytest.raises(CheckpointError, match="holds a training run"):
         pretrain(_pretrain_cfg(corpus, epochs=1), run, tokenizer=tok, overwrite=True)
     assert (run / "model" / "head.json").is_file()
+    pre = tmp_path / "pre"  # and the reverse: train never overwrites a pretraining run
+    pretrain(_pretrain_cfg(corpus, epochs=1), pre, tokenizer=tok)
+    with pytest.raises(CheckpointError, match="holds a pretraining run"):
+        fit(dict(TINY, train={**TINY["train"], "epochs": 1}), pre, tokenizer=tok, examples=data, overwrite=True)
+    assert (pre / "model" / "model.safetensors").is_file() and (pre / "last").is_dir()
 
 
 def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path: Path, tok, data) -> None:

@@ -1,9 +1,10 @@
 """What may happen to a run directory before training starts: refusals, clean-up, resume checks.
 
 * a directory that already holds a run (single model or ensemble) is refused unless ``resume`` or
-  ``overwrite``; a single-model run into an ensemble directory (or the reverse) is refused unless
-  ``overwrite``, which then removes the other kind's files (only files cloudphys writes there:
-  ``last/``, ``model/``, ``metrics.*``, ``ensemble.json``, the listed ``member-K/``);
+  ``overwrite``; a pretraining run's directory is always refused; a single-model run into an
+  ensemble directory (or the reverse) is refused unless ``overwrite``, which then removes the other
+  kind's files (only files cloudphys writes there: ``last/``, ``model/``, ``metrics.*``,
+  ``ensemble.json``, the listed ``member-K/``);
 * ``resume`` first undoes what a kill inside an atomic save can leave (:func:`recover_atomic`);
 * ``resume`` with a config that differs from the run's in anything that changes training (head,
   learning rate, data, seed, ...) is refused with the list of differences, unless accepted.
@@ -54,6 +55,10 @@ def prepare_run_dir(out: Path, *, ensemble: bool, resume: bool, overwrite: bool,
     ``check_only``: only the refusals, touching nothing (before any work: a run that fails on its
     data leaves no directory behind); the full call happens under the run lock.
     """
+    if (out / "pretrain.json").is_file() or ((out / "model" / "config.json").is_file()
+                                             and not (out / "model" / "head.json").is_file()):
+        raise CheckpointError(f"{out} holds a pretraining run (cloudphys pretrain), not a training run; "
+                              "train into another directory (--overwrite never replaces another command's run)")
     kind, other = ("an ensemble", "a single-model run") if ensemble else ("a single-model run", "an ensemble")
     holds_other = _is_single_run(out) if ensemble else is_ensemble_dir(out)
     holds_same = is_ensemble_dir(out) if ensemble else _is_single_run(out)
