@@ -42,6 +42,7 @@ def test_material_id():
     assert material_id(Path("my-calc.tar.gz")) == "my-calc"
 
 
+@pytest.mark.slow  # ~35 s: phonopy on the shared archives
 def test_builder_reproduces_shared_rows(data_root, tmp_path):
     pytest.importorskip("phonopy", reason="phonopy is not installed (pip install 'cloudphys[phonopy]')")
     raw = data_root / "phonondb-raw-sample"

@@ -93,7 +93,10 @@ def test_tutorial_plugin_builds_installs_lists_trains_and_passes_the_kit(tmp_pat
         tmp_path,
         env,
     )
-    assert re.search(r"\b10 passed\b", res.stdout), res.stdout  # 8 contract checks + 2 tests
+    from cloudphys.testing import CHECKS
+
+    expected = len(CHECKS) + 2  # one item per contract check + the 2 tests of the tutorial
+    assert re.search(rf"\b{expected} passed\b", res.stdout), res.stdout
 
     # The tutorial's config trains (a few steps) with the head found by name.
     data_dir = Path(env.get("CLOUDPHYS_DATA", ""))

@@ -179,6 +179,7 @@ def _metrics(out: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
+@pytest.mark.slow  # ~80 s: kill-and-resume of a real training run
 def test_sigkill_then_resume_equals_an_uninterrupted_run(config: Path, straight: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     # 1. killed from outside once the first checkpoint exists

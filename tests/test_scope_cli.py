@@ -152,6 +152,7 @@ def test_cli_writes_csv_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert out[0] == "id,scope,error" and out[1] == f"{cif},-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
 
 
+@pytest.mark.slow  # ~90 s: every structure of the shared sets
 def test_cli_converts_the_shared_structure_sets_whole(data_root: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's check: ``cloudphys scope`` over structures/*.csv.gz (CIFs) and the phonondb structures
