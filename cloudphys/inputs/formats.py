@@ -71,14 +71,27 @@ class DeferredStructure:
 
     :param kind: ``cif`` (one data block), ``poscar``, ``extxyz`` (one frame) or ``file`` (any other
         format pymatgen reads; ``text`` is then the path).
+    :param path: a file holding just this structure, read again (within the budget) when loading,
+        so that a folder of many files is not held in memory; ``text`` is then empty.
     """
 
     kind: str
     text: str
     limits: Limits
+    path: str | None = None
 
     def load_structure(self) -> Any:
         """The pymatgen ``Structure`` (or ``ase.Atoms``); :class:`StructureError` naming the reason."""
+        if self.path is not None and not self.text:
+            from .textio import READ_ERRORS, read_error_reason
+
+            try:
+                text, size = read_text(self.path, self.limits.max_bytes)
+            except READ_ERRORS as exc:
+                raise StructureError(f"cannot read the file: {read_error_reason(exc)}") from None
+            if text is None:
+                raise self.limits.too_big("the file", size, "max_bytes")
+            return DeferredStructure(self.kind, text, self.limits).load_structure()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pymatgen's parsers warn about every oddity
@@ -387,12 +400,14 @@ def read_structure_file(path: Path, limits: Limits) -> list[tuple[str, Any]]:
         return [(where + suffix, item) for suffix, item in _json_items(text, limits)]
     if kind == "cif":
         blocks = split_cif_blocks(text)
-        if len(blocks) == 1:
-            return [(where, DeferredStructure("cif", blocks[0][2], limits))]
+        if len(blocks) == 1:  # the common case: read again when converted, not kept in memory
+            return [(where, DeferredStructure("cif", "", limits, path=where))]
         return [(f"{where}:{line}", DeferredStructure("cif", block, limits)) for line, _, block in blocks]
     if kind == "extxyz":
         frames = _split_extxyz(text, limits)
         if len(frames) == 1:
-            return [(where, frames[0][1])]
+            item = frames[0][1]
+            return [(where, DeferredStructure("extxyz", "", limits, path=where) if isinstance(item, DeferredStructure)
+                     else item)]
         return [(f"{where}:{line}", item) for line, item in frames]
-    return [(where, DeferredStructure("poscar", text, limits))]
+    return [(where, DeferredStructure("poscar", "", limits, path=where))]
