@@ -9,7 +9,7 @@ from .checks import dumps_json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plugins import get_registry
+    from ..plugins import REGISTRY_HOOKS, get_registry
 
     reg = get_registry()
     infos = [info.as_dict() for info in reg.plugins.values()]
@@ -22,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
         version = info["version"] or "?"
         tag = " (built-in)" if info["builtin"] else ""
         print(f"{info['name']}  [{dist} {version}]{tag}")
-        for kind in ("heads", "encoders", "datasets"):
+        for kind in REGISTRY_HOOKS:
             if info[kind]:
                 print(f"    {kind}: {', '.join(info[kind])}")
-        other = [h for h in info["hooks"] if h not in ("register_heads", "register_encoders", "register_datasets")]
+        other = [h for h in info["hooks"] if h not in REGISTRY_HOOKS.values()]
         if other:
             print(f"    hooks: {', '.join(other)}")
     for err in errors:
