@@ -14,15 +14,14 @@ def run(args: argparse.Namespace) -> int:
 
     # spglib's C code prints its internal retries ("... failed.") to stderr; quiet unless asked for.
     os.environ.setdefault("SPGLIB_WARNING", "OFF")
-    from ..inputs import DEFAULT_LIMITS, convert_inputs
+    from ..inputs import convert_inputs, limits_from_options
     from ..scope import DIALECTS
     from ..scope.batch import write_results
 
     check_output_path(args.output, what="-o/--output", overwrite=True, inputs=args.inputs)
     if args.dialect not in DIALECTS:  # pragma: no cover - argparse checks choices
         raise SystemExit(f"unknown dialect {args.dialect}")
-    limits = DEFAULT_LIMITS.with_(max_atoms=args.max_atoms, max_bytes=args.max_item_bytes,
-                                  max_symops=args.max_symops, max_seconds=args.item_timeout)
+    limits = limits_from_options(args)
     results = convert_inputs(
         args.inputs,
         dialect=args.dialect,
@@ -43,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Add this module's core commands to ``subparsers`` (an argparse sub-parsers object)."""
+    from ..inputs.limits import add_limit_options  # torch-, numpy- and spglib-free
+
     p = subparsers.add_parser(
         "scope",
         help="convert crystal structures to SCOPE strings",
@@ -66,14 +67,7 @@ def add_commands(subparsers: Any) -> None:
                    help="OUT.csv or OUT.jsonl (default: CSV on stdout)")
     p.add_argument("--allow-disordered", action="store_true",
                    help="convert partial-occupancy structures as CLOUD's converter does instead of failing them")
-    p.add_argument("--max-atoms", type=int, default=None, metavar="N",
-                   help="atoms one structure may have (default 5000); larger ones are error rows")
-    p.add_argument("--max-item-bytes", type=int, default=None, metavar="N",
-                   help="characters one item (file, CSV row, JSON line) may have after decompression (default 32 MiB)")
-    p.add_argument("--max-symops", type=int, default=None, metavar="N",
-                   help="symmetry operations one CIF block may list (default 1000)")
-    p.add_argument("--item-timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop converting an item after SECONDS (runs conversion in worker processes; default: none)")
+    add_limit_options(p)
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -16,61 +16,36 @@ pretraining corpus all read their inputs here. Data never runs code: see :mod:`.
 
 from __future__ import annotations
 
-from .cache import ScopeCache, cache_dir, converter_fingerprint
-from .convert import convert_inputs, to_records
-from .formats import (
-    LOOKED_FOR,
-    STRUCTURE_PREFIXES,
-    STRUCTURE_SUFFIXES,
-    DeferredStructure,
-    structure_kind,
-)
-from .items import (
-    ID_COLUMNS,
-    STRING_COLUMNS,
-    STRUCTURE_COLUMNS,
-    InputItem,
-    check_n_atoms,
-    make_item,
-    read_inputs,
-)
-from .limits import DEFAULT_LIMITS, InputLimitError, Limits, as_limits
-from .plain import plain_structure, structure_from_plain
-from .textio import (
-    READ_ERRORS,
-    open_text,
-    read_error_reason,
-    read_text,
-    unreadable_message,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "ID_COLUMNS",
-    "LOOKED_FOR",
-    "READ_ERRORS",
-    "STRING_COLUMNS",
-    "STRUCTURE_COLUMNS",
-    "STRUCTURE_PREFIXES",
-    "STRUCTURE_SUFFIXES",
-    "DeferredStructure",
-    "InputItem",
-    "InputLimitError",
-    "Limits",
-    "ScopeCache",
-    "as_limits",
-    "cache_dir",
-    "check_n_atoms",
-    "convert_inputs",
-    "converter_fingerprint",
-    "make_item",
-    "open_text",
-    "plain_structure",
-    "read_error_reason",
-    "read_inputs",
-    "read_text",
-    "structure_from_plain",
-    "structure_kind",
-    "to_records",
-    "unreadable_message",
-]
+#: public name → the submodule defining it (imported on first use, so that ``cloudphys.inputs.limits``
+#: -- e.g. the CLI's option definitions -- costs no numpy/spglib import)
+_EXPORTS: dict[str, str] = {
+    "ScopeCache": "cache", "cache_dir": "cache", "converter_fingerprint": "cache",
+    "convert_inputs": "convert", "to_records": "convert",
+    "LOOKED_FOR": "formats", "STRUCTURE_PREFIXES": "formats", "STRUCTURE_SUFFIXES": "formats",
+    "DeferredStructure": "formats", "structure_kind": "formats",
+    "ID_COLUMNS": "items", "STRING_COLUMNS": "items", "STRUCTURE_COLUMNS": "items", "InputItem": "items",
+    "check_n_atoms": "items", "make_item": "items", "read_inputs": "items",
+    "DEFAULT_LIMITS": "limits", "InputLimitError": "limits", "Limits": "limits", "add_limit_options": "limits",
+    "as_limits": "limits", "limits_from_options": "limits",
+    "plain_structure": "plain", "structure_from_plain": "plain",
+    "READ_ERRORS": "textio", "open_text": "textio", "read_error_reason": "textio", "read_text": "textio",
+    "unreadable_message": "textio",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

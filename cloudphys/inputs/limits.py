@@ -85,3 +85,27 @@ def as_limits(limits: Limits | dict[str, Any] | None) -> Limits:
                              f"{', '.join(f.name for f in fields(Limits))}")
         return DEFAULT_LIMITS.with_(**limits)
     raise ConfigError(f"limits must be a Limits, a dict or None, got {type(limits).__name__}")
+
+
+def add_limit_options(parser: Any) -> None:
+    """Add ``--max-atoms``, ``--max-item-bytes``, ``--max-symops`` and ``--item-timeout`` to an
+    ``argparse`` parser (the same flags on every command that reads inputs)."""
+    d = DEFAULT_LIMITS
+    parser.add_argument("--max-atoms", type=int, default=None, metavar="N",
+                        help=f"atoms one structure may have (default {d.max_atoms}); larger ones are error rows")
+    parser.add_argument("--max-item-bytes", type=int, default=None, metavar="N",
+                        help="characters one item (file, CSV row, JSON line) may have after decompression "
+                             f"(default {d.max_bytes})")
+    parser.add_argument("--max-symops", type=int, default=None, metavar="N",
+                        help=f"symmetry operations one CIF block may list (default {d.max_symops})")
+    parser.add_argument("--item-timeout", type=float, default=None, metavar="SECONDS",
+                        help="stop converting an item after SECONDS (conversion then runs in worker processes; "
+                             "default: no timeout, the size limits bound the work)")
+
+
+def limits_from_options(args: Any) -> Limits:
+    """The :class:`Limits` of parsed :func:`add_limit_options` flags (defaults where not given)."""
+    return DEFAULT_LIMITS.with_(max_atoms=getattr(args, "max_atoms", None),
+                                max_bytes=getattr(args, "max_item_bytes", None),
+                                max_symops=getattr(args, "max_symops", None),
+                                max_seconds=getattr(args, "item_timeout", None))
