@@ -389,3 +389,10 @@ def test_load_head_does_not_import_the_cli():
         "bad = [m for m in sys.modules if m.startswith('cloudphys.cli')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
+def test_every_cli_module_with_commands_is_a_core_command_module():
+    from cloudphys.cli import core_command_modules
+
+    files = {f"cloudphys.cli.{p.stem}" for p in (REPO / "cloudphys" / "cli").glob("*_cmd.py")}
+    assert set(core_command_modules()) == files

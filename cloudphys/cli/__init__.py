@@ -1,9 +1,9 @@
 """The ``cloudphys`` command line.
 
 Core commands are defined here, in ``cloudphys/cli/*_cmd.py``: each such module exposes
-``add_commands(subparsers)`` and is added first, in file-name order (to add a core command, add a
-module). Plugins then *add* commands through the ``register_commands`` hook, called once per plugin
-through the plugin manager. A plugin may only add: a command name (or alias) already taken by a core
+``add_commands(subparsers)`` and is listed in :func:`core_command_modules` (to add a core command,
+add a module and list it there); they are added first. Plugins then *add* commands through the
+``register_commands`` hook, called once per plugin through the plugin manager. A plugin may only add: a command name (or alias) already taken by a core
 command or by another plugin is refused with a warning on stderr naming the plugin, and the command
 that was there stays. A plugin whose hook raises is reported on stderr and none of its commands is
 kept. Whatever plugins print while adding commands goes to stderr, never to stdout.
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import pkgutil
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,11 +26,16 @@ from ..errors import CloudphysError
 __all__ = ["main", "build_parser", "core_command_modules"]
 
 
+def _core_modules() -> tuple[ModuleType, ...]:
+    # Imported statically (never from a computed name); each module imports its heavy parts lazily.
+    from . import data_cmd, models_cmd, plugins_cmd, predict_cmd, scope_cmd, train_cmd
+
+    return (data_cmd, models_cmd, plugins_cmd, predict_cmd, scope_cmd, train_cmd)
+
+
 def core_command_modules() -> list[str]:
-    """Names of the modules that define the core commands (``cloudphys.cli.*_cmd``), sorted."""
-    return sorted(
-        f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd")
-    )
+    """Names of the modules that define the core commands (``cloudphys.cli.*_cmd``), in order."""
+    return [m.__name__ for m in _core_modules()]
 
 
 class _StagedCommands:
@@ -86,8 +90,8 @@ def build_parser(pm: pluggy.PluginManager | None = None) -> argparse.ArgumentPar
     )
     parser.add_argument("--version", action="version", version=f"cloudphys {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in core_command_modules():
-        importlib.import_module(module).add_commands(sub)
+    for module in _core_modules():
+        module.add_commands(sub)
     owners = dict.fromkeys(sub.choices, "core")
 
     pm = pm or get_plugin_manager()
