@@ -3,10 +3,11 @@
 Core commands are defined here, in ``cloudphys/cli/*_cmd.py``: each such module exposes
 ``add_commands(subparsers)`` and is listed in :func:`core_command_modules` (to add a core command,
 add a module and list it there); they are added first. Plugins then *add* commands through the
-``register_commands`` hook, called once per plugin through the plugin manager. A plugin may only add: a command name (or alias) already taken by a core
-command or by another plugin is refused with a warning on stderr naming the plugin, and the command
-that was there stays. A plugin whose hook raises is reported on stderr and none of its commands is
-kept. Whatever plugins print while adding commands goes to stderr, never to stdout.
+``register_commands`` hook, called once per plugin through the plugin manager. A plugin may only
+add: a command name (or alias) already taken by a core command or by another plugin is refused with
+a warning on stderr naming the plugin, and the command that was there stays. A plugin whose hook
+raises is reported on stderr and none of its commands is kept. Whatever plugins print while adding
+commands goes to stderr, never to stdout.
 """
 
 from __future__ import annotations
