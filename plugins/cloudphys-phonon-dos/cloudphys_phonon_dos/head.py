@@ -9,8 +9,9 @@ represented by its centre θ_k = (k − ½)·θ_max/K. The weights are normalise
 
 so any non-negative vector is a valid DOS (all zeros gives a flat one), the overall scale of w is
 irrelevant, and values and gradients stay finite. (One limit: at all-zero weights ∂u/∂w_k is of
-order 3·n·R·T/(K·ε), which leaves float32 for n·T ≳ 1e25 K, e.g. ten million atoms at 1e18 K.) The thermodynamics are exact harmonic sums over
-the bins (units as in the Debye head, per mole of cells):
+order 3·n·R·T/(K·ε), which leaves float32 for n·T ≳ 1e25 K, e.g. ten million atoms at 1e18 K.)
+The thermodynamics are exact harmonic sums over the bins (units as in the Debye head, per mole of
+cells):
 
     u = Σ_k g_k·u₁(θ_k, T),  cv = Σ_k g_k·cv₁(θ_k, T),  s = Σ_k g_k·s₁(θ_k, T),  f = Σ_k g_k·f₁(θ_k, T)
 
