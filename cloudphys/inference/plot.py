@@ -1,7 +1,7 @@
 """Figures of a :class:`~cloudphys.inference.result.Prediction`: one panel per observable (per mole of atoms).
 
 Curves stay distinguishable past ten materials (10 colours × 4 line styles, 40 combinations before
-any repeats), the legend sits outside the axes on the right, each label carries the material's
+any repeats), the legend sits outside the axes (in an empty panel slot when there is one and it fits, else on the right), each label carries the material's
 scalar latents (θ_D ...), ensembles get their central interval as a shaded band, heads with a
 density of states get a DOS panel. When fewer materials are drawn than were given (more than
 ``max_items``, or failed inputs) the figure says so under the panels and the returned
@@ -136,8 +136,14 @@ def plot_prediction(
         fig.text(0.01, 0.005, "note: " + note, fontsize=8, color="firebrick", ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 0.97))
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
-                   title=f"{len(shown)} material(s)", title_fontsize=8)
+        legend_kw = dict(fontsize=7, frameon=False, title=f"{len(shown)} material(s)", title_fontsize=8)
+        spare = axes[n_panels:]
+        if len(spare) and len(handles) <= 12:  # an empty panel slot: the legend goes there, off every curve
+            box = spare[0].get_position()
+            fig.legend(handles, labels, loc="center", bbox_to_anchor=(box.x0 + box.width / 2, box.y0 + box.height / 2),
+                       **{**legend_kw, "fontsize": 9, "title_fontsize": 9})
+        else:
+            fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), **legend_kw)
     path = Path(path)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return PlotInfo(path=path, shown=len(shown), total=total, note=note, figure=fig)
