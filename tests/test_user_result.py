@@ -163,3 +163,19 @@ def test_plot_legend_outside_distinct_styles_and_note(tmp_path) -> None:
     assert len(styles) == 12  # no colour/style pair repeats
     assert any("theta" in t.get_text() for t in legend.get_texts())
     assert any("12 of 14" in t.get_text() for t in fig.texts)
+
+
+def test_plot_dos_panel_and_legend_in_the_spare_slot(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    p = _prediction(n_ok=3, failed=False)
+    theta = np.tile((np.arange(16) + 0.5) * 40.0, (3, 1))
+    modes = np.full((3, 16), 3.0 / 16) * np.array([[it.n_atoms] for it in p.items])
+    p.dos = {"theta_K": theta, "modes": modes, "modes_std": 0.1 * modes}
+    info = p.plot(tmp_path / "d.png")
+    fig = info.figure
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 5 and "DOS" in visible[-1].get_title()
+    np.testing.assert_allclose(p[0].dos[1].sum(), 3.0)  # modes per atom
+    renderer = fig.canvas.get_renderer()
+    lb = fig.legends[0].get_window_extent(renderer)
+    assert not any(lb.overlaps(ax.get_window_extent(renderer)) for ax in visible)
