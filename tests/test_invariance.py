@@ -6,7 +6,7 @@ special orbits, any of the 230 groups) under origin shifts, unimodular changes o
 settings), supercells, the primitive cell, rotations of the Cartesian frame and site permutations:
 
 * the canonical record (and so the default-dialect string) is the same;
-* per-atom predictions of every built-in head (debye, direct, debye-einstein, phonon-dos), from a
+* per-atom predictions of every head (debye, direct; the plugin heads debye-einstein and phonon-dos), from a
   small randomly initialised model (seeded; no training needed: invariance is structural), agree to
   1e-5 relative; extensive observables divided by the atoms of the given cell.
 
@@ -17,6 +17,7 @@ The examples of the issue are ``@example``s: diamond Si on 8a vs 8b (shift ½,½
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import numpy as np
@@ -218,33 +219,40 @@ def _model(head_name: str) -> tuple[Any, Any, Any]:
     return tokenizer, encoder, head
 
 
-def per_atom_predictions(cell: Cell, head_name: str) -> dict[str, np.ndarray]:
-    """The product's path for one structure: SCOPE record → default-dialect string → tokens and
-    intensive features → encoder → head with the given cell's atoms → per-atom observables."""
+@functools.cache
+def _physics_model(head_name: str) -> Any:
+    from cloudphys.training.model import ScopePhysicsModel
+
     tokenizer, encoder, head = _model(head_name)
+    # eval mode: predict_encoded restores the mode it found, so a training-mode wrapper would turn the
+    # shared encoder's dropout on for every later test
+    return ScopePhysicsModel(encoder, head, tokenizer, {"dialect": "default"}).eval()
+
+
+def per_atom_predictions(cell: Cell, head_name: str) -> dict[str, np.ndarray]:
+    """The product's path for one structure: SCOPE record → default-dialect string → ``encode`` /
+    ``collate`` (tokens, intensive features, atoms per primitive cell from the record) → encoder →
+    head (in float64) with the given cell's atoms → per-atom observables."""
+    from cloudphys.data.base import Examples
+    from cloudphys.training.batching import collate, encode
+
+    model = _physics_model(head_name)
     text = scope.from_structure(cell).render()
     n_atoms = len(cell[2])
-    enc = tokenizer([text], return_tensors="pt")
-    feats = torch.as_tensor(encoder.featurize([text], [n_atoms]))
+    enc = encode(Examples(ids=["x"], scope=[text], n_atoms=np.array([float(n_atoms)]),
+                          temperatures=np.asarray(TEMPERATURES)), model)
+    b = collate(enc, np.array([0]), int(model.tokenizer.pad_token_id))
     with torch.no_grad():
-        latents = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], features=feats)
-        temps = torch.tensor([TEMPERATURES], dtype=torch.float64)
-        out = head(latents={k: v.double() for k, v in latents.items()}, temperature=temps,
-                   n_atoms=torch.tensor([float(n_atoms)], dtype=torch.float64))
-    spec = {o.name: o for o in head.observables}
+        latents = model.latents(b["input_ids"], b["attention_mask"], b["features"])
+        out = model.head(latents={k: v.double() for k, v in latents.items()},
+                         temperature=torch.tensor([TEMPERATURES], dtype=torch.float64),
+                         n_atoms=torch.tensor([float(n_atoms)], dtype=torch.float64),
+                         n_atoms_primitive=torch.from_numpy(enc.n_atoms_primitive))
+    spec = {o.name: o for o in model.head.observables}
     return {k: (v / n_atoms if spec[k].extensive else v).numpy()[0] for k, v in out.items()}
 
 
-#: Heads whose per-atom values depend on the atoms of the cell they are given, not only on the
-#: crystal: debye-einstein puts 3 acoustic modes in the given cell and 3(n-1) optical ones, so a
-#: conventional cell or a supercell (k primitive cells: 3k acoustic modes in truth) shifts modes
-#: from acoustic to optical. Found by this file; the head needs atoms per primitive cell (reported).
-CELL_SIZE_DEPENDENT = ("debye-einstein",)
-
-
 def assert_same_predictions(a: Cell, b: Cell, heads: tuple[str, ...] = HEADS) -> None:
-    if len(a[2]) != len(b[2]):
-        heads = tuple(h for h in heads if h not in CELL_SIZE_DEPENDENT)
     for head_name in heads:
         _assert_same_for_head(a, b, head_name)
 
@@ -299,15 +307,42 @@ def test_issue_examples_directly() -> None:
     assert_same_predictions(MGO_CONVENTIONAL, MGO_PRIMITIVE)
 
 
-@pytest.mark.xfail(strict=True, reason="debye-einstein counts 3 acoustic modes per given cell, not per primitive "
-                   "cell: its per-atom values change between a conventional and a primitive cell (issue 12)")
 def test_debye_einstein_per_atom_values_do_not_depend_on_the_cell() -> None:
+    """3 acoustic modes per primitive cell (condition ``n_atoms_primitive`` from the record), not per
+    given cell: MgO conventional (8 atoms) and primitive (2) agree; without the condition the head
+    reads the given cell as primitive and they differ (the bug this condition fixes, 25 % on MgO)."""
     _assert_same_for_head(MGO_CONVENTIONAL, MGO_PRIMITIVE, "debye-einstein")
+    _assert_same_for_head(SI_8A, SI_PRIMITIVE, "debye-einstein")
+    assert scope.from_structure(MGO_CONVENTIONAL).sites_per_primitive_cell == 2
+    head = cloudphys.load_head("debye-einstein")
+    lat = {"theta_D": torch.tensor([300.0], dtype=torch.float64), "theta_E": torch.tensor([500.0], dtype=torch.float64)}
+    T = torch.tensor([[300.0]], dtype=torch.float64)
+    conventional = head(latents=lat, temperature=T, n_atoms=8.0)["cv"] / 8
+    primitive = head(latents=lat, temperature=T, n_atoms=2.0)["cv"] / 2
+    assert float(abs(conventional - primitive) / primitive) > 0.05
+    fixed = head(latents=lat, temperature=T, n_atoms=8.0, n_atoms_primitive=2.0)["cv"] / 8
+    np.testing.assert_allclose(fixed.numpy(), primitive.numpy(), rtol=1e-12)
+
+
+def test_predict_and_training_paths_pass_atoms_per_primitive_cell() -> None:
+    """``predict_items`` (which goes through ``predict_encoded`` and the model's forward) gives
+    debye-einstein the primitive cell's atoms: conventional and primitive MgO / Si agree per atom."""
+    from cloudphys.inference.predict import predict_items, read_items
+
+    model = _physics_model("debye-einstein")
+    cells = [MGO_CONVENTIONAL, MGO_PRIMITIVE, SI_8A, SI_PRIMITIVE]
+    inputs = [{"scope": scope.from_structure(c).render(), "n_atoms": len(c[2])} for c in cells]
+    pred = predict_items(model, read_items(inputs), list(TEMPERATURES))
+    assert pred.errors == [None] * len(inputs)
+    for name in ("cv", "u", "s", "f"):
+        per_atom = pred.observables[name] / np.asarray(pred.n_atoms)[:, None]
+        np.testing.assert_allclose(per_atom[0], per_atom[1], rtol=RTOL)
+        np.testing.assert_allclose(per_atom[2], per_atom[3], rtol=RTOL)
 
 
 def test_extensive_observables_scale_with_the_given_cell() -> None:
     """Only the head scales: a conventional cell (4x the primitive) has 4x the per-cell u, cv, s, f."""
-    for head_name in (h for h in HEADS if h not in CELL_SIZE_DEPENDENT):
+    for head_name in HEADS:
         tokenizer, encoder, head = _model(head_name)
         per_atom = per_atom_predictions(MGO_CONVENTIONAL, head_name)
         spec = {o.name: o for o in head.observables}
@@ -318,7 +353,9 @@ def test_extensive_observables_scale_with_the_given_cell() -> None:
                           features=torch.as_tensor(encoder.featurize([text], [8])))
             temps = torch.tensor([TEMPERATURES], dtype=torch.float64)
             lat = {k: v.double() for k, v in lat.items()}
-            cells = {n: head(latents=lat, temperature=temps, n_atoms=torch.tensor([float(n)], dtype=torch.float64))
+            primitive = torch.tensor([2.0], dtype=torch.float64)  # MgO: 2 atoms per primitive cell
+            cells = {n: head(latents=lat, temperature=temps, n_atoms=torch.tensor([float(n)], dtype=torch.float64),
+                             n_atoms_primitive=primitive)
                      for n in (2, 8)}
         for key, value in cells[8].items():
             if spec[key].extensive:
@@ -400,10 +437,8 @@ def test_predict_reads_every_string_of_one_crystal_as_the_canonical_one() -> Non
     """Issue 13 class 2 through the product's prediction path (``inference.predict.predict_items``):
     a non-canonical default string, the canonical one and the structures all predict the same per atom."""
     from cloudphys.inference.predict import predict_items, read_items
-    from cloudphys.training.model import ScopePhysicsModel
 
-    tokenizer, encoder, head = _model("debye")
-    model = ScopePhysicsModel(encoder, head, tokenizer, {"dialect": "default"})
+    model = _physics_model("debye")
     groups = [
         [{"scope": "F 4d 2 3 -1d | 8b | Si 1.0", "n_atoms": 8}, {"scope": "F 4d 2 3 -1d | 8a | Si 1.0", "n_atoms": 2}],
         [{"scope": "-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5", "n_atoms": 2},
@@ -434,3 +469,35 @@ def test_training_data_in_the_default_dialect_is_canonical(tmp_path: Any) -> Non
                     f"{cloud},48.0,8,train\n", encoding="utf-8")
     ex = load_csv("train", path=str(path), targets={"cv": "cv"}, temperature=300.0)
     assert list(ex.scope) == ["F 4d 2 3 -1d | 8a | Si 1.0"] * 2 + ["-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", cloud]
+
+
+def test_encode_reads_hand_built_examples_in_canonical_form() -> None:
+    """``Examples`` built by hand (not through ``cloudphys.inputs.to_records``) are canonicalised by
+    ``encode``: strings of one crystal give one string, the same tokens and features, and the same
+    atoms per primitive cell; cloud strings stay as CLOUD wrote them; a bad string is reported as written."""
+    from cloudphys.data.base import Examples
+    from cloudphys.errors import DataError
+    from cloudphys.training.batching import check_tokens, encode
+
+    model = _physics_model("debye-einstein")
+    cloud = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4b 4a | Cl 0.5 Na 0.5"
+    texts = ["F 4d 2 3 -1d | 8b | Si 1.0", "F 4d 2 3 -1d | 8a | Si 1.0",
+             "-F 4 2 3 | 4b 4a | Mg 0.5 O 0.5", "-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", cloud]
+    ex = Examples(ids=[f"r{k}" for k in range(5)], scope=list(texts), n_atoms=np.array([8.0, 2.0, 8.0, 2.0, 8.0]),
+                  temperatures=np.array([300.0]))
+    enc = encode(ex, model)
+    assert enc.scope == [texts[1], texts[1], texts[3], texts[3], cloud]
+    assert ex.scope == texts  # the caller's examples are not changed
+    for a, b in ((0, 1), (2, 3)):
+        np.testing.assert_array_equal(enc.input_ids[a], enc.input_ids[b])
+        np.testing.assert_array_equal(enc.features[a], enc.features[b])
+    np.testing.assert_array_equal(enc.n_atoms_primitive, [2.0, 2.0, 2.0, 2.0, 2.0])
+    # tokens and features computed by the caller for the strings as given are replaced when not canonical
+    tokens, _ = check_tokens(model.tokenizer, texts, validate=True)
+    again = encode(ex, model, tokens=tokens, features=model.featurize(texts, ex.n_atoms))
+    for k in range(5):
+        np.testing.assert_array_equal(again.input_ids[k], enc.input_ids[k])
+    np.testing.assert_array_equal(again.features, enc.features)
+    bad = "F 4d 2 3 -1d | 8z | Si 1.0"
+    with pytest.raises(DataError, match=re.escape(bad)):
+        encode(Examples(ids=["bad"], scope=[bad], n_atoms=np.array([8.0]), temperatures=np.array([300.0])), model)

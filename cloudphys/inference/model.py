@@ -74,7 +74,8 @@ def predict_encoded(
             b = collate(enc, idx, pad, device)
             with autocast(device, precision):
                 out, lat = model(
-                    b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"], observables
+                    b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"], observables,
+                    n_atoms_primitive=b["n_atoms_primitive"],
                 )
             for k, v in out.items():
                 preds.setdefault(k, []).append(v.float().cpu().numpy())

@@ -220,7 +220,8 @@ class Model:
         enc = encode(ex, self.core)
         batch = collate(enc, np.arange(len(enc)), int(self.core.tokenizer.pad_token_id), device)
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                "features": batch["features"], "n_atoms": batch["n_atoms"], "names": list(enc.ids)}
+                "features": batch["features"], "n_atoms": batch["n_atoms"], "names": list(enc.ids),
+                "n_atoms_primitive": batch["n_atoms_primitive"]}  # atoms per primitive cell (issue 12)
 
     def latents(self, structures: Any) -> dict[str, Any]:
         """Latents ``{name: tensor [B, *shape]}`` with autograd on (θ_D in K, ...)."""
@@ -240,4 +241,5 @@ class Model:
         if T.ndim == 1:
             T = T.expand(batch["input_ids"].shape[0], -1)
         return self.core(batch["input_ids"], batch["attention_mask"], T, batch["n_atoms"], batch["features"],
-                         list(observables) if observables else self.observables)
+                         list(observables) if observables else self.observables,
+                         n_atoms_primitive=batch.get("n_atoms_primitive"))

@@ -6,7 +6,8 @@ A head is a :class:`torch.nn.Module` subclass of :class:`PhysicsHead` that decla
   bounds, typical value, and a shape: ``()`` for a scalar per sample such as ``theta_D``, ``(K,)``
   for a vector such as a coarse phonon density of states);
 * ``conditions`` -- the per-sample inputs it needs besides latents (``temperature`` in K,
-  ``n_atoms`` atoms per cell);
+  ``n_atoms`` atoms per cell; optionally ``n_atoms_primitive``, atoms per primitive cell, for a
+  head whose per-atom values depend on it -- see :data:`CONDITIONS`);
 * ``observables`` -- :class:`ObservableSpec` per output (name, unit, extensive or not).
 
 Call convention (``forward``)::
@@ -52,8 +53,15 @@ __all__ = [
 #: Molar gas constant in J/(K·mol) (CODATA 2018, exact).
 R_GAS = 8.314462618
 
-#: Conditions a head may declare: name → unit.
-CONDITIONS: dict[str, str] = {"temperature": "K", "n_atoms": "atoms per cell"}
+#: Conditions a head may declare: name → unit. ``n_atoms_primitive`` is optional: atoms per primitive
+#: cell (intensive: the model takes it from the SCOPE record, ``ScopeRecord.sites_per_primitive_cell``),
+#: for a head that needs it (e.g. 3 acoustic modes per primitive cell); a call without it (or a head
+#: that does not declare it) reads the given cell as primitive (``n_atoms_primitive = n_atoms``).
+CONDITIONS: dict[str, str] = {
+    "temperature": "K",
+    "n_atoms": "atoms per cell",
+    "n_atoms_primitive": "atoms per primitive cell",
+}
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,8 @@ class PhysicsHead(nn.Module):
         temperature: Tensor | float | None = None,
         n_atoms: Tensor | float | None = 1,
         observables: Sequence[str] | None = None,
+        *,
+        n_atoms_primitive: Tensor | float | None = None,
     ) -> dict[str, Tensor]:
         """Evaluate observables.
 
@@ -235,6 +245,10 @@ class PhysicsHead(nn.Module):
         :param temperature: K, shape ``[B]`` or ``[B, nT]`` (or a scalar).
         :param n_atoms: atoms per cell, a number or shape ``[B]``.
         :param observables: names to compute (default: those selected at construction).
+        :param n_atoms_primitive: atoms per primitive cell, a number or shape ``[B]``; used only by a
+            head that declares the condition (``compute`` then gets it as a keyword, checked and
+            broadcast like ``n_atoms``, or ``None`` when not given: the given cell is read as a
+            primitive cell); ignored by the other heads.
         :returns: ``{name: tensor}`` each of the broadcast temperature shape.
         """
         wanted = tuple(self.selected if observables is None else observables)
@@ -243,7 +257,9 @@ class PhysicsHead(nn.Module):
             if o not in known:
                 self._unknown(o)
         lat, T, n = check_inputs(self, latents, temperature, n_atoms)
-        return self.compute(lat, T, n, wanted)
+        if "n_atoms_primitive" not in self.conditions:
+            return self.compute(lat, T, n, wanted)
+        return self.compute(lat, T, n, wanted, n_atoms_primitive=_primitive_atoms(n_atoms_primitive, n, T))
 
     def _unknown(self, name: str) -> None:
         known = ", ".join(s.name for s in self.observables)
@@ -380,6 +396,21 @@ def check_inputs(
     if curve:
         n = n.unsqueeze(1)
     return out, T, n
+
+
+def _primitive_atoms(value: Tensor | float | None, n: Tensor, T: Tensor) -> Tensor | None:
+    """``n_atoms_primitive`` checked like ``n_atoms`` and broadcast to ``n``'s shape (None stays None)."""
+    if value is None:
+        return None
+    p = _as_tensor(value, T).to(T.dtype)
+    if p.ndim > 1:
+        raise ValueError(f"n_atoms_primitive must be a number or have shape [B], got {tuple(p.shape)}")
+    _check_values("n_atoms_primitive", p, lower=0.0, upper=n_atoms_limit(T.dtype), strict=True, dtype=T.dtype)
+    B = n.shape[0]
+    if p.ndim == 1 and p.shape[0] not in (1, B):
+        raise ValueError(f"n_atoms_primitive has batch size {p.shape[0]} but the batch has {B}")
+    p = p.expand(B)
+    return p.unsqueeze(1) if n.ndim == 2 else p
 
 
 def _check_values(

@@ -24,7 +24,9 @@ from ..errors import ConfigError, DataError, ScopeError
 
 __all__ = [
     "Encoded",
+    "atoms_per_primitive_cell",
     "batch_indices",
+    "canonical_string",
     "check_tokens",
     "collate",
     "encode",
@@ -47,6 +49,9 @@ class Encoded:
     temperatures: np.ndarray
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     features: np.ndarray | None = None
+    #: atoms per primitive cell (intensive, from each string's record: ``sites_per_primitive_cell``);
+    #: the head condition ``n_atoms_primitive``. ``None``: read the given cells as primitive.
+    n_atoms_primitive: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,6 +78,29 @@ def scope_parse_problem(text: str) -> str | None:
             return head if sep else msg
         return f"{type(exc).__name__}: {msg}"
     return None
+
+
+@lru_cache(maxsize=1 << 16)
+def canonical_string(text: str) -> str:
+    """``text`` as the model reads it: a default-dialect string in its canonical form
+    (:func:`cloudphys.scope.canonical_text`: one string per crystal, whoever built the examples);
+    cloud strings, and strings that do not parse (reported as written by :func:`tokenize`), unchanged."""
+    from ..scope import canonical_text, dialect_of
+
+    if dialect_of(text) != "default" or scope_parse_problem(text) is not None:
+        return text
+    return canonical_text(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def atoms_per_primitive_cell(text: str) -> float:
+    """Atoms per primitive cell of the crystal ``text`` describes (its record's
+    ``sites_per_primitive_cell``; the same for every cell the crystal is written in); NaN if it does not parse."""
+    from ..scope import parse
+
+    if scope_parse_problem(text) is not None:
+        return float("nan")
+    return float(parse(text).sites_per_primitive_cell)
 
 
 def _snippet(text: str) -> str:
@@ -153,12 +181,17 @@ def encode(
 ) -> Encoded:
     """Tokenize ``examples`` once for ``model`` (a :class:`ScopePhysicsModel`).
 
+    Default-dialect strings are read in their canonical form (:func:`canonical_string`), so
+    examples built by hand train and predict like those of ``cloudphys.inputs.to_records``.
     ``tokens`` / ``features``: already computed (by :func:`check_tokens` / ``model.featurize``) for
-    these strings -- used as they are, nothing is tokenized or featurized again.
+    these strings -- used as they are, nothing is tokenized or featurized again (unless a string
+    was not canonical: then its canonical form is).
     """
     ids = list(examples.ids)
-    if tokens is None:
-        tokens = tokenize(model.tokenizer, examples.scope, ids, validate=True)
+    scope = [canonical_string(str(s)) for s in examples.scope]
+    given = scope == [str(s) for s in examples.scope]
+    if tokens is None or not given:
+        tokens = tokenize(model.tokenizer, scope, ids, validate=True)
     n = np.asarray(examples.n_atoms, dtype=np.float64)
     bad = np.flatnonzero(~(np.isfinite(n) & (n > 0)))
     if bad.size:
@@ -166,15 +199,18 @@ def encode(
     targets = {k: np.asarray(v, dtype=np.float64) for k, v in examples.targets.items()}
     if observables is not None:
         targets = {k: v for k, v in targets.items() if k in observables}
-    feats = features if features is not None else model.featurize(examples.scope, n)
+    feats = features if features is not None and given else model.featurize(scope, n)
+    prim = np.asarray([atoms_per_primitive_cell(s) for s in scope], dtype=np.float64).reshape(len(scope))
+    prim = np.where(np.isfinite(prim), prim, n)  # a string that does not parse: its cell as given
     return Encoded(
         ids=ids,
-        scope=list(examples.scope),
+        scope=scope,
         input_ids=list(tokens),
         n_atoms=n,
         temperatures=np.asarray(examples.temperatures, dtype=np.float64),
         targets=targets,
         features=None if feats is None else np.asarray(feats, dtype=np.float32),
+        n_atoms_primitive=prim,
     )
 
 
@@ -195,6 +231,8 @@ def collate(enc: Encoded, idx: np.ndarray, pad_id: int, device: torch.device | s
         "temperature": torch.from_numpy(np.broadcast_to(enc.temperatures, (len(rows), nT)).copy()).float().to(device),
         "targets": {k: torch.from_numpy(v[idx]).float().to(device) for k, v in enc.targets.items()},
         "features": None if enc.features is None else torch.from_numpy(enc.features[idx]).to(device),
+        "n_atoms_primitive": None if enc.n_atoms_primitive is None
+        else torch.from_numpy(enc.n_atoms_primitive[idx]).float().to(device),
     }
     return batch
 

@@ -169,7 +169,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
             g["lr"] = g["base_lr"] * factor
         with runtime.autocast(device, tc.precision):
             pred, _ = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"],
-                                  d.observables)
+                                  d.observables, n_atoms_primitive=b["n_atoms_primitive"])
         value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss)
         optimizer.zero_grad(set_to_none=True)
         value.backward()

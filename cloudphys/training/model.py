@@ -91,12 +91,19 @@ class ScopePhysicsModel(nn.Module):
         n_atoms: Tensor,
         features: Tensor | None = None,
         observables: Sequence[str] | None = None,
+        *,
+        n_atoms_primitive: Tensor | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """``(observables {name: [B, nT]}, latents)``; the head runs in float32 outside autocast."""
+        """``(observables {name: [B, nT]}, latents)``; the head runs in float32 outside autocast.
+
+        ``n_atoms_primitive`` (``[B]``, from :func:`~cloudphys.training.batching.collate`): atoms per
+        primitive cell, for a head that declares the condition (``None``: the given cells).
+        """
         lat = self.latents(input_ids, attention_mask, features)
+        extra = {} if n_atoms_primitive is None else {"n_atoms_primitive": n_atoms_primitive.float()}
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
             obs = self.head(latents=lat, temperature=temperature.float(), n_atoms=n_atoms.float(),
-                            observables=observables)
+                            observables=observables, **extra)
         return obs, lat
 
     # -- persistence ----------------------------------------------------------------------

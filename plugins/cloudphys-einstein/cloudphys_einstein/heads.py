@@ -5,9 +5,12 @@ the zero-point energy, f = u − T·s), cv and s in J/(K·mol).
 
 * ``einstein``: all 3·n modes at one Einstein temperature θ_E,
   u = 3nRθ_E(1/2 + 1/(e^{θ_E/T} − 1)) and so on (see :mod:`cloudphys.physics.harmonic`).
-* ``debye-einstein``: the 3 acoustic branches as a Debye solid of Debye temperature θ_D (the
-  Debye head with one atom: 3 modes, zero-point energy 9/8·R·θ_D), the 3(n − 1) optical branches
-  as Einstein modes at θ_E. Needs ``n_atoms`` ≥ 1.
+* ``debye-einstein``: per primitive cell of p atoms, the 3 acoustic branches as a Debye solid of
+  Debye temperature θ_D (the Debye head with one atom: 3 modes, zero-point energy 9/8·R·θ_D), the
+  3(p − 1) optical branches as Einstein modes at θ_E; a given cell of n atoms holds n/p primitive
+  cells. p is the condition ``n_atoms_primitive`` (the model takes it from the SCOPE record, so
+  per-atom values do not depend on the cell the crystal is written in); ``n_atoms`` when not
+  given, as before. Needs p ≥ 1.
 
 Both reuse the core numerics: Gauss–Legendre Debye integral with a cut-off (``DebyeHead``) and the
 overflow-free oscillator sums of :func:`cloudphys.physics.harmonic.oscillator_thermo`, finite with
@@ -52,10 +55,13 @@ class EinsteinHead(PhysicsHead):
 
 
 class DebyeEinsteinHead(PhysicsHead):
-    """Debye θ_D for the 3 acoustic branches, Einstein θ_E for the 3(n − 1) optical branches."""
+    """Debye θ_D for the 3 acoustic branches, Einstein θ_E for the 3(p − 1) optical branches of each
+    primitive cell of p atoms (``n_atoms_primitive``)."""
 
     name = "debye-einstein"
-    description = "3 acoustic branches as a Debye solid (θ_D) + 3(n−1) optical modes at θ_E"
+    description = "per primitive cell of p atoms: 3 acoustic modes as a Debye solid (θ_D) + 3(p−1) optical at θ_E"
+    # n_atoms_primitive: the split into acoustic and optical modes is per primitive cell (issue 12 §1)
+    conditions = ("temperature", "n_atoms", "n_atoms_primitive")
     latents = (
         LatentSpec(
             "theta_D", "K", lower=1.0, upper=5000.0, typical=200.0, scale="log",
@@ -77,17 +83,23 @@ class DebyeEinsteinHead(PhysicsHead):
         return {**super().get_config(), "order": self.acoustic.order}
 
     def compute(
-        self, latents: dict[str, Tensor], temperature: Tensor, n_atoms: Tensor, observables: tuple[str, ...]
+        self, latents: dict[str, Tensor], temperature: Tensor, n_atoms: Tensor, observables: tuple[str, ...],
+        n_atoms_primitive: Tensor | None = None,
     ) -> dict[str, Tensor]:
         theta_d, theta_e = latents["theta_D"], latents["theta_E"]
         dtype, work = work_dtype(theta_d, theta_e, temperature)
         T, n = temperature.to(work), n_atoms.to(work)
-        if not torch.jit.is_scripting() and bool((n.detach() < 1).any()):
-            bad = float(n.detach()[n.detach() < 1][0])
+        p = n if n_atoms_primitive is None else n_atoms_primitive.to(work)
+        what = "n_atoms" if n_atoms_primitive is None else "n_atoms_primitive"
+        if not torch.jit.is_scripting() and bool((p.detach() < 1).any()):
+            bad = float(p.detach()[p.detach() < 1][0])
             raise ValueError(
-                f"head {self.name!r}: invalid n_atoms {bad!r} (must be >= 1: 3 acoustic + 3(n-1) optical modes)"
+                f"head {self.name!r}: invalid {what} {bad!r} (must be >= 1: 3 acoustic + 3(p-1) optical modes "
+                "per primitive cell of p atoms)"
             )
-        acoustic = self.acoustic.compute({"theta_D": theta_d.to(work)}, T, torch.ones_like(n), observables)
+        # primitive cells in the given cell: 3 acoustic modes each (the Debye head, one atom each)
+        cells = torch.ones_like(n) if n_atoms_primitive is None else n / p
+        acoustic = self.acoustic.compute({"theta_D": theta_d.to(work)}, T, cells, observables)
         optical = oscillator_thermo(theta_e.to(work), T, observables)
-        optical_modes = 3.0 * (n - 1.0)
+        optical_modes = 3.0 * (n - cells)
         return {k: (acoustic[k] + optical_modes * optical[k]).to(dtype) for k in observables}

@@ -267,3 +267,38 @@ def test_contract_at_hypothesis_points(inputs, cls):
     head = cls()
     lat = {s.name: inputs.latents[s.name] for s in head.latents}  # inputs drawn for θ_D and θ_E
     check_head_inputs(head, lat, inputs.temperature, inputs.n_atoms, checks=["finite", "identities", "limits"])
+
+
+@DTYPES
+def test_debye_einstein_splits_modes_per_primitive_cell(dtype):
+    """``n_atoms_primitive`` = p: a cell of n atoms holds n/p primitive cells, each with 3 acoustic
+    (Debye) and 3(p − 1) optical (Einstein) modes, against mpmath; per-atom values depend on p alone."""
+    head = DebyeEinsteinHead()
+
+    def at(p):
+        def latents_of(th, th2, dt):
+            return {"theta_D": torch.tensor([th], dtype=dt), "theta_E": torch.tensor([th2], dtype=dt)}
+
+        def ref_of(thd, the, t, n):
+            a, o = debye3_ref(thd, t), einstein_ref(the, t)
+            return {k: n / p * a[k] + 3 * (n - n / p) * o[k] for k in a}
+
+        class Head(torch.nn.Module):  # the head with the condition bound
+            def forward(self, **kw):
+                return head(**kw, n_atoms_primitive=p)
+
+        return Head(), latents_of, ref_of
+
+    for p in (1.0, 2.0, 5.0):
+        model, latents_of, ref_of = at(p)
+        rows = [(th, THETAS[(i + 3) % len(THETAS)], n, TEMPS) for i, th in enumerate(THETAS) for n in (p, 4 * p)]
+        _check(model, latents_of, ref_of, dtype, rows)
+    lat = {"theta_D": torch.tensor([300.0], dtype=dtype), "theta_E": torch.tensor([500.0], dtype=dtype)}
+    T = torch.tensor([[0.0, 20.0, 300.0]], dtype=dtype)
+    one = {k: v / 2 for k, v in head(latents=lat, temperature=T, n_atoms=2.0, n_atoms_primitive=2.0).items()}
+    eight = {k: v / 8 for k, v in head(latents=lat, temperature=T, n_atoms=8.0, n_atoms_primitive=2.0).items()}
+    for k in one:
+        torch.testing.assert_close(eight[k], one[k], rtol=TOL[dtype], atol=0.0)
+    with pytest.raises(ValueError, match=r"n_atoms_primitive 0.5.*>= 1"):
+        head(latents=lat, temperature=300.0, n_atoms=2.0, n_atoms_primitive=torch.tensor([0.5]))
+    assert head.describe()["conditions"]["n_atoms_primitive"] == "atoms per primitive cell"
