@@ -329,3 +329,47 @@ def test_scope_command_with_an_item_timeout_converts_in_workers(tmp_path: Path) 
         rows = list(csv.DictReader(fh))
     assert [r["scope"] for r in rows] == [NACL, ""] and "max_symops" in rows[1]["error"]
     assert main(["scope", str(tmp_path / "a.cif"), "--item-timeout", "-1"]) == 1  # a one-line error, no traceback
+
+
+def test_deep_json_cannot_crash_the_process_even_with_a_raised_recursion_limit(tmp_path: Path) -> None:
+    """json's C decoder recurses per level; with ``sys.setrecursionlimit`` raised (any library may do
+    it) 100,000 ``[`` overflow the C stack -- a segmentation fault. Depth is checked first."""
+    import subprocess
+    import sys
+
+    deep = "[" * 100_000
+    (tmp_path / "deep.json").write_text(deep)
+    (tmp_path / "deep.jsonl").write_text('{"id": "a", "structure": ' + deep + "\n")
+    with open(tmp_path / "deep.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "structure"], ["c", deep]])
+    (tmp_path / "rows.jsonl").write_text(deep + "\n")
+    code = (
+        "import sys; sys.setrecursionlimit(10**6)\n"
+        "from cloudphys.inputs import read_inputs\n"
+        "from cloudphys.data.thermo_jsonl import load_thermo_jsonl\n"
+        "from cloudphys.errors import DataError\n"
+        f"items = read_inputs([{str(tmp_path / 'deep.json')!r}, {str(tmp_path / 'deep.jsonl')!r}, "
+        f"{str(tmp_path / 'deep.csv')!r}])\n"
+        "assert len(items) == 3 and all('nested more than' in it.error for it in items), [it.error for it in items]\n"
+        "try:\n"
+        f"    load_thermo_jsonl('all', path={str(tmp_path / 'rows.jsonl')!r})\n"
+        "except DataError as exc:\n"
+        "    assert 'nested more than' in str(exc), exc\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-2000:])
+
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                            max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_loads_json_is_json_loads_for_documents_within_the_depth(value: Any) -> None:
+    from cloudphys.inputs import loads_json
+
+    text = json.dumps(value)
+    assert loads_json(text) == json.loads(text)

@@ -27,7 +27,7 @@ from ..inputs import (
     to_records,
     unreadable_message,
 )
-from ..inputs.textio import iter_lines
+from ..inputs.textio import iter_lines, loads_json
 from .base import Examples
 from .thermo import (
     PHONONDB_GRID,
@@ -66,7 +66,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    row = loads_json(line)
                 except (ValueError, RecursionError) as exc:
                     raise DataError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
                 if not isinstance(row, dict):

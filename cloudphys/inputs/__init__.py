@@ -31,7 +31,8 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_LIMITS": "limits", "InputLimitError": "limits", "Limits": "limits", "add_limit_options": "limits",
     "as_limits": "limits", "limits_from_options": "limits",
     "plain_structure": "plain", "structure_from_plain": "plain",
-    "READ_ERRORS": "textio", "open_text": "textio", "read_error_reason": "textio", "read_text": "textio",
+    "MAX_JSON_DEPTH": "textio", "READ_ERRORS": "textio", "loads_json": "textio", "open_text": "textio",
+    "read_error_reason": "textio", "read_text": "textio",
     "unreadable_message": "textio",
 }
 

@@ -15,7 +15,6 @@ No reader imports a module named by the data or calls a ``from_dict`` (see :mod:
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 import warnings
@@ -26,7 +25,7 @@ from typing import Any
 from ..errors import StructureError
 from .limits import InputLimitError, Limits
 from .plain import ase_json_frames, plain_structure
-from .textio import is_gzip_name, read_text
+from .textio import is_gzip_name, loads_json, read_text
 
 __all__ = [
     "LOOKED_FOR",
@@ -343,7 +342,7 @@ def _traj_array(b: Any, key: str, max_size: int, fallback: Any, *, required: boo
 def _json_items(text: str, limits: Limits) -> list[tuple[str, Any]]:
     """``(suffix, item)`` for a pymatgen JSON structure, a JSON list of them, or an ASE database."""
     try:
-        doc = json.loads(text)
+        doc = loads_json(text)
     except (ValueError, RecursionError) as exc:
         return [("", StructureError(f"not valid JSON ({exc})"))]
     if isinstance(doc, list):

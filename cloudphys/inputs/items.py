@@ -19,7 +19,6 @@ gzip) keeps the items read before and adds one error item saying from which line
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from .textio import (
     CsvRowError,
     iter_csv_rows,
     iter_lines,
+    loads_json,
     open_text,
     read_error_reason,
     unreadable_message,
@@ -218,7 +218,7 @@ def _table_item(name: str, source: str, row: Mapping[str, Any], col: str, limits
         obj = value
         if isinstance(value, str):
             try:
-                obj = json.loads(value)
+                obj = loads_json(value)
             except (ValueError, RecursionError) as exc:
                 obj = StructureError(f"the 'structure' field is not JSON ({exc})")
         if obj is None:
@@ -290,7 +290,7 @@ def _iter_jsonl(path: Path, limits: Limits, column: str | None) -> Iterator[Inpu
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    row = loads_json(line)
                 except (ValueError, RecursionError) as exc:
                     yield _error_item(name, f"not valid JSON ({exc})", where)
                     continue

@@ -15,20 +15,25 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "READ_ERRORS",
     "CsvRow",
     "CsvRowError",
     "is_gzip_name",
     "iter_csv_rows",
     "iter_lines",
+    "loads_json",
     "open_binary",
     "open_text",
     "read_error_reason",
@@ -41,6 +46,30 @@ __all__ = [
 READ_ERRORS: tuple[type[BaseException], ...] = (UnicodeDecodeError, OSError, EOFError, zlib.error, csv.Error)
 
 _CHUNK = 1 << 20
+
+#: Deepest nesting of arrays/objects accepted in a JSON input (a structure document needs about 6).
+MAX_JSON_DEPTH = 100
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` after checking that arrays/objects nest at most ``max_depth`` deep.
+
+    Deep nesting is refused before decoding: the C decoder recurses per level, and with the
+    interpreter's recursion limit raised (by any library) a small file of ``[[[[...`` overflows the C
+    stack -- a crash, not an exception. :raises ValueError: not JSON, or nested too deep.
+    """
+    if text.count("[") + text.count("{") > max_depth:
+        depth = 0
+        for m in _JSON_TOKENS.finditer(text):
+            c = m.group()
+            if c in "[{":
+                depth += 1
+                if depth > max_depth:
+                    raise ValueError(f"arrays/objects nested more than {max_depth} levels deep")
+            elif c in "]}":
+                depth -= 1
+    return json.loads(text)
 
 
 def is_gzip_name(path: Path | str) -> bool:
