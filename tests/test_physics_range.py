@@ -13,13 +13,14 @@ import math
 
 import pytest
 import torch
-from conftest import require
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cloudphys.physics.contract import n_atoms_limit, temperature_limit
 from cloudphys.plugins import Registry, make_plugin_manager
 from cloudphys.testing import strategies as cst
+
+from conftest import require
 
 HEADS = ("debye", "direct", "einstein", "debye-einstein", "phonon-dos")
 DTYPES = (torch.float32, torch.float64)
