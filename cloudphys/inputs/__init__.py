@@ -16,7 +16,6 @@ pretraining corpus all read their inputs here. Data never runs code: see :mod:`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 #: public name → the submodule defining it (imported on first use, so that ``cloudphys.inputs.limits``
@@ -40,12 +39,33 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _module(_EXPORTS.get(name))
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(module, name)
     globals()[name] = value
     return value
+
+
+def _module(name: str | None) -> Any:
+    """The submodule ``name`` (static imports only: nothing is imported by a computed name)."""
+    if name == "cache":
+        from . import cache as m
+    elif name == "convert":
+        from . import convert as m
+    elif name == "formats":
+        from . import formats as m
+    elif name == "items":
+        from . import items as m
+    elif name == "limits":
+        from . import limits as m
+    elif name == "plain":
+        from . import plain as m
+    elif name == "textio":
+        from . import textio as m
+    else:
+        return None
+    return m
 
 
 def __dir__() -> list[str]:
