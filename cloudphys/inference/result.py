@@ -397,7 +397,10 @@ def _fmt(x: float, sd: float | None = None) -> str:
     if not math.isfinite(x):
         return "nan"
     s = f"{x:.4g}" if abs(x) < 1e5 else f"{x:.3e}"
-    return s + (f"±{sd:.2g}" if sd is not None and math.isfinite(sd) else "")
+    if sd is None or not math.isfinite(sd):
+        return s
+    e = f"{sd:.2g}"
+    return f"{s}±{sd:.0f}" if "e" in e else f"{s}±{e}"
 
 
 def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:

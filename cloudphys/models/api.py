@@ -90,6 +90,14 @@ class Model:
         return self._members is not None and len(self._members) >= 2
 
     @property
+    def generator_table(self) -> Path | None:
+        """CLOUD's generator table shipped with a cloud-dialect model (``generator.json``), if any."""
+        if self.path is None:
+            return None
+        f = self.path / "generator.json"
+        return f if f.is_file() else None
+
+    @property
     def observables(self) -> list[str]:
         """Every observable the head gives."""
         return [o.name for o in self.head.observables]
@@ -126,6 +134,8 @@ class Model:
             place with an ``error`` (nothing is dropped, nothing raises per input).
         """
         from ..inference.predict import predict_items, read_items
+        from ..inputs import to_records
+        from ..training.model import model_dialect
         from ..inference.result import ItemInfo, Prediction, quantities_from_head
         from ..inference.uncertainty import DEFAULT_LEVEL, member_std
 
@@ -136,6 +146,11 @@ class Model:
             raise DataError(f"observable(s) {unknown} not given by head {self.head.name!r}; it gives {self.observables}")
         T_all = np.append(T, 0.0)  # one extra column: the zero-point energy u(T = 0)
         items = read_items(_as_sources(structures))
+        table = self.generator_table
+        if table is not None and (dialect or model_dialect(self.core)) == "cloud" and any(
+                it.error is None and it.scope is None for it in items):
+            # the model ships CLOUD's generator table: structures convert without the data directory
+            to_records(items, dialect="cloud", workers=workers, generator_table=table)
         # A SCOPE string given without n_atoms describes no cell: with intensive encoder inputs its
         # per-atom prediction is well defined, so it is predicted for one atom (per cell stays unknown).
         per_atom_only = []

@@ -3,6 +3,7 @@
 The folder holds only what prediction needs: each member's model directory (``config.json``,
 ``model.safetensors``, tokenizer files, ``head.json``, ``cloudphys.json``; no optimizer state, no
 metrics), ``ensemble.json`` for an ensemble, the calibration (``uncertainty.json``) if given,
+CLOUD's generator table for a cloud-dialect model (``generator.json``, so structures convert offline),
 ``model.json``, ``model_card.md`` and ``SHA256SUMS``. Encoder weights may be stored in float16 to
 halve the size; :func:`cloudphys.models.load_model` loads them as float32.
 """
@@ -17,7 +18,7 @@ from typing import Any, Mapping
 from ..errors import CheckpointError
 from .registry import CARD_FILE, MODEL_JSON, write_checksums
 
-__all__ = ["package_model", "WEIGHT_DTYPES"]
+__all__ = ["package_model", "WEIGHT_DTYPES", "GENERATOR_FILE"]
 
 WEIGHT_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -48,6 +49,26 @@ def _save_member(model: Any, dst: Path, dtype: str) -> None:
         f.with_suffix(".tmp").replace(f)
 
 
+#: CLOUD's generator table, shipped with every cloud-dialect model so that structures convert offline.
+GENERATOR_FILE = "generator.json"
+GENERATOR_LICENCE = "generator.LICENSE"
+
+
+def _include_generator_table(out: Path) -> None:
+    """Copy CLOUD's generator table (MIT, with its licence) into a cloud-dialect model's folder."""
+    from ..data.cloud import CLOUD_FILES
+    from ..data.download import fetch
+
+    src = Path(fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud"))
+    shutil.copy2(src, out / GENERATOR_FILE)
+    licence = src.parent / "LICENSE"
+    text = licence.read_text(encoding="utf-8") if licence.is_file() else "MIT License, Copyright (c) 2025 Changwen Xu\n"
+    (out / GENERATOR_LICENCE).write_text(
+        "generator.json is CLOUD's space-group generator table (github.com/ChangwenXu98/CLOUD, data/generator.json),\n"
+        "shipped so that structures convert to the cloud SCOPE dialect offline. Its licence:\n\n" + text,
+        encoding="utf-8")
+
+
 def package_model(
     run: str | Path,
     out: str | Path,
@@ -70,6 +91,7 @@ def package_model(
     from ..inference.model import load_model
     from ..inference.uncertainty import member_models, write_calibration
     from ..training.checkpoint import write_manifest
+    from ..training.model import model_dialect
 
     if dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
@@ -93,6 +115,8 @@ def package_model(
         else:
             names = ["."]
             _save_member(core, out, dtype)
+        if model_dialect(core) == "cloud":
+            _include_generator_table(out)
         if calibration is not None:
             write_calibration(out, calibration)
         info = {"name": name, "members": len(names), "head": core.head.name, "weights_dtype": dtype, **dict(meta or {})}
