@@ -340,9 +340,10 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     expect_error = {
         "unknown-token": "not an element symbol", "two-sections": "found 2", "impossible-letter": "no Wyckoff letter 'z'",
         "n-zero": "n_atoms", "n-negative": "n_atoms", "n-nan": "n_atoms", "too-long": "max_length 24",
-        "s-overlap": "overlap", "s-nan": "NaN", "s-n-negative": "n_atoms", "structures.jsonl:4": "JSON",
-        "empty.cif": "cannot read", "POSCAR_nan": "cannot read|NaN", "missing.cif": "not found",
-    }
+        "s-overlap": "overlap", "s-nan": "NaN", "s-n-negative": "n_atoms", f"{jsonl}:5": "JSON",
+        str(tmp_path / "empty.cif"): "cannot read", str(tmp_path / "POSCAR_nan"): "cannot read|NaN",
+        str(tmp_path / "missing.cif"): "no such file",
+    }  # failures are named as cloudphys.inputs names them: the file as given, FILE:LINE for a line
     good = {"good", "s-good"}
     ids = [r["id"] for r in rows]
     assert set(ids) == good | set(expect_error)
@@ -514,7 +515,8 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
         str(not_gzip): r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
         str(truncated): rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
                         rf".*lines 1-{kept} were read",
-        "no_columns.csv": r"CSV needs a 'scope' \(or 'cloud'\) and an 'n_atoms' column; has \['id', 'formula'\]",
+        str(no_cols): r"no_columns\.csv: a CSV input needs a scope/cloud/cif/poscar/structure column "
+                      r"\(has id, formula\)",
     }
     assert len(rows) == 2 * len(good) + len(errors)  # two temperatures per good input, one row per failure
     for rid in good:

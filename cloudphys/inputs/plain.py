@@ -47,7 +47,7 @@ def _number(v: Any, what: str) -> float:
         raise StructureError(f"{what} must be a number, got {v!r:.60}")
     f = float(v)
     if not math.isfinite(f):
-        raise StructureError(f"{what} must be finite, got {v!r}")
+        raise StructureError(f"{what} must be a finite number, got {v!r} (NaN or infinite)")
     return f
 
 
