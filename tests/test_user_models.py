@@ -220,7 +220,8 @@ def test_cli_predict_exit_codes_csv_yaml_and_plot(shipped, tmp_path, monkeypatch
     rc, _ = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out), "--keep-going"],
                  monkeypatch, capsys)
     assert rc == 0
-    rc, _ = _cli(["predict", "--model", str(shipped), "--input", bad, "-o", str(out), "--keep-going"], monkeypatch, capsys)
+    rc, _ = _cli(["predict", "--model", str(shipped), "--input", bad, "-o", str(out), "--keep-going"],
+                 monkeypatch, capsys)
     assert rc == 1  # nothing predicted
     rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, "--dos", "-o", str(out)], monkeypatch, capsys)
     assert rc == 1 and cap.err.startswith("error:") and "density of states" in cap.err

@@ -32,7 +32,8 @@ def _prediction(n_ok: int = 3, ensemble: bool = True, failed: bool = True, T=(0.
     n_atoms = torch.arange(1, n_ok + 1, dtype=torch.float64) * 2.0
     temps = torch.tensor(T, dtype=torch.float64)
     out = head(latents={"theta_D": theta}, temperature=temps.expand(n_ok, -1), n_atoms=n_atoms)
-    zero = head(latents={"theta_D": theta}, temperature=torch.zeros(n_ok, 1, dtype=torch.float64), n_atoms=n_atoms)["u"][:, 0]
+    t0 = torch.zeros(n_ok, 1, dtype=torch.float64)
+    zero = head(latents={"theta_D": theta}, temperature=t0, n_atoms=n_atoms)["u"][:, 0]
     items = [ItemInfo(f"m{k}", f"m{k}.cif", "scope", float(n_atoms[k])) for k in range(n_ok)]
     obs = {k: v.numpy() for k, v in out.items()}
     lat = {"theta_D": theta.numpy()}
@@ -88,7 +89,8 @@ def test_csv_has_units_both_bases_spreads_header_and_error_rows(tmp_path) -> Non
     err = [r for r in rows if r["error"]]
     assert len(err) == 1 and err[0]["id"] == "broken.cif" and err[0]["cv_J_per_K_mol_atom"] == ""
     r = next(r for r in rows if r["id"] == "m1" and float(r["temperature_K"]) == 300.0)
-    assert math.isclose(float(r["cv_J_per_K_mol_cell"]), float(r["cv_J_per_K_mol_atom"]) * float(r["n_atoms"]), rel_tol=1e-7)  # 8 digits written
+    per_cell, per_atom = float(r["cv_J_per_K_mol_cell"]), float(r["cv_J_per_K_mol_atom"])
+    assert math.isclose(per_cell, per_atom * float(r["n_atoms"]), rel_tol=1e-7)  # 8 digits written
 
 
 def test_observables_subset_and_unknown(tmp_path) -> None:

@@ -48,7 +48,8 @@ def _run(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"--observables {unknown}: head {model.head.name!r} gives {model.observables}")
     if args.dos is not None and not callable(getattr(model.head, "density_of_states", None)):
-        raise ConfigError(f"--dos: head {model.head.name!r} has no density of states (a DOS head such as phonon-dos has)")
+        raise ConfigError(f"--dos: head {model.head.name!r} has no density of states "
+                          "(a DOS head such as phonon-dos has)")
     if args.phonopy_yaml and args.observables and not {"u", "cv", "s", "f"} <= set(args.observables):
         raise ConfigError("--phonopy-yaml needs u, cv, s and f; drop --observables or include all four")
 
@@ -100,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.keep_going and done_n > 0:
         return 0
     if not args.keep_going:
-        print("exit status 1: some inputs failed (--keep-going: exit 0 when at least one was predicted)", file=sys.stderr)
+        print("exit status 1: some inputs failed (--keep-going: exit 0 when at least one was predicted)",
+              file=sys.stderr)
     return 1
 
 
@@ -115,14 +117,18 @@ def add_commands(subparsers: Any) -> None:
                         "or SCOPE strings")
     p.add_argument("--temperatures", "-T", default="300", help="K: start:stop:step (stop included), a,b,c or one value")
     p.add_argument("-o", "--output", help="output CSV (one row per input and temperature; default: stdout)")
-    p.add_argument("--observables", nargs="+", metavar="NAME", help="only these observables (default: all the head gives)")
+    p.add_argument("--observables", nargs="+", metavar="NAME",
+                   help="only these observables (default: all the head gives)")
     p.add_argument("--dos", nargs="?", const="auto", metavar="CSV",
                    help="also write the learned phonon DOS (DOS heads; default file OUTPUT.dos.csv)")
-    p.add_argument("--phonopy-yaml", metavar="DIR", help="also write DIR/<input>/thermal_properties.yaml (phonopy format)")
+    p.add_argument("--phonopy-yaml", metavar="DIR",
+                   help="also write DIR/<input>/thermal_properties.yaml (phonopy format)")
     p.add_argument("--plot", help="also plot the curves (PNG, PDF, SVG by suffix)")
-    p.add_argument("--plot-max", type=int, default=20, help="materials drawn in the plot (default 20; all go to the CSV)")
+    p.add_argument("--plot-max", type=int, default=20,
+                   help="materials drawn in the plot (default 20; all go to the CSV)")
     p.add_argument("--keep-going", action="store_true",
-                   help="exit 0 when at least one input was predicted, even if others failed (error rows still written)")
+                   help="exit 0 when at least one input was predicted, even if others failed "
+                        "(error rows still written)")
     p.add_argument("--dialect", help="SCOPE dialect for structure inputs (default: the model's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1, help="processes for structure conversion")

@@ -1,7 +1,8 @@
 """Figures of a :class:`~cloudphys.inference.result.Prediction`: one panel per observable (per mole of atoms).
 
 Curves stay distinguishable past ten materials (10 colours × 4 line styles, 40 combinations before
-any repeats), the legend sits outside the axes (in an empty panel slot when there is one and it fits, else on the right), each label carries the material's
+any repeats), the legend sits outside the axes (in an empty panel slot when there is one and it
+fits, else on the right), each label carries the material's
 scalar latents (θ_D ...), ensembles get their central interval as a shaded band, heads with a
 density of states get a DOS panel. When fewer materials are drawn than were given (more than
 ``max_items``, or failed inputs) the figure says so under the panels and the returned

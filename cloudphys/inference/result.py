@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["Quantity", "ItemInfo", "Prediction", "StructurePrediction", "unit_slug", "column_name", "per_atom_unit", "quantities_from_head"]
+__all__ = ["Quantity", "ItemInfo", "Prediction", "StructurePrediction", "unit_slug", "column_name", "per_atom_unit",
+           "quantities_from_head"]
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,8 @@ class Prediction:
 
     def header(self) -> str:
         """The comment line written above the CSV table."""
-        spread = (f"{self.members}-member ensemble; std = members' std x {self.scale:.4g} "
-                  f"({'calibrated on ' + str(self.calibration.get('fitted_on', 'val')) if self.calibration else 'uncalibrated'}); "
+        cal = f"calibrated on {self.calibration.get('fitted_on', 'val')}" if self.calibration else "uncalibrated"
+        spread = (f"{self.members}-member ensemble; std = members' std x {self.scale:.4g} ({cal}); "
                   f"lo/hi = central {self.level:.0%} interval" if self.is_ensemble else "single model (no spread)")
         return (f"# cloudphys prediction: model {self.model or '?'}, head {self.head or '?'}; "
                 "_cell = per mole of the cell given (n_atoms atoms), _atom = per mole of atoms; "
@@ -278,7 +279,8 @@ class Prediction:
                 continue
             theta, g, sd = s.dos  # type: ignore[misc]
             for k in range(len(theta)):
-                out.append({"id": s.name, "bin": k, "theta_K": float(theta[k]), "frequency_THz": float(theta[k]) * from_k,
+                out.append({"id": s.name, "bin": k, "theta_K": float(theta[k]),
+                            "frequency_THz": float(theta[k]) * from_k,
                             "modes_per_atom": float(g[k]), "modes_per_atom_std": None if sd is None else float(sd[k]),
                             "error": None})
         return out

@@ -163,7 +163,8 @@ def calibrate(model: Any, examples: Any, *, level: float = DEFAULT_LEVEL, split:
             "coverage_uncalibrated": before, "members": len(model.encoder.members)}
 
 
-def run_split(run_dir: str | Path, split: str, *, registry: Any = None, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
+def run_split(run_dir: str | Path, split: str, *, registry: Any = None,
+              overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """``(model, examples)``: an ensemble run and ``split`` of the data set it was trained on."""
     from ..config import load_config
     from ..training.batching import load_split

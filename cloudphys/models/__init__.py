@@ -52,13 +52,15 @@ def list_models(registry: Any = None, *, include_unavailable: bool = False) -> l
 
 
 def model_spec(name: str, registry: Any = None) -> ModelSpec:
-    """The :class:`ModelSpec` registered as ``name`` (:class:`~cloudphys.errors.PluginError` listing the names if unknown)."""
+    """The :class:`ModelSpec` registered as ``name`` (a :class:`~cloudphys.errors.PluginError` listing
+    the names if unknown)."""
     return _registry(registry).model(name)
 
 
 def load_model(name_or_path: str | Path, *, registry: Any = None, device: str = "cpu",
                map_location: str | None = None) -> Any:
-    """A registered model by name, or a trained run / model / ensemble directory, as a :class:`~cloudphys.models.api.Model`.
+    """A registered model by name, or a trained run / model / ensemble directory, as a
+    :class:`~cloudphys.models.api.Model`.
 
     Shipped models are checked against their ``SHA256SUMS`` before loading; weights stored in
     half precision are loaded as float32. ``map_location`` is an alias of ``device``.

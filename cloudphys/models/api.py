@@ -134,16 +134,17 @@ class Model:
             place with an ``error`` (nothing is dropped, nothing raises per input).
         """
         from ..inference.predict import predict_items, read_items
-        from ..inputs import to_records
-        from ..training.model import model_dialect
         from ..inference.result import ItemInfo, Prediction, quantities_from_head
         from ..inference.uncertainty import DEFAULT_LEVEL, member_std
+        from ..inputs import to_records
+        from ..training.model import model_dialect
 
         T = _temperatures(temperatures)
         obs = list(observables) if observables is not None else self.observables
         unknown = [o for o in obs if o not in self.observables]
         if unknown:
-            raise DataError(f"observable(s) {unknown} not given by head {self.head.name!r}; it gives {self.observables}")
+            raise DataError(f"observable(s) {unknown} not given by head {self.head.name!r}; "
+                            f"it gives {self.observables}")
         T_all = np.append(T, 0.0)  # one extra column: the zero-point energy u(T = 0)
         items = read_items(_as_sources(structures))
         table = self.generator_table
@@ -176,10 +177,12 @@ class Model:
         lats = {k: v.copy() for k, v in mean.latents.items()}
         if spreads is not None:
             spreads = {k: (v[:, :-1] if k in obs_arr else v) for k, v in spreads.items()}
-        for arr in [*obs_arr.values(), *lats.values(), *(spreads or {}).values()] + ([zero] if zero is not None else []):
+        extra = [zero] if zero is not None else []
+        for arr in [*obs_arr.values(), *lats.values(), *(spreads or {}).values(), *extra]:
             arr[bad] = np.nan
         infos = [ItemInfo(name=mean.ids[k], source=mean.sources[k], scope=mean.scope[k],
-                          n_atoms=None if (k in per_atom_only or not np.isfinite(mean.n_atoms[k])) else float(mean.n_atoms[k]),
+                          n_atoms=(None if (k in per_atom_only or not np.isfinite(mean.n_atoms[k]))
+                                   else float(mean.n_atoms[k])),
                           error=errors[k])
                  for k in range(len(items))]
         cal = self.calibration if self.is_ensemble else None

@@ -101,7 +101,8 @@ def verify_checksums(folder: str | Path, name: str | None = None) -> None:
     try:
         text = (folder / CHECKSUM_FILE).read_text(encoding="utf-8")
     except OSError as exc:
-        raise CheckpointError(f"{what}: no readable {CHECKSUM_FILE} ({exc}); refusing to load unverified weights") from exc
+        raise CheckpointError(f"{what}: no readable {CHECKSUM_FILE} ({exc}); "
+                              "refusing to load unverified weights") from exc
     listed: dict[str, str] = {}
     for k, line in enumerate(text.splitlines(), 1):
         if not line.strip():
