@@ -37,9 +37,9 @@ def to_records(
     """Fill ``.scope``, ``.record`` and ``.n_atoms`` (or ``.error``) of every item; returns ``items``.
 
     :param dialect: ``"default"`` or ``"cloud"`` -- the dialect of the strings converted from
-        structures. Given SCOPE strings are parsed (``.record``); with ``"default"``, a given
-        default-dialect string is replaced by its canonical rendering (``.record.render()``); any
-        other given string is kept as written (cloud strings byte for byte).
+        structures. Given SCOPE strings are parsed (``.record``); a given default-dialect string
+        is replaced by its canonical rendering (``.record.render()``), whatever ``dialect`` is; a
+        cloud-dialect string is kept as written (byte for byte).
     :param workers: processes for the spglib conversion (1: in this process).
     :param cache: look up / store the strings of items read from files in the per-user cache.
     :param generator_table: CLOUD's table for ``dialect="cloud"`` (a path or mapping; default
