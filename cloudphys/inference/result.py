@@ -35,6 +35,7 @@ class Quantity:
 
     :param extensive: ``True`` if the value is per mole of cells (scales with ``n_atoms``).
     :param lower, upper: physical bounds; central intervals are clipped to them (e.g. cv, s ≥ 0).
+    :param upper_per_atom: a bound per atom of an extensive quantity (cv ≤ 3R per atom, harmonic).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Quantity:
     description: str = ""
     lower: float | None = None
     upper: float | None = None
+    upper_per_atom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,9 @@ class Prediction:
             lo = np.maximum(lo, q.lower)
         if q is not None and q.upper is not None:
             hi = np.minimum(hi, q.upper)
+        if q is not None and q.upper_per_atom is not None:  # harmonic cv never exceeds 3R per atom
+            n = np.asarray([it.n_atoms or 1.0 for it in self.items], dtype=np.float64)
+            hi = np.minimum(hi, q.upper_per_atom * n.reshape((-1,) + (1,) * (hi.ndim - 1)))
         return lo, hi
 
     # -- tables --------------------------------------------------------------------------
@@ -439,8 +444,9 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
 
 def quantities_from_head(head: Any) -> dict[str, Quantity]:
     """``{name: Quantity}`` for every observable and latent a head declares."""
-    out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description,
-                            lower=NON_NEGATIVE.get(o.name)) for o in head.observables}
+    out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description, lower=NON_NEGATIVE.get(o.name),
+                            upper_per_atom=DULONG_PETIT if (o.name == "cv" and o.extensive) else None)
+           for o in head.observables}
     out.update({s.name: Quantity(s.name, s.unit, False, s.description, lower=s.lower, upper=s.upper)
                 for s in head.latents})
     return out
@@ -448,3 +454,5 @@ def quantities_from_head(head: Any) -> dict[str, Quantity]:
 
 #: Observables that are non-negative for every harmonic head (heat capacity, vibrational entropy).
 NON_NEGATIVE = {"cv": 0.0, "s": 0.0}
+#: 3R in J/(K·mol): the harmonic heat capacity of one mole of atoms never exceeds it (Dulong–Petit).
+DULONG_PETIT = 3 * 8.314462618
