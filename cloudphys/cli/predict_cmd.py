@@ -60,13 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         pred.to_csv(args.output, observables=obs)
         written.append(args.output)
     else:
-        import csv
-
-        sys.stdout.write(pred.header() + "\n")
-        w = csv.DictWriter(sys.stdout, fieldnames=pred.columns(obs))
-        w.writeheader()
-        for r in pred.rows(obs):
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        pred.write_csv(sys.stdout, observables=obs)
     if args.dos is not None:
         dos_path = args.dos if args.dos != "auto" else (
             str(Path(args.output).with_suffix("")) + ".dos.csv" if args.output else "dos.csv")

@@ -250,17 +250,21 @@ class Prediction:
                 "_cell = per mole of the cell given (n_atoms atoms), _atom = per mole of atoms; "
                 f"temperature in K; {spread}")
 
+    def write_csv(self, fh: Any, observables: Sequence[str] | None = None) -> None:
+        """Write the ``#`` comment line and the table of :meth:`rows` to the text stream ``fh``."""
+        rows = self.rows(observables)
+        cols = self.columns(observables)
+        fh.write(self.header() + "\n")
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(r.get(k)) for k in cols})
+
     def to_csv(self, path: str | Path, observables: Sequence[str] | None = None) -> Path:
         """Write :meth:`rows` to ``path`` (a ``#`` comment line first; read with ``comment='#'``)."""
         path = Path(path)
-        rows = self.rows(observables)
-        cols = self.columns(observables)
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            fh.write(self.header() + "\n")
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _cell(r.get(k)) for k in cols})
+            self.write_csv(fh, observables)
         return path
 
     def to_pandas(self, observables: Sequence[str] | None = None) -> Any:
