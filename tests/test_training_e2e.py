@@ -273,14 +273,14 @@ def test_train_and_predict_on_own_phonopy_output(own_phonopy, monkeypatch):
 
     # predict on the POSCAR (the 8-atom conventional cell: predictions per mole of 8-atom cells)
     cli(*predict_cmd[1:])
-    with open(work / "pred.csv", newline="") as fh:
-        pred = list(csv.DictReader(fh))
-    assert len(pred) == 20 and [float(p["temperature"]) for p in pred] == list(range(50, 1001, 50))
+    with open(work / "pred.csv", newline="") as fh:  # cli/predict_cmd.py: a '#' header line, unit-suffixed columns
+        pred = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    assert len(pred) == 20 and [float(p["temperature_K"]) for p in pred] == list(range(50, 1001, 50))
     for p in pred:
         assert not p["error"] and float(p["n_atoms"]) == 8
-        for key in ("cv", "s", "u", "theta_D"):
+        for key in ("cv_J_per_K_mol_cell", "s_J_per_K_mol_cell", "u_J_per_mol_cell", "theta_D_K"):
             assert np.isfinite(float(p[key])), key
-        assert 0 < float(p["cv"]) <= 3 * 8 * 8.314462619
+        assert 0 < float(p["cv_J_per_K_mol_cell"]) <= 3 * 8 * 8.314462619
 
 
 def test_build_phonondb_rows_mix_with_from_phonopy_rows(own_phonopy, data_root, tmp_path):
