@@ -62,22 +62,26 @@ MAX_LISTED = 10
 
 
 @lru_cache(maxsize=1 << 16)
+def _parsed(text: str) -> tuple[Any, str | None]:
+    """``(record, None)`` or ``(None, why parse refuses text)``; cached by string (one parse per string)."""
+    from ..scope import parse
+
+    try:
+        return parse(text), None
+    except Exception as exc:  # any refusal (or parser bug) is this string's problem
+        msg = str(exc)
+        if isinstance(exc, ScopeError):
+            head, sep, _ = msg.rpartition(" -- in ")  # the parser echoes the string; the report shows it once
+            return None, head if sep else msg
+        return None, f"{type(exc).__name__}: {msg}"
+
+
 def scope_parse_problem(text: str) -> str | None:
     """Why :func:`cloudphys.scope.parse` refuses ``text`` (its message without the echoed string), or None.
 
     Cached by string: a split or a pretraining corpus repeats strings, and evaluation re-encodes them.
     """
-    from ..scope import parse
-
-    try:
-        parse(text)
-    except Exception as exc:  # any refusal (or parser bug) is this string's problem
-        msg = str(exc)
-        if isinstance(exc, ScopeError):
-            head, sep, _ = msg.rpartition(" -- in ")  # the parser echoes the string; the report shows it once
-            return head if sep else msg
-        return f"{type(exc).__name__}: {msg}"
-    return None
+    return _parsed(text)[1]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -85,22 +89,18 @@ def canonical_string(text: str) -> str:
     """``text`` as the model reads it: a default-dialect string in its canonical form
     (:func:`cloudphys.scope.canonical_text`: one string per crystal, whoever built the examples);
     cloud strings, and strings that do not parse (reported as written by :func:`tokenize`), unchanged."""
-    from ..scope import canonical_text, dialect_of
+    from ..scope import dialect_of
 
-    if dialect_of(text) != "default" or scope_parse_problem(text) is not None:
-        return text
-    return canonical_text(text)
+    record = _parsed(text)[0] if dialect_of(text) == "default" else None
+    return text if record is None else record.render()  # parse gives a default string's canonical record
 
 
 @lru_cache(maxsize=1 << 16)
 def atoms_per_primitive_cell(text: str) -> float:
     """Atoms per primitive cell of the crystal ``text`` describes (its record's
     ``sites_per_primitive_cell``; the same for every cell the crystal is written in); NaN if it does not parse."""
-    from ..scope import parse
-
-    if scope_parse_problem(text) is not None:
-        return float("nan")
-    return float(parse(text).sites_per_primitive_cell)
+    record = _parsed(text)[0]
+    return float("nan") if record is None else float(record.sites_per_primitive_cell)
 
 
 def _snippet(text: str) -> str:
