@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..observables import THERMODYNAMIC_UNITS
 from .phonondb_build import PHONONDB_GRID
 
 __all__ = [
@@ -45,7 +46,7 @@ class DataWarning(UserWarning):
 
 #: Observables of a thermo row, in the order of the file.
 OBSERVABLES: tuple[str, ...] = ("cv", "s", "u", "f")
-UNITS: dict[str, str] = {"cv": "J/(K*mol)", "s": "J/(K*mol)", "u": "J/mol", "f": "J/mol"}
+UNITS: dict[str, str] = {o: THERMODYNAMIC_UNITS[o] for o in OBSERVABLES}
 #: Fields every usable row has (besides the selected curves).
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "n_atoms", "structure")
 

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PluginRegistrationError
+from ..observables import ObservableSpec
 
 __all__ = [
     "R_GAS",
@@ -124,26 +125,6 @@ class LatentSpec:
             "scale": self.scale,
             "description": self.description,
         }
-
-
-@dataclass(frozen=True)
-class ObservableSpec:
-    """An observable a head gives.
-
-    :param name: key in the returned mapping, e.g. ``"cv"``.
-    :param unit: e.g. ``"J/(K*mol)"``.
-    :param extensive: ``True`` if the value is per mole of cells (scales with ``n_atoms``);
-        ``False`` if it is intensive or already per atom.
-    :param description: one line for docs.
-    """
-
-    name: str
-    unit: str
-    extensive: bool = True
-    description: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "unit": self.unit, "extensive": self.extensive, "description": self.description}
 
 
 class _class_or_instance_method:

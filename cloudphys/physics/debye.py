@@ -30,7 +30,8 @@ from torch import Tensor
 
 from ..config.bounds import Bound
 from ..hookspecs import hookimpl
-from .contract import R_GAS, LatentSpec, ObservableSpec, PhysicsHead
+from ..observables import THERMODYNAMIC_OBSERVABLES
+from .contract import R_GAS, LatentSpec, PhysicsHead
 from .harmonic import log1mexp
 from .quadrature import gauss_legendre, integrate_0_to
 
@@ -92,12 +93,7 @@ class DebyeHead(PhysicsHead):
             description="Debye temperature",
         ),
     )
-    observables = (
-        ObservableSpec("u", "J/mol", True, "internal energy per mole of cells, zero-point energy included"),
-        ObservableSpec("cv", "J/(K*mol)", True, "isochoric heat capacity per mole of cells"),
-        ObservableSpec("s", "J/(K*mol)", True, "vibrational entropy per mole of cells"),
-        ObservableSpec("f", "J/mol", True, "Helmholtz free energy u - T*s per mole of cells"),
-    )
+    observables = THERMODYNAMIC_OBSERVABLES
 
     def __init__(self, observables: Sequence[str] | None = None, order: QuadratureOrder | None = None) -> None:
         super().__init__(observables)

@@ -21,15 +21,13 @@ import torch
 from torch import Tensor
 
 from ..hookspecs import hookimpl
-from .contract import LatentSpec, ObservableSpec, PhysicsHead
+from ..observables import THERMODYNAMIC_OBSERVABLES, ObservableSpec
+from .contract import LatentSpec, PhysicsHead
 
 __all__ = ["DirectHead"]
 
 _OBS = (
-    ObservableSpec("u", "J/mol", True, "internal energy per mole of cells"),
-    ObservableSpec("cv", "J/(K*mol)", True, "isochoric heat capacity per mole of cells"),
-    ObservableSpec("s", "J/(K*mol)", True, "entropy per mole of cells"),
-    ObservableSpec("f", "J/mol", True, "Helmholtz free energy per mole of cells"),
+    *THERMODYNAMIC_OBSERVABLES,
     ObservableSpec("y", "", False, "any intensive scalar target (e.g. a refractive index)"),
 )
 

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from cloudphys.physics.contract import LatentSpec, ObservableSpec, PhysicsHead
+from cloudphys.observables import THERMODYNAMIC_OBSERVABLES
+from cloudphys.physics.contract import LatentSpec, PhysicsHead
 from cloudphys.physics.harmonic import oscillator_thermo, work_dtype
 
 __all__ = ["PhononDOSHead", "EPS", "K_PER_THZ"]
@@ -63,12 +64,7 @@ class PhononDOSHead(PhysicsHead):
     name = "phonon-dos"
     description = "coarse phonon DOS latent (K bins up to θ_max, 3n modes), exact harmonic sums"
     latents = (_dos_spec(DEFAULT_BINS), _THETA_MAX)
-    observables = (
-        ObservableSpec("u", "J/mol", True, "internal energy per mole of cells, zero-point energy included"),
-        ObservableSpec("cv", "J/(K*mol)", True, "isochoric heat capacity per mole of cells"),
-        ObservableSpec("s", "J/(K*mol)", True, "vibrational entropy per mole of cells"),
-        ObservableSpec("f", "J/mol", True, "Helmholtz free energy u - T*s per mole of cells"),
-    )
+    observables = THERMODYNAMIC_OBSERVABLES
 
     def __init__(
         self, observables: Sequence[str] | None = None, bins: int = DEFAULT_BINS, theta_max: float | None = None
