@@ -131,6 +131,7 @@ def test_random_configs_give_a_config_or_a_config_error(raw: dict[str, Any]) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @settings(max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(configs())
 def test_random_configs_slow_run(raw: dict[str, Any]) -> None:

@@ -225,6 +225,7 @@ def test_fuzzed_structure_files_and_tables_never_crash_hang_lose_or_import(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_fuzzed_inputs_slow_run(tmp_path: Path, canary: Path) -> None:
     _check(tmp_path, canary, int(os.environ.get("CLOUDPHYS_FUZZ_INPUTS_SLOW") or 20_000), seed=1,
            report=lambda m: print(m))
