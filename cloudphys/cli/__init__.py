@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Sequence
@@ -132,6 +133,13 @@ def main(argv: Sequence[str] | None = None, pm: pluggy.PluginManager | None = No
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (``cloudphys models info X | head``): stop quietly, and keep
+        # Python's flush at exit from raising again on the closed pipe.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
