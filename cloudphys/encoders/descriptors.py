@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..scope import parse
+from ..scope import parse_cached
 
 __all__ = [
     "DESCRIPTORS",
@@ -105,7 +105,7 @@ def element_vector(symbol: str) -> np.ndarray | None:
 
 def composition(text: str) -> dict[str, float]:
     """Element → amount from a SCOPE string (either dialect), via :func:`cloudphys.scope.parse`."""
-    return {str(k): float(v) for k, v in parse(text).composition}
+    return {str(k): float(v) for k, v in parse_cached(text).composition}
 
 
 def composition_features(
@@ -134,7 +134,7 @@ def composition_features(
     i_tm = DESCRIPTORS.index("log_melting_point")
     sizes = n_atoms if n_atoms is not None else [None] * len(scope)
     for k, (text, n) in enumerate(zip(scope, sizes)):
-        record = parse(text)
+        record = parse_cached(text)  # one parse per string, shared with batching's checks
         comp = {str(el): float(a) for el, a in record.composition if el in index}
         amounts = np.array(list(comp.values()), dtype=np.float64)
         if not comp or amounts.sum() <= 0:

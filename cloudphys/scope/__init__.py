@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..errors import ScopeError, ScopeParseError, StructureError
 from .batch import ConversionResult, convert_many, write_results
-from .dialects import canonical_text, dialect_of, parse, to_dialect
+from .dialects import canonical_text, dialect_of, parse, parse_cached, to_dialect
 from .generators import (
     DIALECTS,
     GENERATOR_TABLE_ENV,
@@ -46,6 +46,7 @@ __all__ = [
     "from_structure",
     "load_generator_table",
     "parse",
+    "parse_cached",
     "read_structure",
     "symmetry_tokens",
     "to_dialect",

@@ -20,6 +20,7 @@ are parsed *without* the generator table: the generators are decoded to the spac
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -123,6 +124,14 @@ def parse(
     record = ScopeRecord(number, sites, comp)
     is_cloud = sections[0][0][1] in ("0", "1")
     return record.canonical() if (not is_cloud if canonical is None else canonical) else record
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def parse_cached(text: str) -> ScopeRecord:
+    """:func:`parse` with its defaults (a default string's canonical record, a cloud string as
+    written), cached by string: records are immutable, and training, featurizing and prediction read
+    the same strings again. Refusals are not cached (each call raises anew)."""
+    return parse(text)
 
 
 def _parse_symmetry(text: str, toks: list[tuple[int, str]], generator_table: Any) -> int:

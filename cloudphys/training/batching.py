@@ -64,10 +64,10 @@ MAX_LISTED = 10
 @lru_cache(maxsize=1 << 16)
 def _parsed(text: str) -> tuple[Any, str | None]:
     """``(record, None)`` or ``(None, why parse refuses text)``; cached by string (one parse per string)."""
-    from ..scope import parse
+    from ..scope import parse_cached
 
     try:
-        return parse(text), None
+        return parse_cached(text), None
     except Exception as exc:  # any refusal (or parser bug) is this string's problem
         msg = str(exc)
         if isinstance(exc, ScopeError):

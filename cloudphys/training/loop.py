@@ -47,7 +47,7 @@ from .losses import loss, loss_value, metrics_from_predictions, per_atom, target
 from .model import ScopePhysicsModel, build_model
 from .resume import check_resume_config, prepare_run_dir
 
-__all__ = ["FitResult", "fit", "param_groups"]
+__all__ = ["FitResult", "clip_gradients", "fit", "make_optimizer", "param_groups"]
 
 
 @dataclass
@@ -91,6 +91,27 @@ def param_groups(model: ScopePhysicsModel, cfg: TrainConfig) -> list[dict[str, A
         lr = cfg.latent_lr if (is_latent and cfg.latent_lr is not None) else cfg.lr
         out.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0 if no_decay else cfg.weight_decay})
     return out
+
+
+def make_optimizer(model: ScopePhysicsModel, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over :func:`param_groups`, with torch's fused kernel where the device has one (CPU, CUDA).
+
+    The fused step does the same update as the per-tensor loop up to float rounding (about 1e-7
+    relative in float32: ``tests/test_training_speed.py``) in one kernel per parameter group instead of
+    ~10 small ops per tensor: ~3x cheaper on CPU, fewer kernel launches on GPU (issue 12 §4).
+    """
+    groups = param_groups(model, cfg)
+    if device.type in ("cpu", "cuda"):
+        with contextlib.suppress(RuntimeError, ValueError, TypeError):  # a dtype or build without the fused kernel
+            return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def clip_gradients(model: nn.Module, max_norm: float, device: torch.device) -> None:
+    """``clip_grad_norm_`` over the model's parameters; on CPU and CUDA the multi-tensor (foreach)
+    kernels, the same norm and scaling as the per-tensor loop (bit for bit on CPU)."""
+    foreach = True if device.type in ("cpu", "cuda") else None
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=foreach)
 
 
 def _dataset_dialect(config: Config, registry: Any, train_ex: Examples) -> str:
@@ -154,7 +175,10 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
     """One pass over the training split; returns the new step count and the epoch's row."""
     model.train()
     t0 = time.perf_counter()
-    seen, loss_sum, nb = 0, 0.0, 0
+    seen, nb = 0, 0
+    # the running loss stays on the device (float64: the same sum as adding Python floats): reading
+    # it every step (float(value)) would make a GPU wait for each step before queueing the next
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     lengths = np.array([len(r) for r in d.train.input_ids]) if tc.group_by_length else None
     it = batch_indices(len(d.train), tc.batch_size, shuffle=True, seed=tc.seed, epoch=epoch, rank=rank, world=world,
                        lengths=lengths)
@@ -174,22 +198,22 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            clip_gradients(model, tc.grad_clip, device)
         optimizer.step()
         step += 1
         nb += 1
         seen += len(idx)
-        loss_sum += float(value.detach())
+        loss_sum += value.detach().double()
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / nb:.4f}")
+            bar.set_postfix(loss=f"{float(loss_sum) / nb:.4f}")
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
     return step, {
         "epoch": epoch,
         "step": step,
-        "train_loss": loss_sum / max(nb, 1),
+        "train_loss": float(loss_sum) / max(nb, 1),
         "lr": optimizer.param_groups[0]["lr"],
         "samples_per_s": seen * world / elapsed if elapsed > 0 else None,
         "time_s": elapsed,
@@ -244,7 +268,7 @@ def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, 
           callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> FitResult:
     """Optimizer, schedule, epochs, checkpoints: everything after the data are encoded."""
     tc = config.train
-    optimizer = torch.optim.AdamW(param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = make_optimizer(model, tc, device)
     steps_per_epoch = sum(1 for _ in batch_indices(len(d.train), tc.batch_size, shuffle=False, rank=rank, world=world))
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps:
