@@ -11,8 +11,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-from _training_helpers import TINY, cloud_examples, tokenizer  # noqa: E402
-from cloudphys.training import fit  # noqa: E402
+from _training_helpers import TINY, cloud_examples, tokenizer
+
+from cloudphys.training import fit
 
 
 def main() -> None:

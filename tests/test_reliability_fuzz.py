@@ -67,8 +67,9 @@ def mutated_valid_scope(draw: st.DrawFn) -> str:
     number = draw(st.integers(1, 230))
     general, order = G.general_wyckoff_letter(number), G.general_multiplicity(number)
     special = sorted(m for m in G.wyckoff_multiplicities(number) if m < order)
-    letters = draw(st.lists(st.sampled_from(G.WYCKOFF_LETTERS[: G.letter_rank(general) + 1]), min_size=1, max_size=5,
-                            unique=True))
+    letters = draw(
+        st.lists(st.sampled_from(G.WYCKOFF_LETTERS[: G.letter_rank(general) + 1]), min_size=1, max_size=5, unique=True)
+    )
     sites = [f"{order if x == general else draw(st.sampled_from(special))}{x}" for x in letters]
     els = draw(st.lists(st.sampled_from(G.COMPOSITION_SYMBOLS), min_size=1, max_size=4, unique=True))
     comp = [t for el in els for t in (el, draw(st.sampled_from(G.COMPOSITION_VALUES)))]
@@ -113,6 +114,7 @@ def test_scope_parser_only_raises_scope_parse_error(text: str) -> None:
 
 # -- tokenizer ---------------------------------------------------------------------------------------
 
+
 @fuzz
 @given(st.text() | token_soup | near_valid_scope() | mutated_valid_scope())
 @example("")
@@ -147,24 +149,53 @@ VALID: dict[str, Any] = {
 KEYS = {
     "train": [f.name for f in dataclasses.fields(TrainConfig)],
     "pretrain": [f.name for f in dataclasses.fields(PretrainConfig)],
-    "encoder": ["name", "hidden_size", "num_layers", "num_heads", "dropout", "max_length", "composition_features",
-                "intermediate_size", "pooling", "latent_mlp", "unknown_key"],
+    "encoder": [
+        "name",
+        "hidden_size",
+        "num_layers",
+        "num_heads",
+        "dropout",
+        "max_length",
+        "composition_features",
+        "intermediate_size",
+        "pooling",
+        "latent_mlp",
+        "unknown_key",
+    ],
     "head": ["name", "observables", "unknown_key"],
     "data": ["name", "temperature", "valid_size", "seed", "download", "unknown_key"],
 }
-scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-           | st.sampled_from(["scope-bert", "debye", "cloud-cv", "auto", "cv", "l1", "1e-3", "nan"]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.text(max_size=6) | st.sampled_from(["name", "path", "column"]), inner, max_size=3), max_leaves=10)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["scope-bert", "debye", "cloud-cv", "auto", "cv", "l1", "1e-3", "nan"])
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=6) | st.sampled_from(["name", "path", "column"]), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
 
 
 @st.composite
 def mutated_config(draw: st.DrawFn) -> dict[str, Any]:
     """A valid config with a few keys set to arbitrary values (reaches the deep checks)."""
     cfg = copy.deepcopy(VALID)
-    plausible = {"epochs": st.integers(1, 5), "lr": st.floats(1e-5, 1.0), "hidden_size": st.sampled_from([8, 16, 32]),
-                 "seed": st.integers(0, 9), "observables": st.sampled_from([["cv"], ["cv", "u"], ["s"]]),
-                 "loss": st.sampled_from(["l1", "mse", "huber"]), "dropout": st.floats(0, 0.5)}
+    plausible = {
+        "epochs": st.integers(1, 5),
+        "lr": st.floats(1e-5, 1.0),
+        "hidden_size": st.sampled_from([8, 16, 32]),
+        "seed": st.integers(0, 9),
+        "observables": st.sampled_from([["cv"], ["cv", "u"], ["s"]]),
+        "loss": st.sampled_from(["l1", "mse", "huber"]),
+        "dropout": st.floats(0, 0.5),
+    }
     if draw(st.booleans()):
         key = draw(st.sampled_from(sorted(plausible)))
         section = next(sec for sec in ("train", "encoder", "head") if key in KEYS[sec])
@@ -180,9 +211,15 @@ def mutated_config(draw: st.DrawFn) -> dict[str, Any]:
 
 
 any_mapping = st.dictionaries(st.sampled_from(list(VALID) + ["extra"]) | st.text(max_size=5), values, max_size=5)
-overrides = st.lists(st.text(max_size=16) | st.builds(
-    lambda k, v: f"{k}={v}", st.sampled_from(["train.lr", "train.epochs", "encoder.hidden_size", "head.name", "x", "train"]),
-    st.text(max_size=8)), max_size=3)
+overrides = st.lists(
+    st.text(max_size=16)
+    | st.builds(
+        lambda k, v: f"{k}={v}",
+        st.sampled_from(["train.lr", "train.epochs", "encoder.hidden_size", "head.name", "x", "train"]),
+        st.text(max_size=8),
+    ),
+    max_size=3,
+)
 
 
 @fuzz
@@ -226,8 +263,10 @@ def random_cells(draw: st.DrawFn) -> Any:
         return (lattice, positions, numbers)
     symbols = [G.ELEMENTS[z - 1] if 1 <= z <= len(G.ELEMENTS) else "Qq" for z in numbers]
     occu = draw(st.sampled_from([1, 1, 1, 0.5]))
-    return {"lattice": {"matrix": lattice},
-            "sites": [{"species": [{"element": el, "occu": occu}], "abc": p} for el, p in zip(symbols, positions)]}
+    return {
+        "lattice": {"matrix": lattice},
+        "sites": [{"species": [{"element": el, "occu": occu}], "abc": p} for el, p in zip(symbols, positions)],
+    }
 
 
 @fuzz
@@ -250,8 +289,12 @@ def test_converter_only_raises_structure_error(cell: Any, symprec: float) -> Non
 
 
 def test_fuzz_tests_run_at_least_2000_examples() -> None:
-    fuzzed = [test_scope_parser_only_raises_scope_parse_error, test_tokenizer_never_fails_and_lengths_are_enforced_loudly,
-              test_config_loader_only_raises_config_error, test_converter_only_raises_structure_error]
+    fuzzed = [
+        test_scope_parser_only_raises_scope_parse_error,
+        test_tokenizer_never_fails_and_lengths_are_enforced_loudly,
+        test_config_loader_only_raises_config_error,
+        test_converter_only_raises_structure_error,
+    ]
     for fn in fuzzed:
         assert fn._hypothesis_internal_use_settings.max_examples == FUZZ_EXAMPLES  # type: ignore[attr-defined]
     if not os.environ.get("CLOUDPHYS_FUZZ_EXAMPLES"):

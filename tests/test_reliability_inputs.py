@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from cloudphys import scope
-from cloudphys.inputs import read_inputs, to_records
 from cloudphys.cli import main
 from cloudphys.errors import ConfigError, ScopeParseError, StructureError
+from cloudphys.inputs import read_inputs, to_records
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -136,7 +136,12 @@ CLOUD_FM3M = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0"
         ("-F 4 2 3 | 4a 4? | Na 1.0", "Wyckoff", "4?", "multiplicity followed by one Wyckoff letter"),
         ("F O O | 4a | Na 1.0", "symmetry", "F O O", "Hall symbol"),
         ("1 6 a O D Q | 4a | Na 1.0", "symmetry", "Q", "cloud generator tokens"),
-        ("-F 4 2 3 | 4z | Na 1.0", "Wyckoff", "4z", "space group 225 has no Wyckoff letter 'z' \\(its positions are a..l\\)"),
+        (
+            "-F 4 2 3 | 4z | Na 1.0",
+            "Wyckoff",
+            "4z",
+            "space group 225 has no Wyckoff letter 'z' \\(its positions are a..l\\)",
+        ),
         (f"{CLOUD_FM3M} | 4m | Na 1.0", "Wyckoff", "4m", "space group 225 has no Wyckoff letter 'm'"),
         ("P 1 | 1b | Na 1.0", "Wyckoff", "1b", "space group 1 has no Wyckoff letter 'b'"),
         ("-F 4 2 3 | 4l | Na 1.0", "Wyckoff", "4l", "general position l has multiplicity 192"),
@@ -229,6 +234,7 @@ def test_unparsable_config_file_names_the_file(tmp_path: Path) -> None:
 
 # -- head inputs -------------------------------------------------------------------------------------
 
+
 def _heads() -> list[str]:
     from cloudphys.plugins import get_registry
 
@@ -238,8 +244,13 @@ def _heads() -> list[str]:
 @pytest.mark.parametrize("name", _heads())
 @pytest.mark.parametrize(
     ("temperature", "n_atoms", "needle"),
-    [(-1.0, 2.0, "temperature"), (float("nan"), 2.0, "temperature"), (300.0, 0.0, "n_atoms"),
-     (300.0, -3.0, "n_atoms"), (300.0, float("nan"), "n_atoms")],
+    [
+        (-1.0, 2.0, "temperature"),
+        (float("nan"), 2.0, "temperature"),
+        (300.0, 0.0, "n_atoms"),
+        (300.0, -3.0, "n_atoms"),
+        (300.0, float("nan"), "n_atoms"),
+    ],
 )
 def test_every_head_refuses_negative_or_nan_temperature_and_nonpositive_n_atoms(
     name: str, temperature: float, n_atoms: float, needle: str
@@ -256,12 +267,11 @@ def test_every_head_refuses_negative_or_nan_temperature_and_nonpositive_n_atoms(
 
 # -- batch commands: one row per input, bad items named, the rest goes on -----------------------------
 
+
 def test_scope_command_reports_each_bad_file_and_converts_the_rest(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "a_good.cif").write_text(
-        _poscar_to_cif(_poscar("0 0 0\n0.5 0.5 0.5"))
-    )
+    (folder / "a_good.cif").write_text(_poscar_to_cif(_poscar("0 0 0\n0.5 0.5 0.5")))
     for name, text, _ in BAD_FILES:
         target = folder / (name if name.endswith(".cif") or name.startswith("POSCAR") else name + ".cif")
         target.write_text(text)
@@ -325,23 +335,50 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     nan_cell["sites"][0]["abc"] = [float("nan"), 0.0, 0.0]
     jsonl = tmp_path / "structures.jsonl"
     with open(jsonl, "w") as fh:
-        for rid, struct, extra in (("s-good", nacl.as_dict(), {}), ("s-overlap", overlap, {}),
-                                   ("s-nan", nan_cell, {}), ("s-n-negative", nacl.as_dict(), {"n_atoms": -1})):
+        for rid, struct, extra in (
+            ("s-good", nacl.as_dict(), {}),
+            ("s-overlap", overlap, {}),
+            ("s-nan", nan_cell, {}),
+            ("s-n-negative", nacl.as_dict(), {"n_atoms": -1}),
+        ):
             fh.write(json.dumps({"id": rid, "structure": struct, **extra}) + "\n")
         fh.write("{not json\n")
     (tmp_path / "empty.cif").write_text("")
     (tmp_path / "POSCAR_nan").write_text(_poscar("nan 0 0\n0.5 0.5 0.5"))
     inputs = [src, jsonl, tmp_path / "empty.cif", tmp_path / "POSCAR_nan", tmp_path / "missing.cif"]
     out = tmp_path / "pred.csv"
-    rc = main(["predict", str(model_dir), "--keep-going", "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "predict",
+            str(model_dir),
+            "--keep-going",
+            "-i",
+            *map(str, inputs),
+            "-T",
+            "0,300",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # predict writes a # header line
     expect_error = {
-        "unknown-token": "not an element symbol", "two-sections": "found 2", "impossible-letter": "no Wyckoff letter 'z'",
-        "n-zero": "n_atoms", "n-negative": "n_atoms", "n-nan": "n_atoms", "too-long": "max_length 24",
-        "s-overlap": "overlap", "s-nan": "NaN", "s-n-negative": "n_atoms", f"{jsonl}:5": "JSON",
-        str(tmp_path / "empty.cif"): "cannot read", str(tmp_path / "POSCAR_nan"): "cannot read|NaN",
+        "unknown-token": "not an element symbol",
+        "two-sections": "found 2",
+        "impossible-letter": "no Wyckoff letter 'z'",
+        "n-zero": "n_atoms",
+        "n-negative": "n_atoms",
+        "n-nan": "n_atoms",
+        "too-long": "max_length 24",
+        "s-overlap": "overlap",
+        "s-nan": "NaN",
+        "s-n-negative": "n_atoms",
+        f"{jsonl}:5": "JSON",
+        str(tmp_path / "empty.cif"): "cannot read",
+        str(tmp_path / "POSCAR_nan"): "cannot read|NaN",
         str(tmp_path / "missing.cif"): "no such file",
     }  # failures are named as cloudphys.inputs names them: the file as given, FILE:LINE for a line
     good = {"good", "s-good"}
@@ -355,16 +392,21 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     for rid in good:
         mine = [r for r in rows if r["id"] == rid]
         assert [float(r["temperature_K"]) for r in mine] == [0.0, 300.0] and not any(r["error"] for r in mine)
-        assert all(math.isfinite(float(r["cv_J_per_K_mol_cell"])) and math.isfinite(float(r["theta_D_K"])) for r in mine)
+        assert all(
+            math.isfinite(float(r["cv_J_per_K_mol_cell"])) and math.isfinite(float(r["theta_D_K"])) for r in mine
+        )
     assert len(rows) == 2 * len(good) + len(expect_error)
 
 
 @pytest.mark.parametrize("temperatures", ["-5", "nan", "300,-1", "10:5", "abc"])
-def test_predict_refuses_negative_or_nan_temperatures(tmp_path: Path, model_dir: Path, temperatures: str,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_refuses_negative_or_nan_temperatures(
+    tmp_path: Path, model_dir: Path, temperatures: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "one.csv"
     src.write_text(f"id,scope,n_atoms\nx,{NACL},2\n")
-    rc = main(["predict", str(model_dir), "--keep-going", "-i", str(src), "-T", temperatures, "-o", str(tmp_path / "o.csv")])
+    rc = main(
+        ["predict", str(model_dir), "--keep-going", "-i", str(src), "-T", temperatures, "-o", str(tmp_path / "o.csv")]
+    )
     assert rc == 1
     assert "temperatures" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
@@ -379,9 +421,14 @@ def test_training_data_with_unknown_tokens_or_bad_n_atoms_names_the_item(model_d
     model = ScopePhysicsModel.from_pretrained(model_dir)
 
     def examples(scope_strings: list[str], n_atoms: list[float]) -> Examples:
-        return Examples(ids=[f"row{k}" for k in range(len(n_atoms))], scope=scope_strings,
-                        n_atoms=np.array(n_atoms), temperatures=np.array([300.0]),
-                        targets={"cv": np.full((len(n_atoms), 1), 40.0)}, units={"cv": "J/(K*mol)"})
+        return Examples(
+            ids=[f"row{k}" for k in range(len(n_atoms))],
+            scope=scope_strings,
+            n_atoms=np.array(n_atoms),
+            temperatures=np.array([300.0]),
+            targets={"cv": np.full((len(n_atoms), 1), 40.0)},
+            units={"cv": "J/(K*mol)"},
+        )
 
     with pytest.raises(DataError, match=r"row1 has token\(s\) outside the vocabulary: \['Zz'\]"):
         encode(examples([NACL, "-F 4 2 3 | 4a | Zz 1.0"], [2, 1]), model, ["cv"])
@@ -390,6 +437,7 @@ def test_training_data_with_unknown_tokens_or_bad_n_atoms_names_the_item(model_d
 
 
 # -- unreadable input files: not UTF-8, corrupt or truncated gzip, folders ---------------------------
+
 
 def _nacl_dict() -> dict[str, Any]:
     from pymatgen.core import Lattice, Structure
@@ -416,8 +464,9 @@ def _latin1_csv(path: Path, header: str, row: str) -> None:
     path.write_bytes(f"{header}\n{row}\n".encode("latin-1"))  # 'é' as the single byte 0xe9
 
 
-def test_unreadable_config_files_name_the_file_and_the_reason(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_config_files_name_the_file_and_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cloudphys.config import load_config, read_config_file
 
     latin = tmp_path / "latin1.yaml"
@@ -465,9 +514,10 @@ def test_scope_command_reports_unreadable_files_and_empty_folders(tmp_path: Path
         latin: r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
         not_gzip: r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
         truncated: rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
-                   rf".*lines 1-{kept} were read",
-        empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.mcif, \*\.vasp, \*\.poscar, \*\.json, \*\.extxyz, \*\.xyz, \*\.traj, "
-               r"POSCAR\*, CONTCAR\*",
+        rf".*lines 1-{kept} were read",
+        empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.mcif, \*\.vasp, "
+        r"\*\.poscar, \*\.json, \*\.extxyz, \*\.xyz, \*\.traj, "
+        r"POSCAR\*, CONTCAR\*",
     }
     for path, pattern in errors.items():
         row = by_id[str(path)]
@@ -490,8 +540,9 @@ def test_scope_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> No
     assert "not UTF-8" in (last.error or "")
 
 
-def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, model_dir: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_reports_unreadable_files_and_predicts_the_rest(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "good.csv"
     src.write_text(f"id,scope,n_atoms\ngood,{NACL},2\n")
     latin = tmp_path / "latin1.csv"
@@ -504,7 +555,21 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
     no_cols.write_text("id,formula\nx,NaCl\n")
     inputs = [src, latin, not_gzip, truncated, no_cols]
     out = tmp_path / "pred.csv"
-    rc = main(["predict", str(model_dir), "--keep-going", "-i", *map(str, inputs), "-T", "0,300", "-o", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "predict",
+            str(model_dir),
+            "--keep-going",
+            "-i",
+            *map(str, inputs),
+            "-T",
+            "0,300",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     assert "Traceback" not in capsys.readouterr().err
     with open(out, newline="") as fh:
@@ -514,9 +579,9 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(tmp_path: Path, 
         str(latin): r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
         str(not_gzip): r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
         str(truncated): rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
-                        rf".*lines 1-{kept} were read",
+        rf".*lines 1-{kept} were read",
         str(no_cols): r"no_columns\.csv: a CSV input needs a scope/cloud/cif/poscar/structure column "
-                      r"\(has id, formula\)",
+        r"\(has id, formula\)",
     }
     assert len(rows) == 2 * len(good) + len(errors)  # two temperatures per good input, one row per failure
     for rid in good:
@@ -542,8 +607,9 @@ def test_predict_inputs_keep_the_rows_before_a_non_utf8_line(tmp_path: Path) -> 
     assert [it.id for it in read] == [f"m{k}" for k in range(len(read))]
     assert all(it.error is None and it.scope == NACL and it.n_atoms == 2.0 for it in read)
     assert failed.id == str(path) and failed.scope is None
-    assert __import__("re").search(rf"mostly_utf8\.csv: cannot read from line {len(read) + 2} on: not UTF-8 text",
-                                   failed.error or "")
+    assert __import__("re").search(
+        rf"mostly_utf8\.csv: cannot read from line {len(read) + 2} on: not UTF-8 text", failed.error or ""
+    )
     where = str(tmp_path / "missing.cif")  # the next input is still read
     assert missing.id == where and missing.error == f"{where}: no such file or folder"
 
@@ -569,8 +635,14 @@ def test_evaluate_refuses_an_empty_split(model_dir: Path, monkeypatch: pytest.Mo
     from cloudphys.errors import DataError
     from cloudphys.inference import evaluation
 
-    empty = Examples(ids=[], scope=[], n_atoms=np.zeros(0), temperatures=np.array([300.0]),
-                     targets={"cv": np.zeros((0, 1))}, units={"cv": "J/(K*mol)"})
+    empty = Examples(
+        ids=[],
+        scope=[],
+        n_atoms=np.zeros(0),
+        temperatures=np.array([300.0]),
+        targets={"cv": np.zeros((0, 1))},
+        units={"cv": "J/(K*mol)"},
+    )
     monkeypatch.setattr(evaluation, "load_split", lambda *args, **kwargs: empty)
     with pytest.raises(DataError, match="split 'test' .* is empty"):
         evaluation.evaluate(model_dir, "test", device="cpu")

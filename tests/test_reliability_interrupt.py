@@ -28,7 +28,10 @@ from safetensors.torch import load_file
 
 from cloudphys.cli import main
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 EPOCHS = 8
 TIMING_KEYS = ("time_s", "samples_per_s")
@@ -46,13 +49,34 @@ def config(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         for k, r in enumerate(rows):
             w.writerow([f"row{k}", r["cloud"], r["cv"], r["n_atoms"], "train" if k < 32 else "val"])
     cfg = {
-        "encoder": {"name": "scope-bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
-                    "composition_features": True},
+        "encoder": {
+            "name": "scope-bert",
+            "hidden_size": 16,
+            "num_layers": 1,
+            "num_heads": 2,
+            "dropout": 0.1,
+            "composition_features": True,
+        },
         "head": {"name": "debye", "observables": ["cv"]},
-        "data": {"name": "csv", "path": str(folder / "tiny.csv"), "column": "cloud", "targets": {"cv": "cv"},
-                 "temperature": 300},
-        "train": {"epochs": EPOCHS, "batch_size": 8, "lr": 3.0e-3, "warmup": 0.1, "patience": 0, "seed": 7,
-                  "device": "cpu", "precision": "fp32", "progress": "false", "num_threads": 1},
+        "data": {
+            "name": "csv",
+            "path": str(folder / "tiny.csv"),
+            "column": "cloud",
+            "targets": {"cv": "cv"},
+            "temperature": 300,
+        },
+        "train": {
+            "epochs": EPOCHS,
+            "batch_size": 8,
+            "lr": 3.0e-3,
+            "warmup": 0.1,
+            "patience": 0,
+            "seed": 7,
+            "device": "cpu",
+            "precision": "fp32",
+            "progress": "false",
+            "num_threads": 1,
+        },
     }
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -128,8 +152,9 @@ def _train(config: Path, out: Path, resume: bool = False, hook: str = "", kill_a
     argv = ["train", str(config), "--out", str(out)] + (["--resume"] if resume else [])
     code = RUNNER.format(kill_at=kill_at, out=str(out), hook=textwrap.dedent(hook), argv=argv)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def _kill_after_first_checkpoint(proc: subprocess.Popen, out: Path) -> int:
@@ -137,7 +162,9 @@ def _kill_after_first_checkpoint(proc: subprocess.Popen, out: Path) -> int:
     state = out / "last" / "trainer_state.json"
     deadline = time.monotonic() + 240
     while not state.exists():
-        assert proc.poll() is None, f"training ended before its first checkpoint: {proc.stderr.read() if proc.stderr else ''}"
+        assert proc.poll() is None, (
+            f"training ended before its first checkpoint: {proc.stderr.read() if proc.stderr else ''}"
+        )
         assert time.monotonic() < deadline, "no checkpoint after 240 s"
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed (make the run longer)"
@@ -208,7 +235,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(config: Path, straight:
     _same_tensors(out / "last" / "optimizer.safetensors", straight / "last" / "optimizer.safetensors")
     _same_tensors(out / "last" / "rng.safetensors", straight / "last" / "rng.safetensors")
     assert json.loads((out / "last" / "trainer_state.json").read_text()) == json.loads(
-        (straight / "last" / "trainer_state.json").read_text())
+        (straight / "last" / "trainer_state.json").read_text()
+    )
     with open(out / "metrics.csv", newline="") as fa, open(straight / "metrics.csv", newline="") as fb:
         ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
     assert [r["epoch"] for r in ra] == [r["epoch"] for r in rb] == [str(e) for e in range(1, EPOCHS + 1)]
@@ -254,8 +282,9 @@ def test_checkpoints_are_written_to_a_temporary_name_and_renamed(tmp_path: Path)
         ("delete head.json", "no model found in .*last"),
     ],
 )
-def test_corrupt_checkpoint_gives_a_clear_error(config: Path, straight: Path, tmp_path: Path, damage: str,
-                                                 needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_checkpoint_gives_a_clear_error(
+    config: Path, straight: Path, tmp_path: Path, damage: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     out = tmp_path / "run"
@@ -269,8 +298,18 @@ def test_corrupt_checkpoint_gives_a_clear_error(config: Path, straight: Path, tm
     else:
         target.unlink()
     # one more epoch than the run had: a config change --resume refuses unless accepted
-    rc = main(["train", str(config), "--out", str(out), "--resume", "--accept-config-changes",
-               "-s", f"train.epochs={EPOCHS + 1}"])
+    rc = main(
+        [
+            "train",
+            str(config),
+            "--out",
+            str(out),
+            "--resume",
+            "--accept-config-changes",
+            "-s",
+            f"train.epochs={EPOCHS + 1}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ")
     assert __import__("re").search(needle, err), err
