@@ -1,6 +1,6 @@
 """Closed-vocabulary tokenizer for SCOPE strings of both dialects.
 
-The vocabulary is built from the grammar (:mod:`cloudphys.scope._grammar`), not from data, so no
+The vocabulary is built from the grammar (:func:`cloudphys.scope.vocabulary.token_groups`), not from data, so no
 valid SCOPE string ever maps to ``[UNK]``. In this order (ids are stable):
 
 1. special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (ids 0-4) and the section separator ``|``;
@@ -52,17 +52,9 @@ class SequenceTooLongError(ScopeError):
 
 def build_vocabulary() -> list[str]:
     """The vocabulary in id order (deterministic; see the module docstring)."""
-    from .scope import _grammar as G
+    from .scope.vocabulary import token_groups
 
-    groups: list[Sequence[str]] = [
-        SPECIAL_TOKENS,
-        (SEPARATOR,),
-        G.CLOUD_SYMMETRY_TOKENS,
-        sorted({t for n in range(1, 231) for t in G.hall_tokens(n)}),
-        [f"{m}{letter}" for m in G.all_wyckoff_multiplicities() for letter in G.WYCKOFF_LETTERS],
-        G.COMPOSITION_SYMBOLS,
-        G.COMPOSITION_VALUES,
-    ]
+    groups: list[Sequence[str]] = [SPECIAL_TOKENS, (SEPARATOR,), *token_groups()]
     vocab: list[str] = []
     seen: set[str] = set()
     for group in groups:
