@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from ..physics.contract import LatentSpec, PhysicsHead
-from .checks import _span
+from .sampling import latent_span
 
 __all__ = ["HeadInputs", "latent_values", "latents", "temperatures", "atom_counts", "head_inputs"]
 
@@ -42,7 +42,7 @@ class HeadInputs(NamedTuple):
 
 
 def _scalar(spec: LatentSpec) -> st.SearchStrategy[float]:
-    lo, hi = _span(spec)
+    lo, hi = latent_span(spec)
     if spec.scale == "log":
         inner = st.floats(math.log(lo), math.log(hi)).map(lambda v: min(max(math.exp(v), lo), hi))
     else:
