@@ -264,3 +264,35 @@ def test_package_a_single_model_and_refuse_overwrite(tiny_ensemble, tmp_path) ->
     assert p.member_std is None and p[0].std("cv") is None and "single model" in p.header()
     with pytest.raises(CheckpointError, match="exists"):
         package_model(tiny_ensemble / "member-0", out, name="one", card="# one\n")
+
+
+def test_ensemble_predict_tokenizes_once_for_all_members(tiny_ensemble, monkeypatch) -> None:
+    """The mean and every member read one tokenization; the spread equals members run one by one."""
+    import cloudphys
+    from cloudphys.inference import predict as pred_mod
+
+    m = cloudphys.load_model(tiny_ensemble)
+    tok = type(m.core.tokenizer)
+    real = tok.__call__
+    calls: list[int] = []
+
+    def counting(self, texts, *a, **k):
+        calls.append(len(texts))
+        return real(self, texts, *a, **k)
+
+    monkeypatch.setattr(tok, "__call__", counting)
+    strings = ["-F 4 2 3 | 4a 4b | Mg 0.5 O 0.5", "-F 4 2 3 | 4a | Cu 1.0"]
+    res = m.predict([(f"x{k}", s) for k, s in enumerate(strings)], temperatures=[100.0, 300.0])
+    assert calls == [len(strings)]
+    monkeypatch.setattr(tok, "__call__", real)
+    def items():
+        out = pred_mod.read_items(strings)
+        for it in out:  # SCOPE strings describe no cell: Model.predict reads them per atom
+            it.n_atoms = 1.0
+        return out
+
+    one_by_one = [pred_mod.predict_items(member, items(), np.array([100.0, 300.0, 0.0])) for member in m._members]
+    std = np.std([p.latents["theta_D"] for p in one_by_one], axis=0, ddof=1)
+    assert np.allclose(res.member_std["theta_D"], std, rtol=1e-6) and np.all(std > 0)  # raw members' std
+    cv_std = np.std([p.observables["cv"][:, :-1] for p in one_by_one], axis=0, ddof=1)
+    assert np.allclose(res.member_std["cv"], cv_std, rtol=1e-6)

@@ -12,20 +12,21 @@ from typing import Any
 
 __all__ = [
     "EnsembleEncoder",
-    "Prediction",
+    "ItemPredictions",
     "evaluate",
     "evaluate_model",
     "load_ensemble",
     "load_model",
     "predict_encoded",
     "predict_items",
+    "predict_with_members",
 ]
 
 
 def __getattr__(name: str) -> Any:  # lazy: torch is imported on first use
     if name in ("load_model", "predict_encoded"):
         from . import model as mod
-    elif name in ("predict_items", "Prediction"):
+    elif name in ("predict_items", "predict_with_members", "ItemPredictions"):
         from . import predict as mod
     elif name in ("evaluate", "evaluate_model"):
         from . import evaluation as mod

@@ -2,7 +2,7 @@
 
 :func:`predict_items` is the core: it converts the items' structures to the SCOPE dialect the model
 was trained on, checks and tokenizes every string once (:func:`~cloudphys.training.batching.check_tokens`),
-runs the model over the good ones in batches and returns a :class:`Prediction` -- per-item arrays
+runs the model over the good ones in batches and returns an :class:`ItemPredictions` -- per-item arrays
 of every observable and latent plus one error (or ``None``) per item, in input order. Nothing is
 dropped: an input that cannot be read, converted or tokenized, or whose prediction is not finite,
 keeps its place with its error and NaN values.
@@ -16,6 +16,7 @@ predict`` (CSV rows, optional plot).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,11 +34,12 @@ from ..training.runtime import resolve_device
 from .model import load_model, predict_encoded
 
 __all__ = [
-    "Prediction",
+    "ItemPredictions",
     "parse_temperatures",
     "plot_curves",
     "predict_files",
     "predict_items",
+    "predict_with_members",
     "read_items",
     "write_csv",
 ]
@@ -78,8 +80,9 @@ def _convert(items: list[Any], dialect: str, workers: int = 1) -> None:
 
 
 @dataclass
-class Prediction:
-    """What :func:`predict_items` returns: one entry per input item, in input order.
+class ItemPredictions:
+    """What :func:`predict_items` returns (the user-facing result built on it is
+    :class:`cloudphys.inference.result.Prediction`): one entry per input item, in input order.
 
     :ivar ids, sources, scope, errors: per item (``scope``: the string tokenized, ``None`` if there
         was none; ``errors``: ``None`` for a prediction, else why there is none).
@@ -156,6 +159,22 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
     return good, good_tokens, feats
 
 
+def _primitive_atoms(model: ScopePhysicsModel, items: list[Any]) -> np.ndarray | None:
+    """Atoms per primitive cell of each item's structure (NaN for a string: its cell as given), only
+    for a head that declares the condition ``n_atoms_primitive`` (issue 12: debye-einstein)."""
+    if "n_atoms_primitive" not in getattr(model.head, "conditions", ()):
+        return None
+    from ..scope import primitive_atoms
+
+    out = np.full(len(items), np.nan)
+    for j, it in enumerate(items):
+        structure = it.structure
+        if structure is not None:
+            with contextlib.suppress(Exception):  # converted once already; a failure here keeps the given cell
+                out[j] = float(primitive_atoms(structure))
+    return out
+
+
 def predict_items(
     model: ScopePhysicsModel,
     items: list[Any],
@@ -166,7 +185,7 @@ def predict_items(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 1,
-) -> Prediction:
+) -> ItemPredictions:
     """Latents and observables (``observables``; default: every one the head declares) of every item.
 
     :param items: :class:`cloudphys.inputs.InputItem` (see :func:`read_items`).
@@ -174,21 +193,75 @@ def predict_items(
     Structures are converted to ``dialect`` (default: the model's); each string is parsed and
     tokenized once. Never raises for one item: its error is recorded and the rest go on.
     """
+    return predict_with_members(model, (), items, temperatures, observables=observables, dialect=dialect,
+                                batch_size=batch_size, device=device, workers=workers)[0]
+
+
+def predict_with_members(
+    model: ScopePhysicsModel,
+    members: Sequence[ScopePhysicsModel],
+    items: list[Any],
+    temperatures: np.ndarray | Sequence[float],
+    *,
+    observables: Sequence[str] | None = None,
+    dialect: str | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    workers: int = 1,
+) -> tuple[ItemPredictions, list[ItemPredictions]]:
+    """:func:`predict_items` for ``model`` and for each of ``members`` (an ensemble's members), the
+    inputs converted, parsed and tokenized once for all of them.
+
+    A member whose tokenizer differs from ``model``'s gets its own tokenization. An item whose
+    prediction is not finite for any of them carries that error (the arrays of the runs before it
+    keep their values; callers mask by ``errors``).
+    """
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
     _convert(items, dialect or model_dialect(model), workers)
+    dev = resolve_device(device)
+    enc_cache: dict[int, tuple[list[int], Any]] = {}
+
+    def run(m: ScopePhysicsModel) -> ItemPredictions:
+        key = id(model) if m is model or _same_inputs(m, model) else id(m)
+        if key not in enc_cache:
+            enc_cache[key] = _encode_items(m, items, temperatures)
+        good, enc = enc_cache[key]
+        return _run(m, items, good, enc, temperatures, obs_names, batch_size, dev)
+
+    core = run(model)
+    return core, [run(m) for m in members]
+
+
+def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
+    """Do ``a`` and ``b`` read the same tokens and features (so one encoding serves both)?"""
+    ta, tb = a.tokenizer, b.tokenizer
+    ca, cb = getattr(a.encoder, "config", None), getattr(b.encoder, "config", None)
+    return (ta.get_vocab() == tb.get_vocab() and ta.model_max_length == tb.model_max_length
+            and all(getattr(ca, k, None) == getattr(cb, k, None) for k in ("composition_features", "feature_layout")))
+
+
+def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray) -> tuple[list[int], Any]:
+    """The good items' positions and their encoding (tokens, features, conditions); ``None`` if none."""
     good, tokens, feats = _check_items(model, items)
+    if not good:
+        return good, None
+    ex = Examples(ids=[items[k].id for k in good], scope=[str(items[k].scope) for k in good],  # type: ignore[misc]
+                  n_atoms=np.asarray([items[k].n_atoms for k in good], dtype=np.float64), temperatures=temperatures,
+                  n_atoms_primitive=_primitive_atoms(model, [items[k] for k in good]))  # issue 12 (S2)
+    features = None if feats[0] is None else np.stack(feats)
+    return good, encode(ex, model, tokens=tokens, features=features)
+
+
+def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, temperatures: np.ndarray,
+         obs_names: list[str], batch_size: int, dev: Any) -> ItemPredictions:
+    """Run ``model`` over the encoded good items; NaN and the item's error where a value is not finite."""
     N, nT = len(items), len(temperatures)
     lat_sizes = {spec.name: int(spec.size) for spec in model.head.latents}
     preds: dict[str, np.ndarray] = {o: np.full((N, nT), np.nan) for o in obs_names}
     lats: dict[str, np.ndarray] = {}
-    if good:
-        ex = Examples(ids=[items[k].id for k in good], scope=[str(items[k].scope) for k in good],  # type: ignore[misc]
-                      n_atoms=np.asarray([items[k].n_atoms for k in good], dtype=np.float64), temperatures=temperatures)
-        features = None if feats[0] is None else np.stack(feats)
-        dev = resolve_device(device)
+    if enc is not None:
         model.to(dev)
-        enc = encode(ex, model, tokens=tokens, features=features)
         p, lat = predict_encoded(model, enc, batch_size=batch_size, device=dev, observables=obs_names)
         rows = np.asarray(good)
         for o in obs_names:
@@ -200,15 +273,16 @@ def predict_items(
             finite = all(np.isfinite(p[o][j]).all() for o in obs_names)
             if not (finite and all(np.isfinite(v[j]).all() for v in lat.values())):
                 items[k].fail("the model produced a non-finite value (NaN or inf) for this input")
+            if items[k].error is not None:
                 for arr in (*preds.values(), *lats.values()):
                     arr[k] = np.nan
     for name, size in lat_sizes.items():
         lats.setdefault(name, np.full((N,) if size == 1 else (N, size), np.nan))
     n_atoms = np.asarray([np.nan if it.n_atoms is None else float(it.n_atoms) for it in items], dtype=np.float64)
-    return Prediction(ids=[it.id for it in items], sources=[it.source or it.name for it in items],
-                      scope=[it.scope for it in items],
-                      n_atoms=n_atoms, temperatures=temperatures, observables=preds, latents=lats,
-                      errors=[it.error for it in items], latent_sizes=lat_sizes)
+    return ItemPredictions(ids=[it.id for it in items], sources=[it.source or it.name for it in items],
+                           scope=[it.scope for it in items],
+                           n_atoms=n_atoms, temperatures=temperatures, observables=preds, latents=lats,
+                           errors=[it.error for it in items], latent_sizes=lat_sizes)
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
@@ -268,7 +342,7 @@ def predict_files(
     registry: Any = None,
 ) -> list[dict[str, Any]]:
     """Load a trained model, predict every input at ``temperatures`` (the head's selected
-    observables), write CSV / plot; returns the rows (:meth:`Prediction.rows`)."""
+    observables), write CSV / plot; returns the rows (:meth:`ItemPredictions.rows`)."""
     model = load_model(run_dir, registry=registry)
     T = parse_temperatures(temperatures)
     pred = predict_items(model, read_items(inputs), T, observables=list(model.head.selected), dialect=dialect,

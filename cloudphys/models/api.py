@@ -4,8 +4,8 @@
 file paths, SCOPE strings or a list of them and returns a
 :class:`~cloudphys.inference.result.Prediction` with every observable of the head, the latents,
 per-cell and per-atom values with units, and (ensembles) calibrated spreads. The prediction core is
-:func:`cloudphys.inference.predict.predict_items`; the ensemble spread is each member run through
-the same core (:mod:`cloudphys.inference.uncertainty`).
+:func:`cloudphys.inference.predict.predict_with_members`; the ensemble spread is each member run on
+the same tokens (converted, parsed and tokenized once for all; :mod:`cloudphys.inference.uncertainty`).
 
 Differentiable use: :meth:`Model.tensors` encodes inputs once; :meth:`Model.forward_tensors` runs
 encoder + head on those tensors with autograd on (gradients reach the temperatures, the latents and
@@ -133,7 +133,7 @@ class Model:
         :returns: a :class:`~cloudphys.inference.result.Prediction`; inputs that fail keep their
             place with an ``error`` (nothing is dropped, nothing raises per input).
         """
-        from ..inference.predict import predict_items, read_items
+        from ..inference.predict import predict_with_members, read_items
         from ..inference.result import ItemInfo, Prediction, quantities_from_head
         from ..inference.uncertainty import DEFAULT_LEVEL, member_std
         from ..inputs import to_records
@@ -161,11 +161,11 @@ class Model:
                     it.n_atoms = 1.0
                     per_atom_only.append(k)
         kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers)
-        mean = predict_items(self.core, items, T_all, **kw)
+        # the members read the same tokens: converted, parsed and tokenized once for all of them
+        mean, per = predict_with_members(self.core, self._members if self.is_ensemble else (), items, T_all, **kw)
         spreads = None
         dos = self._dos(mean.latents, mean.n_atoms)
         if self.is_ensemble:
-            per = [predict_items(m, items, T_all, **kw) for m in self._members]  # type: ignore[union-attr]
             spreads = member_std([{**p.observables, **p.latents} for p in per])
             if dos is not None:
                 member_dos = [self._dos(p.latents, p.n_atoms) for p in per]
