@@ -231,8 +231,9 @@ def _physics_model(head_name: str) -> Any:
 
 def per_atom_predictions(cell: Cell, head_name: str) -> dict[str, np.ndarray]:
     """The product's path for one structure: SCOPE record → default-dialect string → ``encode`` /
-    ``collate`` (tokens, intensive features, atoms per primitive cell from the record) → encoder →
-    head (in float64) with the given cell's atoms → per-atom observables."""
+    ``collate`` (tokens, intensive features, atoms per primitive cell of the structure,
+    ``scope.primitive_atoms``, as ``predict`` gives it) → encoder → head (in float64) with the given
+    cell's atoms → per-atom observables."""
     from cloudphys.data.base import Examples
     from cloudphys.training.batching import collate, encode
 
@@ -240,7 +241,8 @@ def per_atom_predictions(cell: Cell, head_name: str) -> dict[str, np.ndarray]:
     text = scope.from_structure(cell).render()
     n_atoms = len(cell[2])
     enc = encode(Examples(ids=["x"], scope=[text], n_atoms=np.array([float(n_atoms)]),
-                          temperatures=np.asarray(TEMPERATURES)), model)
+                          temperatures=np.asarray(TEMPERATURES),
+                          n_atoms_primitive=np.array([float(scope.primitive_atoms(cell))])), model)
     b = collate(enc, np.array([0]), int(model.tokenizer.pad_token_id))
     with torch.no_grad():
         latents = model.latents(b["input_ids"], b["attention_mask"], b["features"])
@@ -308,12 +310,13 @@ def test_issue_examples_directly() -> None:
 
 
 def test_debye_einstein_per_atom_values_do_not_depend_on_the_cell() -> None:
-    """3 acoustic modes per primitive cell (condition ``n_atoms_primitive`` from the record), not per
+    """3 acoustic modes per primitive cell (condition ``n_atoms_primitive``, from the structure), not per
     given cell: MgO conventional (8 atoms) and primitive (2) agree; without the condition the head
     reads the given cell as primitive and they differ (the bug this condition fixes, 25 % on MgO)."""
     _assert_same_for_head(MGO_CONVENTIONAL, MGO_PRIMITIVE, "debye-einstein")
     _assert_same_for_head(SI_8A, SI_PRIMITIVE, "debye-einstein")
-    assert scope.from_structure(MGO_CONVENTIONAL).sites_per_primitive_cell == 2
+    assert scope.primitive_atoms(MGO_CONVENTIONAL) == scope.primitive_atoms(MGO_PRIMITIVE) == 2
+    assert scope.primitive_atoms(change_basis(SI_8A, SUPERCELLS[0])) == 2
     head = cloudphys.load_head("debye-einstein")
     lat = {"theta_D": torch.tensor([300.0], dtype=torch.float64), "theta_E": torch.tensor([500.0], dtype=torch.float64)}
     T = torch.tensor([[300.0]], dtype=torch.float64)
@@ -326,12 +329,15 @@ def test_debye_einstein_per_atom_values_do_not_depend_on_the_cell() -> None:
 
 def test_predict_and_training_paths_pass_atoms_per_primitive_cell() -> None:
     """``predict_items`` (which goes through ``predict_encoded`` and the model's forward) gives
-    debye-einstein the primitive cell's atoms: conventional and primitive MgO / Si agree per atom."""
+    debye-einstein the primitive cell's atoms of each structure: conventional and primitive MgO / Si
+    agree per atom."""
+    from pymatgen.core import Lattice, Structure
+
     from cloudphys.inference.predict import predict_items, read_items
 
     model = _physics_model("debye-einstein")
     cells = [MGO_CONVENTIONAL, MGO_PRIMITIVE, SI_8A, SI_PRIMITIVE]
-    inputs = [{"scope": scope.from_structure(c).render(), "n_atoms": len(c[2])} for c in cells]
+    inputs = [Structure(Lattice(lat), [int(z) for z in num], pos) for lat, pos, num in cells]
     pred = predict_items(model, read_items(inputs), list(TEMPERATURES))
     assert pred.errors == [None] * len(inputs)
     for name in ("cv", "u", "s", "f"):
@@ -491,7 +497,12 @@ def test_encode_reads_hand_built_examples_in_canonical_form() -> None:
     for a, b in ((0, 1), (2, 3)):
         np.testing.assert_array_equal(enc.input_ids[a], enc.input_ids[b])
         np.testing.assert_array_equal(enc.features[a], enc.features[b])
-    np.testing.assert_array_equal(enc.n_atoms_primitive, [2.0, 2.0, 2.0, 2.0, 2.0])
+    # strings alone cannot tell the primitive cell (the record's count is a lower bound): the given
+    # cells are read as primitive unless the examples say otherwise
+    np.testing.assert_array_equal(enc.n_atoms_primitive, ex.n_atoms)
+    told = encode(Examples(ids=ex.ids, scope=ex.scope, n_atoms=ex.n_atoms, temperatures=ex.temperatures,
+                           n_atoms_primitive=np.array([2.0, 2.0, 2.0, np.nan, 2.0])), model)
+    np.testing.assert_array_equal(told.n_atoms_primitive, [2.0, 2.0, 2.0, 2.0, 2.0])  # NaN: the cell as given
     # tokens and features computed by the caller for the strings as given are replaced when not canonical
     tokens, _ = check_tokens(model.tokenizer, texts, validate=True)
     again = encode(ex, model, tokens=tokens, features=model.featurize(texts, ex.n_atoms))
@@ -501,3 +512,16 @@ def test_encode_reads_hand_built_examples_in_canonical_form() -> None:
     bad = "F 4d 2 3 -1d | 8z | Si 1.0"
     with pytest.raises(DataError, match=re.escape(bad)):
         encode(Examples(ids=["bad"], scope=[bad], n_atoms=np.array([8.0]), temperatures=np.array([300.0])), model)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cell=crystals, steps=transforms())
+@example(cell=MGO_CONVENTIONAL, steps=(("supercell", SUPERCELLS[1]),))
+def test_primitive_atoms_is_the_primitive_cell_of_every_description(cell: Cell, steps: tuple) -> None:
+    """``scope.primitive_atoms``: the atoms of spglib's primitive cell, for every description; at least
+    the record's ``sites_per_primitive_cell`` (a lower bound where orbits share a letter)."""
+    other = apply(cell, steps)
+    expected = len(primitive(cell)[2])
+    assert scope.primitive_atoms(other) == scope.primitive_atoms(cell) == expected
+    assert len(other[2]) % expected == 0
+    assert expected >= scope.from_structure(cell).sites_per_primitive_cell

@@ -62,6 +62,9 @@ class Examples:
     :param units: observable name → unit string.
     :param dialect: the SCOPE dialect of ``scope`` (``"default"`` or ``"cloud"``) as the loader
         wrote or read them; ``None`` when unknown (strings given by the user in a ``scope`` column).
+    :param n_atoms_primitive: atoms per primitive cell, shape ``[N]``, where known (from a structure:
+        ``cloudphys.scope.primitive_atoms``; NaN where not); ``None``: every given cell is read as a
+        primitive cell. Only heads that declare the condition ``n_atoms_primitive`` use it (issue 12).
     """
 
     ids: list[str]
@@ -71,11 +74,14 @@ class Examples:
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     dialect: str | None = None
+    n_atoms_primitive: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         if len(self.scope) != n or len(self.n_atoms) != n:
             raise ValueError("ids, scope and n_atoms must have the same length")
+        if self.n_atoms_primitive is not None and len(self.n_atoms_primitive) != n:
+            raise ValueError("n_atoms_primitive must have one value per example")
         for name, values in self.targets.items():
             if values.shape != (n, len(self.temperatures)):
                 raise ValueError(

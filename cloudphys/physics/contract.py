@@ -55,7 +55,7 @@ __all__ = [
 R_GAS = 8.314462618
 
 #: Conditions a head may declare: name → unit. ``n_atoms_primitive`` is optional: atoms per primitive
-#: cell (intensive: the model takes it from the SCOPE record, ``ScopeRecord.sites_per_primitive_cell``),
+#: cell (intensive: ``predict`` takes it from each structure, ``cloudphys.scope.primitive_atoms``),
 #: for a head that needs it (e.g. 3 acoustic modes per primitive cell); a call without it (or a head
 #: that does not declare it) reads the given cell as primitive (``n_atoms_primitive = n_atoms``).
 CONDITIONS: dict[str, str] = {

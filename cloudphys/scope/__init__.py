@@ -28,7 +28,7 @@ from .generators import (
     symmetry_tokens,
 )
 from .record import ScopeRecord, WyckoffSite
-from .structure import from_structure, read_structure
+from .structure import from_structure, primitive_atoms, read_structure
 
 __all__ = [
     "DIALECTS",
@@ -47,6 +47,7 @@ __all__ = [
     "load_generator_table",
     "parse",
     "parse_cached",
+    "primitive_atoms",
     "read_structure",
     "symmetry_tokens",
     "to_dialect",

@@ -30,7 +30,7 @@ from ..errors import StructureError
 from . import _grammar as G
 from .record import ScopeRecord, WyckoffSite
 
-__all__ = ["from_structure", "read_structure", "structure_cell"]
+__all__ = ["from_structure", "primitive_atoms", "read_structure", "structure_cell"]
 
 _Z = {symbol: z for z, symbol in enumerate(G.ELEMENTS, start=1)}
 _Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
@@ -453,6 +453,15 @@ def from_structure(
         if where is None or str(exc).startswith(where):
             raise
         raise StructureError(f"{where}: {exc}") from None  # name the file
+
+
+def primitive_atoms(structure: Any, symprec: float = 0.01, angle_tolerance: float = 5) -> int:
+    """Atoms per primitive cell of ``structure`` (any input of :func:`from_structure`): spglib's
+    standardized conventional cell's atoms divided by its lattice points. Exact and the same for every
+    cell of the crystal, unlike :attr:`ScopeRecord.sites_per_primitive_cell`, a lower bound where two
+    orbits share a Wyckoff letter. Raises :class:`~cloudphys.errors.StructureError` like ``from_structure``."""
+    ds = _dataset(structure_cell(structure), float(symprec), float(angle_tolerance))
+    return len(ds.std_types) // G.lattice_points(int(ds.number))
 
 
 def _record(cell: _Cell, ds: Any) -> ScopeRecord:

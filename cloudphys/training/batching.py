@@ -24,7 +24,6 @@ from ..errors import ConfigError, DataError, ScopeError
 
 __all__ = [
     "Encoded",
-    "atoms_per_primitive_cell",
     "batch_indices",
     "canonical_string",
     "check_tokens",
@@ -49,8 +48,8 @@ class Encoded:
     temperatures: np.ndarray
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     features: np.ndarray | None = None
-    #: atoms per primitive cell (intensive, from each string's record: ``sites_per_primitive_cell``);
-    #: the head condition ``n_atoms_primitive``. ``None``: read the given cells as primitive.
+    #: atoms per primitive cell (intensive): ``Examples.n_atoms_primitive`` where known, else the given
+    #: cell's atoms; the head condition ``n_atoms_primitive``. ``None``: read the given cells as primitive.
     n_atoms_primitive: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -93,14 +92,6 @@ def canonical_string(text: str) -> str:
 
     record = _parsed(text)[0] if dialect_of(text) == "default" else None
     return text if record is None else record.render()  # parse gives a default string's canonical record
-
-
-@lru_cache(maxsize=1 << 16)
-def atoms_per_primitive_cell(text: str) -> float:
-    """Atoms per primitive cell of the crystal ``text`` describes (its record's
-    ``sites_per_primitive_cell``; the same for every cell the crystal is written in); NaN if it does not parse."""
-    record = _parsed(text)[0]
-    return float("nan") if record is None else float(record.sites_per_primitive_cell)
 
 
 def _snippet(text: str) -> str:
@@ -200,8 +191,13 @@ def encode(
     if observables is not None:
         targets = {k: v for k, v in targets.items() if k in observables}
     feats = features if features is not None and given else model.featurize(scope, n)
-    prim = np.asarray([atoms_per_primitive_cell(s) for s in scope], dtype=np.float64).reshape(len(scope))
-    prim = np.where(np.isfinite(prim), prim, n)  # a string that does not parse: its cell as given
+    # atoms per primitive cell: where the examples know them (from structures), else the given cell
+    # (a SCOPE string cannot tell: its record's sites_per_primitive_cell is only a lower bound, low
+    # wherever two orbits share a Wyckoff letter -- 468 of phonondb-thermo's 629 test materials)
+    given_p = getattr(examples, "n_atoms_primitive", None)
+    prim = n.copy() if given_p is None else np.asarray(given_p, dtype=np.float64).reshape(len(scope))
+    bad_p = ~(np.isfinite(prim) & (prim > 0))
+    prim = np.where(bad_p, n, prim)
     return Encoded(
         ids=ids,
         scope=scope,
@@ -297,7 +293,9 @@ def load_split(config: Any, split: str, registry: Any = None) -> Examples:
 
 def take(ex: Examples, idx: np.ndarray) -> Examples:
     """The examples at positions ``idx`` (``train.limit``)."""
+    prim = getattr(ex, "n_atoms_primitive", None)
     return Examples(
+        n_atoms_primitive=None if prim is None else np.asarray(prim)[idx],
         ids=[ex.ids[i] for i in idx],
         scope=[ex.scope[i] for i in idx],
         n_atoms=np.asarray(ex.n_atoms)[idx],

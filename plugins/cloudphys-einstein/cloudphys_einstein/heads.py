@@ -8,7 +8,7 @@ the zero-point energy, f = u − T·s), cv and s in J/(K·mol).
 * ``debye-einstein``: per primitive cell of p atoms, the 3 acoustic branches as a Debye solid of
   Debye temperature θ_D (the Debye head with one atom: 3 modes, zero-point energy 9/8·R·θ_D), the
   3(p − 1) optical branches as Einstein modes at θ_E; a given cell of n atoms holds n/p primitive
-  cells. p is the condition ``n_atoms_primitive`` (the model takes it from the SCOPE record, so
+  cells. p is the condition ``n_atoms_primitive`` (``predict`` takes it from each structure, so
   per-atom values do not depend on the cell the crystal is written in); ``n_atoms`` when not
   given, as before. Needs p ≥ 1.
 
