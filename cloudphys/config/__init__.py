@@ -23,7 +23,7 @@ Modules: :mod:`.schema` (dataclasses and bounds), :mod:`.reading` (files, overri
 
 from __future__ import annotations
 
-from .bounds import Bound, check_bound
+from ..bounds import Bound, check_bound
 from .coerce import coerce
 from .loader import load_config
 from .plugin_params import Param, param_schema

@@ -14,8 +14,8 @@ import types
 import typing
 from typing import Any, Literal
 
+from ..bounds import Bound, check_bound, show
 from ..errors import ConfigError
-from .bounds import Bound, check_bound, show
 
 __all__ = ["coerce", "split_annotated", "type_name"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from ..bounds import Bound, option
 from ..errors import ConfigError
-from .bounds import Bound, option
 from .validate import check_fields, check_source
 from .yaml12 import dump_yaml
 

@@ -12,8 +12,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..bounds import check_bound
 from ..errors import ConfigError
-from .bounds import check_bound
 from .coerce import coerce, split_annotated
 from .plugin_params import Kind, param_schema
 

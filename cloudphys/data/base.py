@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..params import keyword_params
+
 __all__ = ["DataFile", "DatasetSpec", "Examples", "data_dir", "signature_params"]
 
 
@@ -143,9 +145,5 @@ class DatasetSpec:
 
 def signature_params(load: Callable[..., Any]) -> dict[str, Any]:
     """The keyword parameters of ``load`` (minus ``split`` and ``**kwargs``) with their defaults."""
-    try:
-        sig = inspect.signature(load)
-    except (TypeError, ValueError):
-        return {}
-    return {p.name: (None if p.default is p.empty else p.default) for p in sig.parameters.values()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "split"}
+    params = keyword_params(load, ("split",), allow_var_keyword=True) or {}
+    return {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in params.items()}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config.bounds import Fraction, Kelvin, Seed
+from ..bounds import Fraction, Kelvin, Seed
 from ..errors import DataError
 from .base import DataFile, DatasetSpec, Examples
 from .download import fetch

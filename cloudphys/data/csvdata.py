@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config.bounds import Fraction, Kelvin, Seed, Tolerance, Workers
+from ..bounds import Fraction, Kelvin, Seed, Tolerance, Workers
 from ..errors import DataError
 from ..inputs import (
     DEFAULT_LIMITS,

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config.bounds import Count, Kelvin, Tolerance, Workers
+from ..bounds import Count, Kelvin, Tolerance, Workers
 from ..errors import DataError
 from .base import DataFile, DatasetSpec, Examples
 from .download import fetch

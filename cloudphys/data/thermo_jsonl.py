@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config.bounds import Count, Fraction, Kelvin, Seed, Tolerance, Workers
+from ..bounds import Count, Fraction, Kelvin, Seed, Tolerance, Workers
 from ..errors import DataError
 from ..inputs import (
     DEFAULT_LIMITS,

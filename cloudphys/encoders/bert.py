@@ -24,7 +24,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..config.bounds import Bound
+from ..bounds import Bound
 from ..physics.contract import LatentSpec
 from .descriptors import (
     FEATURE_LAYOUT,

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..config.bounds import Bound
+from ..bounds import Bound
 from ..hookspecs import hookimpl
 from ..observables import THERMODYNAMIC_OBSERVABLES
 from .contract import R_GAS, LatentSpec, PhysicsHead
