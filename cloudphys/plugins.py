@@ -17,6 +17,10 @@ A plugin that fails to import or whose registration raises is recorded as a :cla
 in :attr:`Registry.errors` (plugin name, distribution, error) and skipped; the others still load.
 Whatever a plugin prints while it is imported or registers goes to stderr, never to stdout (which
 may carry JSON or CSV).
+
+One module (about 400 lines) on purpose: the manager construction, the per-plugin calls with
+their failure records and the :class:`Registry` are one loading sequence, and the registry is
+their only user; split apart, those private steps would have to become a public API.
 """
 
 from __future__ import annotations

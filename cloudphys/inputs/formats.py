@@ -10,6 +10,9 @@ Reading happens in two steps so that conversion can run in worker processes and 
    makes parsers slow: symmetry operations and sites of a CIF block, the atom count of a POSCAR.
 
 No reader imports a module named by the data or calls a ``from_dict`` (see :mod:`.plain`).
+
+One module (about 410 lines) on purpose: it is the one place that knows file formats, and every
+reader shares the same two-step deferral and the same :class:`~.limits.Limits` budget checks.
 """
 
 from __future__ import annotations

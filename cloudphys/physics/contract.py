@@ -25,6 +25,10 @@ the largest finite number of the working dtype: 2⁶³ ≈ 9.2e18 K in float32, 
 float64) and ``n_atoms`` up to :func:`n_atoms_limit` (2³¹ ≈ 2.1e9 in float32) give finite
 observables with finite gradients, element by element; larger values are rejected before
 computing, with a ``ValueError`` naming the value and its index.
+
+One module (about 460 lines) on purpose: the declarations, the call convention and the input
+checks that enforce it are the contract together, read top to bottom by a head author;
+``PhysicsHead.forward`` and :func:`check_inputs` share the limits defined here.
 """
 
 from __future__ import annotations

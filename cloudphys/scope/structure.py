@@ -12,6 +12,10 @@ are those of CLOUD's published converter; everything else is read from the same 
 Disordered (partial-occupancy) structures are refused with :class:`~cloudphys.errors.StructureError`
 unless ``allow_disordered=True``, which treats them as the published converter does: each distinct
 site occupancy is one atom type for spglib and amounts are summed occupancies.
+
+One module (about 490 lines) on purpose: building the spglib cell from each input kind, checking it
+(overlapping atoms) and reading the record from spglib's result are one conversion path around
+the private ``_Cell`` (only :func:`structure_cell` hands one out).
 """
 
 from __future__ import annotations
