@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -192,33 +192,12 @@ def _cell_from_dict(d: Mapping[str, Any], allow_disordered: bool) -> _Cell:
     return _Cell(matrix, positions, types, _magmom_values(magmoms) if any_magmom else None, amounts)
 
 
-def _cell_from_ase(atoms: Any) -> _Cell:
-    numbers = [int(z) for z in atoms.numbers]
-    if not numbers:
-        raise StructureError("the structure has no atoms")
+def _species_types(numbers: Iterable[Any]) -> tuple[list[int], dict[str, Fraction | int]]:
+    """spglib atom types from atomic numbers (numbered by first appearance; 0 is a dummy atom) and
+    the number of atoms of each element."""
     type_of: dict[int, int] = {}
     types = []
     amounts: dict[str, Fraction | int] = {}
-    for i, z in enumerate(numbers):
-        if not 0 <= z <= len(G.ELEMENTS):
-            raise StructureError(f"atom {i}: atomic number {z} is not a chemical element")
-        t = type_of.get(z)
-        if t is None:
-            t = type_of[z] = len(type_of) + 1
-        types.append(t)
-        el = G.ELEMENTS[z - 1] if z else G.DUMMY_SYMBOL
-        amounts[el] = amounts.get(el, 0) + 1
-    magmoms = None
-    if atoms.has("initial_magmoms"):
-        magmoms = _magmom_values(list(atoms.get_initial_magnetic_moments()))
-    return _Cell(np.asarray(atoms.cell), atoms.get_scaled_positions(wrap=False), types, magmoms, amounts)
-
-
-def _cell_from_tuple(cell: Sequence[Any]) -> _Cell:
-    lattice, positions, numbers = cell[0], cell[1], cell[2]
-    amounts: dict[str, Fraction | int] = {}
-    type_of: dict[int, int] = {}
-    types = []
     for i, z in enumerate(numbers):
         z = int(z)
         if not 0 <= z <= len(G.ELEMENTS):
@@ -229,6 +208,23 @@ def _cell_from_tuple(cell: Sequence[Any]) -> _Cell:
         types.append(t)
         el = G.ELEMENTS[z - 1] if z else G.DUMMY_SYMBOL
         amounts[el] = amounts.get(el, 0) + 1
+    return types, amounts
+
+
+def _cell_from_ase(atoms: Any) -> _Cell:
+    numbers = [int(z) for z in atoms.numbers]
+    if not numbers:
+        raise StructureError("the structure has no atoms")
+    types, amounts = _species_types(numbers)
+    magmoms = None
+    if atoms.has("initial_magmoms"):
+        magmoms = _magmom_values(list(atoms.get_initial_magnetic_moments()))
+    return _Cell(np.asarray(atoms.cell), atoms.get_scaled_positions(wrap=False), types, magmoms, amounts)
+
+
+def _cell_from_tuple(cell: Sequence[Any]) -> _Cell:
+    lattice, positions, numbers = cell[0], cell[1], cell[2]
+    types, amounts = _species_types(numbers)
     if not types:
         raise StructureError("the structure has no atoms")
     magmoms = _magmom_values(list(cell[3])) if len(cell) > 3 and cell[3] is not None else None
