@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from ..params import keyword_params
 
-__all__ = ["DataFile", "DatasetSpec", "Examples", "data_dir", "signature_params"]
+__all__ = ["DataFile", "DatasetSpec", "Examples", "check_split", "data_dir", "reject_unknown", "signature_params"]
 
 
 def data_dir() -> Path:
@@ -147,3 +148,15 @@ def signature_params(load: Callable[..., Any]) -> dict[str, Any]:
     """The keyword parameters of ``load`` (minus ``split`` and ``**kwargs``) with their defaults."""
     params = keyword_params(load, ("split",), allow_var_keyword=True) or {}
     return {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in params.items()}
+
+
+def reject_unknown(name: str, unknown: Mapping[str, Any]) -> None:
+    """Raise :class:`DataError` if a ``load(**unknown)`` of data set ``name`` got keys it does not take."""
+    if unknown:
+        raise DataError(f"data set {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
+
+
+def check_split(name: str, split: str, splits: tuple[str, ...] = ("train", "val", "test", "all")) -> None:
+    """Raise :class:`DataError` if ``split`` is not one of the ``splits`` data set ``name`` serves."""
+    if split not in splits:
+        raise DataError(f"data set {name!r} has no split {split!r}; choose one of {', '.join(splits)}")

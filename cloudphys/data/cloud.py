@@ -24,7 +24,7 @@ import numpy as np
 
 from ..bounds import Fraction, Kelvin, Seed
 from ..errors import DataError
-from .base import DataFile, DatasetSpec, Examples
+from .base import DataFile, DatasetSpec, Examples, reject_unknown
 from .download import fetch
 
 __all__ = [
@@ -167,7 +167,7 @@ def load_cloud_cv(
     :returns: :class:`Examples` with ``targets={"cv": [N, 1]}`` in J/(K*mol) per mole of cells of
         ``n_atoms`` atoms; ids ``"train_and_val:<row>"`` or ``"test:<row>"`` (0-based data rows).
     """
-    _no_unknown("cloud-cv", unknown)
+    reject_unknown("cloud-cv", unknown)
     if not math.isclose(float(temperature), 300.0, abs_tol=1e-9):
         raise DataError(f"cloud-cv labels are Cv at 300 K; temperature={temperature!r} is not available")
     path, prefix = _labelled_split("cloud-cv", "cloud_cv", split, download=download, progress=progress)
@@ -200,7 +200,7 @@ def load_cloud_dielectric(
     Same splits as :func:`load_cloud_cv`. ``temperatures`` is ``[nan]`` (not a thermal property) and
     ``n_atoms`` is NaN (not given in the file).
     """
-    _no_unknown("cloud-dielectric", unknown)
+    reject_unknown("cloud-dielectric", unknown)
     path, prefix = _labelled_split("cloud-dielectric", "finetune_dielectric", split, download=download,
                                    progress=progress)
     cols = read_csv_columns(path, ("scope", "n"), dataset="cloud-dielectric")
@@ -232,7 +232,7 @@ def load_cloud_pretrain(
         split: ``RandomState(seed).shuffle``, first ``floor(holdout*N)``) or ``all``.
     :returns: the SCOPE strings (cloud dialect).
     """
-    _no_unknown("cloud-pretrain", unknown)
+    reject_unknown("cloud-pretrain", unknown)
     if split not in ("train", "val", "all"):
         raise DataError(f"data set 'cloud-pretrain' has no split {split!r}; choose one of train, val, all")
     path = fetch(CLOUD_FILES["cloud/pretrain_cloud_10k.csv"], dataset="cloud-pretrain", download=download,
@@ -242,11 +242,6 @@ def load_cloud_pretrain(
         return strings
     train_idx, val_idx = cloud_split_indices(len(strings), valid_size=holdout, seed=seed)
     return [strings[i] for i in (train_idx if split == "train" else val_idx)]
-
-
-def _no_unknown(name: str, unknown: dict[str, Any]) -> None:
-    if unknown:
-        raise DataError(f"data set {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
 
 
 def cloud_specs() -> list[DatasetSpec]:

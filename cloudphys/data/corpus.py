@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..inputs import open_text
+from .base import check_split, reject_unknown
 from .sources import read_source
 
 __all__ = ["CorpusReport", "build_corpus", "load_corpus_csv", "normalise"]
@@ -168,12 +169,10 @@ def load_corpus_csv(split: str = "train", *, path: str | None = None, column: st
     :param split: ``train``, ``val`` (by the ``split`` column) or ``all``; a CSV without a ``split``
         column has only ``all``.
     """
-    if unknown:
-        raise DataError(f"data set 'corpus-csv' has no parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown("corpus-csv", unknown)
     if not path:
         raise DataError("data set 'corpus-csv' needs path= (a CSV with a scope or cloud column)")
-    if split not in ("train", "val", "all"):
-        raise DataError(f"data set 'corpus-csv' has no split {split!r}; choose one of train, val, all")
+    check_split("corpus-csv", split, ("train", "val", "all"))
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"data set 'corpus-csv': file {p} does not exist")

@@ -37,7 +37,7 @@ from ..inputs import (
     unreadable_message,
 )
 from ..inputs.textio import CsvRow, iter_csv_rows
-from .base import DatasetSpec, Examples
+from .base import DatasetSpec, Examples, check_split, reject_unknown
 from .sources import STRING_COLUMNS, STRUCTURE_COLUMNS
 from .thermo import UNITS, report_left_out
 
@@ -114,12 +114,10 @@ def load_csv(
     """
 
     name = "csv"
-    if unknown:
-        raise DataError(f"data set {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown(name, unknown)
     if not path:
         raise DataError(f"data set {name!r} needs path= (a CSV file)")
-    if split not in ("train", "val", "test", "all"):
-        raise DataError(f"data set {name!r} has no split {split!r}; choose one of train, val, test, all")
+    check_split(name, split)
     temps, tcols = _target_layout(targets, temperature)
     src = Path(test_path if (split == "test" and test_path) else path).expanduser()
     if not src.is_file():

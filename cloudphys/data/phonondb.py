@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..bounds import Count, Kelvin, Tolerance, Workers
-from ..errors import DataError
-from .base import DataFile, DatasetSpec, Examples
+from .base import DataFile, DatasetSpec, Examples, check_split, reject_unknown
 from .download import fetch
 from .thermo import OBSERVABLES, UNITS, DataWarning, select_temperatures
 from .thermo_jsonl import iter_jsonl, load_thermo_jsonl, load_thermo_rows
@@ -95,10 +94,8 @@ def load_phonondb_thermo(
         primitive cells (cv, s in J/(K*mol); u, f in J/mol, u with zero-point energy).
     """
     name = "phonondb-thermo"
-    if unknown:
-        raise DataError(f"data set {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
-    if split not in ("train", "val", "test", "all"):
-        raise DataError(f"data set {name!r} has no split {split!r}; choose one of train, val, test, all")
+    reject_unknown(name, unknown)
+    check_split(name, split)
     files = PHONONDB_FILES
     meta_path = fetch(files["phonondb-thermo/meta.json"], dataset=name)
     split_path = fetch(files["phonondb-thermo/split.json"], dataset=name)

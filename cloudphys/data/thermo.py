@@ -105,15 +105,25 @@ def observables_of(name: str, observables: Sequence[str] | str | None) -> list[s
     return obs
 
 
-def report_left_out(failed: list[tuple[str, str]], total: int, what: str, on_error: str) -> None:
+def report_left_out(
+    failed: list[tuple[str, str]],
+    total: int,
+    what: str,
+    on_error: str,
+    *,
+    reason: str = "rows are left out",
+    stacklevel: int = 4,
+) -> None:
+    """Warn (:class:`DataWarning`) or raise (``on_error="raise"``) naming the first ten ``(id, error)``
+    of ``failed`` and their count: ``"{what}: N of {total} {reason}: ..."``."""
     if not failed:
         return
     shown = "; ".join(f"{i}: {msg}" for i, msg in failed[:10])
     more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
-    msg = f"{what}: {len(failed)} of {total} rows are left out: {shown}{more}"
+    msg = f"{what}: {len(failed)} of {total} {reason}: {shown}{more}"
     if on_error == "raise":
         raise DataError(msg)
-    warnings.warn(msg, DataWarning, stacklevel=4)
+    warnings.warn(msg, DataWarning, stacklevel=stacklevel)
 
 
 def grid_text(g: np.ndarray) -> str:

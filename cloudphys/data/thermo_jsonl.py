@@ -10,7 +10,6 @@ cannot be converted, or whose ``n_atoms`` is not a positive number, is left out 
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,10 @@ from ..inputs import (
     unreadable_message,
 )
 from ..inputs.textio import iter_lines, loads_json
-from .base import Examples
+from .base import Examples, check_split, reject_unknown
 from .thermo import (
     PHONONDB_GRID,
     UNITS,
-    DataWarning,
     check_row,
     empty_split_message,
     grid_text,
@@ -102,14 +100,8 @@ def scope_for_rows(
     items = [make_item(f"{path}:{ln}", r["structure"], id=str(r["id"]), source=str(path)) for ln, r in rows]
     to_records(items, dialect=dialect, symprec=symprec, workers=workers, progress=progress, generator_table=table)
     failed = [(it.id, it.error) for it in items if it.error is not None]
-    if failed:
-        shown = "; ".join(f"{i}: {msg}" for i, msg in failed[:10])
-        more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
-        msg = (f"{dataset or path}: {len(failed)} of {len(items)} structures could not be converted to SCOPE "
-               f"strings and are left out: {shown}{more}")
-        if on_error == "raise":
-            raise DataError(msg)
-        warnings.warn(msg, DataWarning, stacklevel=3)
+    report_left_out(failed, len(items), f"{dataset or path}", on_error,
+                    reason="structures could not be converted to SCOPE strings and are left out")
     return {it.name: it.scope for it in items if it.error is None and it.scope is not None}
 
 
@@ -294,12 +286,10 @@ def load_thermo_jsonl(
     :class:`DataError` saying how the splits were assigned.
     """
     name = "thermo-jsonl"
-    if unknown:
-        raise DataError(f"data set {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
+    reject_unknown(name, unknown)
     if not path:
         raise DataError(f"data set {name!r} needs path= (a .jsonl or .jsonl.gz file of thermo rows)")
-    if split not in ("train", "val", "test", "all"):
-        raise DataError(f"data set {name!r} has no split {split!r}; choose one of train, val, test, all")
+    check_split(name, split)
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"data set {name!r}: file {p} does not exist")
