@@ -18,6 +18,7 @@ __all__ = [
     "describe_point",
     "error_scale",
     "evaluate",
+    "first_nonfinite",
     "given_observables",
     "grad_inputs",
     "is_per_kelvin",
@@ -123,3 +124,11 @@ def grad_inputs(
 ) -> tuple[dict[str, Tensor], Tensor]:
     la = {k: v.requires_grad_(True) for k, v in round_into_bounds(head, lat, dtype).items()}
     return la, T.detach().to(dtype).requires_grad_(True)
+
+
+def first_nonfinite(x: Tensor) -> tuple[int, ...] | None:
+    """Index of the first NaN or ±inf element of ``x`` (row-major), or ``None`` when all are finite."""
+    bad = ~torch.isfinite(x.detach())
+    if not bool(bad.any()):
+        return None
+    return tuple(int(i) for i in torch.nonzero(bad)[0])

@@ -18,6 +18,7 @@ from .compare import (
     describe_point,
     error_scale,
     evaluate,
+    first_nonfinite,
     given_observables,
     grad_inputs,
     round_into_bounds,
@@ -125,9 +126,8 @@ def check_finite(
         nn_ = n.to(dtype)
         out = evaluate(head, la, t, nn_)
         for k, v in out.items():
-            bad = ~torch.isfinite(v.detach())
-            if bool(bad.any()):
-                idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+            idx = first_nonfinite(v)
+            if idx is not None:
                 failures.append(
                     f"[finite] {k} ({dtype}) is {float(v.detach()[idx])} at {describe_point(lat, T, n, idx)}"
                 )
@@ -136,9 +136,8 @@ def check_finite(
             for name, g in zip([*la, "temperature"], grads):
                 if g is None:
                     continue
-                badg = ~torch.isfinite(g)
-                if bool(badg.any()):
-                    idx = tuple(int(i) for i in torch.nonzero(badg)[0])
+                idx = first_nonfinite(g)
+                if idx is not None:
                     at = describe_point(lat, T, n, idx[:1] + ((0,) if name != "temperature" else idx[1:]))
                     failures.append(f"[finite] d{k}/d{name} ({dtype}) is {float(g[idx])} at {at}")
 
@@ -153,9 +152,8 @@ def check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor,
         nn_ = n.to(dtype)
         out = evaluate(head, la, t, nn_)
         for k, v in out.items():
-            bad = ~torch.isfinite(v.detach())
-            if bool(bad.any()):
-                idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+            idx = first_nonfinite(v)
+            if idx is not None:
                 failures.append(
                     f"[range] {k} ({dtype}) is {float(v.detach()[idx])} at T = {float(temps[idx[1]]):g} K, "
                     f"{describe_point(lat, T, n, idx[:1] + (0,))}"
@@ -163,8 +161,9 @@ def check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor,
                 continue
             grads = torch.autograd.grad(v.sum(), [*la.values(), t], retain_graph=True, allow_unused=True)
             for name, g in zip([*la, "temperature"], grads):
-                if g is not None and not bool(torch.isfinite(g).all()):
-                    row = int(torch.nonzero(~torch.isfinite(g))[0][0])
+                bad_at = None if g is None else first_nonfinite(g)
+                if bad_at is not None:
+                    row = bad_at[0]
                     failures.append(
                         f"[range] d{k}/d{name} ({dtype}) is not finite at row {row} "
                         f"(temperatures up to {temperature_limit(dtype):.3g} K)"
