@@ -309,6 +309,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _predict_keep_going(model_dir: Path, inputs: list[Path], out: Path) -> int:
+    """``cloudphys predict MODEL --keep-going -i INPUTS -T 0,300 -o OUT --device cpu``; its exit status."""
+    return main(["predict", str(model_dir), "--keep-going", "-i", *map(str, inputs), "-T", "0,300", "-o", str(out),
+                 "--device", "cpu"])
+
+
 def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, model_dir: Path) -> None:
     from pymatgen.core import Lattice, Structure
 
@@ -347,21 +353,7 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     (tmp_path / "POSCAR_nan").write_text(_poscar("nan 0 0\n0.5 0.5 0.5"))
     inputs = [src, jsonl, tmp_path / "empty.cif", tmp_path / "POSCAR_nan", tmp_path / "missing.cif"]
     out = tmp_path / "pred.csv"
-    rc = main(
-        [
-            "predict",
-            str(model_dir),
-            "--keep-going",
-            "-i",
-            *map(str, inputs),
-            "-T",
-            "0,300",
-            "-o",
-            str(out),
-            "--device",
-            "cpu",
-        ]
-    )
+    rc = _predict_keep_going(model_dir, inputs, out)
     assert rc == 0
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # predict writes a # header line
@@ -555,21 +547,7 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(
     no_cols.write_text("id,formula\nx,NaCl\n")
     inputs = [src, latin, not_gzip, truncated, no_cols]
     out = tmp_path / "pred.csv"
-    rc = main(
-        [
-            "predict",
-            str(model_dir),
-            "--keep-going",
-            "-i",
-            *map(str, inputs),
-            "-T",
-            "0,300",
-            "-o",
-            str(out),
-            "--device",
-            "cpu",
-        ]
-    )
+    rc = _predict_keep_going(model_dir, inputs, out)
     assert rc == 0
     assert "Traceback" not in capsys.readouterr().err
     with open(out, newline="") as fh:
