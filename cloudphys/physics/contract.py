@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -177,17 +177,11 @@ class PhysicsHead(nn.Module):
     # -- declarations ---------------------------------------------------------------------
     @_class_or_instance_method
     def latent(cls, name: str) -> LatentSpec:
-        for spec in cls.latents:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
+        return _named(cls.latents, name)
 
     @_class_or_instance_method
     def observable(cls, name: str) -> ObservableSpec:
-        for spec in cls.observables:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
+        return _named(cls.observables, name)
 
     def get_config(self) -> dict[str, Any]:
         """Constructor parameters (JSON-serialisable) that rebuild this head."""
@@ -263,6 +257,14 @@ class PhysicsHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, observables={self.selected}"
+
+
+def _named(specs: Iterable[Any], name: str) -> Any:
+    """The spec called ``name`` among ``specs`` (``KeyError`` if none)."""
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
 
 
 def _first_line(doc: str | None) -> str:
