@@ -15,7 +15,14 @@ from typing import Any
 
 from ..errors import CheckpointError
 
-__all__ = ["PICKLE_SUFFIXES", "load_pretrained_bert", "pretrained_dir", "quiet_transformers", "refuse_pickles"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "load_masked_lm",
+    "load_pretrained_bert",
+    "pretrained_dir",
+    "quiet_transformers",
+    "refuse_pickles",
+]
 
 #: Suffixes of pickle-based files (torch.save, joblib, pickle): never loaded, a directory holding one is refused.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
@@ -63,7 +70,7 @@ def pretrained_dir(path: str | Path) -> Path:
 
 def load_pretrained_bert(path: str | Path, vocab: Mapping[str, int]) -> Any:
     """The ``BertModel`` trunk of a directory written by ``cloudphys pretrain`` (vocabulary checked)."""
-    from transformers import BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     path = pretrained_dir(path)
     refuse_pickles(path)
@@ -71,18 +78,29 @@ def load_pretrained_bert(path: str | Path, vocab: Mapping[str, int]) -> Any:
         tok = PreTrainedTokenizerFast.from_pretrained(str(path))
     if dict(tok.get_vocab()) != dict(vocab):
         raise CheckpointError(f"pretrained encoder {path} was trained with a different vocabulary than this tokenizer")
+    model = load_masked_lm(path, what="pretrained encoder", remedy="refusing to fill the gaps with untrained weights")
+    return model.bert
+
+
+def load_masked_lm(path: Path, *, what: str, remedy: str) -> Any:
+    """The ``BertForMaskedLM`` saved in ``path`` (safetensors only), every tensor accounted for.
+
+    Missing, unexpected or mis-shaped tensors are a :class:`CheckpointError` naming them (``what``
+    says what the directory is, ``remedy`` what to do), never freshly initialised weights.
+    """
+    from transformers import BertForMaskedLM
+
     try:
         with quiet_transformers():
             model, info = BertForMaskedLM.from_pretrained(str(path), use_safetensors=True, local_files_only=True,
                                                           output_loading_info=True, ignore_mismatched_sizes=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot load the pretrained encoder from {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"cannot load the {what} from {path}: {type(exc).__name__}: {exc}") from exc
     bad = {k: sorted(str(x if not isinstance(x, tuple) else x[0]) for x in info.get(k, []))
            for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     bad = {k: v for k, v in bad.items() if v}
     if bad:
         listing = "; ".join(f"{k.replace('_keys', '')}: {', '.join(v[:8])}" + (f" ... ({len(v)})" if len(v) > 8 else "")
                             for k, v in bad.items())
-        raise CheckpointError(f"pretrained encoder {path / 'model.safetensors'} does not fit its config ({listing}); "
-                              "refusing to fill the gaps with untrained weights")
-    return model.bert
+        raise CheckpointError(f"{what} {path / 'model.safetensors'} does not fit its config ({listing}); {remedy}")
+    return model

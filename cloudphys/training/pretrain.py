@@ -34,7 +34,7 @@ import torch
 
 from ..config import Config, PretrainConfig, load_config
 from ..data.base import Examples
-from ..encoders.pretrained import quiet_transformers
+from ..encoders.pretrained import load_masked_lm, quiet_transformers
 from ..errors import CheckpointError, ConfigError, DataError
 from . import checkpoint as ckpt
 from . import runtime
@@ -162,21 +162,9 @@ def _save_encoder(model: Any, tokenizer: Any, path: Path) -> None:
 
 def _restore(out: Path, model: Any, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Weights, optimizer, RNG and history of ``out/last`` (every tensor accounted for)."""
-    from transformers import BertForMaskedLM
-
     last = out / "last"
     ckpt.refuse_pickles(last)
-    try:
-        with quiet_transformers():
-            loaded, info = BertForMaskedLM.from_pretrained(str(last), use_safetensors=True, local_files_only=True,
-                                                           output_loading_info=True, ignore_mismatched_sizes=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot load the checkpoint {last}: {type(exc).__name__}: {exc}") from exc
-    bad = sorted(str(k if not isinstance(k, tuple) else k[0])
-                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") for k in info.get(kind, []))
-    if bad:
-        raise CheckpointError(f"{last / 'model.safetensors'} does not fit this encoder ({', '.join(bad[:8])}); "
-                              "resume with the run's encoder sizes")
+    loaded = load_masked_lm(last, what="checkpoint", remedy="resume with the run's encoder sizes")
     try:
         model.load_state_dict(loaded.state_dict())
     except RuntimeError as exc:
