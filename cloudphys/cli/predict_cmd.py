@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         unknown = [o for o in args.observables if o not in model.observables]
         if unknown:
             raise ConfigError(f"--observables {unknown}: head {model.head.name!r} gives {model.observables}")
-    if args.dos is not None and not callable(getattr(model.head, "density_of_states", None)):
+    if args.dos is not None and not model.head.has_density_of_states:
         raise ConfigError(f"--dos: head {model.head.name!r} has no density of states "
                           "(a DOS head such as phonon-dos has)")
     if args.phonopy_yaml and args.observables and not {"u", "cv", "s", "f"} <= set(args.observables):

@@ -19,9 +19,8 @@ Kind = Literal["encoder", "head", "data"]
 
 
 def _signature_fn(kind: Kind, thing: Any) -> Callable[..., Any] | None:
-    if kind == "encoder":
-        src = getattr(thing, "signature_source", None)
-        return src() if callable(src) else thing
+    if kind == "encoder":  # a plain factory or a LazyFactory (which reports its implementation's signature)
+        return thing
     if kind == "head":
         return thing.__init__
     load = getattr(thing, "load", None)
@@ -31,7 +30,8 @@ def _signature_fn(kind: Kind, thing: Any) -> Callable[..., Any] | None:
 def param_schema(kind: Kind, thing: Any) -> dict[str, Param] | None:
     """The keyword parameters a registered ``thing`` of ``kind`` takes, or ``None`` (anything).
 
-    * encoder: the factory's signature (or its ``signature_source()``), minus ``latents`` and
+    * encoder: the factory's signature (a :class:`~cloudphys.encoders.base.LazyFactory` reports its
+      implementation's), minus ``latents`` and
       ``tokenizer`` (filled in by the model builder);
     * head: the class's ``__init__``;
     * data: the data set's ``load`` minus ``split``; a data set whose ``load`` takes ``**kwargs``

@@ -26,6 +26,7 @@ from transformers import (
 
 from ..bounds import Bound
 from ..physics.contract import LatentSpec
+from .base import Encoder
 from .descriptors import (
     FEATURE_LAYOUT,
     LEGACY_FEATURE_LAYOUT,
@@ -104,7 +105,7 @@ def bert_config(cfg: ScopeBertConfig) -> BertConfig:
     )
 
 
-class ScopeBertEncoder(PreTrainedModel):
+class ScopeBertEncoder(PreTrainedModel, Encoder):
     """SCOPE token ids → ``{latent name: tensor [B, *shape]}``."""
 
     config_class = ScopeBertConfig

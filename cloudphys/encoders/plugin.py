@@ -5,22 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
+from .base import LazyFactory
 
 
-def scope_bert(**params: Any) -> Any:
-    """Build the ``scope-bert`` encoder; see :func:`cloudphys.encoders.bert.build_scope_bert`."""
-    from .bert import build_scope_bert
-
-    return build_scope_bert(**params)
-
-
-def _signature_source() -> Any:
+def _build_scope_bert() -> Any:
     from .bert import build_scope_bert
 
     return build_scope_bert
 
 
-scope_bert.signature_source = _signature_source  # type: ignore[attr-defined]
+#: ``scope-bert``: see :func:`cloudphys.encoders.bert.build_scope_bert` (its signature is the schema).
+scope_bert = LazyFactory(_build_scope_bert, doc="BERT over SCOPE tokens + latent layer")
 
 
 @hookimpl

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..encoders.base import Encoder
 from ..errors import CheckpointError, ConfigError
 from ..training.checkpoint import check_format, read_manifest
 from ..training.model import ScopePhysicsModel
@@ -31,7 +32,7 @@ def _feature_kind(encoder: nn.Module) -> Any:
     return getattr(getattr(encoder, "config", None), "composition_features", None)
 
 
-class EnsembleEncoder(nn.Module):
+class EnsembleEncoder(nn.Module, Encoder):
     """Encoders with the same latents and inputs; ``forward`` returns the mean of their latents.
 
     :param members: encoders that read the same token ids and features (same tokenizer, same
@@ -51,8 +52,8 @@ class EnsembleEncoder(nn.Module):
         self.config = members[0].config  # latents: what ScopePhysicsModel checks against the head
 
     def featurize(self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray | None:
-        fn = getattr(self.members[0], "featurize", None)
-        return fn(scope, n_atoms) if callable(fn) else None
+        first = self.members[0]
+        return first.featurize(scope, n_atoms) if isinstance(first, Encoder) else None
 
     def member_latents(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, features: Tensor | None = None

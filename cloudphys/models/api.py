@@ -205,9 +205,9 @@ class Model:
         return int(getattr(cfg, "feature_layout", 1) or 1) >= 2
 
     def _dos(self, latents: dict[str, np.ndarray], n_atoms: np.ndarray) -> dict[str, np.ndarray] | None:
-        fn = getattr(self.head, "density_of_states", None)
-        if not callable(fn) or not latents:
+        if not self.head.has_density_of_states or not latents:
             return None
+        fn = self.head.density_of_states
         import torch
 
         with torch.no_grad():

@@ -197,6 +197,14 @@ class PhysicsHead(nn.Module):
         """
         return None
 
+    #: ``True`` for a head that gives a phonon density of states (:meth:`density_of_states`).
+    has_density_of_states: ClassVar[bool] = False
+
+    def density_of_states(self, latents: Mapping[str, Tensor], n_atoms: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
+        """``(θ_k in K, modes g_k per cell)``, each ``[B, K]`` with ``g.sum(-1) == 3·n_atoms``, for a head
+        with ``has_density_of_states``; the default raises :class:`NotImplementedError`."""
+        raise NotImplementedError(f"head {self.name!r} gives no density of states")
+
     @_class_or_instance_method
     def describe(cls) -> dict[str, Any]:
         """The head's declarations as plain data (for docs, listings and checkpoints)."""

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..encoders.base import Encoder
 from ..encoders.pretrained import quiet_transformers
 from ..errors import CheckpointError, CloudphysError, ConfigError
 from ..physics.contract import PhysicsHead
@@ -74,8 +75,9 @@ class ScopePhysicsModel(nn.Module):
 
     # -- inputs ---------------------------------------------------------------------------
     def featurize(self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray | None:
-        fn = getattr(self.encoder, "featurize", None)
-        return fn(scope, n_atoms) if callable(fn) else None
+        """The encoder's per-item features (:meth:`cloudphys.encoders.base.Encoder.featurize`), or
+        ``None`` for an encoder that declares no features (not an :class:`Encoder`)."""
+        return self.encoder.featurize(scope, n_atoms) if isinstance(self.encoder, Encoder) else None
 
     # -- forward --------------------------------------------------------------------------
     def latents(self, input_ids: Tensor, attention_mask: Tensor, features: Tensor | None = None) -> dict[str, Tensor]:

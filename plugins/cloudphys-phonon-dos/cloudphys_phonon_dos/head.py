@@ -93,6 +93,8 @@ class PhononDOSHead(PhysicsHead):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bins={self.bins}, theta_max={self.theta_max}"
 
+    has_density_of_states = True
+
     def density_of_states(self, latents: dict[str, Tensor], n_atoms: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
         """The normalised DOS: (bin-centre mode temperatures θ_k in K, modes g_k per cell).
 
