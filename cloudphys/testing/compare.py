@@ -4,7 +4,7 @@ comparing against a reference and naming the point where a comparison failed."""
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ __all__ = [
     "error_scale",
     "evaluate",
     "first_nonfinite",
+    "nonfinite_values_and_gradients",
     "given_observables",
     "grad_inputs",
     "is_per_kelvin",
@@ -132,3 +133,20 @@ def first_nonfinite(x: Tensor) -> tuple[int, ...] | None:
     if not bool(bad.any()):
         return None
     return tuple(int(i) for i in torch.nonzero(bad)[0])
+
+
+def nonfinite_values_and_gradients(
+    out: Mapping[str, Tensor], inputs: Mapping[str, Tensor]
+) -> Iterator[tuple[str, str | None, float, tuple[int, ...]]]:
+    """``(observable, None, value, index)`` for each output with a NaN/inf value (its first one);
+    else ``(observable, input, value, index)`` for each of ``inputs`` whose gradient has one."""
+    for k, v in out.items():
+        idx = first_nonfinite(v)
+        if idx is not None:
+            yield k, None, float(v.detach()[idx]), idx
+            continue
+        grads = torch.autograd.grad(v.sum(), list(inputs.values()), retain_graph=True, allow_unused=True)
+        for name, g in zip(inputs, grads):
+            at = None if g is None else first_nonfinite(g)
+            if at is not None:
+                yield k, name, float(g[at]), at

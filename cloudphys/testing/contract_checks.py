@@ -18,9 +18,9 @@ from .compare import (
     describe_point,
     error_scale,
     evaluate,
-    first_nonfinite,
     given_observables,
     grad_inputs,
+    nonfinite_values_and_gradients,
     round_into_bounds,
 )
 from .sampling import range_temperatures
@@ -125,21 +125,12 @@ def check_finite(
         la, t = grad_inputs(head, lat, T, dtype)
         nn_ = n.to(dtype)
         out = evaluate(head, la, t, nn_)
-        for k, v in out.items():
-            idx = first_nonfinite(v)
-            if idx is not None:
-                failures.append(
-                    f"[finite] {k} ({dtype}) is {float(v.detach()[idx])} at {describe_point(lat, T, n, idx)}"
-                )
-                continue
-            grads = torch.autograd.grad(v.sum(), [*la.values(), t], retain_graph=True, allow_unused=True)
-            for name, g in zip([*la, "temperature"], grads):
-                if g is None:
-                    continue
-                idx = first_nonfinite(g)
-                if idx is not None:
-                    at = describe_point(lat, T, n, idx[:1] + ((0,) if name != "temperature" else idx[1:]))
-                    failures.append(f"[finite] d{k}/d{name} ({dtype}) is {float(g[idx])} at {at}")
+        for k, wrt, value, idx in nonfinite_values_and_gradients(out, {**la, "temperature": t}):
+            if wrt is None:
+                failures.append(f"[finite] {k} ({dtype}) is {value} at {describe_point(lat, T, n, idx)}")
+            else:
+                at = describe_point(lat, T, n, idx[:1] + ((0,) if wrt != "temperature" else idx[1:]))
+                failures.append(f"[finite] d{k}/d{wrt} ({dtype}) is {value} at {at}")
 
 
 def check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any) -> None:
@@ -151,23 +142,17 @@ def check_range(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor,
         la = {k: v.clone().requires_grad_(True) for k, v in la0.items()}
         nn_ = n.to(dtype)
         out = evaluate(head, la, t, nn_)
-        for k, v in out.items():
-            idx = first_nonfinite(v)
-            if idx is not None:
+        for k, wrt, value, idx in nonfinite_values_and_gradients(out, {**la, "temperature": t}):
+            if wrt is None:
                 failures.append(
-                    f"[range] {k} ({dtype}) is {float(v.detach()[idx])} at T = {float(temps[idx[1]]):g} K, "
+                    f"[range] {k} ({dtype}) is {value} at T = {float(temps[idx[1]]):g} K, "
                     f"{describe_point(lat, T, n, idx[:1] + (0,))}"
                 )
-                continue
-            grads = torch.autograd.grad(v.sum(), [*la.values(), t], retain_graph=True, allow_unused=True)
-            for name, g in zip([*la, "temperature"], grads):
-                bad_at = None if g is None else first_nonfinite(g)
-                if bad_at is not None:
-                    row = bad_at[0]
-                    failures.append(
-                        f"[range] d{k}/d{name} ({dtype}) is not finite at row {row} "
-                        f"(temperatures up to {temperature_limit(dtype):.3g} K)"
-                    )
+            else:
+                failures.append(
+                    f"[range] d{k}/d{wrt} ({dtype}) is not finite at row {idx[0]} "
+                    f"(temperatures up to {temperature_limit(dtype):.3g} K)"
+                )
         # Element by element: the extreme temperatures do not change the ordinary ones.
         ordinary = (temps >= 1.0) & (temps <= 1e4)
         alone = evaluate(head, la0, temps[ordinary].expand(B, -1), nn_)
