@@ -97,6 +97,13 @@ class TrainConfig(RunOptions):
     :param limit: use only the first ``limit`` training examples (smoke tests).
     :param ensemble: train this many models with seeds ``seed, seed+1, ...`` (run directories
         ``member-K/``) whose latents are averaged at prediction (see :mod:`cloudphys.training.ensemble`).
+    :param init_from: a trained run or model directory whose encoder and head weights this run
+        starts from (fine-tuning a model trained on another data set: same encoder sizes, head and
+        tokenizer; an ensemble run gives member ``k`` of this ensemble its member ``k`` modulo its
+        size). Supersedes ``encoder.pretrained``.
+    :param exclude: entries like ``pretrain.exclude`` (``{name: cloud-cv, split: test}``, ``{path:
+        FILE}``): training and validation examples whose canonical SCOPE string equals one of
+        theirs are left out (the leakage rule; the counts are recorded in the model's metadata).
     """
 
     SECTION: ClassVar[str] = "train"
@@ -108,6 +115,15 @@ class TrainConfig(RunOptions):
     group_by_length: bool = True
     limit: int | None = option(None, ge=1, remedy="give a positive number of examples or null for all")
     ensemble: int = option(1, ge=1, le=1024, remedy="give the number of models, 1 for a single model")
+    init_from: str | None = None
+    exclude: list[Any] = field(default_factory=list)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.init_from is not None and not str(self.init_from).strip():
+            raise ConfigError("train.init_from is empty: give a trained run directory or null")
+        for i, src in enumerate(self.exclude):
+            PretrainConfig.check_source(f"train.exclude[{i}]", src)
 
 
 @dataclass

@@ -292,7 +292,7 @@ def load_split(config: Any, split: str, registry: Any = None) -> Examples:
 
 
 def take(ex: Examples, idx: np.ndarray) -> Examples:
-    """The examples at positions ``idx`` (``train.limit``)."""
+    """The examples at positions ``idx`` (``train.limit``, ``train.exclude``)."""
     prim = getattr(ex, "n_atoms_primitive", None)
     return Examples(
         n_atoms_primitive=None if prim is None else np.asarray(prim)[idx],
@@ -302,6 +302,7 @@ def take(ex: Examples, idx: np.ndarray) -> Examples:
         temperatures=ex.temperatures,
         targets={k: v[idx] for k, v in ex.targets.items()},
         units=dict(ex.units),
+        dialect=ex.dialect,
     )
 
 

@@ -27,6 +27,7 @@ from .loop import FitResult, fit
 from .losses import loss_value
 from .model import ScopePhysicsModel
 from .resume import check_resume_config, prepare_run_dir
+from .transfer import member_source
 
 __all__ = ["fit_ensemble", "train"]
 
@@ -79,8 +80,11 @@ def _fit_members(config: Config, out: Path | None, names: list[str], seeds: list
         if mdir is not None and name in complete:
             results.append(_finished_member(mdir, registry))
             continue
-        member_cfg = load_config(config.to_dict(), overrides=[f"train.seed={seed}", "train.ensemble=1"],
-                                 registry=registry)
+        member = config.to_dict()
+        member["train"].update(seed=seed, ensemble=1)
+        if config.train.init_from is not None:  # member k starts from member k of an ensemble source
+            member["train"]["init_from"] = str(member_source(config.train.init_from, i))
+        member_cfg = load_config(member, registry=registry)
         again = resume and mdir is not None and (mdir / "last").exists()
         member_callbacks = [lambda row, _cb=cb, _i=i: _cb({**row, "member": _i}) for cb in callbacks]
         results.append(fit(member_cfg, mdir, resume=again, overwrite=not again,

@@ -43,9 +43,11 @@ from .batching import (
     strings_dialect,
     take,
 )
+from .exclusion import drop_excluded, excluded_keys
 from .losses import loss, loss_value, metrics_from_predictions, per_atom, target_stats
 from .model import ScopePhysicsModel, build_model
 from .resume import check_resume_config, prepare_run_dir
+from .transfer import init_weights
 
 __all__ = ["FitResult", "clip_gradients", "fit", "make_optimizer", "param_groups"]
 
@@ -75,6 +77,8 @@ class _Data:
     stats: dict[str, Any]
     units: dict[str, str]
     dialect: str
+    #: ``train.exclude``'s counts: excluded crystals (``strings``) and examples removed per split
+    excluded: dict[str, int] | None = None
 
 
 def param_groups(model: ScopePhysicsModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -136,6 +140,16 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     tc = config.train
     data = dict(examples) if examples is not None else {s: load_split(config, s, registry) for s in ("train", "val")}
     train_ex, val_ex = data["train"], data.get("val")
+    excluded = None
+    if tc.exclude:  # the leakage rule: crystals of the excluded sets never enter training or validation
+        keys = excluded_keys(tc.exclude, registry, "train")
+        train_ex, gone = drop_excluded(train_ex, keys)
+        excluded = {"strings": len(keys), "train": len(gone), "val": 0}
+        if val_ex is not None:
+            val_ex, gone = drop_excluded(val_ex, keys)
+            excluded["val"] = len(gone)
+        if not len(train_ex):
+            raise DataError(f"train.exclude removes every training example ({excluded['train']} of them)")
     if tc.limit is not None:
         train_ex = take(train_ex, np.arange(min(tc.limit, len(train_ex))))
     observables = [o for o in model.head.selected if o in train_ex.targets]
@@ -149,7 +163,8 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     stats = target_stats(train, model.head)
     model.head.fit_to_data({k: per_atom(v, train.n_atoms, model.head.observable(k).extensive)
                             for k, v in train.targets.items()})  # PhysicsHead's default does nothing
-    return _Data(train, val, observables, stats, dict(train_ex.units), _dataset_dialect(config, registry, train_ex))
+    return _Data(train, val, observables, stats, dict(train_ex.units), _dataset_dialect(config, registry, train_ex),
+                 excluded)
 
 
 def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, registry: Any,
@@ -367,6 +382,10 @@ def fit(
         model = build_model(config, registry=registry, tokenizer=tokenizer)
         d = _prepare_data(model, config, registry, examples)
         model.meta = {**model.meta, "dialect": d.dialect, "target_stats": d.stats, "units": d.units}
+        if d.excluded is not None:
+            model.meta["excluded"] = d.excluded
+        if tc.init_from is not None and not resume:
+            model.meta["init_from"] = init_weights(model, tc.init_from, registry, d.dialect)
         model.to(device)
         with ckpt.run_lock(out) if out is not None and rank0 else contextlib.nullcontext():
             if out is not None:

@@ -172,7 +172,7 @@ class ScopePhysicsModel(nn.Module):
             if (path / HEAD_WEIGHTS).is_file():
                 from safetensors.torch import load_file
 
-                _load_exact(head, load_file(str(path / HEAD_WEIGHTS)), path / HEAD_WEIGHTS)
+                load_exact(head, load_file(str(path / HEAD_WEIGHTS)), path / HEAD_WEIGHTS)
             elif head.state_dict():  # a head with tensors saved without them: never its initial values
                 _refuse_mismatch(path / HEAD_WEIGHTS, sorted(head.state_dict()), [], [])
             encoder, tokenizer = _load_encoder(path)
@@ -191,7 +191,7 @@ class ScopePhysicsModel(nn.Module):
         return model.to(map_location).eval()
 
 
-def _load_exact(module: nn.Module, state: Mapping[str, Tensor], where: Path) -> None:
+def load_exact(module: nn.Module, state: Mapping[str, Tensor], where: Path) -> None:
     """``module.load_state_dict(state)`` that names every missing, unexpected or mis-shaped tensor."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))

@@ -20,7 +20,6 @@ overwritten), and a resumed run ends with the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -33,12 +32,12 @@ import numpy as np
 import torch
 
 from ..config import Config, PretrainConfig, load_config
-from ..data.base import Examples
 from ..encoders.pretrained import load_masked_lm, quiet_transformers
 from ..errors import CheckpointError, ConfigError, DataError
 from . import checkpoint as ckpt
 from . import runtime
 from .batching import tokenize
+from .exclusion import entry_strings, excluded_keys, keep_mask
 from .model import load_tokenizer
 from .resume import check_resume_config
 
@@ -52,47 +51,21 @@ LEGACY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer
                 "special_tokens_map.json", "pretrain.json")
 
 
-def _strings_of(entry: Mapping[str, Any], registry: Any, what: str = "pretrain source") -> list[str]:
-    """The strings of one ``sources`` / ``exclude`` entry: a data set (``name``, with its parameters,
-    ``path`` included) or, without ``name``, a file (``path``, ``column``)."""
-    kind = PretrainConfig.check_source(what, entry, registry)
-    entry = dict(entry)
-    if kind == "file":
-        path = Path(entry.pop("path")).expanduser()
-        column = entry.pop("column", None)
-        if not path.is_file():
-            raise DataError(f"pretrain source {path} not found")
-        if path.suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                cols = reader.fieldnames or []
-                col = column or next((c for c in ("scope", "cloud") if c in cols), None)
-                if col not in cols:
-                    raise DataError(f"pretrain source {path}: no column {col or 'scope/cloud'!r}; columns: {cols}")
-                return [row[col].strip() for row in reader if row[col].strip()]
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    name = entry.pop("name")
-    split = entry.pop("split", "train")
-    spec = registry.dataset(name)
-    if split not in spec.splits:
-        raise ConfigError(f"pretrain source {name!r}: no split {split!r}; available: {', '.join(spec.splits)}")
-    out = spec.load(split=split, **entry)
-    return list(out.scope) if isinstance(out, Examples) else [str(s) for s in out]
-
-
 def collect_strings(cfg: PretrainConfig, registry: Any) -> tuple[list[str], dict[str, Any]]:
-    """The corpus: every source's strings minus every excluded string (order kept, duplicates kept)."""
-    excluded: set[str] = set()
+    """The corpus: every source's strings minus every excluded crystal (order kept, duplicates kept).
+
+    A string is excluded when its canonical SCOPE string equals that of an ``exclude`` string
+    (:mod:`cloudphys.training.exclusion`), whichever dialect or setting either is written in.
+    """
     for kind in ("sources", "exclude"):  # every entry against the registry before any is read
         for i, entry in enumerate(getattr(cfg, kind)):
             PretrainConfig.check_source(f"pretrain.{kind}[{i}]", entry, registry)
-    for i, entry in enumerate(cfg.exclude):
-        excluded.update(_strings_of(entry, registry, f"pretrain.exclude[{i}]"))
+    excluded = excluded_keys(cfg.exclude, registry, "pretrain")
     corpus: list[str] = []
     counts = []
     for i, entry in enumerate(cfg.sources):
-        got = _strings_of(entry, registry, f"pretrain.sources[{i}]")
-        kept = [s for s in got if s not in excluded]
+        got = entry_strings(entry, registry, f"pretrain.sources[{i}]")
+        kept = [s for s, k in zip(got, keep_mask(got, excluded)) if k] if excluded else got
         counts.append({"source": dict(entry), "strings": len(got), "kept": len(kept)})
         corpus.extend(kept)
     if not corpus:
