@@ -1,0 +1,147 @@
+"""Issue 12 §3: transfer from phonondb-thermo to CLOUD's Cv split, beside the CLOUD-data-only protocol.
+
+Three steps, each one cloudphys command (the configs say which), all on the CPU:
+
+1. MLM pretraining (configs/transfer-pretrain.yaml): CLOUD's 10k strings + CLOUD Cv train/val +
+   the phonondb-thermo train/val structures in CLOUD's dialect, minus every crystal of CLOUD's
+   Cv test split;
+2. the Debye model trained on phonondb-thermo's Cv at 300 K (configs/transfer-phonondb-cv.yaml;
+   the stable train materials, validated on the stable val materials), minus the same crystals;
+3. CLOUD-DEBYE's fine-tuning from it as an 8-member ensemble (configs/transfer-cloud-cv-ensemble.yaml).
+
+The leakage rule (any phonondb material whose canonical SCOPE string equals one of CLOUD's Cv test
+split is excluded from every training step) is applied by ``pretrain.exclude`` and ``train.exclude``;
+the counts are printed. Rows: each step's model on CLOUD's test split (MAE, MAE/MAD with MAD = mean
+|y_test − mean(y_train)| over CLOUD's train split), member 0 alone, and with ``--baseline`` the
+CLOUD-data-only protocol (configs/cloud-pretrain.yaml + configs/cloud-cv-debye-ensemble.yaml) in the
+same process. ``--curves`` adds a step-2 variant trained on the Cv curves 20-1000 K.
+
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_transfer.py --baseline   # ~35 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def cloud_metrics(run: Path, test, y_train_mean: float) -> dict[str, float]:
+    """MAE (J/(K·mol) per cell), MAE/MAD and MAE per atom of ``run`` on CLOUD's Cv test split."""
+    from cloudphys.inference.evaluation import evaluate_model
+    from cloudphys.inference.model import load_model
+
+    m = evaluate_model(load_model(run), test, device="cpu")["observables"]["cv"]
+    mad = float(np.mean(np.abs(test.targets["cv"].reshape(-1) - y_train_mean)))
+    return {"mae": m["mae"], "mae_over_mad": m["mae"] / mad, "mae_per_atom": m["mae_per_atom"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(REPO / "runs" / "bench-transfer"), help="run directories go here")
+    ap.add_argument("--baseline", action="store_true", help="also the CLOUD-data-only protocol, same process")
+    ap.add_argument("--curves", action="store_true", help="also step 2 on the Cv curves 20-1000 K")
+    ap.add_argument("--members", type=int, default=8, help="ensemble size of step 3 (and the baseline)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--reuse", action="store_true", help="keep finished runs in --out (resume a killed benchmark)")
+    ap.add_argument("--json", help="write all numbers here")
+    args = ap.parse_args()
+
+    import torch
+
+    import cloudphys
+    from cloudphys.training import train
+    from cloudphys.training.pretrain import pretrain
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    reg = cloudphys.get_registry()
+    spec = reg.dataset("cloud-cv")
+    cloud_train, test = spec.load(split="train"), spec.load(split="test")
+    y_mean = float(np.mean(cloud_train.targets["cv"]))
+    common = ["train.progress=false"]
+    rows: list[dict] = []
+    seconds: dict[str, float] = {}
+
+    def step(name: str, fn, *a, **kw) -> Path:
+        run = out / name
+        done = run / ("pretrain.json" if fn is pretrain else "config.yaml")
+        if args.reuse and done.is_file() and ((run / "model").is_dir() or (run / "ensemble.json").is_file()):
+            seconds[name] = json.loads((out / f"{name}.seconds").read_text())
+            print(f"[{name}] reused ({seconds[name]:.0f} s when it ran)", file=sys.stderr)
+            return run
+        t0 = time.perf_counter()
+        fn(*a, run, overwrite=True, **kw)
+        seconds[name] = time.perf_counter() - t0
+        (out / f"{name}.seconds").write_text(json.dumps(seconds[name]))
+        print(f"[{name}] {seconds[name]:.0f} s", file=sys.stderr)
+        return run
+
+    def row(label: str, run: Path, parts: list[str], member: str | None = None) -> None:
+        m = cloud_metrics(run / member if member else run, test, y_mean)
+        rows.append({"model": label, **m, "seconds": sum(seconds[p] for p in parts), "steps": parts})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+
+    t_start = time.perf_counter()
+    pre = step("pretrained-transfer", pretrain, CONFIGS / "transfer-pretrain.yaml",
+               overrides=["pretrain.progress=false"])
+    pre_info = json.loads((pre / "pretrain.json").read_text())
+    stage1_over = [*common, f"encoder.pretrained={pre}"]
+    s1 = step("transfer-phonondb-cv", train, CONFIGS / "transfer-phonondb-cv.yaml", overrides=stage1_over)
+    meta1 = json.loads((s1 / "model" / "cloudphys.json").read_text())
+    row("step 2 alone: phonondb Cv(300 K) model, no CLOUD labels", s1, ["pretrained-transfer", "transfer-phonondb-cv"])
+    s3 = step("transfer-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
+              overrides=[*common, f"train.init_from={s1}", f"train.ensemble={args.members}"])
+    parts = ["pretrained-transfer", "transfer-phonondb-cv", "transfer-cloud-cv-ensemble"]
+    row("step 3, member 0 alone (one model fine-tuned from step 2)", s3, parts, member="member-0")
+    row(f"**phonondb → CLOUD: step 3, {args.members}-member ensemble**", s3, parts)
+    if args.curves:
+        s1c = step("transfer-phonondb-cv-curves", train, CONFIGS / "transfer-phonondb-cv.yaml",
+                   overrides=[*stage1_over, "data.temperatures=null", "data.temperature_range=[20, 1000]"])
+        s3c = step("transfer-curves-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
+                   overrides=[*common, f"train.init_from={s1c}", f"train.ensemble={args.members}"])
+        row(f"step 2 on Cv curves 20-1000 K, then step 3 ({args.members} members)", s3c,
+            ["pretrained-transfer", "transfer-phonondb-cv-curves", "transfer-curves-cloud-cv-ensemble"])
+    if args.baseline:
+        base_pre = step("pretrained-cloud", pretrain, CONFIGS / "cloud-pretrain.yaml",
+                        overrides=["pretrain.progress=false"])
+        base = step("cloud-cv-debye-ensemble", train, CONFIGS / "cloud-cv-debye-ensemble.yaml",
+                    overrides=[*common, f"encoder.pretrained={base_pre}", f"train.ensemble={args.members}"])
+        row(f"CLOUD data only: configs/cloud-pretrain.yaml + cloud-cv-debye-ensemble.yaml ({args.members} members)",
+            base, ["pretrained-cloud", "cloud-cv-debye-ensemble"])
+    total = time.perf_counter() - t_start
+
+    corpus = pre_info.get("corpus", pre_info)
+    print(f"CLOUD Cv: train {len(cloud_train)}, test {len(test)}; torch threads {torch.get_num_threads()}; "
+          f"load average {os.getloadavg()[0]:.1f} at the end; {total / 60:.1f} min for the whole benchmark\n")
+    print("Leakage rule (canonical SCOPE strings equal to one of CLOUD's Cv test split):")
+    print(f"- step 1 corpus: {corpus.get('excluded_strings')} test crystals excluded; per source "
+          + "; ".join(f"{s['source'].get('name', s['source'].get('path'))}:{s['source'].get('split', '')} "
+                      f"{s['strings']} → {s['kept']}" for s in corpus.get("sources", [])))
+    ex = meta1.get("excluded", {})
+    print(f"- step 2: {ex.get('train')} phonondb train and {ex.get('val')} val materials excluded "
+          f"({ex.get('strings')} test crystals)\n")
+    print("| model | CLOUD Cv test MAE (J/(K·mol)) | MAE per atom | **MAE/MAD** | training time (s, steps included) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['mae']:.3f} | {r['mae_per_atom']:.3f} | {r['mae_over_mad']:.4f} | "
+              f"{r['seconds']:.0f} |")
+    print("| published CLOUD-DEBYE (pretrained on 6.3 M crystals) | — | — | 0.057 | — |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "seconds": seconds, "corpus": corpus,
+                                               "excluded": ex}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
