@@ -1,10 +1,12 @@
 """Issue 12 §4: the faster training step gives the results of the step it replaced, at a fixed seed.
 
 The trainer's optimizer is AdamW with torch's fused kernel (:func:`cloudphys.training.loop.make_optimizer`),
-gradients are clipped with the multi-tensor kernels (:func:`~cloudphys.training.loop.clip_gradients`) and
-the running loss stays on the device. Here ``fit`` runs once as it is and once with the code path it had
-before (torch's default AdamW loop over tensors, ``clip_grad_norm_`` per tensor): the same loss
-trajectory and the same final weights up to float32 rounding.
+gradients are clipped with the multi-tensor kernels (:func:`~cloudphys.training.loop.clip_gradients`), the
+running loss stays on the device and the BERT trunk runs the lean training forward
+(:mod:`cloudphys.encoders.fast_bert`; compared op by op in ``tests/test_fast_forward.py``). Here ``fit``
+runs once as it is and once with the code path it had before (the transformers forward, torch's
+default AdamW loop over tensors, ``clip_grad_norm_`` per tensor): the same loss trajectory and the same
+final weights up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from _training_helpers import TINY, cloud_examples, tokenizer
 
 from cloudphys.config import load_config
+from cloudphys.encoders.bert import ScopeBertEncoder
 from cloudphys.training import build_model, fit
 from cloudphys.training import loop as loop_module
 from cloudphys.training.loop import clip_gradients, make_optimizer, param_groups
@@ -38,6 +41,7 @@ def _before(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(loop_module, "make_optimizer", old_optimizer)
     monkeypatch.setattr(loop_module, "clip_gradients", old_clip)
+    monkeypatch.setattr(ScopeBertEncoder, "fast_forward", "never")  # the transformers forward
 
 
 def test_same_seed_same_trajectory_and_weights_as_the_previous_step(data, monkeypatch) -> None:

@@ -144,15 +144,48 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         std = float(std if std is not None else self.bert.config.initializer_range)
         return init_element_embeddings(self.bert.embeddings.word_embeddings.weight, vocab, std)
 
+    # -- forward ----------------------------------------------------------------------------
+    #: when :meth:`forward` runs the BERT trunk through the lean forward of
+    #: :mod:`cloudphys.encoders.fast_bert` (same parameters, same dropout masks, results equal to
+    #: float rounding) instead of the transformers module: ``"train"`` (default: in training mode),
+    #: ``"always"`` (also in eval mode), ``"never"``. Either way only where it applies (see
+    #: :meth:`use_fast_forward`). An instance attribute, not part of the saved config.
+    fast_forward: str = "train"
+
+    def use_fast_forward(self, input_ids: Tensor) -> bool:
+        """Whether :meth:`forward` takes the lean forward for ``input_ids`` now: :attr:`fast_forward`
+        allows it in the current mode, the trunk is a BERT it implements (:func:`fast_bert.unsupported`),
+        the tensors are float32/float64 on the CPU (on CUDA the HF forward's dropout masks come
+        from kernels the lean forward does not reproduce) and no autocast is active."""
+        mode = self.fast_forward
+        if mode not in ("train", "always", "never"):
+            raise ValueError(f"fast_forward must be 'train', 'always' or 'never', got {mode!r}")
+        if mode == "never" or (mode == "train" and not self.training):
+            return False
+        if input_ids.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+            return False
+        if self.bert.embeddings.word_embeddings.weight.dtype not in (torch.float32, torch.float64):
+            return False
+        from .fast_bert import unsupported
+
+        return unsupported(self.bert) is None
+
     def forward(
         self,
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         features: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out.last_hidden_state
-        if self.config.pooling == "mean" and attention_mask is not None:
+        mean = self.config.pooling == "mean" and attention_mask is not None
+        if self.use_fast_forward(input_ids):
+            from . import fast_bert
+
+            if not mean:  # [CLS] pooling: the last layer for the [CLS] rows only
+                return self.latent_layer(fast_bert.bert_cls_state(self.bert, input_ids, attention_mask), features)
+            hidden = fast_bert.bert_hidden_states(self.bert, input_ids, attention_mask)
+        else:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if mean:
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
         else:
