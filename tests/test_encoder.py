@@ -141,3 +141,38 @@ def test_direct_head_passes_contract_checks() -> None:
     structural = [c for c in CHECKS if c not in ("limits", "identities")]
     check_head(cloudphys.load_head("direct", observables=["cv"]), checks=structural)
     check_head(cloudphys.load_head("direct", observables=["y"]), checks=structural)
+
+
+def test_features_in_mlp_reads_the_features_nonlinearly_and_round_trips(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    from cloudphys.encoders.bert import build_scope_bert
+
+    torch.manual_seed(0)
+    layer = LatentLayer(32, SPECS, n_features=5, mlp_size=16, features_in_mlp=True)
+    assert layer.body[0].in_features == 37  # [hidden, features]
+    h, f = torch.randn(4, 32), torch.randn(4, 5, requires_grad=True)
+    out = layer(h, f)
+    for spec in SPECS:  # still starts near the typical values
+        assert torch.allclose(out[spec.name], torch.full_like(out[spec.name], spec.typical), rtol=0.05, atol=0.05)
+    # the features reach z through the MLP even while the linear feature term is zero (its init)
+    assert not torch.count_nonzero(layer.features.weight)
+    out["theta_D"].sum().backward()
+    assert float(f.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="features_in_mlp needs a latent MLP"):
+        LatentLayer(32, SPECS, n_features=5, mlp_size=0, features_in_mlp=True)
+    with pytest.raises(ValueError, match="features_in_mlp needs"):
+        LatentLayer(32, SPECS, n_features=0, mlp_size=16, features_in_mlp=True)
+    # through the scope-bert factory: the flag is saved in the config and loads back
+    tok = _tok()
+    text = "1 3 a E C C n O O O e O O O 0 | 3a 3b 18h | Ba 0.12 Ti 0.12 F 0.75"
+    enc = build_scope_bert(latents=cloudphys.load_head("debye").latents, tokenizer=tok, hidden_size=16,
+                           num_layers=1, num_heads=2, composition_features=True, latent_mlp=8,
+                           features_in_mlp=True).eval()
+    batch = tok([text], return_tensors="pt")
+    feats = torch.from_numpy(enc.featurize([text], [8]))
+    theta = enc(batch["input_ids"], batch["attention_mask"], feats)["theta_D"]
+    enc.save_pretrained(tmp_path)
+    again = AutoModel.from_pretrained(str(tmp_path)).eval()
+    assert again.config.features_in_mlp and again.latent_layer.features_in_mlp
+    assert torch.equal(again(batch["input_ids"], batch["attention_mask"], feats)["theta_D"], theta)

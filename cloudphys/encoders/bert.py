@@ -45,6 +45,8 @@ class ScopeBertConfig(PretrainedConfig):
     :param latents: list of ``LatentSpec.as_dict()`` the latent layer produces.
     :param composition_features: add composition descriptors to the latent layer's input.
     :param latent_mlp: hidden width of the latent layer's MLP (0: linear).
+    :param features_in_mlp: the latent MLP reads the composition features too (see
+        :class:`~cloudphys.encoders.latent.LatentLayer`).
     :param pooling: ``"cls"`` (the [CLS] state) or ``"mean"`` (mean over non-padding tokens).
     :param feature_layout: layout of the composition features (see
         :mod:`cloudphys.encoders.descriptors`); a saved config without it is layout 1 (legacy).
@@ -68,6 +70,7 @@ class ScopeBertConfig(PretrainedConfig):
         latent_mlp: int = 0,
         pooling: str = "cls",
         feature_layout: int | None = None,
+        features_in_mlp: bool = False,
         **kwargs: Any,
     ) -> None:
         self.vocab_size = int(vocab_size)
@@ -81,6 +84,7 @@ class ScopeBertConfig(PretrainedConfig):
         self.latents = [dict(d) if not isinstance(d, LatentSpec) else d.as_dict() for d in (latents or [])]
         self.composition_features = bool(composition_features)
         self.latent_mlp = int(latent_mlp)
+        self.features_in_mlp = bool(features_in_mlp)
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
@@ -121,6 +125,7 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
             n_features=N_COMPOSITION_FEATURES if config.composition_features else 0,
             mlp_size=config.latent_mlp,
             dropout=config.hidden_dropout_prob,
+            features_in_mlp=config.features_in_mlp,
         )
         self.post_init()
 
@@ -162,12 +167,12 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
             raise ValueError(f"fast_forward must be 'train', 'always' or 'never', got {mode!r}")
         if mode == "never" or (mode == "train" and not self.training):
             return False
-        if input_ids.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        from .fast_bert import autocast_enabled, unsupported
+
+        if input_ids.device.type != "cpu" or autocast_enabled("cpu"):
             return False
         if self.bert.embeddings.word_embeddings.weight.dtype not in (torch.float32, torch.float64):
             return False
-        from .fast_bert import unsupported
-
         return unsupported(self.bert) is None
 
     def forward(
@@ -234,6 +239,7 @@ def build_scope_bert(
     latent_mlp: Annotated[int, Bound(ge=0, le=65536, remedy="0 gives a linear latent layer")] = 0,
     pooling: Literal["cls", "mean"] = "cls",
     pretrained: str | None = None,
+    features_in_mlp: bool = False,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 
@@ -244,6 +250,8 @@ def build_scope_bert(
     :param composition_features: feed composition descriptors to the latent layer.
     :param element_init: initialise element-token embeddings from physical descriptors.
     :param latent_mlp: hidden width of the latent layer (0: linear).
+    :param features_in_mlp: the latent MLP (``latent_mlp`` > 0) also reads the composition features
+        (``composition_features``), so they act nonlinearly with the encoder state.
     :param pooling: ``cls`` or ``mean``.
     :param pretrained: directory of an MLM-pretrained encoder (``cloudphys pretrain``) whose BERT
         weights (and sizes) are loaded.
@@ -285,6 +293,7 @@ def build_scope_bert(
         latent_mlp=latent_mlp,
         pooling=pooling,
         feature_layout=FEATURE_LAYOUT,
+        features_in_mlp=features_in_mlp,
         **sizes,
     )
     model = ScopeBertEncoder(cfg)

@@ -101,6 +101,9 @@ class LatentLayer(nn.Module):
     :param latents: the head's latent declarations (``LatentSpec`` or their dicts).
     :param n_features: width of optional per-sample features added linearly to ``z``.
     :param mlp_size: if > 0, a one-hidden-layer MLP (GELU) instead of a linear map.
+    :param features_in_mlp: the MLP also reads the features (``[hidden, features]``), so they act
+        nonlinearly and together with the encoder state; the linear feature term stays (needs
+        ``mlp_size`` > 0 and features).
     """
 
     def __init__(
@@ -110,8 +113,12 @@ class LatentLayer(nn.Module):
         n_features: int = 0,
         mlp_size: int = 0,
         dropout: float = 0.0,
+        features_in_mlp: bool = False,
     ) -> None:
         super().__init__()
+        if features_in_mlp and (mlp_size <= 0 or n_features <= 0):
+            raise ValueError("features_in_mlp needs a latent MLP (mlp_size > 0) and features (n_features > 0)")
+        self.features_in_mlp = bool(features_in_mlp)
         self.specs: tuple[LatentSpec, ...] = tuple(spec_from_dict(s) for s in latents)
         if not self.specs:
             raise ValueError("latent layer needs at least one latent")
@@ -119,7 +126,8 @@ class LatentLayer(nn.Module):
         total = sum(self.sizes)
         if mlp_size > 0:
             self.body: nn.Module = nn.Sequential(
-                nn.Linear(hidden_size, mlp_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_size, total)
+                nn.Linear(hidden_size + (n_features if features_in_mlp else 0), mlp_size), nn.GELU(),
+                nn.Dropout(dropout), nn.Linear(mlp_size, total),
             )
         else:
             self.body = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, total))
@@ -148,10 +156,13 @@ class LatentLayer(nn.Module):
 
     def forward(self, hidden: Tensor, features: Tensor | None = None) -> dict[str, Tensor]:
         hidden = hidden.float()
-        z = self.body(hidden)
+        if self.features is not None and features is None:
+            raise ValueError(f"latent layer expects {self.n_features} features per sample, got none")
+        if self.features_in_mlp:
+            z = self.body(torch.cat([hidden, features.float()], dim=-1))
+        else:
+            z = self.body(hidden)
         if self.features is not None:
-            if features is None:
-                raise ValueError(f"latent layer expects {self.n_features} features per sample, got none")
             z = z + self.features(features.float())
         out: dict[str, Tensor] = {}
         for spec, part in zip(self.specs, torch.split(z, self.sizes, dim=-1)):
