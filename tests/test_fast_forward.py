@@ -165,6 +165,10 @@ def test_when_the_lean_forward_is_used(monkeypatch) -> None:
     enc.fast_forward = "always"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not enc.use_fast_forward(ids)
+    hook = enc.bert.encoder.layer[0].output.register_forward_hook(lambda *a: None)  # a hook must run
+    assert not enc.use_fast_forward(ids)
+    hook.remove()
+    assert enc.use_fast_forward(ids)
     getattr(enc.bert, "activation_checkpointing_enable", enc.bert.gradient_checkpointing_enable)()
     assert fast_bert.unsupported(enc.bert) == "gradient checkpointing"
     assert not enc.use_fast_forward(ids)

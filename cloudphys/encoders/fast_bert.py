@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["bert_cls_state", "bert_hidden_states", "unsupported"]
+__all__ = ["autocast_enabled", "bert_cls_state", "bert_hidden_states", "unsupported"]
 
 
 def unsupported(bert: nn.Module) -> str | None:
@@ -61,7 +61,27 @@ def unsupported(bert: nn.Module) -> str | None:
         return f"attention implementation {getattr(cfg, '_attn_implementation', None)!r}"
     if any(getattr(m, "gradient_checkpointing", False) for m in (bert, *bert.encoder.layer)):
         return "gradient checkpointing"
+    if _hooked(bert):
+        return "module hooks (the lean forward calls no submodule, so they would not run)"
     return None
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)`` (torch < 2.4: the per-device functions)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
+
+
+def _hooked(bert: nn.Module) -> bool:
+    """Whether a forward/backward hook is registered on ``bert``, a submodule, or globally."""
+    from torch.nn.modules import module as _module
+
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    if any(getattr(_module, "_global" + n, None) for n in names):
+        return True
+    return any(getattr(m, n, None) for m in bert.modules() for n in names)
 
 
 @functools.lru_cache(maxsize=None)
@@ -162,7 +182,8 @@ def _layer(layer: nn.Module, h: Tensor, add_mask: Tensor, masks: _Masks, cls_onl
         qkv = F.linear(h, torch.cat([sa.query.weight, sa.key.weight, sa.value.weight]),
                        torch.cat([sa.query.bias, sa.key.bias, sa.value.bias]))
         q, k, v = qkv.view(B, L, 3, nh, d).permute(2, 0, 3, 1, 4).reshape(3, B * nh, L, d).unbind(0)
-    scores = torch.baddbmm(add_mask, q, k.transpose(1, 2), alpha=sa.scaling)  # [B*heads, Lq, L]
+    scale = getattr(sa, "scaling", d**-0.5)  # transformers 4.x divides by sqrt(d) instead
+    scores = torch.baddbmm(add_mask, q, k.transpose(1, 2), alpha=scale)  # [B*heads, Lq, L]
     probs = torch.softmax(scores, dim=-1)
     p = _p(sa, sa.dropout.p)
     if p:
