@@ -4,10 +4,11 @@ It reads the same parameters as the ``BertModel`` it is given (the HF module sta
 is saved, loaded and optimised; its ``state_dict`` is untouched) and computes the same function with
 fewer and cheaper ops (issue 12 §4):
 
-* with [CLS] pooling the last layer is evaluated for the [CLS] row only: keys and values are still
-  computed for every token, but the query, the attention output, the feed-forward block and both
-  LayerNorms of that layer run on one row per sample instead of ~31 (the other rows of the last
-  layer reach nothing the model returns, in the forward or the backward pass);
+* with [CLS] pooling the last layer is evaluated for the [CLS] row only (the other rows of the last
+  layer reach nothing the model returns, in the forward or the backward pass): the query, the
+  attention output, the feed-forward block and both LayerNorms run on one row per sample instead of
+  ~31, and the keys and values of the tokens are never formed: per head the scores are
+  ``(W_k^T q).h_j`` and the context ``W_v (sum_j p_j h_j) + b_v sum_j p_j`` (:func:`_cls_attention`);
 * the query/key/value projections are one matmul over the concatenated weights (``[3H, H]``), and
   the attention is ``baddbmm`` (scale and padding mask folded in) -> ``softmax`` -> dropout -> ``bmm``
   with one reshaping copy for q, k and v together; no per-layer mask rebuilding, no cache/head-mask
@@ -168,28 +169,50 @@ def _mask_shapes(bert: nn.Module, B: int, L: int) -> list[tuple[int, ...]]:
     return shapes
 
 
-def _layer(layer: nn.Module, h: Tensor, add_mask: Tensor, masks: _Masks, cls_only: bool) -> Tensor:
-    """One BertLayer on ``h`` ``[B, L, H]``; ``cls_only``: only the [CLS] row, ``[B, H]``."""
-    sa = layer.attention.self
+def _cls_attention(sa: nn.Module, h: Tensor, key_mask: Tensor, masks: _Masks) -> Tensor:
+    """Self-attention output ``[B, H]`` of the [CLS] query only, without the keys and values of every
+    token: ``q.(W_k h_j + b_k) = (W_k^T q).h_j + q.b_k`` and ``sum_j p_j (W_v h_j + b_v) =
+    W_v (sum_j p_j h_j) + b_v sum_j p_j`` per head (the same function up to rounding, O(B H^2)
+    instead of O(B L H^2); the constant ``q.b_k`` is kept so ``b_k`` stays in the graph, with the
+    gradient 0 up to rounding it has in the HF forward)."""
     B, L, H = h.shape
     nh, d = sa.num_attention_heads, sa.attention_head_size
-    # q, k, v: one matmul over the concatenated weights, one copy into [3, B*heads, L, d]
-    if cls_only:
-        q = F.linear(h[:, 0], sa.query.weight, sa.query.bias).view(B * nh, 1, d)
-        kv = F.linear(h, torch.cat([sa.key.weight, sa.value.weight]), torch.cat([sa.key.bias, sa.value.bias]))
-        k, v = kv.view(B, L, 2, nh, d).permute(2, 0, 3, 1, 4).reshape(2, B * nh, L, d).unbind(0)
-    else:
-        qkv = F.linear(h, torch.cat([sa.query.weight, sa.key.weight, sa.value.weight]),
-                       torch.cat([sa.query.bias, sa.key.bias, sa.value.bias]))
-        q, k, v = qkv.view(B, L, 3, nh, d).permute(2, 0, 3, 1, 4).reshape(3, B * nh, L, d).unbind(0)
     scale = getattr(sa, "scaling", d**-0.5)  # transformers 4.x divides by sqrt(d) instead
-    scores = torch.baddbmm(add_mask, q, k.transpose(1, 2), alpha=scale)  # [B*heads, Lq, L]
+    q = F.linear(h[:, 0], sa.query.weight, sa.query.bias).view(B, nh, d)
+    r = torch.bmm(q.transpose(0, 1), sa.key.weight.view(nh, d, H)).transpose(0, 1)  # [B, heads, H]
+    const = (q * sa.key.bias.view(nh, d)).sum(-1, keepdim=True)  # [B, heads, 1]
+    scores = torch.baddbmm(key_mask + const * scale, r, h.transpose(1, 2), alpha=scale)  # [B, heads, L]
     probs = torch.softmax(scores, dim=-1)
     p = _p(sa, sa.dropout.p)
     if p:
-        probs = probs * masks.noise((B, nh, L, L), p, _CLS_QUERY if cls_only else None).view(probs.shape)
-    ctx = torch.bmm(probs, v)
-    ctx = ctx.view(B, H) if cls_only else ctx.view(B, nh, L, d).transpose(1, 2).reshape(B, L, H)
+        probs = probs * masks.noise((B, nh, L, L), p, _CLS_QUERY).view(B, nh, L)
+    pooled = torch.bmm(probs, h)  # [B, heads, H]
+    ctx = torch.bmm(pooled.transpose(0, 1), sa.value.weight.view(nh, d, H).transpose(1, 2)).transpose(0, 1)
+    ctx = ctx + sa.value.bias.view(nh, d) * probs.sum(-1, keepdim=True)  # [B, heads, d]
+    return ctx.reshape(B, H)
+
+
+def _layer(layer: nn.Module, h: Tensor, key_mask: Tensor, masks: _Masks, cls_only: bool) -> Tensor:
+    """One BertLayer on ``h`` ``[B, L, H]``; ``cls_only``: only the [CLS] row, ``[B, H]``.
+    ``key_mask``: the additive padding mask ``[B, 1, L]``."""
+    sa = layer.attention.self
+    B, L, H = h.shape
+    nh, d = sa.num_attention_heads, sa.attention_head_size
+    if cls_only:
+        ctx = _cls_attention(sa, h, key_mask, masks)
+    else:
+        # q, k, v: one matmul over the concatenated weights, one copy into [3, B*heads, L, d]
+        qkv = F.linear(h, torch.cat([sa.query.weight, sa.key.weight, sa.value.weight]),
+                       torch.cat([sa.query.bias, sa.key.bias, sa.value.bias]))
+        q, k, v = qkv.view(B, L, 3, nh, d).permute(2, 0, 3, 1, 4).reshape(3, B * nh, L, d).unbind(0)
+        scale = getattr(sa, "scaling", d**-0.5)  # transformers 4.x divides by sqrt(d) instead
+        add = key_mask.repeat_interleave(nh, dim=0)  # [B*heads, 1, L]
+        scores = torch.baddbmm(add, q, k.transpose(1, 2), alpha=scale)  # [B*heads, L, L]
+        probs = torch.softmax(scores, dim=-1)
+        p = _p(sa, sa.dropout.p)
+        if p:
+            probs = probs * masks.noise((B, nh, L, L), p).view(probs.shape)
+        ctx = torch.bmm(probs, v).view(B, nh, L, d).transpose(1, 2).reshape(B, L, H)
     resid = h[:, 0] if cls_only else h
     rows = _CLS_ROW if cls_only else None
 
@@ -217,13 +240,11 @@ def _run(bert: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, cls_
     if p:
         x = x * masks.noise((B, L, x.shape[-1]), p)
     layers = list(bert.encoder.layer)
-    nh = layers[0].attention.self.num_attention_heads
-    # additive key mask [B*heads, 1, L]: 0 for tokens, the dtype's lowest value for padding (the
-    # softmax gives padding keys exactly 0, as SDPA's -inf does; every row has a real key)
+    # additive key mask [B, 1, L]: 0 for tokens, the dtype's lowest value for padding (the softmax
+    # gives padding keys exactly 0, as SDPA's -inf does; every row has a real key)
     add = torch.zeros((B, 1, L), dtype=x.dtype, device=x.device)
     if attention_mask is not None:
         add.masked_fill_(attention_mask.view(B, 1, L) == 0, torch.finfo(x.dtype).min)
-    add = add.repeat_interleave(nh, dim=0)
     for i, layer in enumerate(layers):
         x = _layer(layer, x, add, masks, cls_only=cls_only and i == len(layers) - 1)
     return x
