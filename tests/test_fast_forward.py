@@ -16,7 +16,6 @@ from _training_helpers import TINY, cloud_examples, tokenizer
 
 from cloudphys.encoders import fast_bert
 from cloudphys.encoders.bert import ScopeBertEncoder, build_scope_bert
-from cloudphys.encoders.descriptors import N_COMPOSITION_FEATURES
 from cloudphys.physics.contract import LatentSpec
 from cloudphys.training import fit
 
@@ -32,7 +31,7 @@ def _encoder(dtype: torch.dtype = torch.float32, **kw) -> ScopeBertEncoder:
     return enc.to(dtype)
 
 
-def _batch(n: int = 6, length: int = 13, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _batch(n: int = 6, length: int = 13, seed: int = 1, n_features: int = 8) -> tuple[torch.Tensor, ...]:
     """Token ids with [CLS] first and a padded tail of varying length (one row without padding)."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, 60, (n, length), generator=gen)
@@ -42,7 +41,7 @@ def _batch(n: int = 6, length: int = 13, seed: int = 1) -> tuple[torch.Tensor, t
         real = length - (i * 2) % (length - 3)
         ids[i, real:] = 0
         mask[i, real:] = 0
-    return ids, mask, torch.randn(n, N_COMPOSITION_FEATURES, generator=gen)
+    return ids, mask, torch.randn(n, n_features, generator=gen)
 
 
 def _run(enc: ScopeBertEncoder, ids, mask, feats, mode: str, seed: int = 5):
@@ -77,7 +76,7 @@ def test_fast_forward_equals_the_transformers_forward(pooling, train) -> None:
     """The encoder (trunk + latent layer, float32 as it trains): latents and gradients."""
     enc = _encoder(pooling=pooling)
     enc.train(train)
-    ids, mask, feats = _batch()
+    ids, mask, feats = _batch(n_features=enc.latent_layer.n_features)
     hf = _run(enc, ids, mask, feats, "never")
     fast = _run(enc, ids, mask, feats, "always")
     _assert_same(fast, hf, torch.float32)
@@ -130,7 +129,7 @@ def test_masks_drawn_with_bernoulli_where_rand_would_differ(monkeypatch) -> None
     monkeypatch.setattr(fast_bert, "_uniform_masks", lambda device_type: False)
     enc = _encoder()
     enc.train()
-    ids, mask, feats = _batch()
+    ids, mask, feats = _batch(n_features=enc.latent_layer.n_features)
     _assert_same(_run(enc, ids, mask, feats, "always"), _run(enc, ids, mask, feats, "never"), torch.float32)
 
 
@@ -146,7 +145,7 @@ def test_uniform_mask_check_holds_on_this_build() -> None:
 
 def test_when_the_lean_forward_is_used(monkeypatch) -> None:
     enc = _encoder()
-    ids, mask, feats = _batch()
+    ids, mask, feats = _batch(n_features=enc.latent_layer.n_features)
     calls = []
     real = fast_bert.bert_cls_state
     monkeypatch.setattr(fast_bert, "bert_cls_state", lambda *a, **k: calls.append(1) or real(*a, **k))
