@@ -176,3 +176,34 @@ def test_features_in_mlp_reads_the_features_nonlinearly_and_round_trips(tmp_path
     again = AutoModel.from_pretrained(str(tmp_path)).eval()
     assert again.config.features_in_mlp and again.latent_layer.features_in_mlp
     assert torch.equal(again(batch["input_ids"], batch["attention_mask"], feats)["theta_D"], theta)
+
+
+def test_phonon_feature_layout_extends_layout_2_with_elemental_lattice_dynamics() -> None:
+    from cloudphys.encoders.descriptors import (
+        FEATURE_LAYOUT,
+        N_COMPOSITION_FEATURES,
+        PHONON_FEATURE_LAYOUT,
+        composition_features,
+        debye_estimate,
+        n_composition_features,
+    )
+
+    strings = ["1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0.5 Cl 0.5",
+               "-F 4 2 3 | 4a 4b | Pb 0.5 Te 0.5", "F 4d 2 3 -1d | 8a | C 1.0"]
+    base = composition_features(strings, layout=FEATURE_LAYOUT)
+    ext = composition_features(strings, layout=PHONON_FEATURE_LAYOUT)
+    assert ext.shape == (3, n_composition_features(PHONON_FEATURE_LAYOUT)) == (3, N_COMPOSITION_FEATURES + 17)
+    assert np.array_equal(ext[:, :N_COMPOSITION_FEATURES], base) and np.isfinite(ext).all()
+    # the compound's continuum Debye estimate: diamond far above PbTe (1860 vs 130 K measured)
+    assert ext[2, -1] > ext[1, -1] + 1.0
+    # θ = (ħ v / k_B) (6π² N_A / V_m)^(1/3), by hand for Cu (v 3570 m/s, 7.11 cm³/mol): 466.8 K (one speed
+    # of sound for all three branches overestimates the measured 343 K; it is a relative scale here)
+    assert debye_estimate(3570.0, 7.11) == pytest.approx(466.8, rel=1e-3)
+    assert debye_estimate(2 * 3570.0, 7.11) == pytest.approx(2 * debye_estimate(3570.0, 7.11))
+    assert debye_estimate(3570.0, 8 * 7.11) == pytest.approx(debye_estimate(3570.0, 7.11) / 2)
+    tok = _tok()
+    from cloudphys.encoders.bert import build_scope_bert
+
+    enc = build_scope_bert(latents=cloudphys.load_head("debye").latents, tokenizer=tok, hidden_size=16,
+                           num_layers=1, num_heads=2, composition_features=True, feature_layout=3)
+    assert enc.latent_layer.n_features == ext.shape[1] and enc.featurize(strings, [2, 2, 8]).shape == ext.shape

@@ -425,7 +425,7 @@ def test_legacy_feature_layout_still_reads_the_cell_size() -> None:
     old2, old8 = composition_features([text], [2], layout=1), composition_features([text], [8], layout=1)
     assert not np.array_equal(old2, old8)
     with pytest.raises(ValueError, match="layout"):
-        composition_features([text], [2], layout=3)
+        composition_features([text], [2], layout=4)
 
 
 def test_non_canonical_strings_predict_as_the_canonical_one() -> None:

@@ -104,6 +104,9 @@ class TrainConfig(RunOptions):
     :param exclude: entries like ``pretrain.exclude`` (``{name: cloud-cv, split: test}``, ``{path:
         FILE}``): training and validation examples whose canonical SCOPE string equals one of
         theirs are left out (the leakage rule; the counts are recorded in the model's metadata).
+    :param extra_data: labelled data sets added to the training split (never to validation):
+        ``{name: DATASET, split: train, **params}`` on the same temperature grid and SCOPE dialect
+        (e.g. phonondb-thermo's Cv at 300 K beside CLOUD's, one encoder and one head).
     """
 
     SECTION: ClassVar[str] = "train"
@@ -117,9 +120,14 @@ class TrainConfig(RunOptions):
     ensemble: int = option(1, ge=1, le=1024, remedy="give the number of models, 1 for a single model")
     init_from: str | None = None
     exclude: list[Any] = field(default_factory=list)
+    extra_data: list[Any] = field(default_factory=list)
 
     def validate(self) -> None:
         super().validate()
+        for i, entry in enumerate(self.extra_data):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise ConfigError(f"train.extra_data[{i}] must be a mapping with the 'name' of a labelled data set "
+                                  f"(and its split and parameters), got {entry!r}")
         if self.init_from is not None and not str(self.init_from).strip():
             raise ConfigError("train.init_from is empty: give a trained run directory or null")
         for i, src in enumerate(self.exclude):

@@ -30,9 +30,9 @@ from .base import Encoder
 from .descriptors import (
     FEATURE_LAYOUT,
     LEGACY_FEATURE_LAYOUT,
-    N_COMPOSITION_FEATURES,
     composition_features,
     element_vector,
+    n_composition_features,
 )
 from .latent import LatentLayer
 
@@ -122,7 +122,7 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         self.latent_layer = LatentLayer(
             config.hidden_size,
             config.latents,
-            n_features=N_COMPOSITION_FEATURES if config.composition_features else 0,
+            n_features=n_composition_features(config.feature_layout) if config.composition_features else 0,
             mlp_size=config.latent_mlp,
             dropout=config.hidden_dropout_prob,
             features_in_mlp=config.features_in_mlp,
@@ -240,6 +240,7 @@ def build_scope_bert(
     pooling: Literal["cls", "mean"] = "cls",
     pretrained: str | None = None,
     features_in_mlp: bool = False,
+    feature_layout: Literal[2, 3] = FEATURE_LAYOUT,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 
@@ -252,6 +253,8 @@ def build_scope_bert(
     :param latent_mlp: hidden width of the latent layer (0: linear).
     :param features_in_mlp: the latent MLP (``latent_mlp`` > 0) also reads the composition features
         (``composition_features``), so they act nonlinearly with the encoder state.
+    :param feature_layout: composition features: 2 (the default set) or 3 (plus the elemental
+        lattice-dynamics descriptors, see :mod:`cloudphys.encoders.descriptors`).
     :param pooling: ``cls`` or ``mean``.
     :param pretrained: directory of an MLM-pretrained encoder (``cloudphys pretrain``) whose BERT
         weights (and sizes) are loaded.
@@ -292,7 +295,7 @@ def build_scope_bert(
         composition_features=composition_features,
         latent_mlp=latent_mlp,
         pooling=pooling,
-        feature_layout=FEATURE_LAYOUT,
+        feature_layout=int(feature_layout),
         features_in_mlp=features_in_mlp,
         **sizes,
     )

@@ -17,6 +17,13 @@ its Wyckoff sites over the conventional cell's lattice points,
 cell)/2``, which changes with a supercell or a conventional cell; it is kept only so those models
 load and predict as they were trained (see ``docs/reliability.md``). Extensive observables are
 scaled by the atoms of the given cell in the physics head, nowhere here.
+
+Layout :data:`PHONON_FEATURE_LAYOUT` = 3 (opt-in: ``encoder.feature_layout: 3``) adds lattice-dynamics
+descriptors of the elemental solids (pymatgen's tables): log molar volume, log speed of sound, log
+bulk modulus and log of the elemental Debye temperature estimated from those two,
+θ = (ħ v / k_B) (6π² N_A / V_m)^(1/3) -- each as fraction-weighted mean, spread, min and max -- plus
+the same estimate for the compound from the mean speed of sound and mean molar volume (17 more
+features, all intensive; missing values -> the mean over the elements, as above).
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from ..scope import parse_cached
 
 __all__ = [
     "DESCRIPTORS",
+    "PHONON_DESCRIPTORS",
+    "PHONON_FEATURE_LAYOUT",
+    "n_composition_features",
     "FEATURE_LAYOUT",
     "FEATURE_LAYOUTS",
     "LEGACY_FEATURE_LAYOUT",
@@ -49,7 +59,53 @@ N_COMPOSITION_FEATURES = 4 * len(DESCRIPTORS) + 3
 FEATURE_LAYOUT = 2
 #: Layout of encoders saved before layouts were recorded (size feature: log of the given cell's atoms).
 LEGACY_FEATURE_LAYOUT = 1
-FEATURE_LAYOUTS = (LEGACY_FEATURE_LAYOUT, FEATURE_LAYOUT)
+#: Layout 2 plus the lattice-dynamics descriptors (opt-in, ``encoder.feature_layout: 3``).
+PHONON_FEATURE_LAYOUT = 3
+FEATURE_LAYOUTS = (LEGACY_FEATURE_LAYOUT, FEATURE_LAYOUT, PHONON_FEATURE_LAYOUT)
+PHONON_DESCRIPTORS = ("log_molar_volume", "log_sound_velocity", "log_bulk_modulus", "log_debye_estimate")
+_HBAR_OVER_KB = 1.054571817e-34 / 1.380649e-23  # K s
+_AVOGADRO = 6.02214076e23
+
+
+def n_composition_features(layout: int = FEATURE_LAYOUT) -> int:
+    """The number of composition features of ``layout``."""
+    return N_COMPOSITION_FEATURES + (4 * len(PHONON_DESCRIPTORS) + 1 if layout == PHONON_FEATURE_LAYOUT else 0)
+
+
+def debye_estimate(sound_velocity: float, molar_volume: float) -> float:
+    """θ_D (K) of an elastic continuum with speed of sound ``sound_velocity`` (m/s) and
+    ``molar_volume`` (cm³ per mole of atoms): (ħ v / k_B) (6π² N_A / V_m)^(1/3)."""
+    n = _AVOGADRO / (molar_volume * 1e-6)
+    return _HBAR_OVER_KB * sound_velocity * (6.0 * math.pi**2 * n) ** (1.0 / 3.0)
+
+
+def _phonon_raw(el: object) -> list[float]:
+    """log V_m (cm³/mol), log v (m/s), log B (GPa), log θ estimate (K) of an element; NaN where unknown."""
+
+    def num(name: str) -> float:
+        try:
+            v = float(getattr(el, name))
+        except (TypeError, ValueError, AttributeError):
+            return math.nan
+        return v if v > 0 and math.isfinite(v) else math.nan
+
+    vm, v, b = num("molar_volume"), num("velocity_of_sound"), num("bulk_modulus")
+    theta = debye_estimate(v, vm) if math.isfinite(v) and math.isfinite(vm) else math.nan
+    return [math.log(x) if math.isfinite(x) else math.nan for x in (vm, v, b, theta)]
+
+
+@functools.lru_cache(maxsize=1)
+def phonon_element_table() -> tuple[np.ndarray, np.ndarray]:
+    """``(standardised [n_el, 4], raw with missing values filled by the mean [n_el, 4])`` of
+    :data:`PHONON_DESCRIPTORS`, rows in the order of :func:`element_table`."""
+    from pymatgen.core.periodic_table import Element
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = np.asarray([_phonon_raw(Element.from_Z(z)) for z in range(1, _MAX_Z + 1)], dtype=np.float64)
+    mean, std = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+    filled = np.where(np.isnan(raw), mean, raw)
+    return (filled - mean) / np.where(std > 0, std, 1.0), filled
 
 
 def _raw(el: object, name: str) -> float:
@@ -114,11 +170,12 @@ def composition_features(
     *,
     layout: int = FEATURE_LAYOUT,
 ) -> np.ndarray:
-    """Composition features ``[N, N_COMPOSITION_FEATURES]`` (float32) for SCOPE strings.
+    """Composition features ``[N, n_composition_features(layout)]`` (float32) for SCOPE strings.
 
     :param n_atoms: atoms in each given cell; read only by the legacy ``layout=1`` (its size
         feature), ignored by the current layout, whose features are all intensive.
-    :param layout: :data:`FEATURE_LAYOUT` (default) or :data:`LEGACY_FEATURE_LAYOUT`.
+    :param layout: :data:`FEATURE_LAYOUT` (default), :data:`PHONON_FEATURE_LAYOUT` or
+        :data:`LEGACY_FEATURE_LAYOUT`.
 
     Raises ``ValueError`` naming the string if it holds no known element, or for an unknown layout.
     """
@@ -128,7 +185,8 @@ def composition_features(
     if layout == LEGACY_FEATURE_LAYOUT and n_atoms is None:
         raise ValueError("composition-feature layout 1 needs n_atoms (atoms in each given cell)")
     index, table, raw = element_table()
-    out = np.zeros((len(scope), N_COMPOSITION_FEATURES), dtype=np.float32)
+    out = np.zeros((len(scope), n_composition_features(layout)), dtype=np.float32)
+    phonon = phonon_element_table() if layout == PHONON_FEATURE_LAYOUT else None
     d = len(DESCRIPTORS)
     i_mass, i_rad = DESCRIPTORS.index("log_mass"), DESCRIPTORS.index("radius")
     i_tm = DESCRIPTORS.index("log_melting_point")
@@ -157,5 +215,16 @@ def composition_features(
         rad = w @ r[:, i_rad]
         lindemann = 0.5 * math.log(tm_mean / (m_mean * rad * rad))
         size = float(n) if layout == LEGACY_FEATURE_LAYOUT else float(record.sites_per_primitive_cell)
-        out[k, 4 * d :] = [len(comp) / 3.0, math.log(size) / 2.0, lindemann - 4.0]
+        out[k, 4 * d : N_COMPOSITION_FEATURES] = [len(comp) / 3.0, math.log(size) / 2.0, lindemann - 4.0]
+        if phonon is not None:
+            p = phonon[0][rows]
+            pm = w @ p
+            base, q = N_COMPOSITION_FEATURES, len(PHONON_DESCRIPTORS)
+            out[k, base : base + q] = pm
+            out[k, base + q : base + 2 * q] = np.sqrt(np.maximum(w @ (p - pm) ** 2, 0.0))
+            out[k, base + 2 * q : base + 3 * q] = p.min(axis=0)
+            out[k, base + 3 * q : base + 4 * q] = p.max(axis=0)
+            pr = np.exp(phonon[1][rows])
+            theta = debye_estimate(float(w @ pr[:, 1]), float(w @ pr[:, 0]))
+            out[k, base + 4 * q] = math.log(theta) - 6.0
     return out

@@ -11,7 +11,7 @@ and prediction all go through it, and prediction keeps its per-item reasons inst
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -289,6 +289,70 @@ def load_split(config: Any, split: str, registry: Any = None) -> Examples:
     if not isinstance(out, Examples):
         raise DataError(f"data set {config.data.name!r} is unlabelled; it cannot be used for supervised training")
     return out
+
+
+def load_extra(entries: Sequence[Any], base: Examples, registry: Any = None) -> tuple[Examples, list[dict[str, Any]]]:
+    """``base`` (a training split) with the examples of every ``train.extra_data`` entry appended.
+
+    An entry is ``{name: DATASET, split: train, **params}`` (a registered labelled data set). Its
+    examples must be on the temperature grid of ``base`` and in its SCOPE dialect (a
+    :class:`~cloudphys.errors.DataError` naming the entry otherwise); observables one of them lacks
+    are NaN there (missing labels, left out of the loss). Returns the joined examples and one count
+    per entry.
+    """
+    if registry is None:
+        from ..plugins import get_registry
+
+        registry = get_registry()
+    out, counts = base, []
+    for i, entry in enumerate(entries):
+        what = f"train.extra_data[{i}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{what} must be a mapping with the 'name' of a labelled data set, got {entry!r}")
+        params = dict(entry)
+        name, split = params.pop("name"), params.pop("split", "train")
+        spec = registry.dataset(name)
+        if split not in spec.splits:
+            raise ConfigError(f"{what} {name!r}: no split {split!r}; available: {', '.join(spec.splits)}")
+        ex = spec.load(split=split, **params)
+        if not isinstance(ex, Examples):
+            raise DataError(f"{what} {name!r} is unlabelled; extra training data need labels")
+        if len(ex.temperatures) != len(out.temperatures) or not np.allclose(ex.temperatures, out.temperatures):
+            raise DataError(f"{what} {name!r} has temperatures {[float(t) for t in ex.temperatures]} K, the training "
+                            f"split {[float(t) for t in out.temperatures]} K; select the same grid (e.g. its "
+                            "temperatures parameter)")
+        mine, theirs = out.dialect or strings_dialect(out.scope), ex.dialect or strings_dialect(ex.scope)
+        if mine != theirs:
+            raise DataError(f"{what} {name!r} has {theirs}-dialect strings, the training split {mine}; "
+                            f"give it dialect={mine} if it converts structures")
+        out = concat(out, ex)
+        counts.append({"source": dict(entry), "examples": len(ex)})
+    return out, counts
+
+
+def concat(a: Examples, b: Examples) -> Examples:
+    """The examples of ``a`` then ``b`` (same temperatures); a target one of them lacks is NaN there."""
+    names = list(dict.fromkeys([*a.targets, *b.targets]))
+    nt = len(a.temperatures)
+
+    def target(ex: Examples, k: str) -> np.ndarray:
+        return ex.targets[k] if k in ex.targets else np.full((len(ex), nt), np.nan)
+
+    def prim(ex: Examples) -> np.ndarray:
+        p = getattr(ex, "n_atoms_primitive", None)
+        return np.full(len(ex), np.nan) if p is None else np.asarray(p, dtype=np.float64)
+
+    both_none = getattr(a, "n_atoms_primitive", None) is None and getattr(b, "n_atoms_primitive", None) is None
+    return Examples(
+        ids=[*a.ids, *b.ids],
+        scope=[*a.scope, *b.scope],
+        n_atoms=np.concatenate([np.asarray(a.n_atoms, dtype=np.float64), np.asarray(b.n_atoms, dtype=np.float64)]),
+        temperatures=a.temperatures,
+        targets={k: np.concatenate([target(a, k), target(b, k)]) for k in names},
+        units={**b.units, **a.units},
+        dialect=a.dialect or b.dialect,
+        n_atoms_primitive=None if both_none else np.concatenate([prim(a), prim(b)]),
+    )
 
 
 def take(ex: Examples, idx: np.ndarray) -> Examples:

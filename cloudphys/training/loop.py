@@ -39,6 +39,7 @@ from .batching import (
     batch_indices,
     collate,
     encode,
+    load_extra,
     load_split,
     strings_dialect,
     take,
@@ -79,6 +80,8 @@ class _Data:
     dialect: str
     #: ``train.exclude``'s counts: excluded crystals (``strings``) and examples removed per split
     excluded: dict[str, int] | None = None
+    #: ``train.extra_data``: examples added per entry
+    extra: list[dict[str, Any]] = field(default_factory=list)
 
 
 def param_groups(model: ScopePhysicsModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -140,6 +143,9 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     tc = config.train
     data = dict(examples) if examples is not None else {s: load_split(config, s, registry) for s in ("train", "val")}
     train_ex, val_ex = data["train"], data.get("val")
+    extra: list[dict[str, Any]] = []
+    if tc.extra_data:  # more labelled data sets in the training split (one encoder, one head)
+        train_ex, extra = load_extra(tc.extra_data, train_ex, registry)
     excluded = None
     if tc.exclude:  # the leakage rule: crystals of the excluded sets never enter training or validation
         keys = excluded_keys(tc.exclude, registry, "train")
@@ -164,7 +170,7 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     model.head.fit_to_data({k: per_atom(v, train.n_atoms, model.head.observable(k).extensive)
                             for k, v in train.targets.items()})  # PhysicsHead's default does nothing
     return _Data(train, val, observables, stats, dict(train_ex.units), _dataset_dialect(config, registry, train_ex),
-                 excluded)
+                 excluded, extra)
 
 
 def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, registry: Any,
@@ -384,6 +390,8 @@ def fit(
         model.meta = {**model.meta, "dialect": d.dialect, "target_stats": d.stats, "units": d.units}
         if d.excluded is not None:
             model.meta["excluded"] = d.excluded
+        if d.extra:
+            model.meta["extra_data"] = d.extra
         if tc.init_from is not None and not resume:
             model.meta["init_from"] = init_weights(model, tc.init_from, registry, d.dialect)
         model.to(device)
