@@ -181,3 +181,7 @@ def test_extra_data_joins_the_training_split_only(data, data_root, tmp_path) -> 
     res = fit(_cfg(extra_data=[entry]), tmp_path / "joint", tokenizer=tokenizer(), examples=data)
     assert res.model.meta["extra_data"] == [{"source": entry, "examples": 12}]
     assert res.history[-1]["samples_per_s"] > 0 and len(res.history) == 2
+    # the MAD of evaluate is against the config's own training mean, not the joined one
+    own = fit(_cfg(), None, tokenizer=tokenizer(), examples=data).model.meta["target_stats"]["observables"]["cv"]
+    joint = res.model.meta["target_stats"]["observables"]["cv"]
+    assert joint["mean"] == pytest.approx(own["mean"]) and joint["scale_per_atom"] != own["scale_per_atom"]

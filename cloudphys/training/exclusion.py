@@ -24,7 +24,7 @@ from ..config import PretrainConfig
 from ..data.base import Examples
 from ..errors import ConfigError, DataError, ScopeError
 
-__all__ = ["drop_excluded", "entry_strings", "excluded_keys", "leakage_key"]
+__all__ = ["drop_excluded", "entry_strings", "excluded_keys", "keep_mask", "leakage_key"]
 
 
 def entry_strings(entry: Mapping[str, Any], registry: Any, what: str = "source") -> list[str]:

@@ -44,7 +44,7 @@ from .batching import (
     strings_dialect,
     take,
 )
-from .exclusion import drop_excluded, excluded_keys
+from .exclusion import drop_excluded, excluded_keys, keep_mask
 from .losses import loss, loss_value, metrics_from_predictions, per_atom, target_stats
 from .model import ScopePhysicsModel, build_model
 from .resume import check_resume_config, prepare_run_dir
@@ -143,14 +143,17 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     tc = config.train
     data = dict(examples) if examples is not None else {s: load_split(config, s, registry) for s in ("train", "val")}
     train_ex, val_ex = data["train"], data.get("val")
+    primary = np.ones(len(train_ex), dtype=bool)  # the config's own data set (MAD means come from it)
     extra: list[dict[str, Any]] = []
     if tc.extra_data:  # more labelled data sets in the training split (one encoder, one head)
         train_ex, extra = load_extra(tc.extra_data, train_ex, registry)
+        primary = np.arange(len(train_ex)) < len(primary)
     excluded = None
     if tc.exclude:  # the leakage rule: crystals of the excluded sets never enter training or validation
         keys = excluded_keys(tc.exclude, registry, "train")
-        train_ex, gone = drop_excluded(train_ex, keys)
-        excluded = {"strings": len(keys), "train": len(gone), "val": 0}
+        keep = keep_mask(train_ex.scope, keys)
+        train_ex, primary = take(train_ex, np.flatnonzero(keep)), primary[keep]
+        excluded = {"strings": len(keys), "train": int((~keep).sum()), "val": 0}
         if val_ex is not None:
             val_ex, gone = drop_excluded(val_ex, keys)
             excluded["val"] = len(gone)
@@ -158,6 +161,7 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
             raise DataError(f"train.exclude removes every training example ({excluded['train']} of them)")
     if tc.limit is not None:
         train_ex = take(train_ex, np.arange(min(tc.limit, len(train_ex))))
+        primary = primary[: len(train_ex)]
     observables = [o for o in model.head.selected if o in train_ex.targets]
     if not observables:
         raise DataError(
@@ -167,6 +171,11 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     train = encode(train_ex, model, observables)
     val = encode(val_ex, model, observables) if val_ex is not None and len(val_ex) else None
     stats = target_stats(train, model.head)
+    if primary.any() and not primary.all():  # loss scale from everything trained on; MAD (evaluate) against the own set's mean
+        own = take(train_ex, np.flatnonzero(primary))
+        own.targets = {k: v for k, v in own.targets.items() if k in observables}
+        for k, entry in target_stats(own, model.head)["observables"].items():
+            stats["observables"][k].update(mean=entry["mean"], mean_per_atom=entry["mean_per_atom"])
     model.head.fit_to_data({k: per_atom(v, train.n_atoms, model.head.observable(k).extensive)
                             for k, v in train.targets.items()})  # PhysicsHead's default does nothing
     return _Data(train, val, observables, stats, dict(train_ex.units), _dataset_dialect(config, registry, train_ex),

@@ -1,0 +1,111 @@
+"""Issue 12 §2: whole-curve accuracy on phonondb-thermo, one ablation row per lever.
+
+Every row trains the phonon-DOS head (plugins/cloudphys-phonon-dos) on the cv, s and u curves of the
+stable phonondb-thermo ``train`` materials over 20-1000 K (early stopping on the stable ``val``
+materials) and evaluates it on the 629 stable ``test`` materials over the same 24 grid temperatures:
+mean absolute error per atom, the protocol of docs/benchmarks.md *Physics heads*. Rows start from
+configs/phonondb-dos-ensemble.yaml (trained as one model) and change one lever at a time; the
+last row is configs/phonondb-dos-plus.yaml, the levers that helped together. Training time is
+wall-clock on this machine (CPU), pretraining included where a row uses it.
+
+    pip install ./plugins/cloudphys-phonon-dos
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_whole_curve.py            # every row
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_whole_curve.py --rows best
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+BASE = "phonondb-dos-ensemble.yaml"
+ONE = ["train.ensemble=1"]
+
+#: name -> (label, config, overrides, pretraining config or None)
+FMLP = ["encoder.latent_mlp=256", "encoder.features_in_mlp=true"]
+ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
+    "base": ("baseline: configs/phonondb-dos-ensemble.yaml as one model (128 hidden, 2 layers, 30 epochs)",
+             BASE, ONE, None),
+    "latent-mlp": ("+ latent MLP (encoder.latent_mlp=256; features still linear)", BASE,
+                   [*ONE, "encoder.latent_mlp=256"], None),
+    "features-in-mlp": ("+ the latent MLP reads the composition features (encoder.features_in_mlp)", BASE,
+                        [*ONE, *FMLP], None),
+    "pretrained": ("features-in-mlp + MLM-pretrained encoder (configs/transfer-pretrain.yaml, CLOUD dialect)",
+                   BASE, [*ONE, *FMLP, "data.dialect=cloud"], "transfer-pretrain.yaml"),
+    "layout-3": ("features-in-mlp + elemental lattice-dynamics features (encoder.feature_layout=3)", BASE,
+                 [*ONE, *FMLP, "encoder.feature_layout=3"], None),
+    "epochs-60": ("features-in-mlp + 60 epochs", BASE, [*ONE, *FMLP, "train.epochs=60", "train.patience=12"], None),
+    "best": ("**configs/phonondb-dos-plus.yaml**: features-in-mlp + layout 3 + 100 epochs", "phonondb-dos-plus.yaml",
+             ONE, None),
+}
+
+
+def evaluate_row(run: Path) -> dict:
+    from cloudphys.training import evaluate
+
+    m = evaluate(run, "test")
+    out = {k: v["mae_per_atom"] for k, v in m["observables"].items()}
+    out["per_temperature"] = {k: {t: r["mae_per_atom"] for t, r in v.get("per_temperature", {}).items()}
+                              for k, v in m["observables"].items()}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--out", default=str(REPO / "runs" / "bench-whole-curve"))
+    ap.add_argument("--reuse", action="store_true", help="evaluate runs already in --out instead of training")
+    ap.add_argument("--json", help="write all numbers here")
+    args = ap.parse_args()
+
+    from cloudphys.training import train
+    from cloudphys.training.pretrain import pretrain
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.rows:
+        label, config, overrides, pre = ROWS[name]
+        run = out / name
+        stamp = out / f"{name}.seconds"
+        if not (args.reuse and stamp.is_file()):
+            t0 = time.perf_counter()
+            extra = []
+            if pre is not None:
+                pdir = out / f"{name}-pretrained"
+                pretrain(CONFIGS / pre, pdir, overwrite=True, overrides=["pretrain.progress=false"])
+                extra = [f"encoder.pretrained={pdir}"]
+            train(CONFIGS / config, run, overwrite=True, overrides=[*overrides, *extra, "train.progress=false"])
+            stamp.write_text(json.dumps(time.perf_counter() - t0))
+        got = {"row": name, "label": label, "seconds": json.loads(stamp.read_text()), **evaluate_row(run)}
+        results.append(got)
+        print(json.dumps({k: v for k, v in got.items() if k != "per_temperature"}), file=sys.stderr)
+
+    print(f"phonondb-thermo, 629 stable test materials, 20-1000 K (24 temperatures); load average "
+          f"{os.getloadavg()[0]:.1f} at the end\n")
+    print("| row | cv MAE (J/(K·mol-atom)) | s MAE (J/(K·mol-atom)) | u MAE (J/mol-atom) | training time (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['label']} | {r['cv']:.3f} | {r['s']:.3f} | {r['u']:.1f} | {r['seconds']:.0f} |")
+    print("| goal | 0.25 | 0.7 | 120 | 1800 |")
+    last = results[-1]
+    temps = list(last["per_temperature"]["cv"])
+    print(f"\nPer temperature, {last['label']} (MAE per atom):\n")
+    print("| T (K) | cv | s | u |")
+    print("|---|---:|---:|---:|")
+    for t in temps:
+        print(f"| {t} | {last['per_temperature']['cv'][t]:.3f} | {last['per_temperature']['s'][t]:.3f} | "
+              f"{last['per_temperature']['u'][t]:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
