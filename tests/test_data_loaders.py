@@ -190,6 +190,16 @@ def test_phonondb_rows_and_filters(data_root, monkeypatch):
     # unstable ones only come with stable=False
     everything = load_phonondb_thermo("all", limit=40, stable=False, observables="cv")
     assert any(not rows_stable for rows_stable in _stable_flags(data_root, everything.ids))
+    # min_freq_thz: a threshold on the lowest mesh frequency instead of the stable flag
+    lowest = {}
+    with gzip.open(data_root / "phonondb-thermo" / "materials.jsonl.gz", "rt") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if split.get(r["id"]) == "val":
+                lowest[r["id"]] = r["min_freq_thz"]
+    got = load_phonondb_thermo("val", min_freq_thz=-0.5, observables="cv")
+    assert sorted(got.ids) == sorted(i for i, m in lowest.items() if m > -0.5)
+    assert sum(m > -0.5 for m in lowest.values()) > sum(m > -0.1 for m in lowest.values())  # more than stable
 
 
 def _stable_flags(data_root: Path, ids: list[str]) -> list[bool]:

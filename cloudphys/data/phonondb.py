@@ -75,6 +75,7 @@ def load_phonondb_thermo(
     workers: Workers = 1,
     on_error: str = "warn",
     progress: bool = False,
+    min_freq_thz: float | None = None,
     **unknown: Any,
 ) -> Examples:
     """Phonon thermodynamics curves of phonondb crystals.
@@ -84,6 +85,9 @@ def load_phonondb_thermo(
     :param temperatures: grid temperatures to keep (K; each must be on the 28-point grid).
     :param temperature_range: ``[low, high]`` K, keep the grid points inside (inclusive).
     :param stable: keep only dynamically stable materials (lowest mesh frequency > -0.1 THz).
+    :param min_freq_thz: instead of ``stable``: keep the materials whose lowest mesh frequency is
+        above this (THz), e.g. -0.5 to add mildly unstable ones (their curves leave out the few
+        imaginary modes phonopy drops).
     :param limit: keep only the first ``limit`` materials (file order) after filtering.
     :param dialect: SCOPE dialect (``default``; ``cloud`` reads ``cloud/generator.json``).
     :param symprec: spglib tolerance for the conversion (Å).
@@ -110,7 +114,7 @@ def load_phonondb_thermo(
         mat_path, split, name=name, grid=grid, split_of=split_of, observables=observables,
         temperatures=temperatures, temperature_range=temperature_range, stable=stable, limit=limit,
         dialect=dialect, symprec=symprec, workers=workers, on_error=on_error, progress=progress,
-        grid_source=f"meta.json ({meta_path})", split_source=f"split.json ({split_path})",
+        min_freq_thz=min_freq_thz, grid_source=f"meta.json ({meta_path})", split_source=f"split.json ({split_path})",
     )
 
 

@@ -122,6 +122,7 @@ def load_thermo_rows(
     workers: int = 1,
     on_error: str = "warn",
     progress: bool = False,
+    min_freq_thz: float | None = None,
     split_seed: int = 0,
     valid_size: float = 0.1,
     test_size: float = 0.1,
@@ -215,7 +216,12 @@ def load_thermo_rows(
         except DataError as exc:
             broken.append((rid, str(exc)))
             continue
-        if stable and not row.get("stable", True):
+        if min_freq_thz is not None:  # a threshold of its own instead of the stable flag
+            lowest = row.get("min_freq_thz")
+            if lowest is None or not float(lowest) > float(min_freq_thz):
+                n_unstable += 1
+                continue
+        elif stable and not row.get("stable", True):
             n_unstable += 1
             continue
         rows.append((lineno, row))
