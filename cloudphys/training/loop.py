@@ -171,7 +171,7 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     train = encode(train_ex, model, observables)
     val = encode(val_ex, model, observables) if val_ex is not None and len(val_ex) else None
     stats = target_stats(train, model.head)
-    if primary.any() and not primary.all():  # loss scale from everything trained on; MAD (evaluate) against the own set's mean
+    if primary.any() and not primary.all():  # loss scale: all trained on; MAD (evaluate): the own set's mean
         own = take(train_ex, np.flatnonzero(primary))
         own.targets = {k: v for k, v in own.targets.items() if k in observables}
         for k, entry in target_stats(own, model.head)["observables"].items():
