@@ -164,6 +164,9 @@ def test_when_the_lean_forward_is_used(monkeypatch) -> None:
     enc.fast_forward = "always"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not enc.use_fast_forward(ids)
+    enc.bert.config.output_hidden_states = True
+    assert not enc.use_fast_forward(ids)
+    enc.bert.config.output_hidden_states = False
     hook = enc.bert.encoder.layer[0].output.register_forward_hook(lambda *a: None)  # a hook must run
     assert not enc.use_fast_forward(ids)
     hook.remove()

@@ -19,7 +19,7 @@ fewer and cheaper ops (issue 12 §4):
   the global generator where the HF forward leaves it. Where torch's CPU ``bernoulli_`` is the
   plain per-element draw of one uniform double (checked once per process, see :func:`_uniform_masks`)
   all masks of a step come from one ``torch.rand(float64)`` call and a comparison (the identical
-  masks, cheaper than eight ``bernoulli_`` calls); otherwise every mask is drawn with ``bernoulli_``
+  masks, cheaper than a ``bernoulli_`` call per mask); otherwise every mask is drawn with ``bernoulli_``
   on a tensor of the HF shape, exactly as ``torch.nn.functional.dropout`` does on CPU.
 
 Results equal the HF forward up to float rounding (matmul blocking, the attention scale applied
@@ -60,6 +60,8 @@ def unsupported(bert: nn.Module) -> str | None:
         return "chunked feed-forward"
     if getattr(cfg, "_attn_implementation", None) not in ("sdpa", "eager"):
         return f"attention implementation {getattr(cfg, '_attn_implementation', None)!r}"
+    if getattr(cfg, "output_attentions", False) or getattr(cfg, "output_hidden_states", False):
+        return "attentions / hidden states of every layer requested"
     if any(getattr(m, "gradient_checkpointing", False) for m in (bert, *bert.encoder.layer)):
         return "gradient checkpointing"
     if _hooked(bert):
@@ -103,9 +105,9 @@ def _uniform_masks(device_type: str) -> bool:
 
 
 class _Masks:
-    """The dropout masks of one forward, in the HF forward's order; ``next(shape, p)`` gives the
-    noise ``keep / (1 - p)`` (``0`` or ``1 / (1 - p)``) of the next mask as ``torch``'s CPU dropout
-    builds it (``bernoulli_(1 - p)`` then ``div_(1 - p)``), or the raw uniforms to slice."""
+    """The dropout masks of one forward, in the HF forward's order: :meth:`noise` gives the next one
+    as the noise ``keep / (1 - p)`` (``0`` or ``1 / (1 - p)``) that torch's CPU dropout multiplies
+    by (``bernoulli_(1 - p)`` then ``div_(1 - p)``)."""
 
     def __init__(self, shapes: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device) -> None:
         self.dtype, self.device = dtype, device
