@@ -158,19 +158,24 @@ def test_ensemble_members_start_from_the_members_of_an_ensemble(data, tmp_path) 
 
 
 def test_extra_data_joins_the_training_split_only(data, data_root, tmp_path) -> None:
-    from cloudphys.training.batching import concat, load_extra
+    from cloudphys.training.batching import concat, load_extra, take
 
     reg = get_registry()
     base = data["train"]
     entry = {"name": "phonondb-thermo", "split": "val", "dialect": "cloud", "observables": ["cv", "s"],
              "temperatures": [300], "limit": 12}
     joined, counts = load_extra([entry], base, reg)
-    assert counts == [{"source": entry, "examples": 12}] and len(joined) == len(base) + 12
+    assert counts == [{"source": entry, "examples": 12, "duplicates": 0}] and len(joined) == len(base) + 12
     assert joined.ids[: len(base)] == base.ids and joined.dialect == "cloud"
     assert np.isnan(joined.targets["s"][: len(base)]).all()  # CLOUD has no entropy: missing labels
     assert np.isfinite(joined.targets["cv"]).all()
     assert joined.n_atoms_primitive is None  # neither set records atoms per primitive cell apart from n_atoms
     assert concat(base, base).targets["cv"].shape == (2 * len(base), 1)
+    # from the training split's own data set: only the examples it does not hold already
+    own_entry = {**entry, "limit": 20}
+    first = take(joined, np.arange(len(base), len(base) + 8))
+    again, counts = load_extra([own_entry], first, reg, base_name="phonondb-thermo")
+    assert counts[0]["duplicates"] == 8 and counts[0]["examples"] == 12 and len(set(again.ids)) == 20
     with pytest.raises(DataError, match=r"extra_data\[0\] 'phonondb-thermo' has temperatures \[300.0, 400.0\]"):
         load_extra([{**entry, "temperatures": [300, 400]}], base, reg)
     with pytest.raises(DataError, match="has default-dialect strings, the training split cloud"):
@@ -179,7 +184,7 @@ def test_extra_data_joins_the_training_split_only(data, data_root, tmp_path) -> 
         load_config(_cfg(extra_data=["phonondb-thermo"]))
     # through fit: the extra examples are trained on, validation stays CLOUD's; counts in the metadata
     res = fit(_cfg(extra_data=[entry]), tmp_path / "joint", tokenizer=tokenizer(), examples=data)
-    assert res.model.meta["extra_data"] == [{"source": entry, "examples": 12}]
+    assert res.model.meta["extra_data"] == [{"source": entry, "examples": 12, "duplicates": 0}]
     assert res.history[-1]["samples_per_s"] > 0 and len(res.history) == 2
     # the MAD of evaluate is against the config's own training mean, not the joined one
     own = fit(_cfg(), None, tokenizer=tokenizer(), examples=data).model.meta["target_stats"]["observables"]["cv"]

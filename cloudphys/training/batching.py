@@ -291,14 +291,17 @@ def load_split(config: Any, split: str, registry: Any = None) -> Examples:
     return out
 
 
-def load_extra(entries: Sequence[Any], base: Examples, registry: Any = None) -> tuple[Examples, list[dict[str, Any]]]:
+def load_extra(entries: Sequence[Any], base: Examples, registry: Any = None,
+               base_name: str | None = None) -> tuple[Examples, list[dict[str, Any]]]:
     """``base`` (a training split) with the examples of every ``train.extra_data`` entry appended.
 
     An entry is ``{name: DATASET, split: train, **params}`` (a registered labelled data set). Its
     examples must be on the temperature grid of ``base`` and in its SCOPE dialect (a
     :class:`~cloudphys.errors.DataError` naming the entry otherwise); observables one of them lacks
-    are NaN there (missing labels, left out of the loss). Returns the joined examples and one count
-    per entry.
+    are NaN there (missing labels, left out of the loss). An entry of the data set ``base`` comes
+    from (``base_name``) adds only the examples whose ids are not in ``base`` already (e.g. the
+    mildly unstable materials beside the stable ones). Returns the joined examples and one count
+    per entry (``examples`` added, ``duplicates`` skipped).
     """
     if registry is None:
         from ..plugins import get_registry
@@ -325,8 +328,14 @@ def load_extra(entries: Sequence[Any], base: Examples, registry: Any = None) -> 
         if mine != theirs:
             raise DataError(f"{what} {name!r} has {theirs}-dialect strings, the training split {mine}; "
                             f"give it dialect={mine} if it converts structures")
+        skipped = 0
+        if base_name is not None and name == base_name:
+            seen = set(out.ids)
+            fresh = np.array([i not in seen for i in ex.ids], dtype=bool)
+            skipped = int((~fresh).sum())
+            ex = take(ex, np.flatnonzero(fresh))
         out = concat(out, ex)
-        counts.append({"source": dict(entry), "examples": len(ex)})
+        counts.append({"source": dict(entry), "examples": len(ex), "duplicates": skipped})
     return out, counts
 
 

@@ -146,7 +146,8 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
     primary = np.ones(len(train_ex), dtype=bool)  # the config's own data set (MAD means come from it)
     extra: list[dict[str, Any]] = []
     if tc.extra_data:  # more labelled data sets in the training split (one encoder, one head)
-        train_ex, extra = load_extra(tc.extra_data, train_ex, registry)
+        train_ex, extra = load_extra(tc.extra_data, train_ex, registry,
+                                     base_name=config.data.name if config.data is not None else None)
         primary = np.arange(len(train_ex)) < len(primary)
     excluded = None
     if tc.exclude:  # the leakage rule: crystals of the excluded sets never enter training or validation
