@@ -74,7 +74,22 @@ def _min_distance(a: np.ndarray, b: np.ndarray, lattice: np.ndarray, same: bool)
 
 def random_crystal(number: int, seed: int) -> Cell:
     """A crystal of group ``number`` (spglib's default setting): one general orbit and up to three
-    special orbits, each a generic point of the fixed space of one operation, 0.6 Å apart at least."""
+    special orbits, each a generic point of the fixed space of one operation, 0.6 Å apart at least.
+
+    Drawn again (next seed) while the crystal is within the converter's tolerance of a higher
+    symmetry -- e.g. a mirror image 0.003 Å from a half translation -- so that its symmetry and
+    primitive cell are the same at symprec 1e-4 (the references here) and 0.05 (above the converter's
+    0.01): a generic crystal, not an edge case of the tolerance."""
+    for k in range(50):
+        cell = _random_crystal(number, seed + 7919 * k)
+        tight, loose = (spglib.get_symmetry_dataset(cell, symprec=t) for t in (1e-4, 0.05))
+        if tight is not None and loose is not None and tight.number == loose.number and len(
+                spglib.find_primitive(cell, symprec=1e-4)[2]) == len(spglib.find_primitive(cell, symprec=0.05)[2]):
+            return cell
+    raise AssertionError(f"no generic crystal of group {number} from seed {seed}")
+
+
+def _random_crystal(number: int, seed: int) -> Cell:
     rng = np.random.default_rng(seed)
     rot, trans = _ops(number)
     lattice = G._metric_lattice(number) * 3.0
@@ -517,6 +532,7 @@ def test_encode_reads_hand_built_examples_in_canonical_form() -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cell=crystals, steps=transforms())
 @example(cell=MGO_CONVENTIONAL, steps=(("supercell", SUPERCELLS[1]),))
+@example(cell=random_crystal(6, 129), steps=(("primitive", None),))  # was 0.003 Å from a half translation
 def test_primitive_atoms_is_the_primitive_cell_of_every_description(cell: Cell, steps: tuple) -> None:
     """``scope.primitive_atoms``: the atoms of spglib's primitive cell, for every description; at least
     the record's ``sites_per_primitive_cell`` (a lower bound where orbits share a letter)."""
