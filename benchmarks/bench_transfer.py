@@ -49,6 +49,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "runs" / "bench-transfer"), help="run directories go here")
     ap.add_argument("--baseline", action="store_true", help="also the CLOUD-data-only protocol, same process")
     ap.add_argument("--curves", action="store_true", help="also step 2 on the Cv curves 20-1000 K")
+    ap.add_argument("--plus", action="store_true",
+                    help="also both steps with encoder.features_in_mlp and feature_layout 3 (issue 12 §2's levers)")
     ap.add_argument("--members", type=int, default=8, help="ensemble size of step 3 (and the baseline)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs in --out (resume a killed benchmark)")
@@ -69,7 +71,7 @@ def main() -> int:
     spec = reg.dataset("cloud-cv")
     cloud_train, test = spec.load(split="train"), spec.load(split="test")
     y_mean = float(np.mean(cloud_train.targets["cv"]))
-    common = ["train.progress=false"]
+    common = ["train.progress=false", "train.num_threads=1"]
     rows: list[dict] = []
     seconds: dict[str, float] = {}
 
@@ -94,7 +96,7 @@ def main() -> int:
 
     t_start = time.perf_counter()
     pre = step("pretrained-transfer", pretrain, CONFIGS / "transfer-pretrain.yaml",
-               overrides=["pretrain.progress=false"])
+               overrides=["pretrain.progress=false", "pretrain.num_threads=1"])
     pre_info = json.loads((pre / "pretrain.json").read_text())
     stage1_over = [*common, f"encoder.pretrained={pre}"]
     s1 = step("transfer-phonondb-cv", train, CONFIGS / "transfer-phonondb-cv.yaml", overrides=stage1_over)
@@ -105,6 +107,16 @@ def main() -> int:
     parts = ["pretrained-transfer", "transfer-phonondb-cv", "transfer-cloud-cv-ensemble"]
     row("step 3, member 0 alone (one model fine-tuned from step 2)", s3, parts, member="member-0")
     row(f"**phonondb → CLOUD: step 3, {args.members}-member ensemble**", s3, parts)
+    if args.plus:  # the encoder levers of issue 12 §2 on both steps (the architectures must match)
+        plus = ["encoder.latent_mlp=256", "encoder.features_in_mlp=true", "encoder.feature_layout=3"]
+        s1p = step("transfer-phonondb-cv-plus", train, CONFIGS / "transfer-phonondb-cv.yaml",
+                   overrides=[*stage1_over, *plus])
+        row("step 2 alone, features in the latent MLP + layout 3", s1p, ["pretrained-transfer", "transfer-phonondb-cv-plus"])
+        s3p = step("transfer-plus-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
+                   overrides=[*common, *plus, f"train.init_from={s1p}", f"train.ensemble={args.members}"])
+        parts_p = ["pretrained-transfer", "transfer-phonondb-cv-plus", "transfer-plus-cloud-cv-ensemble"]
+        row("step 3 from it, member 0 alone", s3p, parts_p, member="member-0")
+        row(f"**step 3 from it, {args.members}-member ensemble**", s3p, parts_p)
     if args.curves:
         s1c = step("transfer-phonondb-cv-curves", train, CONFIGS / "transfer-phonondb-cv.yaml",
                    overrides=[*stage1_over, "data.temperatures=null", "data.temperature_range=[20, 1000]"])
@@ -114,7 +126,7 @@ def main() -> int:
             ["pretrained-transfer", "transfer-phonondb-cv-curves", "transfer-curves-cloud-cv-ensemble"])
     if args.baseline:
         base_pre = step("pretrained-cloud", pretrain, CONFIGS / "cloud-pretrain.yaml",
-                        overrides=["pretrain.progress=false"])
+                        overrides=["pretrain.progress=false", "pretrain.num_threads=1"])
         base = step("cloud-cv-debye-ensemble", train, CONFIGS / "cloud-cv-debye-ensemble.yaml",
                     overrides=[*common, f"encoder.pretrained={base_pre}", f"train.ensemble={args.members}"])
         row(f"CLOUD data only: configs/cloud-pretrain.yaml + cloud-cv-debye-ensemble.yaml ({args.members} members)",
