@@ -51,6 +51,8 @@ def main() -> int:
     ap.add_argument("--curves", action="store_true", help="also step 2 on the Cv curves 20-1000 K")
     ap.add_argument("--plus", action="store_true",
                     help="also both steps with encoder.features_in_mlp and feature_layout 3 (issue 12 §2's levers)")
+    ap.add_argument("--joint", action="store_true",
+                    help="also step 3 on CLOUD + phonondb together (needs the --plus step 2 in --out)")
     ap.add_argument("--members", type=int, default=8, help="ensemble size of step 3 (and the baseline)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs in --out (resume a killed benchmark)")
@@ -107,8 +109,8 @@ def main() -> int:
     parts = ["pretrained-transfer", "transfer-phonondb-cv", "transfer-cloud-cv-ensemble"]
     row("step 3, member 0 alone (one model fine-tuned from step 2)", s3, parts, member="member-0")
     row(f"**phonondb → CLOUD: step 3, {args.members}-member ensemble**", s3, parts)
+    plus = ["encoder.latent_mlp=256", "encoder.features_in_mlp=true", "encoder.feature_layout=3"]
     if args.plus:  # the encoder levers of issue 12 §2 on both steps (the architectures must match)
-        plus = ["encoder.latent_mlp=256", "encoder.features_in_mlp=true", "encoder.feature_layout=3"]
         s1p = step("transfer-phonondb-cv-plus", train, CONFIGS / "transfer-phonondb-cv.yaml",
                    overrides=[*stage1_over, *plus])
         row("step 2 alone, features in the latent MLP + layout 3", s1p, ["pretrained-transfer", "transfer-phonondb-cv-plus"])
@@ -117,13 +119,26 @@ def main() -> int:
         parts_p = ["pretrained-transfer", "transfer-phonondb-cv-plus", "transfer-plus-cloud-cv-ensemble"]
         row("step 3 from it, member 0 alone", s3p, parts_p, member="member-0")
         row(f"**step 3 from it, {args.members}-member ensemble**", s3p, parts_p)
-    if args.curves:
-        s1c = step("transfer-phonondb-cv-curves", train, CONFIGS / "transfer-phonondb-cv.yaml",
-                   overrides=[*stage1_over, "data.temperatures=null", "data.temperature_range=[20, 1000]"])
-        s3c = step("transfer-curves-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
-                   overrides=[*common, f"train.init_from={s1c}", f"train.ensemble={args.members}"])
-        row(f"step 2 on Cv curves 20-1000 K, then step 3 ({args.members} members)", s3c,
-            ["pretrained-transfer", "transfer-phonondb-cv-curves", "transfer-curves-cloud-cv-ensemble"])
+    if args.curves:  # step 2 on the Cv curves 20-1000 K (with --plus: the plus encoder)
+        enc = plus if args.plus else []
+        tag = "-plus" if args.plus else ""
+        s1c = step(f"transfer-phonondb-cv-curves{tag}", train, CONFIGS / "transfer-phonondb-cv.yaml",
+                   overrides=[*stage1_over, *enc, "data.temperatures=null", "data.temperature_range=[20, 1000]"])
+        s3c = step(f"transfer-curves{tag}-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
+                   overrides=[*common, *enc, f"train.init_from={s1c}", f"train.ensemble={args.members}"])
+        row(f"step 2 on Cv curves 20-1000 K{', plus encoder' if args.plus else ''}, then step 3 "
+            f"({args.members} members)", s3c,
+            ["pretrained-transfer", f"transfer-phonondb-cv-curves{tag}", f"transfer-curves{tag}-cloud-cv-ensemble"])
+    if args.joint:  # step 3 on CLOUD's Cv and phonondb's Cv(300 K) together (train.extra_data), from step 2 plus
+        s1p = out / "transfer-phonondb-cv-plus"
+        joint = [*common, *plus, f"train.init_from={s1p}", f"train.ensemble={args.members}", "train.epochs=20",
+                 "train.extra_data=[{name: phonondb-thermo, split: train, dialect: cloud, observables: [cv], "
+                 "temperatures: [300], stable: true}]", "train.exclude=[{name: cloud-cv, split: test}]"]
+        s3j = step("transfer-joint-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
+                   overrides=joint)
+        row(f"step 3 from step 2 plus on CLOUD + phonondb Cv(300 K) together (train.extra_data, 20 epochs, "
+            f"{args.members} members)", s3j, ["pretrained-transfer", "transfer-phonondb-cv-plus",
+                                              "transfer-joint-cloud-cv-ensemble"])
     if args.baseline:
         base_pre = step("pretrained-cloud", pretrain, CONFIGS / "cloud-pretrain.yaml",
                         overrides=["pretrain.progress=false", "pretrain.num_threads=1"])
@@ -134,7 +149,8 @@ def main() -> int:
     total = time.perf_counter() - t_start
 
     corpus = pre_info.get("corpus", pre_info)
-    print(f"CLOUD Cv: train {len(cloud_train)}, test {len(test)}; torch threads {torch.get_num_threads()}; "
+    print(f"CLOUD Cv: train {len(cloud_train)}, test {len(test)}; training with one torch thread (the configs' "
+          f"train.num_threads=1); "
           f"load average {os.getloadavg()[0]:.1f} at the end; {total / 60:.1f} min for the whole benchmark\n")
     print("Leakage rule (canonical SCOPE strings equal to one of CLOUD's Cv test split):")
     print(f"- step 1 corpus: {corpus.get('excluded_strings')} test crystals excluded; per source "
