@@ -53,6 +53,8 @@ def main() -> int:
                     help="also both steps with encoder.features_in_mlp and feature_layout 3 (issue 12 §2's levers)")
     ap.add_argument("--joint", action="store_true",
                     help="also step 3 on CLOUD + phonondb together (needs the --plus step 2 in --out)")
+    ap.add_argument("--step2-members", type=int, default=0,
+                    help="also step 2 (plus encoder) as a K-member seed ensemble, step 3 member k from its member k mod K")
     ap.add_argument("--members", type=int, default=8, help="ensemble size of step 3 (and the baseline)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs in --out (resume a killed benchmark)")
@@ -119,6 +121,14 @@ def main() -> int:
         parts_p = ["pretrained-transfer", "transfer-phonondb-cv-plus", "transfer-plus-cloud-cv-ensemble"]
         row("step 3 from it, member 0 alone", s3p, parts_p, member="member-0")
         row(f"**step 3 from it, {args.members}-member ensemble**", s3p, parts_p)
+    if args.step2_members > 1:  # step 2 (plus) as a seed ensemble; step-3 member k starts from its member k mod K
+        k = args.step2_members
+        s1e = step(f"transfer-phonondb-cv-plus-x{k}", train, CONFIGS / "transfer-phonondb-cv.yaml",
+                   overrides=[*stage1_over, *plus, f"train.ensemble={k}"])
+        s3e = step(f"transfer-plus-x{k}-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
+                   overrides=[*common, *plus, f"train.init_from={s1e}", f"train.ensemble={args.members}"])
+        row(f"step 2 plus as {k} seeds, step 3 member k from its member k mod {k} ({args.members} members)", s3e,
+            ["pretrained-transfer", f"transfer-phonondb-cv-plus-x{k}", f"transfer-plus-x{k}-cloud-cv-ensemble"])
     if args.curves:  # step 2 on the Cv curves 20-1000 K (with --plus: the plus encoder)
         enc = plus if args.plus else []
         tag = "-plus" if args.plus else ""
