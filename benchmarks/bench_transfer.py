@@ -53,8 +53,8 @@ def main() -> int:
                     help="also both steps with encoder.features_in_mlp and feature_layout 3 (issue 12 §2's levers)")
     ap.add_argument("--joint", action="store_true",
                     help="also step 3 on CLOUD + phonondb together (needs the --plus step 2 in --out)")
-    ap.add_argument("--plus-lr", type=float, default=0.0,
-                    help="with --plus: also step 3 at this learning rate (the configs: 2e-4)")
+    ap.add_argument("--plus-lr", type=float, nargs="*", default=[],
+                    help="with --plus: also step 3 at these learning rates (the configs: 2e-4)")
     ap.add_argument("--step2-members", type=int, default=0,
                     help="also step 2 (plus encoder) as a K-member seed ensemble, step 3 member k from its member k mod K")
     ap.add_argument("--members", type=int, default=8, help="ensemble size of step 3 (and the baseline)")
@@ -123,8 +123,7 @@ def main() -> int:
         parts_p = ["pretrained-transfer", "transfer-phonondb-cv-plus", "transfer-plus-cloud-cv-ensemble"]
         row("step 3 from it, member 0 alone", s3p, parts_p, member="member-0")
         row(f"**step 3 from it, {args.members}-member ensemble**", s3p, parts_p)
-    if args.plus and args.plus_lr:  # step 3 (plus) at another learning rate (latent layer 4x, as in the configs)
-        lr = args.plus_lr
+    for lr in args.plus_lr if args.plus else []:  # step 3 (plus) at other learning rates (latent layer 4x)
         s3l = step(f"transfer-plus-lr{lr:g}-cloud-cv-ensemble", train, CONFIGS / "transfer-cloud-cv-ensemble.yaml",
                    overrides=[*common, *plus, f"train.init_from={out / 'transfer-phonondb-cv-plus'}",
                               f"train.ensemble={args.members}", f"train.lr={lr:g}", f"train.latent_lr={4 * lr:g}"])
