@@ -45,8 +45,12 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
                    [*ONE, *FMLP, "encoder.feature_layout=3", "train.epochs=100", "train.patience=15"], None),
     "min-freq": ("layout-3 + mildly unstable materials too (data.min_freq_thz=-0.5)", BASE,
                  [*ONE, *FMLP, "encoder.feature_layout=3", "data.min_freq_thz=-0.5"], None),
-    "best": ("**configs/phonondb-dos-plus.yaml**: layout-3 + mildly unstable train materials (train.extra_data) "
-             "+ more epochs", "phonondb-dos-plus.yaml", ONE, None),
+    "plus-150": ("layout-3 + mildly unstable train materials (train.extra_data) + 150 epochs",
+                 "phonondb-dos-plus.yaml", [*ONE, "train.epochs=150", "train.patience=30"], None),
+    "layout-4": ("plus-150 + the record's symmetry descriptors (encoder.feature_layout=4)",
+                 "phonondb-dos-plus.yaml", [*ONE, "train.epochs=150", "train.patience=30", "encoder.feature_layout=4"],
+                 None),
+    "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 
 

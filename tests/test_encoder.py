@@ -207,3 +207,34 @@ def test_phonon_feature_layout_extends_layout_2_with_elemental_lattice_dynamics(
     enc = build_scope_bert(latents=cloudphys.load_head("debye").latents, tokenizer=tok, hidden_size=16,
                            num_layers=1, num_heads=2, composition_features=True, feature_layout=3)
     assert enc.latent_layer.n_features == ext.shape[1] and enc.featurize(strings, [2, 2, 8]).shape == ext.shape
+
+
+def test_symmetry_feature_layout_extends_layout_3_with_the_records_symmetry() -> None:
+    from cloudphys.encoders.descriptors import (
+        PHONON_FEATURE_LAYOUT,
+        SYMMETRY_DESCRIPTORS,
+        SYMMETRY_FEATURE_LAYOUT,
+        composition_features,
+        n_composition_features,
+    )
+
+    # rock salt (Fm-3m, both sites of site symmetry m-3m), diamond (8a: -43m, order 24 of 48),
+    # a triclinic P1 crystal on the general position, wurtzite (P6_3mc, 2b: 3m, order 6 of 12)
+    strings = ["-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5", "F 4d 2 3 -1d | 8a | C 1.0", "P 1 | 1a | Si 1.0",
+               "P 6c -2c | 2b | Zn 0.5 O 0.5"]
+    ext = composition_features(strings, layout=SYMMETRY_FEATURE_LAYOUT)
+    q = len(SYMMETRY_DESCRIPTORS)
+    assert ext.shape == (4, n_composition_features(SYMMETRY_FEATURE_LAYOUT)) == (4, n_composition_features(3) + q)
+    assert np.array_equal(ext[:, :-q], composition_features(strings, layout=PHONON_FEATURE_LAYOUT))
+    sym = dict(zip(SYMMETRY_DESCRIPTORS, ext[:, -q:].T))
+    assert list(sym["system_cubic"]) == [1, 1, 0, 0] and list(sym["system_triclinic"]) == [0, 0, 1, 0]
+    assert list(sym["system_hexagonal"]) == [0, 0, 0, 1]
+    assert list(sym["centrosymmetric"]) == [1, 1, 0, 0]  # Fd-3m is centrosymmetric (origin choice 2)
+    l48 = np.log(48.0)
+    assert sym["log_point_group_order"] == pytest.approx([1.0, 1.0, 0.0, np.log(12) / l48], abs=1e-6)
+    assert sym["mean_log_site_symmetry_order"] == pytest.approx(
+        [1.0, np.log(24) / l48, 0.0, np.log(6) / l48], abs=1e-6)
+    assert list(sym["general_position_fraction"]) == [0, 0, 1, 0]
+    assert sym["log_wyckoff_positions"] == pytest.approx([np.log(2) / 2, 0, 0, 0], abs=1e-6)
+    # the features follow the record, not the writing: an origin-shifted rock salt (Na on 4b) reads alike
+    assert np.array_equal(composition_features(["-F 4 2 3 | 4b 4a | Cl 0.5 Na 0.5"], layout=4)[0], ext[0])

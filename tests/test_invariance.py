@@ -311,6 +311,21 @@ def test_per_atom_predictions_are_the_same_for_every_description(cell: Cell, ste
     assert_same_predictions(cell, apply(cell, steps))
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cell=crystals, steps=transforms())
+@example(cell=SI_8A, steps=(("shift", (0.5, 0.5, 0.5)),))
+@example(cell=MGO_CONVENTIONAL, steps=(("primitive", None), ("permute", 3)))
+def test_every_feature_layout_is_the_same_for_every_description(cell: Cell, steps: tuple) -> None:
+    """Layouts 2-4 (composition, elemental lattice dynamics, the record's symmetry) read the
+    canonical record only: equal for every cell, origin, order and orientation of the crystal."""
+    from cloudphys.encoders.descriptors import composition_features
+
+    texts = [scope.from_structure(c).render() for c in (cell, apply(cell, steps))]
+    for layout in (2, 3, 4):
+        a, b = composition_features(texts, [1, 1], layout=layout)
+        np.testing.assert_array_equal(a, b)
+
+
 def test_issue_examples_directly() -> None:
     """The cases of issue 12 as written: 8a vs 8b, 8 atoms vs 2, MgO conventional vs primitive."""
     si_8b = shift(SI_8A, (0.5, 0.5, 0.5))
@@ -440,7 +455,7 @@ def test_legacy_feature_layout_still_reads_the_cell_size() -> None:
     old2, old8 = composition_features([text], [2], layout=1), composition_features([text], [8], layout=1)
     assert not np.array_equal(old2, old8)
     with pytest.raises(ValueError, match="layout"):
-        composition_features([text], [2], layout=4)
+        composition_features([text], [2], layout=99)
 
 
 def test_non_canonical_strings_predict_as_the_canonical_one() -> None:

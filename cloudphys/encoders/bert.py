@@ -240,7 +240,7 @@ def build_scope_bert(
     pooling: Literal["cls", "mean"] = "cls",
     pretrained: str | None = None,
     features_in_mlp: bool = False,
-    feature_layout: Literal[2, 3] = FEATURE_LAYOUT,
+    feature_layout: Literal[2, 3, 4] = FEATURE_LAYOUT,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 
@@ -253,8 +253,9 @@ def build_scope_bert(
     :param latent_mlp: hidden width of the latent layer (0: linear).
     :param features_in_mlp: the latent MLP (``latent_mlp`` > 0) also reads the composition features
         (``composition_features``), so they act nonlinearly with the encoder state.
-    :param feature_layout: composition features: 2 (the default set) or 3 (plus the elemental
-        lattice-dynamics descriptors, see :mod:`cloudphys.encoders.descriptors`).
+    :param feature_layout: composition features: 2 (the default set), 3 (plus the elemental
+        lattice-dynamics descriptors) or 4 (3 plus the record's symmetry descriptors); see
+        :mod:`cloudphys.encoders.descriptors`.
     :param pooling: ``cls`` or ``mean``.
     :param pretrained: directory of an MLM-pretrained encoder (``cloudphys pretrain``) whose BERT
         weights (and sizes) are loaded.

@@ -24,6 +24,16 @@ bulk modulus and log of the elemental Debye temperature estimated from those two
 θ = (ħ v / k_B) (6π² N_A / V_m)^(1/3) -- each as fraction-weighted mean, spread, min and max -- plus
 the same estimate for the compound from the mean speed of sound and mean molar volume (17 more
 features, all intensive; missing values -> the mean over the elements, as above).
+
+Layout :data:`SYMMETRY_FEATURE_LAYOUT` = 4 (opt-in: ``encoder.feature_layout: 4``) adds to layout 3
+descriptors of the symmetry the SCOPE record states, read off the record alone (spglib's operation
+tables, no structure): the crystal system (7 one-hot), whether the group is centrosymmetric, the
+log point-group order, the multiplicity-weighted mean log site-symmetry order of the occupied
+Wyckoff positions (site-symmetry order = general multiplicity / multiplicity), the fraction of the
+sites' multiplicity on the general position and the log number of distinct Wyckoff positions
+(:data:`SYMMETRY_DESCRIPTORS`; 12 more features). They do not change under the normalizer
+relabellings of the canonical record (multiplicities are kept), so they are as invariant as the
+string.
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ __all__ = [
     "DESCRIPTORS",
     "PHONON_DESCRIPTORS",
     "PHONON_FEATURE_LAYOUT",
+    "SYMMETRY_DESCRIPTORS",
+    "SYMMETRY_FEATURE_LAYOUT",
+    "symmetry_features",
     "n_composition_features",
     "FEATURE_LAYOUT",
     "FEATURE_LAYOUTS",
@@ -61,15 +74,55 @@ FEATURE_LAYOUT = 2
 LEGACY_FEATURE_LAYOUT = 1
 #: Layout 2 plus the lattice-dynamics descriptors (opt-in, ``encoder.feature_layout: 3``).
 PHONON_FEATURE_LAYOUT = 3
-FEATURE_LAYOUTS = (LEGACY_FEATURE_LAYOUT, FEATURE_LAYOUT, PHONON_FEATURE_LAYOUT)
+#: Layout 3 plus the symmetry descriptors of the record (opt-in, ``encoder.feature_layout: 4``).
+SYMMETRY_FEATURE_LAYOUT = 4
+FEATURE_LAYOUTS = (LEGACY_FEATURE_LAYOUT, FEATURE_LAYOUT, PHONON_FEATURE_LAYOUT, SYMMETRY_FEATURE_LAYOUT)
 PHONON_DESCRIPTORS = ("log_molar_volume", "log_sound_velocity", "log_bulk_modulus", "log_debye_estimate")
+#: Crystal systems by their last space-group number.
+_CRYSTAL_SYSTEMS = (("triclinic", 2), ("monoclinic", 15), ("orthorhombic", 74), ("tetragonal", 142),
+                    ("trigonal", 167), ("hexagonal", 194), ("cubic", 230))
+SYMMETRY_DESCRIPTORS = (*(f"system_{name}" for name, _ in _CRYSTAL_SYSTEMS), "centrosymmetric",
+                        "log_point_group_order", "mean_log_site_symmetry_order", "general_position_fraction",
+                        "log_wyckoff_positions")
+_LOG48 = math.log(48.0)
 _HBAR_OVER_KB = 1.054571817e-34 / 1.380649e-23  # K s
 _AVOGADRO = 6.02214076e23
 
 
 def n_composition_features(layout: int = FEATURE_LAYOUT) -> int:
     """The number of composition features of ``layout``."""
-    return N_COMPOSITION_FEATURES + (4 * len(PHONON_DESCRIPTORS) + 1 if layout == PHONON_FEATURE_LAYOUT else 0)
+    phonon = 4 * len(PHONON_DESCRIPTORS) + 1 if layout >= PHONON_FEATURE_LAYOUT else 0
+    return N_COMPOSITION_FEATURES + phonon + (len(SYMMETRY_DESCRIPTORS) if layout >= SYMMETRY_FEATURE_LAYOUT else 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _centrosymmetric(number: int) -> bool:
+    """Whether space group ``number``'s point group holds the inversion (spglib's operations)."""
+    import spglib
+
+    from ..scope import _grammar as G
+
+    rotations = spglib.get_symmetry_from_database(G.default_hall_number(number))["rotations"]
+    return bool(any((np.asarray(r) == -np.eye(3, dtype=int)).all() for r in rotations))
+
+
+def symmetry_features(record: object) -> np.ndarray:
+    """:data:`SYMMETRY_DESCRIPTORS` of a :class:`~cloudphys.scope.ScopeRecord` (float64 [12])."""
+    from ..scope import _grammar as G
+
+    number = int(record.spacegroup)  # type: ignore[attr-defined]
+    general = G.general_multiplicity(number)
+    point = general // G.lattice_points(number)
+    out = np.zeros(len(SYMMETRY_DESCRIPTORS), dtype=np.float64)
+    out[next(i for i, (_, last) in enumerate(_CRYSTAL_SYSTEMS) if number <= last)] = 1.0
+    out[7] = 1.0 if _centrosymmetric(number) else 0.0
+    out[8] = math.log(point) / _LOG48
+    mult = np.array([s.multiplicity for s in record.sites], dtype=np.float64)  # type: ignore[attr-defined]
+    w = mult / mult.sum()
+    out[9] = float(w @ np.log(general / mult)) / _LOG48
+    out[10] = float(w @ (mult == general))
+    out[11] = math.log(len(mult)) / 2.0
+    return out
 
 
 def debye_estimate(sound_velocity: float, molar_volume: float) -> float:
@@ -186,7 +239,7 @@ def composition_features(
         raise ValueError("composition-feature layout 1 needs n_atoms (atoms in each given cell)")
     index, table, raw = element_table()
     out = np.zeros((len(scope), n_composition_features(layout)), dtype=np.float32)
-    phonon = phonon_element_table() if layout == PHONON_FEATURE_LAYOUT else None
+    phonon = phonon_element_table() if layout >= PHONON_FEATURE_LAYOUT else None
     d = len(DESCRIPTORS)
     i_mass, i_rad = DESCRIPTORS.index("log_mass"), DESCRIPTORS.index("radius")
     i_tm = DESCRIPTORS.index("log_melting_point")
@@ -227,4 +280,6 @@ def composition_features(
             pr = np.exp(phonon[1][rows])
             theta = debye_estimate(float(w @ pr[:, 1]), float(w @ pr[:, 0]))
             out[k, base + 4 * q] = math.log(theta) - 6.0
+        if layout >= SYMMETRY_FEATURE_LAYOUT:
+            out[k, -len(SYMMETRY_DESCRIPTORS):] = symmetry_features(record)
     return out
