@@ -45,11 +45,14 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
                    [*ONE, *FMLP, "encoder.feature_layout=3", "train.epochs=100", "train.patience=15"], None),
     "min-freq": ("layout-3 + mildly unstable materials too (data.min_freq_thz=-0.5)", BASE,
                  [*ONE, *FMLP, "encoder.feature_layout=3", "data.min_freq_thz=-0.5"], None),
-    "plus-150": ("layout-3 + mildly unstable train materials (train.extra_data) + 150 epochs",
+    "plus-150": ("layout-3 + mildly unstable train materials (train.extra_data) + 150 epochs (stop 15's final config)",
                  "phonondb-dos-plus.yaml", [*ONE, "train.epochs=150", "train.patience=30"], None),
     "layout-4": ("plus-150 + the record's symmetry descriptors (encoder.feature_layout=4)",
                  "phonondb-dos-plus.yaml", [*ONE, "train.epochs=150", "train.patience=30", "encoder.feature_layout=4"],
                  None),
+    "layout-4-400": ("layout-4 trained 400 epochs", "phonondb-dos-plus.yaml", [*ONE, "encoder.feature_layout=4"], None),
+    "dropout-0.2": ("plus-150 trained 400 epochs, dropout 0.2 instead of 0.1 (encoder.dropout=0.2)",
+                    "phonondb-dos-plus.yaml", [*ONE, "encoder.dropout=0.2"], None),
     "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 
