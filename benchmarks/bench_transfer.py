@@ -209,7 +209,8 @@ def main() -> int:
     corpus = pre_info.get("corpus", pre_info) if pre_info else {}
     print(f"CLOUD Cv: train {len(cloud_train)}, test {len(test)}; training with one torch thread (the configs' "
           f"train.num_threads=1); "
-          f"load average {os.getloadavg()[0]:.1f} at the end; {total / 60:.1f} min for the whole benchmark\n")
+          f"load average {os.getloadavg()[0]:.1f} at the end; {total / 60:.1f} min for this invocation"
+          f"{' (finished steps reused, their training times are from when they ran)' if args.reuse else ''}\n")
     print("Leakage rule (canonical SCOPE strings equal to one of CLOUD's Cv test split):")
     if corpus:
         print(f"- step 1 corpus: {corpus.get('excluded_strings')} test crystals excluded; per source "

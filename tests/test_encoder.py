@@ -236,5 +236,12 @@ def test_symmetry_feature_layout_extends_layout_3_with_the_records_symmetry() ->
         [1.0, np.log(24) / l48, 0.0, np.log(6) / l48], abs=1e-6)
     assert list(sym["general_position_fraction"]) == [0, 0, 1, 0]
     assert sym["log_wyckoff_positions"] == pytest.approx([np.log(2) / 2, 0, 0, 0], abs=1e-6)
+    from cloudphys import scope
+
+    rec = scope.parse("F 4d 2 3 -1d | 8a | C 1.0")
+    assert (rec.point_group_order, rec.is_centrosymmetric, rec.site_symmetry_orders) == (48, True, (24,))
+    from cloudphys.scope import _grammar
+
+    assert sum(_grammar.centrosymmetric(n) for n in range(1, 231)) == 92  # the 92 centrosymmetric groups
     # the features follow the record, not the writing: an origin-shifted rock salt (Na on 4b) reads alike
     assert np.array_equal(composition_features(["-F 4 2 3 | 4b 4a | Cl 0.5 Na 0.5"], layout=4)[0], ext[0])

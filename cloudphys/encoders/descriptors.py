@@ -95,32 +95,18 @@ def n_composition_features(layout: int = FEATURE_LAYOUT) -> int:
     return N_COMPOSITION_FEATURES + phonon + (len(SYMMETRY_DESCRIPTORS) if layout >= SYMMETRY_FEATURE_LAYOUT else 0)
 
 
-@functools.lru_cache(maxsize=None)
-def _centrosymmetric(number: int) -> bool:
-    """Whether space group ``number``'s point group holds the inversion (spglib's operations)."""
-    import spglib
-
-    from ..scope import _grammar as G
-
-    rotations = spglib.get_symmetry_from_database(G.default_hall_number(number))["rotations"]
-    return bool(any((np.asarray(r) == -np.eye(3, dtype=int)).all() for r in rotations))
-
-
 def symmetry_features(record: object) -> np.ndarray:
     """:data:`SYMMETRY_DESCRIPTORS` of a :class:`~cloudphys.scope.ScopeRecord` (float64 [12])."""
-    from ..scope import _grammar as G
-
     number = int(record.spacegroup)  # type: ignore[attr-defined]
-    general = G.general_multiplicity(number)
-    point = general // G.lattice_points(number)
     out = np.zeros(len(SYMMETRY_DESCRIPTORS), dtype=np.float64)
     out[next(i for i, (_, last) in enumerate(_CRYSTAL_SYSTEMS) if number <= last)] = 1.0
-    out[7] = 1.0 if _centrosymmetric(number) else 0.0
-    out[8] = math.log(point) / _LOG48
+    out[7] = 1.0 if record.is_centrosymmetric else 0.0  # type: ignore[attr-defined]
+    out[8] = math.log(record.point_group_order) / _LOG48  # type: ignore[attr-defined]
     mult = np.array([s.multiplicity for s in record.sites], dtype=np.float64)  # type: ignore[attr-defined]
+    orders = np.array(record.site_symmetry_orders, dtype=np.float64)  # type: ignore[attr-defined]
     w = mult / mult.sum()
-    out[9] = float(w @ np.log(general / mult)) / _LOG48
-    out[10] = float(w @ (mult == general))
+    out[9] = float(w @ np.log(orders)) / _LOG48
+    out[10] = float(w @ (orders == 1))
     out[11] = math.log(len(mult)) / 2.0
     return out
 

@@ -156,6 +156,15 @@ def general_multiplicity(number: int) -> int:
     return _group_orders(number)[0]
 
 
+@cache
+def centrosymmetric(number: int) -> bool:
+    """Whether the point group of space group ``number`` holds the inversion (spglib's operations)."""
+    import spglib
+
+    rotations = np.asarray(spglib.get_symmetry_from_database(default_hall_number(number))["rotations"])
+    return bool((rotations == -np.eye(3, dtype=rotations.dtype)).all(axis=(1, 2)).any())
+
+
 def lattice_points(number: int) -> int:
     """Lattice points in the conventional cell of space group ``number`` (1 P, 2 A/B/C/I, 3 R
     in hexagonal axes, 4 F): the conventional cell's volume in primitive cells."""

@@ -109,6 +109,22 @@ class ScopeRecord:
         bound of the atoms per primitive cell (a letter occupied by two orbits counts once)."""
         return Fraction(sum(s.multiplicity for s in self.sites), G.lattice_points(self.spacegroup))
 
+    @property
+    def point_group_order(self) -> int:
+        """Order of the crystal's point group (1 for P1 … 48 for m-3m)."""
+        return G.general_multiplicity(self.spacegroup) // G.lattice_points(self.spacegroup)
+
+    @property
+    def is_centrosymmetric(self) -> bool:
+        """Whether the space group holds the inversion."""
+        return G.centrosymmetric(self.spacegroup)
+
+    @property
+    def site_symmetry_orders(self) -> tuple[int, ...]:
+        """Order of each site's site-symmetry group: general-position multiplicity / multiplicity."""
+        general = G.general_multiplicity(self.spacegroup)
+        return tuple(general // s.multiplicity for s in self.sites)
+
     def canonical(self) -> ScopeRecord:
         """The canonical record of the same crystal (``self`` if it is canonical already).
 
