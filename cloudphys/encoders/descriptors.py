@@ -42,10 +42,14 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..scope import parse_cached
+
+if TYPE_CHECKING:
+    from ..scope import ScopeRecord
 
 __all__ = [
     "DESCRIPTORS",
@@ -95,20 +99,22 @@ def n_composition_features(layout: int = FEATURE_LAYOUT) -> int:
     return N_COMPOSITION_FEATURES + phonon + (len(SYMMETRY_DESCRIPTORS) if layout >= SYMMETRY_FEATURE_LAYOUT else 0)
 
 
-def symmetry_features(record: object) -> np.ndarray:
+def symmetry_features(record: ScopeRecord) -> np.ndarray:
     """:data:`SYMMETRY_DESCRIPTORS` of a :class:`~cloudphys.scope.ScopeRecord` (float64 [12])."""
-    number = int(record.spacegroup)  # type: ignore[attr-defined]
-    out = np.zeros(len(SYMMETRY_DESCRIPTORS), dtype=np.float64)
-    out[next(i for i, (_, last) in enumerate(_CRYSTAL_SYSTEMS) if number <= last)] = 1.0
-    out[7] = 1.0 if record.is_centrosymmetric else 0.0  # type: ignore[attr-defined]
-    out[8] = math.log(record.point_group_order) / _LOG48  # type: ignore[attr-defined]
-    mult = np.array([s.multiplicity for s in record.sites], dtype=np.float64)  # type: ignore[attr-defined]
-    orders = np.array(record.site_symmetry_orders, dtype=np.float64)  # type: ignore[attr-defined]
+    number = record.spacegroup
+    mult = np.array([s.multiplicity for s in record.sites], dtype=np.float64)
+    orders = np.array(record.site_symmetry_orders, dtype=np.float64)
     w = mult / mult.sum()
-    out[9] = float(w @ np.log(orders)) / _LOG48
-    out[10] = float(w @ (orders == 1))
-    out[11] = math.log(len(mult)) / 2.0
-    return out
+    system = next(name for name, last in _CRYSTAL_SYSTEMS if number <= last)
+    values = {
+        f"system_{system}": 1.0,
+        "centrosymmetric": 1.0 if record.is_centrosymmetric else 0.0,
+        "log_point_group_order": math.log(record.point_group_order) / _LOG48,
+        "mean_log_site_symmetry_order": float(w @ np.log(orders)) / _LOG48,
+        "general_position_fraction": float(w @ (orders == 1)),
+        "log_wyckoff_positions": math.log(len(mult)) / 2.0,
+    }
+    return np.array([values.get(name, 0.0) for name in SYMMETRY_DESCRIPTORS], dtype=np.float64)
 
 
 def debye_estimate(sound_velocity: float, molar_volume: float) -> float:

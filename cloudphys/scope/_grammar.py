@@ -142,13 +142,16 @@ def hall_tokens(number: int) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------
 
 @cache
-def _group_orders(number: int) -> tuple[int, int]:
-    """(operations in the conventional cell, point-group order) of space group ``number``."""
+def _group_orders(number: int) -> tuple[int, int, bool]:
+    """(operations in the conventional cell, point-group order, whether the point group holds the
+    inversion) of space group ``number``, from one spglib database lookup."""
     import spglib
 
-    ops = spglib.get_symmetry_from_database(default_hall_number(number))
-    rotations = {r.tobytes() for r in np.ascontiguousarray(ops["rotations"], dtype=np.int32)}
-    return len(ops["rotations"]), len(rotations)
+    ops = np.ascontiguousarray(spglib.get_symmetry_from_database(default_hall_number(number))["rotations"],
+                               dtype=np.int32)
+    rotations = {r.tobytes() for r in ops}
+    inversion = bool((ops == -np.eye(3, dtype=np.int32)).all(axis=(1, 2)).any())
+    return len(ops), len(rotations), inversion
 
 
 def general_multiplicity(number: int) -> int:
@@ -156,19 +159,15 @@ def general_multiplicity(number: int) -> int:
     return _group_orders(number)[0]
 
 
-@cache
 def centrosymmetric(number: int) -> bool:
     """Whether the point group of space group ``number`` holds the inversion (spglib's operations)."""
-    import spglib
-
-    rotations = np.asarray(spglib.get_symmetry_from_database(default_hall_number(number))["rotations"])
-    return bool((rotations == -np.eye(3, dtype=rotations.dtype)).all(axis=(1, 2)).any())
+    return _group_orders(number)[2]
 
 
 def lattice_points(number: int) -> int:
     """Lattice points in the conventional cell of space group ``number`` (1 P, 2 A/B/C/I, 3 R
     in hexagonal axes, 4 F): the conventional cell's volume in primitive cells."""
-    ops, point = _group_orders(number)
+    ops, point, _ = _group_orders(number)
     return ops // point
 
 
@@ -176,7 +175,7 @@ def lattice_points(number: int) -> int:
 def wyckoff_multiplicities(number: int) -> frozenset[int]:
     """Multiplicities a Wyckoff position of group ``number`` can have: G/s for every divisor s of
     the point-group order (G: operations in the conventional cell). A superset of the real ones."""
-    total, order = _group_orders(number)
+    total, order, _ = _group_orders(number)
     return frozenset(total // s for s in range(1, order + 1) if order % s == 0)
 
 
