@@ -53,6 +53,10 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
     "layout-4-400": ("layout-4 trained 400 epochs", "phonondb-dos-plus.yaml", [*ONE, "encoder.feature_layout=4"], None),
     "dropout-0.2": ("plus-150 trained 400 epochs, dropout 0.2 instead of 0.1 (encoder.dropout=0.2)",
                     "phonondb-dos-plus.yaml", [*ONE, "encoder.dropout=0.2"], None),
+    "lr-2x": ("plus-150 trained 400 epochs, twice the learning rates (train.lr=1e-3, train.latent_lr=4e-3)",
+              "phonondb-dos-plus.yaml", [*ONE, "train.lr=1.0e-3", "train.latent_lr=4.0e-3"], None),
+    "mlp-512": ("plus-150 trained 400 epochs, a wider latent MLP (encoder.latent_mlp=512)",
+                "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512"], None),
     "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 

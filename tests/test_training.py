@@ -82,9 +82,11 @@ def test_train_save_load_predict(tmp_path: Path, tok, data, data_root: Path) -> 
     assert header[:5] == ["id", "source", "scope", "n_atoms", "temperature"] and "cv" in header and "theta_D" in header
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tok, data) -> None:
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tok, data, ema: float) -> None:
     cfg = copy.deepcopy(TINY)
     cfg["train"]["epochs"] = 4
+    cfg["train"]["ema"] = ema
     straight = fit(cfg, tmp_path / "a", tokenizer=tok, examples=data)
 
     class Stop(Exception):
@@ -106,6 +108,63 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, tok, data) -> None:
     lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     strip = lambda s: {k: v for k, v in json.loads(s).items() if k not in ("time_s", "samples_per_s")}  # noqa: E731
     assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def test_weight_average_follows_the_update_rule_and_swaps_back() -> None:
+    from cloudphys.training.ema import WeightAverage, averaged
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = _weights(m)
+    ema = WeightAverage(m, 0.5)
+    assert "1.num_batches_tracked" not in ema.names  # integer buffers are not averaged
+    expected = {k: v.clone() for k, v in start.items() if v.is_floating_point()}
+    for n in range(1, 6):
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn_like(p))
+        d = min(0.5, (1 + n) / (10 + n))
+        assert ema.current_decay() == pytest.approx(d)
+        ema.update()
+        now = _weights(m)
+        for k in expected:
+            expected[k] = d * expected[k] + (1 - d) * now[k]
+    trained = _weights(m)
+    with averaged(ema):
+        inside = _weights(m)
+        for k in expected:
+            torch.testing.assert_close(inside[k], expected[k], rtol=1e-6, atol=1e-7)
+    assert all(torch.equal(v, trained[k]) for k, v in _weights(m).items())
+    with averaged(None):
+        assert all(torch.equal(v, trained[k]) for k, v in _weights(m).items())
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(m, 1.0)
+
+
+def test_ema_run_saves_and_validates_the_average(tmp_path: Path, tok, data) -> None:
+    from cloudphys.training.ema import EMA_FILE
+
+    cfg = copy.deepcopy(TINY)
+    cfg["train"].update(ema=0.9, patience=0)
+    res = fit(cfg, tmp_path / "r", tokenizer=tok, examples=data)
+    run = tmp_path / "r"
+    best = ScopePhysicsModel.from_pretrained(run / "model")
+    last = ScopePhysicsModel.from_pretrained(run / "last")
+    from safetensors.torch import load_file
+
+    avg = load_file(str(run / "last" / EMA_FILE))
+    if res.best_epoch == res.epochs_run:  # model/ is the average of the last epoch's step
+        wb = _weights(best)
+        assert all(torch.equal(wb[k], v) for k, v in avg.items())
+    wl = _weights(last)
+    assert any(not torch.equal(wl[k], v) for k, v in avg.items())  # last/ keeps the trained weights
+    # the logged validation loss is that of the returned (averaged) model
+    ev = evaluate_model(res.model, data["val"])
+    row = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][res.best_epoch - 1]
+    assert ev["mae_over_mad"] == pytest.approx(row["val_mae_over_mad"], rel=1e-5)
+    plain = fit(TINY, None, tokenizer=tok, examples=data)
+    assert [h["train_loss"] for h in plain.history] == [h["train_loss"] for h in res.history]  # same steps
+    assert [h["val_loss"] for h in plain.history] != [h["val_loss"] for h in res.history]
 
 
 def test_seeded_and_leaves_global_rng_alone(tok, data) -> None:

@@ -44,6 +44,7 @@ from .batching import (
     strings_dialect,
     take,
 )
+from .ema import WeightAverage, averaged
 from .exclusion import drop_excluded, excluded_keys, keep_mask
 from .losses import loss, loss_value, metrics_from_predictions, per_atom, target_stats
 from .model import ScopePhysicsModel, build_model
@@ -184,14 +185,17 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
 
 
 def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, registry: Any,
-             rank: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Load ``out/last`` into ``model`` and ``optimizer``; the state and the metrics rows up to it."""
+             rank: int, ema: WeightAverage | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Load ``out/last`` into ``model``, ``optimizer`` (and the weight average); the state and the
+    metrics rows up to it."""
     last = out / "last"
     loaded = ScopePhysicsModel.from_pretrained(last, registry=registry)
     model.encoder.load_state_dict(loaded.encoder.state_dict())
     model.head.load_state_dict(loaded.head.state_dict())
     model.meta = loaded.meta
     ckpt.optimizer_from_files(optimizer, last)
+    if ema is not None:
+        ema.from_files(last)
     state, rng = ckpt.load_training_state(last)
     torch.set_rng_state(rng)
     history = [h for h in ckpt.read_metrics(out) if h["epoch"] <= state["epoch"]]
@@ -202,7 +206,8 @@ def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimiz
 
 def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, d: _Data,
                  tc: TrainConfig, epoch: int, step: int, total_steps: int, device: torch.device, rank: int,
-                 world: int, show: bool, steps_per_epoch: int) -> tuple[int, dict[str, Any]]:
+                 world: int, show: bool, steps_per_epoch: int,
+                 ema: WeightAverage | None = None) -> tuple[int, dict[str, Any]]:
     """One pass over the training split; returns the new step count and the epoch's row."""
     model.train()
     t0 = time.perf_counter()
@@ -231,6 +236,8 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         if tc.grad_clip > 0:
             clip_gradients(model, tc.grad_clip, device)
         optimizer.step()
+        if ema is not None:
+            ema.update()
         step += 1
         nb += 1
         seen += len(idx)
@@ -266,16 +273,20 @@ def _validate(model: ScopePhysicsModel, d: _Data, tc: TrainConfig, device: torch
 
 
 def _save_epoch(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, state: dict[str, Any],
-                row: dict[str, Any], improved: bool) -> None:
-    """Log the row, then write ``model/`` (if improved) and ``last/`` atomically."""
+                row: dict[str, Any], improved: bool, ema: WeightAverage | None = None) -> None:
+    """Log the row, then write ``model/`` (if improved; the weight average where there is one) and
+    ``last/`` (the trained weights, the optimizer, the average) atomically."""
     ckpt.append_metrics(out, row)
     if improved:
-        ckpt.save_atomic(out / "model", model.save_pretrained)
+        with averaged(ema):
+            ckpt.save_atomic(out / "model", model.save_pretrained)
     rng = torch.get_rng_state()
 
     def write_last(tmp: Path) -> None:
         model.save_pretrained(tmp)
         ckpt.optimizer_to_files(optimizer, tmp)
+        if ema is not None:
+            ema.to_files(tmp)
         ckpt.save_training_state(tmp, dict(state), rng)
 
     ckpt.save_atomic(out / "last", write_last)
@@ -300,6 +311,7 @@ def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, 
     """Optimizer, schedule, epochs, checkpoints: everything after the data are encoded."""
     tc = config.train
     optimizer = make_optimizer(model, tc, device)
+    ema = WeightAverage(model, tc.ema) if tc.ema > 0 else None
     steps_per_epoch = sum(1 for _ in batch_indices(len(d.train), tc.batch_size, shuffle=False, rank=rank, world=world))
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps:
@@ -307,7 +319,7 @@ def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_val_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
     history: list[dict[str, Any]] = []
     if resume and out is not None:
-        state, history = _restore(out, model, optimizer, registry, rank)
+        state, history = _restore(out, model, optimizer, registry, rank, ema)
     elif out is not None and rank == 0:
         config.dump(out / "config.yaml")
         for name in ("metrics.jsonl", "metrics.csv"):
@@ -326,8 +338,9 @@ def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, 
         if tc.max_steps and step >= total_steps:
             break
         step, row = _train_epoch(train_model, model, optimizer, d, tc, epoch, step, total_steps, device, rank, world,
-                                 show, steps_per_epoch)
-        vloss = _validate(model, d, tc, device, row)
+                                 show, steps_per_epoch, ema)
+        with averaged(ema):  # validation (and the best checkpoint) see the weight average
+            vloss = _validate(model, d, tc, device, row)
         improved = vloss < state["best_val_loss"]
         if improved:
             state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = vloss, epoch, 0
@@ -336,9 +349,10 @@ def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, 
         state["epoch"], state["step"] = epoch, step
         history.append(row)
         if out is not None and rank == 0:
-            _save_epoch(out, model, optimizer, state, row, improved)
+            _save_epoch(out, model, optimizer, state, row, improved, ema)
         elif out is None and improved:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            with averaged(ema):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         runtime.barrier(world)
         for cb in callbacks:
             cb(dict(row))
