@@ -107,6 +107,9 @@ class TrainConfig(RunOptions):
     :param extra_data: labelled data sets added to the training split (never to validation):
         ``{name: DATASET, split: train, **params}`` on the same temperature grid and SCOPE dialect
         (e.g. phonondb-thermo's Cv at 300 K beside CLOUD's, one encoder and one head).
+    :param dos_smoothness: weight of a smoothness prior on the head's phonon density of states
+        (:func:`cloudphys.training.losses.dos_roughness`) added to the training loss (0: none; needs a
+        head with ``has_density_of_states``).
     :param ema: decay of an exponential moving average of the weights (0: none), e.g. 0.999;
         validation, the best checkpoint and the trained model use the average
         (:mod:`cloudphys.training.ema`).
@@ -125,6 +128,7 @@ class TrainConfig(RunOptions):
     exclude: list[Any] = field(default_factory=list)
     extra_data: list[Any] = field(default_factory=list)
     ema: float = option(0.0, ge=0, lt=1, remedy="0 turns the weight average off; e.g. 0.999")
+    dos_smoothness: float = option(0.0, ge=0, remedy="0 turns the prior off; e.g. 0.01")
 
     def validate(self) -> None:
         super().validate()

@@ -46,7 +46,7 @@ from .batching import (
 )
 from .ema import WeightAverage, averaged
 from .exclusion import drop_excluded, excluded_keys, keep_mask
-from .losses import loss, loss_value, metrics_from_predictions, per_atom, target_stats
+from .losses import dos_roughness, loss, loss_value, metrics_from_predictions, per_atom, target_stats
 from .model import ScopePhysicsModel, build_model
 from .resume import check_resume_config, prepare_run_dir
 from .transfer import init_weights
@@ -228,9 +228,11 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
         with runtime.autocast(device, tc.precision):
-            pred, _ = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"],
-                                  d.observables, n_atoms_primitive=b["n_atoms_primitive"])
+            pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
+                                        b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
         value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss)
+        if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
+            value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if tc.grad_clip > 0:
@@ -410,6 +412,9 @@ def fit(
         if device.type == "cuda" and world > 1:
             torch.cuda.set_device(device)
         model = build_model(config, registry=registry, tokenizer=tokenizer)
+        if tc.dos_smoothness > 0 and not model.head.has_density_of_states:
+            raise ConfigError(f"train.dos_smoothness={tc.dos_smoothness:g} needs a head with a phonon density of "
+                              f"states; head {model.head.name!r} has none (set train.dos_smoothness=0)")
         d = _prepare_data(model, config, registry, examples)
         model.meta = {**model.meta, "dialect": d.dialect, "target_stats": d.stats, "units": d.units}
         if d.excluded is not None:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import DataError
 
-__all__ = ["LOSSES", "loss", "loss_value", "metrics_from_predictions", "per_atom", "target_stats"]
+__all__ = ["LOSSES", "dos_roughness", "loss", "loss_value", "metrics_from_predictions", "per_atom", "target_stats"]
 
 #: Loss kinds of ``train.loss``.
 LOSSES = ("l1", "mse", "huber")
@@ -84,6 +84,19 @@ def loss(
     if total is None:
         raise DataError("batch has no target the head can predict")
     return total / len(targets)
+
+
+def dos_roughness(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor) -> Tensor:
+    """The smoothness prior of ``train.dos_smoothness``: mean over the batch of
+    ``K · Σ_k (p_{k+1} − p_k)²``, where ``p_k = g_k / 3n`` is the fraction of the modes in bin ``k`` of
+    the head's density of states (:meth:`~cloudphys.physics.contract.PhysicsHead.density_of_states`,
+    ``K`` bins in order of frequency). It is 0 for a flat DOS, of order 1 for a spread-out spectrum
+    with a few peaks and ``2K`` for all modes in one inner bin; the factor ``K`` makes it about as
+    large for any number of bins. Float32 or wider, differentiable in the latents."""
+    _, g = head.density_of_states(latents, n_atoms)
+    p = g / g.sum(-1, keepdim=True)
+    diff = p[..., 1:] - p[..., :-1]
+    return p.shape[-1] * (diff * diff).sum(-1).mean()
 
 
 def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str) -> float:
