@@ -65,6 +65,13 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
                     "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512", "train.ema=0.999"], None),
     "mlp-512-freq-1": ("mlp-512 + the train materials down to -1 THz as extra data (train.extra_data min_freq_thz=-1)",
                        "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512", EXTRA_1THZ], None),
+    "smooth-0.003": ("mlp-512 + a DOS smoothness prior of weight 0.003 (train.dos_smoothness=0.003)",
+                     "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512", "train.dos_smoothness=0.003"], None),
+    "smooth-0.01": ("mlp-512 + a DOS smoothness prior of weight 0.01 (train.dos_smoothness=0.01)",
+                    "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512", "train.dos_smoothness=0.01"], None),
+    "epochs-460": ("the final config (best) trained 460 epochs on both cores (train.epochs=460, "
+                   "train.num_threads=2), alone on the machine",
+                   "phonondb-dos-plus.yaml", [*ONE, "train.epochs=460", "train.num_threads=2"], None),
     "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 
