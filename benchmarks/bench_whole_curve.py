@@ -72,6 +72,12 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
     "epochs-460": ("the final config (best) trained 460 epochs on both cores (train.epochs=460, "
                    "train.num_threads=2), alone on the machine",
                    "phonondb-dos-plus.yaml", [*ONE, "train.epochs=460", "train.num_threads=2"], None),
+    "smooth-150-0.003": ("plus-150 + a DOS smoothness prior of weight 0.003 (train.dos_smoothness=0.003)",
+                         "phonondb-dos-plus.yaml",
+                         [*ONE, "train.epochs=150", "train.patience=30", "train.dos_smoothness=0.003"], None),
+    "smooth-150-0.01": ("plus-150 + a DOS smoothness prior of weight 0.01 (train.dos_smoothness=0.01)",
+                        "phonondb-dos-plus.yaml",
+                        [*ONE, "train.epochs=150", "train.patience=30", "train.dos_smoothness=0.01"], None),
     "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 
