@@ -59,8 +59,6 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
               "phonondb-dos-plus.yaml", [*ONE, "train.lr=1.0e-3", "train.latent_lr=4.0e-3"], None),
     "mlp-512": ("plus-150 trained 400 epochs, a wider latent MLP (encoder.latent_mlp=512)",
                 "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512"], None),
-    "mlp-1024": ("plus-150 trained 400 epochs, a latent MLP of width 1024 (encoder.latent_mlp=1024)",
-                 "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=1024"], None),
     "mlp-512-ema": ("mlp-512 + a moving average of the weights (train.ema=0.999)",
                     "phonondb-dos-plus.yaml", [*ONE, "encoder.latent_mlp=512", "train.ema=0.999"], None),
     "mlp-512-freq-1": ("mlp-512 + the train materials down to -1 THz as extra data (train.extra_data min_freq_thz=-1)",
