@@ -76,6 +76,10 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
     "smooth-150-0.01": ("plus-150 + a DOS smoothness prior of weight 0.01 (train.dos_smoothness=0.01)",
                         "phonondb-dos-plus.yaml",
                         [*ONE, "train.epochs=150", "train.patience=30", "train.dos_smoothness=0.01"], None),
+    "plus-smooth-0.01": ("plus-150 trained 400 epochs + a DOS smoothness prior of weight 0.01 (train.dos_smoothness=0.01)",
+                         "phonondb-dos-plus.yaml", [*ONE, "train.dos_smoothness=0.01"], None),
+    "plus-smooth-0.03": ("plus-150 trained 400 epochs + a DOS smoothness prior of weight 0.03 (train.dos_smoothness=0.03)",
+                         "phonondb-dos-plus.yaml", [*ONE, "train.dos_smoothness=0.03"], None),
     "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 

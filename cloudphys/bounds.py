@@ -83,6 +83,10 @@ def check_bound(what: str, value: Any, bound: Bound | None, siblings: Mapping[st
     """
     if bound is None or value is None:
         return
+    if isinstance(value, Mapping):  # a mapping's values each obey the bound (``train.loss_weights``)
+        for key, item in value.items():
+            check_bound(f"{what}[{key!r}]", item, bound, siblings)
+        return
     tail = f"; {bound.remedy}" if bound.remedy else ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         noun = "an integer" if isinstance(value, int) else "a finite number"

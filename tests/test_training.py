@@ -247,3 +247,64 @@ def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, c
     assert nacl[0]["n_atoms"] in ("8", "8.0") and all(not r["error"] for r in nacl) and float(nacl[0]["theta_D_K"]) > 1
     errs = {i: r["error"] for r, i in zip(rows, ids) if r["error"]}
     assert "bad.cif" in errs and any("JSON" in e for e in errs.values())
+
+
+def _loss_inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    names = ("cv", "s", "u")
+    pred = {k: torch.rand(5, 4, generator=g, dtype=torch.float64) for k in names}
+    targets = {k: torch.rand(5, 4, generator=g, dtype=torch.float64) for k in names}
+    targets["s"][0, 1] = float("nan")  # a missing label
+    n_atoms = torch.tensor([1.0, 2.0, 3.0, 4.0, 8.0], dtype=torch.float64)
+    stats = {"observables": {"cv": {"extensive": True, "scale_per_atom": 2.0},
+                             "s": {"extensive": True, "scale_per_atom": 3.0},
+                             "u": {"extensive": True, "scale_per_atom": 500.0}}}
+    return pred, targets, n_atoms, stats
+
+
+@pytest.mark.parametrize("kind", ["l1", "mse", "huber"])
+def test_loss_weights_give_the_weighted_mean_over_observables(kind: str) -> None:
+    from cloudphys.training.losses import loss
+
+    pred, targets, n_atoms, stats = _loss_inputs()
+    single = {k: float(loss({k: pred[k]}, {k: targets[k]}, n_atoms, stats, kind)) for k in targets}
+    plain = float(loss(pred, targets, n_atoms, stats, kind))
+    assert plain == pytest.approx(sum(single.values()) / 3, rel=1e-12)
+    assert float(loss(pred, targets, n_atoms, stats, kind, {})) == plain  # no weights: the plain mean
+    assert float(loss(pred, targets, n_atoms, stats, kind, {"cv": 1.0, "s": 1.0})) == pytest.approx(plain, rel=1e-12)
+    got = float(loss(pred, targets, n_atoms, stats, kind, {"cv": 2.0, "u": 0.5}))
+    assert got == pytest.approx((2 * single["cv"] + single["s"] + 0.5 * single["u"]) / 3.5, rel=1e-12)
+    # weight 0 leaves an observable out entirely
+    drop = float(loss(pred, targets, n_atoms, stats, kind, {"s": 0.0}))
+    assert drop == pytest.approx((single["cv"] + single["u"]) / 2, rel=1e-12)
+    # the gradient of a weight-0 observable's predictions is zero
+    p = {k: v.clone().requires_grad_(True) for k, v in pred.items()}
+    loss(p, targets, n_atoms, stats, kind, {"s": 0.0}).backward()
+    assert torch.count_nonzero(p["s"].grad) == 0 and torch.count_nonzero(p["cv"].grad) > 0
+
+
+def test_loss_weights_are_checked_against_the_observables(tok, data) -> None:
+    from cloudphys.errors import ConfigError, DataError
+    from cloudphys.training.losses import check_loss_weights, loss
+
+    check_loss_weights({}, ["cv"])
+    check_loss_weights({"cv": 0.0, "s": 2.0}, ["cv", "s"])
+    with pytest.raises(ConfigError, match="'u'.*its observables: cv, s"):
+        check_loss_weights({"u": 1.0}, ["cv", "s"])
+    with pytest.raises(ConfigError, match="weight 0"):
+        check_loss_weights({"cv": 0.0}, ["cv"])
+    pred, targets, n_atoms, stats = _loss_inputs()
+    with pytest.raises(DataError, match="weight 0"):
+        loss({"s": pred["s"]}, {"s": targets["s"]}, n_atoms, stats, "l1", {"s": 0.0})
+    with pytest.raises(ConfigError, match=r"loss_weights\['cv'\] must be a finite number >= 0"):
+        load_config({**TINY, "train": {**TINY["train"], "loss_weights": {"cv": -1}}})
+    cfg = copy.deepcopy(TINY)
+    cfg["train"]["loss_weights"] = {"s": 1.0}  # the run trains on cv only
+    with pytest.raises(ConfigError, match="'s'"):
+        fit(cfg, None, tokenizer=tok, examples=data)
+    # one observable: any positive weight gives the same loss, so the same run
+    cfg["train"]["loss_weights"] = {"cv": 3.0}
+    weighted = fit(cfg, None, tokenizer=tok, examples=data)
+    plain = fit(TINY, None, tokenizer=tok, examples=data)
+    assert [h["val_loss"] for h in weighted.history] == pytest.approx([h["val_loss"] for h in plain.history],
+                                                                      rel=1e-6)

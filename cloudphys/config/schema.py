@@ -110,6 +110,8 @@ class TrainConfig(RunOptions):
     :param dos_smoothness: weight of a smoothness prior on the head's phonon density of states
         (:func:`cloudphys.training.losses.dos_roughness`) added to the training loss (0: none; needs a
         head with ``has_density_of_states``).
+    :param loss_weights: relative weights of the observables in the loss, e.g. ``{cv: 2}``
+        (unlisted observables weigh 1; the loss is the weighted mean, in training and validation).
     :param ema: decay of an exponential moving average of the weights (0: none), e.g. 0.999;
         validation, the best checkpoint and the trained model use the average
         (:mod:`cloudphys.training.ema`).
@@ -129,6 +131,7 @@ class TrainConfig(RunOptions):
     extra_data: list[Any] = field(default_factory=list)
     ema: float = option(0.0, ge=0, lt=1, remedy="0 turns the weight average off; e.g. 0.999")
     dos_smoothness: float = option(0.0, ge=0, remedy="0 turns the prior off; e.g. 0.01")
+    loss_weights: dict[str, float] = option(factory=dict, ge=0, remedy="weights are finite numbers >= 0, e.g. {cv: 2}")
 
     def validate(self) -> None:
         super().validate()

@@ -35,6 +35,8 @@ def _allowed(hint: Any, bound: Any) -> str:
     if bound is None:
         name = type_name(hint)
         return "a list of entries (see below)" if name == "a list of Any" else name
+    if typing.get_origin(base) is dict:
+        return f"a mapping to values {bound.text()}"
     if bound.pattern:  # a "|" inside a table cell must be escaped
         return bound.text().replace(f"matching {bound.pattern}", "`" + bound.pattern.replace("|", "\\|") + "`")
     return bound.text()

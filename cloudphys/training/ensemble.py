@@ -67,7 +67,8 @@ def _ensemble_val_loss(model: ScopePhysicsModel, val_ex: Any, config: Config, de
     model.to(device)
     vpred, _ = predict_encoded(model, val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
                                observables=observables)
-    return loss_value(vpred, val, model.meta["target_stats"], tc.loss)  # the members' (same training split)
+    # the members' target statistics (same training split)
+    return loss_value(vpred, val, model.meta["target_stats"], tc.loss, tc.loss_weights)
 
 
 def _fit_members(config: Config, out: Path | None, names: list[str], seeds: list[int], complete: list[str],

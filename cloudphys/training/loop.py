@@ -46,7 +46,15 @@ from .batching import (
 )
 from .ema import WeightAverage, averaged
 from .exclusion import drop_excluded, excluded_keys, keep_mask
-from .losses import dos_roughness, loss, loss_value, metrics_from_predictions, per_atom, target_stats
+from .losses import (
+    check_loss_weights,
+    dos_roughness,
+    loss,
+    loss_value,
+    metrics_from_predictions,
+    per_atom,
+    target_stats,
+)
 from .model import ScopePhysicsModel, build_model
 from .resume import check_resume_config, prepare_run_dir
 from .transfer import init_weights
@@ -230,7 +238,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         with runtime.autocast(device, tc.precision):
             pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
                                         b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
-        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss)
+        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, tc.loss_weights)
         if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
             value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
         optimizer.zero_grad(set_to_none=True)
@@ -266,7 +274,7 @@ def _validate(model: ScopePhysicsModel, d: _Data, tc: TrainConfig, device: torch
         return float(row["train_loss"])
     vpred, _ = predict_encoded(model, d.val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
                                observables=d.observables)
-    vloss = loss_value(vpred, d.val, d.stats, tc.loss)
+    vloss = loss_value(vpred, d.val, d.stats, tc.loss, tc.loss_weights)
     vm = metrics_from_predictions(d.val, vpred, model.head, d.stats)
     row["val_loss"] = vloss
     row["val_mae"] = vm.get("mae")
@@ -416,6 +424,7 @@ def fit(
             raise ConfigError(f"train.dos_smoothness={tc.dos_smoothness:g} needs a head with a phonon density of "
                               f"states; head {model.head.name!r} has none (set train.dos_smoothness=0)")
         d = _prepare_data(model, config, registry, examples)
+        check_loss_weights(tc.loss_weights, d.observables)
         model.meta = {**model.meta, "dialect": d.dialect, "target_stats": d.stats, "units": d.units}
         if d.excluded is not None:
             model.meta["excluded"] = d.excluded

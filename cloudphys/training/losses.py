@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
-__all__ = ["LOSSES", "dos_roughness", "loss", "loss_value", "metrics_from_predictions", "per_atom", "target_stats"]
+__all__ = ["LOSSES", "check_loss_weights", "dos_roughness", "loss", "loss_value", "metrics_from_predictions",
+           "per_atom", "target_stats"]
 
 #: Loss kinds of ``train.loss``.
 LOSSES = ("l1", "mse", "huber")
@@ -51,9 +52,13 @@ def target_stats(enc: Any, head: Any) -> dict[str, Any]:
 
 
 def loss(
-    pred: Mapping[str, Tensor], targets: Mapping[str, Tensor], n_atoms: Tensor, stats: Mapping[str, Any], kind: str
+    pred: Mapping[str, Tensor], targets: Mapping[str, Tensor], n_atoms: Tensor, stats: Mapping[str, Any], kind: str,
+    weights: Mapping[str, float] | None = None,
 ) -> Tensor:
     """Mean over observables of the mean ``kind`` loss of the scaled per-atom errors.
+
+    With ``weights`` (``train.loss_weights``: observable -> weight, unlisted ones 1) the mean over
+    observables is the weighted mean Σ w_o·L_o / Σ w_o; without, the plain mean.
 
     :param pred: ``{observable: [B, nT]}`` predictions (per cell for extensive observables).
     :param targets: ``{observable: [B, nT]}`` labels; non-finite entries are missing labels.
@@ -62,6 +67,7 @@ def loss(
     :param kind: ``l1``, ``mse`` or ``huber`` (δ = 1 in units of the training spread).
     """
     total = None
+    wsum = 0.0
     n = n_atoms.unsqueeze(-1)
     for name, target in targets.items():
         info = stats["observables"][name]
@@ -80,10 +86,34 @@ def loss(
         else:
             raise DataError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
         term = per.sum() / mask.sum().clamp_min(1)
+        if weights:
+            w = float(weights.get(name, 1.0))
+            term = term * w
+            wsum += w
         total = term if total is None else total + term
     if total is None:
         raise DataError("batch has no target the head can predict")
+    if weights:
+        if wsum <= 0:
+            raise DataError(f"train.loss_weights {dict(weights)} give every observable of the batch "
+                            f"({', '.join(targets)}) the weight 0")
+        return total / wsum
     return total / len(targets)
+
+
+def check_loss_weights(weights: Mapping[str, float], observables: Any) -> None:
+    """``train.loss_weights`` against the observables trained on: every key one of them, and at least
+    one of them with a positive weight (:class:`~cloudphys.errors.ConfigError` naming the key otherwise)."""
+    if not weights:
+        return
+    observables = list(observables)
+    for name in weights:
+        if name not in observables:
+            raise ConfigError(f"train.loss_weights names {name!r}, which this run does not train on "
+                              f"(its observables: {', '.join(observables)})")
+    if all(float(weights.get(o, 1.0)) == 0 for o in observables):
+        raise ConfigError(f"train.loss_weights {dict(weights)} give every observable the weight 0: "
+                          "nothing would be learnt")
 
 
 def dos_roughness(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor) -> Tensor:
@@ -99,13 +129,14 @@ def dos_roughness(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor) -> 
     return p.shape[-1] * (diff * diff).sum(-1).mean()
 
 
-def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str) -> float:
+def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str,
+               weights: Mapping[str, float] | None = None) -> float:
     """:func:`loss` (float64) of numpy predictions ``{observable: [N, nT]}`` on an ``Encoded`` split."""
     def as_t(a: Any) -> Tensor:
         return torch.from_numpy(np.asarray(a, dtype=np.float64))
 
     value = loss({k: as_t(preds[k]) for k in enc.targets}, {k: as_t(v) for k, v in enc.targets.items()},
-                 as_t(enc.n_atoms), stats, kind)
+                 as_t(enc.n_atoms), stats, kind, weights)
     return float(value)
 
 
