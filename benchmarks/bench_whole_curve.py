@@ -94,6 +94,9 @@ ROWS: dict[str, tuple[str, str, list[str], str | None]] = {
                   "phonondb-dos-plus.yaml", [*ONE, "encoder.dropout=0"], None),
     "seed-1": ("the final config (best) with seed 1 (train.seed=1)", "phonondb-dos-plus.yaml", [*ONE, "train.seed=1"], None),
     "seed-2": ("the final config (best) with seed 2 (train.seed=2)", "phonondb-dos-plus.yaml", [*ONE, "train.seed=2"], None),
+    "ens-2-par": ("the final config (best) as a 2-member seed ensemble, both members at once on the 2 cores "
+                  "(train.ensemble=2, train.parallel_members=2; one thread each)", "phonondb-dos-plus.yaml",
+                  ["train.ensemble=2", "train.parallel_members=2"], None),
     "best": ("**configs/phonondb-dos-plus.yaml**: plus-150 trained 400 epochs", "phonondb-dos-plus.yaml", ONE, None),
 }
 

@@ -117,3 +117,48 @@ def test_ensemble_config_and_bad_manifests(tmp_path: Path, tok, data) -> None:
     fit(_cfg(1, epochs=1), single, tokenizer=tok, examples=data)
     with pytest.raises(CheckpointError, match="single-model run"):
         fit(_cfg(2), single, tokenizer=tok, examples=data)
+
+
+def test_parallel_members_train_the_same_members_in_worker_processes(tmp_path: Path, tok, data) -> None:
+    cfg = _cfg(3)
+    cfg["train"]["num_threads"] = 1  # the same thread count in the workers and here: bit-identical runs
+    one_by_one = fit(cfg, tmp_path / "seq", tokenizer=tok, examples=data)
+    rows: list[dict] = []
+    par_cfg = copy.deepcopy(cfg)
+    par_cfg["train"]["parallel_members"] = 2
+    par = fit(par_cfg, tmp_path / "par", tokenizer=tok, examples=data, callbacks=[rows.append])
+    manifest = json.loads((tmp_path / "par" / ENSEMBLE_FILE).read_text())
+    assert manifest["complete"] == ["member-0", "member-1", "member-2"] and manifest["seeds"] == [3, 4, 5]
+    for a, b in zip(one_by_one.members, par.members):
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), name
+        keys = ("epoch", "step", "train_loss", "lr", "val_loss", "val_mae_over_mad")  # all but the timings
+        assert [{k: r[k] for k in keys} for r in a.history] == [{k: r[k] for k in keys} for r in b.history]
+    # the callbacks got every member's rows once its worker finished
+    assert sorted((r["member"], r["epoch"]) for r in rows) == [(m, e) for m in range(3) for e in (1, 2)]
+    e1 = evaluate_model(one_by_one.model, data["val"])
+    e2 = evaluate_model(par.model, data["val"])
+    assert e1["mae_over_mad"] == e2["mae_over_mad"]
+    # the run directory is an ordinary ensemble: load_model reads it, --resume skips its members
+    again = fit(par_cfg, tmp_path / "par", tokenizer=tok, examples=data, resume=True)
+    assert [m.epochs_run for m in again.members] == [2, 2, 2]
+    assert load_model(tmp_path / "par").encoder.__class__ is EnsembleEncoder
+
+
+def test_parallel_members_refusals_and_a_failing_member(tmp_path: Path, tok, data) -> None:
+    cfg = _cfg(2)
+    cfg["train"]["parallel_members"] = 2
+    with pytest.raises(ConfigError, match="parallel_members=2 needs a run directory"):
+        fit(cfg, None, tokenizer=tok, examples=data)
+    with pytest.raises(ConfigError, match="parallel_members"):
+        load_config({**cfg, "train": {**cfg["train"], "parallel_members": 0}})
+    bad = copy.deepcopy(cfg)
+    bad["encoder"]["max_length"] = 4  # every string is too long: each worker's fit fails
+    with pytest.raises(Exception, match="too long|longer|max_length") as info:
+        fit(bad, tmp_path / "bad", tokenizer=tok, examples=data)
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    if hasattr(info.value, "add_note"):
+        assert "in ensemble member member-" in notes and "--resume" in notes
+    assert json.loads((tmp_path / "bad" / ENSEMBLE_FILE).read_text())["complete"] == []

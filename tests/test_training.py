@@ -216,6 +216,14 @@ def test_too_long_string_is_an_error_naming_it(tok, data) -> None:
     model = build_model(load_config(TINY), tokenizer=short)
     with pytest.raises(DataError, match="row0"):
         encode(data["train"], model, ["cv"])
+    # a tokenizer longer than the encoder's encoder.max_length positions: the same error by name
+    # (not a shape error in the embeddings), and the caller's tokenizer is left as it was
+    cfg = copy.deepcopy(TINY)
+    cfg["encoder"]["max_length"] = 8
+    model = build_model(load_config(cfg), tokenizer=tok)
+    assert model.tokenizer.model_max_length == 8 and tok.model_max_length == 256
+    with pytest.raises(DataError, match="row0.*max_length 8"):
+        encode(data["train"], model, ["cv"])
 
 
 def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, capsys) -> None:

@@ -110,6 +110,9 @@ class TrainConfig(RunOptions):
     :param dos_smoothness: weight of a smoothness prior on the head's phonon density of states
         (:func:`cloudphys.training.losses.dos_roughness`) added to the training loss (0: none; needs a
         head with ``has_density_of_states``).
+    :param parallel_members: train up to this many ensemble members at once, each in its own process
+        (CPU: give each ``num_threads`` threads so that ``parallel_members × num_threads`` fits the cores);
+        the members are the same as trained one after the other.
     :param loss_weights: relative weights of the observables in the loss, e.g. ``{cv: 2}``
         (unlisted observables weigh 1; the loss is the weighted mean, in training and validation).
     :param ema: decay of an exponential moving average of the weights (0: none), e.g. 0.999;
@@ -131,6 +134,7 @@ class TrainConfig(RunOptions):
     extra_data: list[Any] = field(default_factory=list)
     ema: float = option(0.0, ge=0, lt=1, remedy="0 turns the weight average off; e.g. 0.999")
     dos_smoothness: float = option(0.0, ge=0, remedy="0 turns the prior off; e.g. 0.01")
+    parallel_members: int = option(1, ge=1, le=1024, remedy="1 trains the members one after the other")
     loss_weights: dict[str, float] = option(factory=dict, ge=0, remedy="weights are finite numbers >= 0, e.g. {cv: 2}")
 
     def validate(self) -> None:

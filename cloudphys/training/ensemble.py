@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, load_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..inference.ensemble import ensemble_model
 from ..inference.model import predict_encoded
 from . import checkpoint as ckpt
@@ -71,21 +71,29 @@ def _ensemble_val_loss(model: ScopePhysicsModel, val_ex: Any, config: Config, de
     return loss_value(vpred, val, model.meta["target_stats"], tc.loss, tc.loss_weights)
 
 
+def _member_config(config: Config, i: int, seed: int, registry: Any) -> Config:
+    member = config.to_dict()
+    member["train"].update(seed=seed, ensemble=1, parallel_members=1)
+    if config.train.init_from is not None:  # member k starts from member k of an ensemble source
+        member["train"]["init_from"] = str(member_source(config.train.init_from, i))
+    return load_config(member, registry=registry)
+
+
 def _fit_members(config: Config, out: Path | None, names: list[str], seeds: list[int], complete: list[str],
                  data: Mapping[str, Any], *, resume: bool, rank0: bool, accept_config_changes: bool, registry: Any,
                  tokenizer: Any, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> list[FitResult]:
     """Train (or, when resuming, take) each member in turn; the manifest records each one finished."""
+    if config.train.parallel_members > 1 and len(names) - len(complete) > 1:
+        return _fit_members_parallel(config, out, names, seeds, complete, data, resume=resume,
+                                     accept_config_changes=accept_config_changes, registry=registry,
+                                     tokenizer=tokenizer, callbacks=callbacks)
     results = []
     for i, (name, seed) in enumerate(zip(names, seeds)):
         mdir = out / name if out is not None else None
         if mdir is not None and name in complete:
             results.append(_finished_member(mdir, registry))
             continue
-        member = config.to_dict()
-        member["train"].update(seed=seed, ensemble=1)
-        if config.train.init_from is not None:  # member k starts from member k of an ensemble source
-            member["train"]["init_from"] = str(member_source(config.train.init_from, i))
-        member_cfg = load_config(member, registry=registry)
+        member_cfg = _member_config(config, i, seed, registry)
         again = resume and mdir is not None and (mdir / "last").exists()
         member_callbacks = [lambda row, _cb=cb, _i=i: _cb({**row, "member": _i}) for cb in callbacks]
         results.append(fit(member_cfg, mdir, resume=again, overwrite=not again,
@@ -95,6 +103,70 @@ def _fit_members(config: Config, out: Path | None, names: list[str], seeds: list
         if out is not None and rank0:
             ckpt.write_manifest(out, names, seeds, complete)
     return results
+
+
+def _member_process(member: dict[str, Any], mdir: str, again: bool, accept: bool, tokenizer: Any,
+                    data: Mapping[str, Any]) -> str:
+    """One member in a worker process of :func:`_fit_members_parallel` (the installed plugins)."""
+    fit(load_config(member), Path(mdir), resume=again, overwrite=not again, accept_config_changes=accept,
+        tokenizer=tokenizer, examples=data)
+    return mdir
+
+
+def _fit_members_parallel(config: Config, out: Path | None, names: list[str], seeds: list[int], complete: list[str],
+                          data: Mapping[str, Any], *, resume: bool, accept_config_changes: bool, registry: Any,
+                          tokenizer: Any, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> list[FitResult]:
+    """``train.parallel_members`` worker processes (spawned; each runs :func:`fit` for one member into
+    its directory, seeded as in the sequential loop, so the members are the same). The manifest
+    records each member as it finishes; ``callbacks`` get a finished member's rows then. A member
+    that fails stops the others and is raised, naming it; the finished ones stay for ``--resume``."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    tc = config.train
+    if out is None:
+        raise ConfigError(f"train.parallel_members={tc.parallel_members} needs a run directory (the workers "
+                          "write the members there); give one or set train.parallel_members=1")
+    if runtime.dist_info()[1] > 1:
+        raise ConfigError(f"train.parallel_members={tc.parallel_members} cannot run under torchrun (one process "
+                          "group trains the members one after the other); set train.parallel_members=1")
+    todo = [(i, name, seed) for i, (name, seed) in enumerate(zip(names, seeds)) if name not in complete]
+    workers = min(tc.parallel_members, len(todo))
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools or locks
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        futures = {}
+        for i, name, seed in todo:
+            member = _member_config(config, i, seed, registry).to_dict()
+            again = resume and (out / name / "last").exists()
+            futures[pool.submit(_member_process, member, str(out / name), again, accept_config_changes,
+                                tokenizer, dict(data))] = (i, name)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in sorted(done, key=lambda f: futures[f][0]):
+                i, name = futures[fut]
+                exc = fut.exception()
+                if exc is not None:
+                    if hasattr(exc, "add_note"):  # Python >= 3.11
+                        exc.add_note(f"in ensemble member {name} (seed {seeds[i]}), trained in a worker process; "
+                                     "the finished members are kept and --resume trains the rest")
+                    raise exc
+                complete.append(name)
+                ckpt.write_manifest(out, names, seeds, [n for n in names if n in complete])
+                for cb in callbacks:
+                    for row in ckpt.read_metrics(out / name):
+                        cb({**row, "member": i})
+    except BaseException:
+        # stop the other members now (their last epoch checkpoints stay for --resume) instead of
+        # waiting for them; the executor has no public way to end running workers
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+    return [_finished_member(out / name, registry) for name in names]
 
 
 def fit_ensemble(

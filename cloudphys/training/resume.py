@@ -25,7 +25,8 @@ from .checkpoint import ENSEMBLE_FILE, is_ensemble_dir, read_manifest, recover_a
 __all__ = ["RESUME_IGNORED", "SINGLE_RUN_FILES", "check_resume_config", "config_differences", "prepare_run_dir"]
 
 #: Config keys a resumed run may change: they do not change what is trained.
-RESUME_IGNORED = frozenset({"train.progress", "train.num_threads", "train.device", "train.eval_batch_size"})
+RESUME_IGNORED = frozenset({"train.progress", "train.num_threads", "train.device", "train.eval_batch_size",
+                            "train.parallel_members"})
 
 #: What a single-model run writes into its directory (besides config.yaml and .lock).
 SINGLE_RUN_FILES = ("last", "model", "metrics.jsonl", "metrics.csv")
