@@ -224,6 +224,8 @@ def test_too_long_string_is_an_error_naming_it(tok, data) -> None:
     assert model.tokenizer.model_max_length == 8 and tok.model_max_length == 256
     with pytest.raises(DataError, match="row0.*max_length 8"):
         encode(data["train"], model, ["cv"])
+    # the encoder's default length (256 positions, no max_length given) caps a longer tokenizer too
+    assert build_model(load_config(TINY), tokenizer=tokenizer(512)).tokenizer.model_max_length == 256
 
 
 def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, capsys) -> None:

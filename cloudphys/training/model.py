@@ -318,10 +318,11 @@ def build_model(config: Any, registry: Any = None, tokenizer: Any = None) -> Sco
     params = dict(config.encoder.params)
     if tokenizer is None:
         tokenizer = load_tokenizer(int(params.get("max_length", 256)))
-    elif "max_length" in params and int(getattr(tokenizer, "model_max_length", 0) or 0) > int(params["max_length"]):
-        # the encoder has positions for encoder.max_length tokens only: the model's tokenizer (a copy;
-        # the caller's is left as it is) refuses longer strings by name instead of a shape error later
-        tokenizer = copy.deepcopy(tokenizer)
-        tokenizer.model_max_length = int(params["max_length"])
     encoder = registry.encoder(config.encoder.name)(latents=tuple(head.latents), tokenizer=tokenizer, **params)
+    positions = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and int(getattr(tokenizer, "model_max_length", 0) or 0) > positions:
+        # the encoder has positions for this many tokens only: the model's tokenizer (a copy; the
+        # caller's is left as it is) refuses longer strings by name instead of a shape error later
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.model_max_length = positions
     return ScopePhysicsModel(encoder, head, tokenizer, {"format": FORMAT_VERSION, "config": config.to_dict()})
