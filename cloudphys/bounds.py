@@ -22,8 +22,18 @@ from typing import Annotated, Any
 from .errors import ConfigError
 
 __all__ = [
-    "Bound", "Count", "Fraction", "Kelvin", "Seed", "Tolerance", "Workers", "check_bound", "describe", "option", "show",
+    "MAX_KELVIN", "MAX_LOSS_WEIGHT", "Bound", "Count", "Fraction", "Kelvin", "Level", "Seed", "Tolerance", "Workers",
+    "check_bound", "describe", "option", "show",
 ]
+
+#: The largest temperature (K) anything accepts: 2**63, the largest temperature physics heads accept
+#: in float32 (:func:`cloudphys.physics.contract.temperature_limit`), where models compute. A finite
+#: float64 such as ``1e300`` would become ``inf`` in float32 and fail after the work.
+MAX_KELVIN = 2.0**63
+
+#: The largest weight of one term of a training loss (``train.loss_weights``, ``train.dos_smoothness``):
+#: weight x loss must stay finite in float32 (3.4e38), so with this bound a loss term up to 3e32 is safe.
+MAX_LOSS_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,9 @@ Seed = Annotated[int, Bound(ge=0, le=2**32 - 1, remedy="seeds are integers from 
 #: A fraction of the data, e.g. a validation share.
 Fraction = Annotated[float, Bound(ge=0, lt=1, remedy="a fraction such as 0.1")]
 #: A temperature in K.
-Kelvin = Annotated[float, Bound(ge=0, remedy="temperatures are in K, >= 0")]
+Kelvin = Annotated[float, Bound(ge=0, le=MAX_KELVIN, remedy="temperatures are in K, >= 0 and finite in float32")]
+#: A probability level of a central interval, e.g. 0.9 (``models calibrate --level``).
+Level = Annotated[float, Bound(gt=0, lt=1, remedy="a coverage level such as 0.9")]
 #: A number of worker processes.
 Workers = Annotated[int, Bound(ge=1, le=4096, remedy="give a positive number of processes")]
 #: A positive count (of items, materials, ...).

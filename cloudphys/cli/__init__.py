@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None, pm: pluggy.PluginManager | None = No
         if func is None:
             parser.print_help()
             return 2
+        from .options import check_options
+
+        check_options(args)
         return int(func(args) or 0)
     except CloudphysError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -53,10 +52,14 @@ def _package(args: argparse.Namespace) -> int:
     card = Path(args.card).read_text(encoding="utf-8") if args.card else f"# {args.name}\n"
     meta: dict[str, Any] = {}
     if args.meta:
+        from ..inputs.textio import loads_json
+        from ..models.registry import check_model_meta
+
         try:
-            meta = json.loads(Path(args.meta).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            raw = loads_json(Path(args.meta).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
             raise DataError(f"--meta {args.meta}: {exc}") from exc
+        meta = check_model_meta(raw, f"--meta {args.meta}")
     cal = read_calibration(args.calibration) if args.calibration else read_calibration(args.run)
     out = package_model(args.run, args.out, name=args.name, card=card, meta=meta, calibration=cal, dtype=args.dtype,
                         overwrite=args.overwrite)

@@ -32,6 +32,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--plot needs matplotlib, which is not installed: pip install 'cloudphys[plot]'")
     _check_output(args.output, "-o/--output", args.input)
     _check_output(args.plot, "--plot", args.input)
+    if args.plot:
+        from ..inference.plot import check_plot_path
+
+        check_plot_path(args.plot)
     if args.dos not in (None, "auto"):
         _check_output(args.dos, "--dos", args.input)
     check_output_path(args.phonopy_yaml, what="--phonopy-yaml", folder=True, overwrite=True)

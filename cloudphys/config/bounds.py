@@ -3,8 +3,24 @@ can use the bounded types without importing the config package). Everything is r
 
 from __future__ import annotations
 
-from ..bounds import Bound, Count, Fraction, Kelvin, Seed, Tolerance, Workers, check_bound, describe, option, show
+from ..bounds import (
+    MAX_KELVIN,
+    MAX_LOSS_WEIGHT,
+    Bound,
+    Count,
+    Fraction,
+    Kelvin,
+    Level,
+    Seed,
+    Tolerance,
+    Workers,
+    check_bound,
+    describe,
+    option,
+    show,
+)
 
 __all__ = [
-    "Bound", "Count", "Fraction", "Kelvin", "Seed", "Tolerance", "Workers", "check_bound", "describe", "option", "show",
+    "MAX_KELVIN", "MAX_LOSS_WEIGHT", "Bound", "Count", "Fraction", "Kelvin", "Level", "Seed", "Tolerance", "Workers",
+    "check_bound", "describe", "option", "show",
 ]

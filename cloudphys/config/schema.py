@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..bounds import Bound, option
+from ..bounds import MAX_LOSS_WEIGHT, Bound, option
 from ..errors import ConfigError
 from .validate import check_fields, check_source
 from .yaml12 import dump_yaml
@@ -64,11 +64,11 @@ class RunOptions:
     lr: float = option(1.0e-4, **_LR)
     weight_decay: float = option(0.01, ge=0, le=1, remedy="AdamW weight decay is usually 0 to 0.1")
     warmup: float = option(0.05, ge=0, lt=1, remedy="warmup is a fraction of the optimizer steps")
-    grad_clip: float = option(1.0, ge=0, remedy="0 turns clipping off")
+    grad_clip: float = option(1.0, ge=0, le=1e6, remedy="0 turns clipping off")
     seed: int = option(0, ge=0, le=2**32 - 1, remedy="seeds are integers from 0 to 2**32 - 1")
     device: str = option("auto", pattern=DEVICE_PATTERN, remedy="use auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    max_steps: int = option(0, ge=0, remedy="0 means no limit")
+    max_steps: int = option(0, ge=0, le=10**12, remedy="0 means no limit")
     progress: Literal["auto", "true", "false"] = "auto"
     num_threads: int | None = option(None, ge=1, le=4096, remedy="give a positive thread count or null to leave it")
 
@@ -133,9 +133,12 @@ class TrainConfig(RunOptions):
     exclude: list[Any] = field(default_factory=list)
     extra_data: list[Any] = field(default_factory=list)
     ema: float = option(0.0, ge=0, lt=1, remedy="0 turns the weight average off; e.g. 0.999")
-    dos_smoothness: float = option(0.0, ge=0, remedy="0 turns the prior off; e.g. 0.01")
+    dos_smoothness: float = option(
+        0.0, ge=0, le=MAX_LOSS_WEIGHT, remedy="0 turns the prior off; e.g. 0.01 (weight x loss stays finite)")
     parallel_members: int = option(1, ge=1, le=1024, remedy="1 trains the members one after the other")
-    loss_weights: dict[str, float] = option(factory=dict, ge=0, remedy="weights are finite numbers >= 0, e.g. {cv: 2}")
+    loss_weights: dict[str, float] = option(
+        factory=dict, ge=0, le=MAX_LOSS_WEIGHT,
+        remedy="weights are relative, e.g. {cv: 2} (weight x loss must stay finite in float32)")
 
     def validate(self) -> None:
         super().validate()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bounds import MAX_KELVIN
 from ..errors import ConfigError
 
 __all__ = ["MAX_TEMPERATURES", "parse_temperatures"]
@@ -41,6 +42,9 @@ def _kelvin(spec: Any, item: Any) -> float:
         raise ConfigError(f"temperatures {_show(spec)}: {_show(item)} is not a number; give {_FORMS}") from None
     if not math.isfinite(t) or t < 0:
         raise ConfigError(f"temperatures {_show(spec)}: {_show(item)} is not a temperature (finite and >= 0 K)")
+    if t > MAX_KELVIN:  # finite here, but inf in the float32 the models compute in
+        raise ConfigError(f"temperatures {_show(spec)}: {_show(item)} is above the largest temperature models "
+                          f"accept ({MAX_KELVIN:.4g} K, the float32 limit of the physics heads)")
     return t
 
 

@@ -19,7 +19,11 @@ import numpy as np
 
 from .result import per_atom_unit
 
-__all__ = ["PlotInfo", "plot_prediction", "STYLES", "MAX_ITEMS"]
+__all__ = ["PLOT_FORMATS", "PlotInfo", "check_plot_path", "plot_prediction", "STYLES", "MAX_ITEMS"]
+
+#: File suffixes a plot may have: the formats matplotlib's Agg canvas writes without anything else
+#: installed (``pgf`` needs LaTeX and is left out; a path without a suffix would be renamed ``.png``).
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp", "raw", "rgba")
 
 #: Line styles cycled after each full round of colours.
 STYLES = ("-", "--", ":", "-.")
@@ -39,6 +43,21 @@ class PlotInfo:
     total: int
     note: str | None
     figure: Any = None
+
+
+def check_plot_path(path: str | Path, what: str = "--plot") -> str:
+    """The format of plot file ``path`` (its suffix, lower case), checked before any work.
+
+    :raises ConfigError: no suffix, or a suffix that is not one of :data:`PLOT_FORMATS`.
+    """
+    from ..errors import ConfigError
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        found = f"its suffix {Path(path).suffix!r} is not a plot format" if suffix else "it has no suffix"
+        raise ConfigError(f"{what} {path}: {found}; name the file with one of "
+                          f"{', '.join('.' + f for f in PLOT_FORMATS[:6])} ... (e.g. curves.png)")
+    return suffix
 
 
 def _latent_label(p: Any, s: Any) -> str:
@@ -71,6 +90,7 @@ def plot_prediction(
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("plotting needs matplotlib: pip install 'cloudphys[plot]' (or matplotlib)") from exc
+    check_plot_path(path, "plot path")
 
     obs = list(observables or prediction.observables)
     ok = prediction.ok

@@ -183,7 +183,14 @@ def run_split(run_dir: str | Path, split: str, *, registry: Any = None,
 
 def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEFAULT_LEVEL, registry: Any = None,
                   overrides: Sequence[str] = (), write: bool = True) -> dict[str, Any]:
-    """Fit the scale factor of the ensemble in ``run_dir`` on ``split`` and (``write``) store it there."""
+    """Fit the scale factor of the ensemble in ``run_dir`` on ``split`` and (``write``) store it there.
+
+    :raises ConfigError: ``level`` outside (0, 1) -- before the model is loaded.
+    """
+    from ..bounds import Level
+    from ..config.coerce import coerce
+
+    level = coerce("level", level, Level)
     model, examples = run_split(run_dir, split, registry=registry, overrides=overrides)
     cal = calibrate(model, examples, level=level, split=split)
     if write:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import CheckpointError
-from .registry import CARD_FILE, MODEL_JSON, write_checksums
+from .registry import CARD_FILE, MODEL_JSON, check_model_meta, write_checksums
 
 __all__ = ["package_model", "WEIGHT_DTYPES", "GENERATOR_FILE"]
 
@@ -93,6 +93,7 @@ def package_model(
     from ..training.checkpoint import write_manifest
     from ..training.model import model_dialect
 
+    meta = check_model_meta(meta or {}, "meta")
     if dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     run, out = Path(run), Path(out)

@@ -23,13 +23,69 @@ from typing import Any
 from ..errors import CheckpointError, PluginError
 
 __all__ = ["ModelSpec", "CHECKSUM_FILE", "MODEL_JSON", "CARD_FILE", "write_checksums", "verify_checksums",
-           "spec_from_folder", "shipped_folders", "SHIPPED_DIR"]
+           "spec_from_folder", "shipped_folders", "SHIPPED_DIR", "check_model_meta", "RESERVED_META_KEYS"]
 
 CHECKSUM_FILE = "SHA256SUMS"
 MODEL_JSON = "model.json"
 CARD_FILE = "model_card.md"
 #: Where the built-in models live (package data of ``cloudphys.models``).
 SHIPPED_DIR = Path(__file__).resolve().parent
+
+
+#: ``model.json`` keys cloudphys writes from the run itself; user ``meta`` may not set them.
+RESERVED_META_KEYS = ("name", "members", "weights_dtype")
+_META_KEY = r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"
+_META_LIMITS = {"keys": 64, "text": 10_000, "list": 100, "bytes": 64 * 1024}
+
+
+def check_model_meta(meta: Any, what: str = "--meta") -> dict[str, Any]:
+    """``meta`` (extra ``model.json`` fields) as a flat JSON object, or :class:`ConfigError`.
+
+    Allowed: at most 64 keys matching ``[A-Za-z_][A-Za-z0-9_.-]*`` (none of
+    :data:`RESERVED_META_KEYS`), each value a string (<= 10,000 characters), a finite number, a
+    boolean, ``null`` or a list of at most 100 of those; 64 KiB of JSON in all. Nothing nested deeper.
+    """
+    import math
+    import re
+
+    from ..errors import ConfigError
+
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{what}: must be a JSON object of model.json fields (e.g. {{\"summary\": \"...\"}}), "
+                          f"got a {type(meta).__name__}")
+    if len(meta) > _META_LIMITS["keys"]:
+        raise ConfigError(f"{what}: {len(meta)} fields, more than {_META_LIMITS['keys']}")
+
+    def scalar(key: str, v: Any, where: str) -> None:
+        if v is None or isinstance(v, bool) or isinstance(v, int):
+            return
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise ConfigError(f"{what}: {where} is {v!r}; numbers must be finite")
+            return
+        if isinstance(v, str):
+            if len(v) > _META_LIMITS["text"]:
+                raise ConfigError(f"{what}: {where} has {len(v):,} characters, more than {_META_LIMITS['text']:,}")
+            return
+        raise ConfigError(f"{what}: {where} is a {type(v).__name__}; values are strings, numbers, booleans, null "
+                          "or lists of them (the object is flat: nothing nested deeper)")
+
+    for key, v in meta.items():
+        if not isinstance(key, str) or not re.fullmatch(_META_KEY, key):
+            raise ConfigError(f"{what}: field name {str(key)[:40]!r} is not a plain name ([A-Za-z_][A-Za-z0-9_.-]*)")
+        if key in RESERVED_META_KEYS:
+            raise ConfigError(f"{what}: field {key!r} is written by cloudphys from the run; remove it")
+        if isinstance(v, list):
+            if len(v) > _META_LIMITS["list"]:
+                raise ConfigError(f"{what}: {key!r} lists {len(v)} values, more than {_META_LIMITS['list']}")
+            for k, item in enumerate(v):
+                scalar(key, item, f"{key}[{k}]")
+        else:
+            scalar(key, v, repr(key))
+    size = len(json.dumps(meta))
+    if size > _META_LIMITS["bytes"]:
+        raise ConfigError(f"{what}: {size:,} bytes of JSON, more than {_META_LIMITS['bytes']:,}")
+    return dict(meta)
 
 
 @dataclass(frozen=True)
