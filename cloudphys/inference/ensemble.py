@@ -80,6 +80,31 @@ def ensemble_model(
     return ScopePhysicsModel(EnsembleEncoder([m.encoder for m in models]), first.head, first.tokenizer, meta)
 
 
+def _refuse_copies(path: Path, members: Sequence[str]) -> None:
+    """:class:`CheckpointError` if two members are one directory (a link) or hold the same encoder
+    weights (a copy): their spread would be exactly 0, a confidence the ensemble does not have."""
+    import os
+
+    from ..modeling.checks import file_digest
+    from ..training.model import resolve_model_dir
+
+    seen: dict[tuple[str, str], str] = {}
+    for m in members:
+        if not (path / m).exists():
+            continue  # reported by name when the member is loaded
+        real = resolve_model_dir(path / m)
+        keys = [("dir", os.path.realpath(real))] + [("weights", file_digest(f))
+                                                     for f in sorted(real.glob("model*.safetensors"))]
+        for key in keys:
+            if key in seen:
+                how = "is the same directory as" if key[0] == "dir" else "holds the same encoder weights as"
+                raise CheckpointError(
+                    f"ensemble {path}: member {m} {how} member {seen[key]} ({path / 'ensemble.json'}); an ensemble "
+                    "of copies has a spread of exactly 0 -- each member must be trained on its own (another seed)"
+                )
+            seen[key] = m
+
+
 def load_ensemble(
     path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu"
 ) -> ScopePhysicsModel:
@@ -97,6 +122,7 @@ def load_ensemble(
             f"ensemble {path} is incomplete: member(s) {', '.join(missing)} not trained yet "
             "(finish it with `cloudphys train CONFIG --out RUN --resume`)"
         )
+    _refuse_copies(path, manifest["members"])
     models = [ScopePhysicsModel.from_pretrained(path / m, registry=registry, map_location=map_location)
               for m in manifest["members"]]
     first = models[0]

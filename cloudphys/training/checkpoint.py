@@ -301,9 +301,15 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     members = data.get("members") if isinstance(data, dict) else None
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise CheckpointError(f"{path / ENSEMBLE_FILE} must list its members' directories under 'members'")
+    seen: dict[str, str] = {}
     for m in members:
         if Path(m).is_absolute() or ".." in Path(m).parts:
             raise CheckpointError(f"{path / ENSEMBLE_FILE}: member {m!r} must be a directory inside {path}")
+        key = Path(m).as_posix()  # "member-0", "./member-0" and "member-0/" are one directory
+        if key in seen:
+            raise CheckpointError(f"{path / ENSEMBLE_FILE}: member {m!r} is listed twice (as {seen[key]!r} too); "
+                                  "an ensemble of copies has a spread of exactly 0 -- list each member once")
+        seen[key] = m
     complete = data.get("complete", members)
     if not isinstance(complete, list):
         raise CheckpointError(f"{path / ENSEMBLE_FILE}: 'complete' must be a list")

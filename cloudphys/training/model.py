@@ -168,15 +168,28 @@ class ScopePhysicsModel(nn.Module):
                 f"model directory {path} is corrupt: {HEAD_FILE} needs a head 'name', {META_FILE} an object"
             )
         check_format(path, meta.get("format"), meta.get("cloudphys_version"))
+        from ..modeling.checks import check_encoder_config, check_finite, check_head_config, check_tensor_files
+
+        head_params = check_head_config(path, head_info, registry)  # the config's bounds, before building
+        check_encoder_config(path, registry)
         try:
-            head = registry.build_head(head_info["name"], **head_info.get("config", {}))
+            try:
+                head = registry.build_head(head_info["name"], **head_params)
+            except CloudphysError as exc:  # the head refuses what head.json holds
+                raise CheckpointError(f"{path / HEAD_FILE}: {exc}") from None
             if (path / HEAD_WEIGHTS).is_file():
                 from safetensors.torch import load_file
 
                 load_exact(head, load_file(str(path / HEAD_WEIGHTS)), path / HEAD_WEIGHTS)
+                check_tensor_files(path / HEAD_WEIGHTS, head)
             elif head.state_dict():  # a head with tensors saved without them: never its initial values
                 _refuse_mismatch(path / HEAD_WEIGHTS, sorted(head.state_dict()), [], [])
             encoder, tokenizer = _load_encoder(path)
+            weights = sorted(path.glob("model*.safetensors"))
+            for file in weights:
+                check_tensor_files(file, encoder)
+            if not weights:
+                check_finite(encoder, path)
         except CloudphysError:
             raise
         except Exception as exc:
@@ -188,7 +201,10 @@ class ScopePhysicsModel(nn.Module):
         if isinstance(recorded, Mapping) and recorded.get("vocab_sha256") != vocab_hash:
             raise CheckpointError(f"{path}: the tokenizer's vocabulary is not the one the model was saved with "
                                   f"({META_FILE} records another SHA-256); the directory was altered")
-        model = cls(encoder, head, tokenizer, _upgrade_meta(meta))
+        try:
+            model = cls(encoder, head, tokenizer, _upgrade_meta(meta))
+        except ConfigError as exc:  # the encoder's latents are not the head's
+            raise CheckpointError(f"{path / 'config.json'} does not fit {path / HEAD_FILE}: {exc}") from None
         return model.to(map_location).eval()
 
 
