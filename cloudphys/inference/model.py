@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CloudphysError
 from ..training.batching import Encoded, collate
 from ..training.checkpoint import ENSEMBLE_FILE, is_ensemble_dir
 from ..training.model import HEAD_FILE, ScopePhysicsModel
@@ -55,11 +56,18 @@ def predict_encoded(
     device: torch.device | str = "cpu",
     precision: str = "auto",
     observables: Sequence[str] | None = None,
+    errors: dict[int, str] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Observables ``{name: [N, nT]}`` and latents ``{name: [N, *shape]}`` (float64) for every item of ``enc``.
 
     Batches are formed from length-sorted items (less padding); the output is in input order. The
     model is put in eval mode for the call and its mode restored afterwards.
+
+    :param errors: if given, the head's outputs are checked against its contract at run time
+        (:func:`~cloudphys.physics.contract.head_output_problems`: shapes, every observable asked for,
+        finite, cv >= 0, s >= 0, f = u - T*s): ``errors[i]`` names the head and the problem of item
+        ``i`` (its values are NaN), the other items keep theirs. A head that raises is run again one
+        item at a time, so that only the items it fails on are lost.
     """
     device = torch.device(device)
     was_training = model.training
@@ -71,12 +79,15 @@ def predict_encoded(
     try:
         for start in range(0, len(enc), batch_size):
             idx = order[start : start + batch_size]
-            b = collate(enc, idx, pad, device)
-            with autocast(device, precision):
-                out, lat = model(
-                    b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"], observables,
-                    n_atoms_primitive=b["n_atoms_primitive"],
-                )
+            if errors is not None:
+                out, lat = _checked_batch(model, enc, idx, pad, device, precision, observables, errors)
+            else:
+                b = collate(enc, idx, pad, device)
+                with autocast(device, precision):
+                    out, lat = model(
+                        b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"],
+                        observables, n_atoms_primitive=b["n_atoms_primitive"],
+                    )
             for k, v in out.items():
                 preds.setdefault(k, []).append(v.float().cpu().numpy())
             for k, v in lat.items():
@@ -90,3 +101,45 @@ def predict_encoded(
         return (np.concatenate(parts)[inv] if parts else np.zeros((0,))).astype(np.float64)
 
     return {k: cat(v) for k, v in preds.items()}, {k: cat(v) for k, v in lats.items()}
+
+
+def _checked_batch(
+    model: ScopePhysicsModel, enc: Encoded, idx: np.ndarray, pad: int, device: torch.device, precision: str,
+    observables: Sequence[str] | None, errors: dict[int, str],
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One batch through ``model`` with the head's outputs checked; failures go to ``errors`` (by
+    item index) and their values become NaN. A batch that raises is retried item by item."""
+    from ..physics.contract import head_output_problems
+
+    name = getattr(model.head, "name", type(model.head).__name__)
+    obs = list(observables) if observables is not None else [s.name for s in model.head.observables]
+    b = collate(enc, idx, pad, device)
+    try:
+        with autocast(device, precision):
+            out, lat = model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"], b["features"],
+                             observables, n_atoms_primitive=b["n_atoms_primitive"])
+        whole, per_item = head_output_problems(model.head, out, b["temperature"], b["n_atoms"], obs)
+    except CloudphysError:
+        raise
+    except Exception as exc:  # a plugin head that raises: isolate the items it fails on
+        if len(idx) > 1:
+            parts = [_checked_batch(model, enc, idx[k : k + 1], pad, device, precision, observables, errors)
+                     for k in range(len(idx))]
+            return ({o: torch.cat([p[0][o] for p in parts]) for o in parts[0][0]},
+                    {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]})
+        whole, per_item, out, lat = f"raised {type(exc).__name__}: {exc}", [None], {}, {}
+    B, nT = b["temperature"].shape
+    if whole is not None:
+        for i in idx:
+            errors[int(i)] = f"head {name!r}: {whole}"
+        nan = torch.full((B, nT), float("nan"), device=b["temperature"].device)
+        out = {o: nan for o in obs}
+        dev = b["temperature"].device
+        lat = lat if lat else {s.name: torch.full((B, *([int(s.size)] if int(s.size) > 1 else [])), float("nan"),
+                                                  device=dev) for s in model.head.latents}
+        return out, lat
+    out = {o: out[o] for o in obs}
+    for k, problem in enumerate(per_item):
+        if problem is not None:
+            errors[int(idx[k])] = f"head {name!r} broke its contract: {problem}"
+    return out, lat

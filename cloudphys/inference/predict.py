@@ -262,7 +262,11 @@ def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, 
     lats: dict[str, np.ndarray] = {}
     if enc is not None:
         model.to(dev)
-        p, lat = predict_encoded(model, enc, batch_size=batch_size, device=dev, observables=obs_names)
+        head_errors: dict[int, str] = {}
+        p, lat = predict_encoded(model, enc, batch_size=batch_size, device=dev, observables=obs_names,
+                                 errors=head_errors)
+        for j, problem in head_errors.items():  # the head broke its contract for this item (issue 22)
+            items[good[j]].fail(problem)
         rows = np.asarray(good)
         for o in obs_names:
             preds[o][rows] = p[o]
@@ -271,7 +275,7 @@ def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, 
             lats[name][rows] = v
         for j, k in enumerate(good):  # never pass NaN along as a prediction
             finite = all(np.isfinite(p[o][j]).all() for o in obs_names)
-            if not (finite and all(np.isfinite(v[j]).all() for v in lat.values())):
+            if items[k].error is None and not (finite and all(np.isfinite(v[j]).all() for v in lat.values())):
                 items[k].fail("the model produced a non-finite value (NaN or inf) for this input")
             if items[k].error is not None:
                 for arr in (*preds.values(), *lats.values()):

@@ -5,26 +5,30 @@ keeps the strings of items read from files in ``$CLOUDPHYS_CACHE/scope/`` (defau
 per-user cache directory, e.g. ``~/.cache/cloudphys/scope``). Nothing is ever written next to the
 inputs or to the data directory, which may be read-only.
 
-A cache file is keyed by the source file (resolved path, size, modification time), the converter
+A cache file is keyed by the source file's content (SHA-256 of its bytes: a file replaced by another
+with the same path, size and modification time -- ``cp -p``, unzip, ``touch -r`` -- is a new key), the converter
 (a hash of the ``cloudphys.scope`` and ``cloudphys.inputs`` sources plus the spglib and pymatgen
 versions) and every setting that changes a result (dialect, tolerances, ``allow_disordered``, the
 per-item limits); any change makes a new key. Inside, item names map to strings and atom counts
-(or to the conversion error; timeouts are never cached).
+(or to the conversion error; timeouts are never cached). A damaged cache file (not JSON, wrong
+types, a string that does not parse, an ``n_atoms`` that is not a positive finite number) is never
+fatal: the damaged entries are converted again and the file rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ScopeCache", "cache_dir", "converter_fingerprint"]
+__all__ = ["ScopeCache", "cache_dir", "converter_fingerprint", "file_sha256"]
 
-_FORMAT = 2
+_FORMAT = 3
 
 
 def cache_dir() -> Path:
@@ -63,10 +67,34 @@ def converter_fingerprint() -> str:
     return _FINGERPRINT
 
 
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of the bytes of ``path`` (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    """A file name for the cache: the source's name with anything unusual replaced (readability only)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)[:80] or "source"
+
+
+def _parses(text: str) -> bool:
+    from ..scope import parse_cached
+
+    try:
+        parse_cached(text)
+    except Exception:  # any damage: the entry is converted again
+        return False
+    return True
+
+
 class ScopeCache:
     """SCOPE strings converted from the structures of one source file.
 
-    :param source: the file the structures come from (its path, size and mtime form the key).
+    :param source: the file the structures come from (the SHA-256 of its bytes is the key).
     :param settings: everything else that changes a result (dialect, tolerances, limits...).
     :param root: cache directory (default :func:`cache_dir`).
     """
@@ -74,30 +102,39 @@ class ScopeCache:
     def __init__(self, source: str | os.PathLike[str], *, settings: dict[str, Any],
                  root: str | os.PathLike[str] | None = None) -> None:
         src = Path(source).resolve()
-        st = src.stat()
-        key = json.dumps([_FORMAT, str(src), st.st_size, st.st_mtime_ns, converter_fingerprint(), settings],
-                         sort_keys=True, default=repr)
+        content = file_sha256(src)
+        key = json.dumps([_FORMAT, content, converter_fingerprint(), settings], sort_keys=True, default=repr)
         digest = hashlib.sha256(key.encode()).hexdigest()[:24]
         base = Path(root).expanduser() if root is not None else cache_dir()
-        self.path = base / "scope" / f"{src.name}.{settings.get('dialect', 'default')}.{digest}.json"
+        self.path = base / "scope" / f"{_safe_name(src.name)}.{settings.get('dialect', 'default')}.{digest}.json"
         self.scope: dict[str, str] = {}
         self.n_atoms: dict[str, float] = {}
         self.errors: dict[str, str] = {}
-        self._meta = {"source": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                      "converter": converter_fingerprint(), "settings": settings, "format": _FORMAT}
+        self._meta = {"sha256": content, "converter": converter_fingerprint(), "settings": settings,
+                      "format": _FORMAT}
         self._read()
 
     def _read(self) -> None:
+        """Load the cache file; whatever is damaged in it is left out (and so converted again)."""
         try:
             with open(self.path, encoding="utf-8") as fh:
                 blob = json.load(fh)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return
-        if isinstance(blob, dict) and all(isinstance(blob.get(k, {}), dict) for k in ("scope", "errors", "n_atoms")):
-            self.scope = {str(k): str(v) for k, v in blob.get("scope", {}).items()}
-            self.errors = {str(k): str(v) for k, v in blob.get("errors", {}).items()}
-            self.n_atoms = {str(k): float(v) for k, v in blob.get("n_atoms", {}).items()
-                            if isinstance(v, (int, float))}
+        if not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict):
+            return
+        if blob["meta"].get("sha256") != self._meta["sha256"] or blob["meta"].get("format") != _FORMAT:
+            return  # another file's entries under this name: never used
+        parts = [blob.get(k, {}) for k in ("scope", "errors", "n_atoms")]
+        if not all(isinstance(p, dict) for p in parts):
+            return
+        scope, errors, n_atoms = parts
+        self.scope = {str(k): v for k, v in scope.items() if isinstance(v, str) and _parses(v)}
+        self.errors = {str(k): v for k, v in errors.items() if isinstance(v, str) and str(k) not in self.scope}
+        self.n_atoms = {str(k): float(v) for k, v in n_atoms.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0}
+        for k in [k for k in self.scope if k in n_atoms and k not in self.n_atoms]:  # a damaged count: redo
+            del self.scope[k]
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys among ``keys`` that have neither a string nor an error cached."""

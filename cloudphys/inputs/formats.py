@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StructureError
+from .elements import ISOTOPES, check_element, cif_symbol_element
 from .limits import InputLimitError, Limits
 from .plain import ase_json_frames, plain_structure
 from .textio import is_gzip_name, loads_json, read_text
@@ -190,6 +191,7 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
             if not (math.isfinite(occ) and 0 < occ <= 1 + 1e-3):
                 raise StructureError(f"site {label}: invalid occupancy {v!r} (must be a number in (0, 1]; "
                                      "pymatgen would drop the site)")
+    expected = _cif_elements(data)
     try:
         parser = CifParser(io.StringIO(text))
         structures = parser.parse_structures(primitive=False, on_error="raise")
@@ -199,7 +201,29 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
         raise StructureError(f"cannot read a structure ({type(exc).__name__}: {exc})") from None
     if not structures:
         raise StructureError("the CIF block has no structure pymatgen can build")
+    got = {sp.symbol for sp in structures[0].composition}
+    if expected and got != expected:  # pymatgen reinterpreted a symbol (NO3 -> N, ...) or dropped a site
+        raise StructureError(f"the CIF names the elements {', '.join(sorted(expected))} but pymatgen read "
+                             f"{', '.join(sorted(got)) or 'none'}; write each site's element symbol plainly")
     return structures[0]
+
+
+_TYPE_TAGS = ("_atom_site_type_symbol", "_atom_site.type_symbol")
+_LABEL_TAGS = ("_atom_site_label", "_atom_site.label")
+
+
+def _cif_elements(data: dict[str, Any]) -> set[str]:
+    """The elements a CIF block's sites name (type symbols, else labels), each checked by
+    :func:`~.elements.cif_symbol_element` (an unknown or pseudo symbol is an error naming it)."""
+    tag = next((t for t in _TYPE_TAGS if t in data), None)
+    label = tag is None
+    tag = tag or next((t for t in _LABEL_TAGS if t in data), None)
+    if tag is None:
+        return set()
+    values = data[tag] if isinstance(data[tag], list) else [data[tag]]
+    out = {cif_symbol_element(str(v), label=label) for v in values}
+    out.discard(None)
+    return out  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------------------
@@ -221,6 +245,15 @@ def _parse_poscar(text: str, limits: Limits) -> Any:
         raise limits.too_big("the number of atoms", n, "max_atoms")
     from pymatgen.io.vasp import Poscar
 
+    lines = text.splitlines()
+    symbols = lines[5].split() if len(lines) > 5 else []
+    if symbols and not all(t.lstrip("+").isdigit() for t in symbols):  # VASP 5: the species line
+        for t in symbols:
+            check_element(t.split("/")[0].split("_")[0], "POSCAR species")
+    elif lines:  # VASP 4: pymatgen may take the species from the comment line
+        for t in lines[0].split():
+            if t in ISOTOPES:
+                check_element(t, "POSCAR comment-line species")
     try:
         return Poscar.from_str(text, read_velocities=False).structure
     except Exception as exc:

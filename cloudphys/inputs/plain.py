@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import StructureError
+from .elements import check_element
 from .limits import Limits
 
 __all__ = ["ase_json_frames", "plain_structure", "plain_value", "structure_from_plain"]
@@ -104,6 +105,7 @@ def plain_structure(d: Any, limits: Limits) -> dict[str, Any]:
         for sp in species:
             if not isinstance(sp, Mapping) or not isinstance(sp.get("element"), str):
                 raise StructureError(f"site {i}: each species needs an 'element' string, got {sp!r:.80}")
+            check_element(sp["element"], f"site {i}: element")  # never D -> H, Va -> V
             occu = _number(sp.get("occu", 1), f"site {i}: occupancy")
             if not 0 < occu <= 1 + _OCCU_TOL:
                 raise StructureError(f"site {i}: invalid occupancy {occu!r} of {sp['element']} (must be in (0, 1])")

@@ -51,6 +51,8 @@ __all__ = [
     "CONDITIONS",
     "validate_head_class",
     "check_inputs",
+    "OUTPUT_RTOL",
+    "head_output_problems",
     "temperature_limit",
     "n_atoms_limit",
 ]
@@ -476,3 +478,76 @@ def validate_head_class(head_cls: Any, plugin: str = "<unknown>") -> None:
         )
     if head_cls.compute is PhysicsHead.compute:
         raise PluginRegistrationError(plugin, f"head {name!r} does not implement compute()")
+
+
+#: Tolerance of the run-time output check (:func:`head_output_problems`), relative to the scale
+#: ``3·n·R`` (cv, s) or ``3·n·R·T + |u| + T·|s|`` (f = u − T·s); generous (100× the heads' accuracy
+#: target) so that a correct head is never refused, tight enough that a wrong formula is.
+OUTPUT_RTOL: dict[torch.dtype, float] = {torch.float64: 1e-8, torch.float32: 1e-3, torch.bfloat16: 5e-2,
+                                         torch.float16: 1e-2}
+
+
+def head_output_problems(
+    head: Any,
+    outputs: Any,
+    temperature: Tensor,
+    n_atoms: Tensor,
+    observables: Sequence[str],
+) -> tuple[str | None, list[str | None]]:
+    """Check what a head returned against its contract, at run time (every prediction, any plugin).
+
+    :param outputs: the head's return value for a batch of ``B`` items at ``nT`` temperatures.
+    :param temperature: ``[B, nT]`` K; :param n_atoms: ``[B]`` atoms per cell.
+    :param observables: the observables asked for.
+    :returns: ``(problem of the whole batch, [problem of item b])``: the batch fails when ``outputs``
+        is not a mapping, lacks an observable asked for, or holds a value that is not a ``[B, nT]``
+        floating tensor; an item fails when one of its values is NaN/inf, ``cv < 0`` or ``s < 0``
+        (beyond round-off), or ``f ≠ u − T·s`` beyond :data:`OUTPUT_RTOL` of its dtype. ``None``: fine.
+    """
+    T = temperature
+    B = int(T.shape[0])
+    items: list[str | None] = [None] * B
+    if not isinstance(outputs, Mapping):
+        return f"returned a {type(outputs).__name__}, not a mapping of observables", items
+    missing = [o for o in observables if o not in outputs]
+    if missing:
+        return f"returned no {', '.join(map(repr, missing))} (asked for {', '.join(observables)})", items
+    for o in observables:
+        v = outputs[o]
+        if not isinstance(v, Tensor) or not v.is_floating_point():
+            return f"returned {o!r} as {type(v).__name__} {getattr(v, 'dtype', '')}, not a floating tensor", items
+        if tuple(v.shape) != tuple(T.shape):
+            return f"returned {o!r} of shape {tuple(v.shape)}, expected {tuple(T.shape)} (items x temperatures)", items
+    vals = {o: outputs[o].detach().double() for o in observables}
+    Td = T.detach().double()
+    n = n_atoms.detach().double().reshape(-1, 1)
+    cv_scale = 3.0 * n * R_GAS
+
+    def note(b: int, text: str) -> None:
+        if items[b] is None:
+            items[b] = text
+
+    for o, v in vals.items():
+        bad = ~torch.isfinite(v)
+        for b in torch.nonzero(bad.any(dim=1)).flatten().tolist():
+            j = int(torch.nonzero(bad[b]).flatten()[0])
+            note(b, f"{o} is {float(v[b, j])} at {float(Td[b, j]):g} K (not finite)")
+    for o in ("cv", "s"):
+        if o in vals:
+            rtol = OUTPUT_RTOL.get(outputs[o].dtype, 1e-3)
+            neg = vals[o] < -rtol * cv_scale
+            for b in torch.nonzero(neg.any(dim=1)).flatten().tolist():
+                j = int(torch.nonzero(neg[b]).flatten()[0])
+                note(b, f"{o} = {float(vals[o][b, j]):.6g} < 0 at {float(Td[b, j]):g} K ({o} is never negative)")
+    if {"u", "s", "f"} <= set(vals):
+        u, s_, f = vals["u"], vals["s"], vals["f"]
+        dtype = max((outputs[o].dtype for o in ("u", "s", "f")), key=lambda d: OUTPUT_RTOL.get(d, 1e-3))
+        rtol = OUTPUT_RTOL.get(dtype, 1e-3)
+        scale = cv_scale * Td + u.abs() + Td * s_.abs()
+        off = (f - (u - Td * s_)).abs() > rtol * scale
+        off &= torch.isfinite(u) & torch.isfinite(s_) & torch.isfinite(f)
+        for b in torch.nonzero(off.any(dim=1)).flatten().tolist():
+            j = int(torch.nonzero(off[b]).flatten()[0])
+            note(b, f"f = {float(f[b, j]):.6g} but u - T*s = {float(u[b, j] - Td[b, j] * s_[b, j]):.6g} at "
+                    f"{float(Td[b, j]):g} K (f = u - T*s is violated beyond the {dtype} tolerance {rtol:g})")
+    return None, items

@@ -11,6 +11,7 @@ This module sits below :mod:`cloudphys.scope.record` (which renders) and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -73,12 +74,14 @@ def _validate_table(raw: Mapping[Any, Any], source: str) -> GeneratorTable:
     return GeneratorTable(table, source)
 
 
+_MAX_TABLE_BYTES = 16 * 1024 * 1024
+
+
 @lru_cache(maxsize=8)
-def _load_table_file(path: str, stamp: tuple[int, int]) -> GeneratorTable:
+def _load_table_file(path: str, digest: str, data: bytes) -> GeneratorTable:
     try:
-        with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ScopeError(f"cannot read the generator table {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ScopeError(f"generator table {path}: expected a JSON object space-group number → string")
@@ -107,11 +110,15 @@ def load_generator_table(source: str | os.PathLike[str] | Mapping[Any, str] | No
         return _validate_table(source, "(mapping)")
     path = Path(source).expanduser()
     try:
-        st = path.stat()
+        with open(path, "rb") as fh:
+            data = fh.read(_MAX_TABLE_BYTES + 1)
     except OSError as exc:
         raise ScopeError(f"cannot read the generator table {path}: {exc}") from exc
-    # cached per file and version: (modification time in ns, size) -- an edited file is read again
-    return _load_table_file(str(path.resolve()), (st.st_mtime_ns, st.st_size))
+    if len(data) > _MAX_TABLE_BYTES:
+        raise ScopeError(f"generator table {path}: larger than {_MAX_TABLE_BYTES:,} bytes; CLOUD's table is ~10 KB")
+    # cached per file and content (SHA-256 of the bytes, never the modification time: a table replaced
+    # by `cp -p` or unzip is read again)
+    return _load_table_file(str(path.resolve()), hashlib.sha256(data).hexdigest(), data)
 
 
 def symmetry_tokens(
