@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import StructureError
 from .elements import ISOTOPES, check_element, cif_symbol_element
-from .limits import InputLimitError, Limits
+from .limits import InputLimitError, Limits, file_total_error
 from .plain import ase_json_frames, plain_structure
 from .textio import is_gzip_name, loads_json, read_text
 
@@ -288,7 +288,7 @@ def _parse_other(path: str) -> Any:
 def _split_extxyz(text: str, limits: Limits) -> list[tuple[int, Any]]:
     lines = text.splitlines(keepends=True)
     out: list[tuple[int, Any]] = []
-    i = 0
+    i = total = 0
     while i < len(lines):
         if not lines[i].strip():
             i += 1
@@ -308,6 +308,10 @@ def _split_extxyz(text: str, limits: Limits) -> list[tuple[int, Any]]:
         if i + 2 + n > len(lines):
             out.append((i + 1, StructureError(f"line {i + 1}: the frame declares {n} atoms but the file ends "
                                               f"after {len(lines) - i - 2} more lines")))
+            return out
+        total += n
+        if total > limits.max_file_atoms:
+            out.append((i + 1, file_total_error(limits, f"the frames from line {i + 1} on", total)))
             return out
         out.append((i + 1, DeferredStructure("extxyz", "".join(lines[i:i + 2 + n]), limits)))
         i += 2 + n
@@ -336,7 +340,16 @@ def _traj_frames(path: Path, limits: Limits) -> list[tuple[int, Any]]:
         if n_frames == 0:
             return [(0, StructureError("the trajectory has no frames"))]
         numbers = pbc = None
+        offsets = [int(o) for o in getattr(reader, "_offsets", [])]
+        first_at: dict[int, int] = {}
+        total = 0
         for k in range(n_frames):
+            if k < len(offsets):
+                j = first_at.setdefault(offsets[k], k)
+                if j != k:  # the index points at another frame's data: a file expanding itself
+                    out.append((k, StructureError(f"frame {k} repeats the data of frame {j} (the trajectory's index "
+                                                  "lists one offset twice); the file is corrupt or crafted")))
+                    continue
             try:
                 b = reader[k]
                 numbers = _traj_array(b, "numbers", limits.max_atoms, numbers)
@@ -351,6 +364,11 @@ def _traj_frames(path: Path, limits: Limits) -> list[tuple[int, Any]]:
                               cell=np.asarray(cell, dtype=np.float64).reshape(3, 3),
                               pbc=np.asarray(pbc if pbc is not None else True, dtype=bool),
                               magmoms=None if magmoms is None else np.asarray(magmoms, dtype=np.float64))
+                if total + len(atoms) > limits.max_file_atoms:
+                    out.append((k, file_total_error(limits, f"frames {k}-{n_frames - 1} of {n_frames}",
+                                                    total + len(atoms))))
+                    break
+                total += len(atoms)
                 out.append((k, atoms))
             except StructureError as exc:
                 out.append((k, exc))

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, StructureError
 
-__all__ = ["DEFAULT_LIMITS", "InputLimitError", "Limits", "as_limits"]
+__all__ = ["DEFAULT_LIMITS", "InputLimitError", "Limits", "as_limits", "file_total_error"]
 
 
 class InputLimitError(StructureError):
@@ -33,6 +33,11 @@ class Limits:
         ``n_atoms`` a row may declare. Default 5000.
     :param max_symops: symmetry operations listed in one CIF block (a space group has at most 192).
         Default 1000.
+    :param max_file_atoms: atoms of all the items of one file together (frames of a trajectory, rows
+        of an ASE database, frames of an extxyz file): a file whose index repeats its data (an ASE JSON
+        listing one row id a million times, a ``.traj`` whose frame offsets all point at one frame)
+        cannot expand a small file into millions of atoms. Default 1,000,000; the items past it are
+        one error row naming them.
     :param max_seconds: wall-clock seconds to read and convert one structure; ``None`` (default):
         no watchdog -- the size limits above bound the work. When set, conversion runs in worker
         processes and an item still running after ``max_seconds`` is stopped and reported.
@@ -41,6 +46,7 @@ class Limits:
     max_bytes: int = 32 * 1024 * 1024
     max_atoms: int = 5000
     max_symops: int = 1000
+    max_file_atoms: int = 1_000_000
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -66,8 +72,16 @@ class Limits:
         )
 
 
+def file_total_error(limits: Limits, rest: str, total: int) -> InputLimitError:
+    """The one error item for the items ``rest`` of a file (e.g. ``"frames 7-99 of 100"``) that are not
+    read because the file's atoms would reach ``total``, over ``limits.max_file_atoms``."""
+    return InputLimitError(f"{rest} are not read: the file's atoms would be {total:,} but the limit is "
+                           f"{limits.max_file_atoms:,} for one file (max_file_atoms; raise it with --max-file-atoms "
+                           "or Limits(max_file_atoms=...))")
+
+
 _FLAGS = {"max_bytes": "--max-item-bytes", "max_atoms": "--max-atoms", "max_symops": "--max-symops",
-          "max_seconds": "--item-timeout"}
+          "max_file_atoms": "--max-file-atoms", "max_seconds": "--item-timeout"}
 
 DEFAULT_LIMITS = Limits()
 
@@ -88,7 +102,7 @@ def as_limits(limits: Limits | dict[str, Any] | None) -> Limits:
 
 
 def add_limit_options(parser: Any) -> None:
-    """Add ``--max-atoms``, ``--max-item-bytes``, ``--max-symops`` and ``--item-timeout`` to an
+    """Add ``--max-atoms``, ``--max-item-bytes``, ``--max-symops``, ``--max-file-atoms`` and ``--item-timeout`` to an
     ``argparse`` parser (the same flags on every command that reads inputs)."""
     d = DEFAULT_LIMITS
     parser.add_argument("--max-atoms", type=int, default=None, metavar="N",
@@ -98,6 +112,8 @@ def add_limit_options(parser: Any) -> None:
                              f"(default {d.max_bytes})")
     parser.add_argument("--max-symops", type=int, default=None, metavar="N",
                         help=f"symmetry operations one CIF block may list (default {d.max_symops})")
+    parser.add_argument("--max-file-atoms", type=int, default=None, metavar="N",
+                        help=f"atoms all the frames/rows of one file may have together (default {d.max_file_atoms})")
     parser.add_argument("--item-timeout", type=float, default=None, metavar="SECONDS",
                         help="stop converting an item after SECONDS (conversion then runs in worker processes; "
                              "default: no timeout, the size limits bound the work)")
@@ -108,4 +124,5 @@ def limits_from_options(args: Any) -> Limits:
     return DEFAULT_LIMITS.with_(max_atoms=getattr(args, "max_atoms", None),
                                 max_bytes=getattr(args, "max_item_bytes", None),
                                 max_symops=getattr(args, "max_symops", None),
+                                max_file_atoms=getattr(args, "max_file_atoms", None),
                                 max_seconds=getattr(args, "item_timeout", None))

@@ -216,18 +216,38 @@ def _ase_decode(value: Any, limits: Limits, depth: int = 0) -> Any:
 
 def ase_json_frames(doc: Mapping[str, Any], limits: Limits) -> list[tuple[str, Any]]:
     """``(row id, ase.Atoms or StructureError)`` for each row of an ASE JSON database document."""
+    from .limits import file_total_error
+
     ids = doc.get("ids")
     if not isinstance(ids, list):
         ids = [k for k in doc if str(k).isdigit()]
     out: list[tuple[str, Any]] = []
-    for rid in ids:
+    seen: set[str] = set()
+    repeats = len(ids) - len({str(r) for r in ids})
+    total = 0
+    for k, rid in enumerate(ids):
+        key = str(rid)
+        if key in seen:  # a row listed again: a small file expanding itself; one error row for all repeats
+            if repeats:
+                out.append((f"{key}#{k}", StructureError(
+                    f"row id {key} is listed again in 'ids' (entry {k}); each row is read once, the {repeats:,} "
+                    "repeated entries of 'ids' are not read")))
+                repeats = 0
+            continue
+        seen.add(key)
         try:
-            row = doc.get(str(rid))
+            row = doc.get(key)
             if not isinstance(row, Mapping):
                 raise StructureError(f"row {rid} is missing")
-            out.append((str(rid), _ase_atoms(_ase_decode(row, limits), limits)))
+            atoms = _ase_atoms(_ase_decode(row, limits), limits)
+            if total + len(atoms) > limits.max_file_atoms:
+                out.append((key, file_total_error(limits, f"rows {key} and the {len(ids) - k - 1} after it",
+                                                  total + len(atoms))))
+                break
+            total += len(atoms)
+            out.append((key, atoms))
         except StructureError as exc:
-            out.append((str(rid), exc))
+            out.append((key, exc))
     return out
 
 
