@@ -17,6 +17,7 @@ __all__ = [
     "StructureError",
     "DataError",
     "CheckpointError",
+    "WorkerError",
 ]
 
 
@@ -58,3 +59,8 @@ class DataError(CloudphysError, ValueError):
 
 class CheckpointError(CloudphysError, ValueError):
     """A checkpoint directory is missing, incomplete, corrupt or unsafe."""
+
+
+class WorkerError(CloudphysError, RuntimeError):
+    """A worker process died before finishing its task (killed, out of memory); the message names
+    the task (e.g. the ensemble member) and what is kept."""

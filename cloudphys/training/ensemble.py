@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, load_config
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, WorkerError
 from ..inference.ensemble import ensemble_model
 from ..inference.model import predict_encoded
 from . import checkpoint as ckpt
@@ -105,6 +105,73 @@ def _fit_members(config: Config, out: Path | None, names: list[str], seeds: list
     return results
 
 
+def _die_with_parent(parent: int) -> None:
+    """Initializer of the member workers: the worker ends when process ``parent`` does.
+
+    A worker outliving a killed ``cloudphys train`` would go on writing its member directory
+    outside the run lock (which died with the parent). On Linux the kernel sends SIGKILL at the
+    parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread checks every 0.5 s that
+    the parent is still the parent (a dead parent's children are re-parented) and exits otherwise.
+    """
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # no libc prctl: the watchdog below still runs
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(70)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="cloudphys-parent-watchdog", daemon=True).start()
+
+
+def _lock_pid(mdir: Path) -> int | None:
+    """The pid recorded in a run directory's lock file (who trained it last), or ``None``."""
+    try:
+        return int((mdir / ckpt.LOCK_FILE).read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _dead_worker_error(out: Path, todo: Sequence[tuple[int, str, int]], complete: Sequence[str],
+                       procs: Mapping[int, Any]) -> WorkerError:
+    """The :class:`WorkerError` naming the member(s) whose worker died (from the pids in their locks)."""
+    import signal
+
+    for proc in procs.values():
+        proc.join(timeout=5)
+    dead = {pid: proc.exitcode for pid, proc in procs.items() if proc.exitcode not in (None, 0)}
+    # the pool ends the other workers with SIGTERM once one died: name the one(s) that died first
+    first = {pid: code for pid, code in dead.items() if code != -int(signal.SIGTERM)}
+    dead = first or dead
+    named = []
+    for _, name, seed in todo:
+        pid = _lock_pid(out / name) if name not in complete else None
+        if pid in dead:
+            code = dead[pid]
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            named.append(f"member {name} (seed {seed}; worker pid {pid}, {how})")
+    what = ", ".join(named) if named else "a member worker (" + ", ".join(
+        f"pid {pid}: exit {code}" for pid, code in dead.items()) + ")"
+    return WorkerError(f"ensemble training in {out}: the worker process of {what} died before finishing; the other "
+                       "members were stopped, the finished ones are kept, and `cloudphys train CONFIG --out RUN "
+                       "--resume` continues from the last checkpoints")
+
+
 def _member_process(member: dict[str, Any], mdir: str, again: bool, accept: bool, tokenizer: Any,
                     data: Mapping[str, Any]) -> str:
     """One member in a worker process of :func:`_fit_members_parallel` (the installed plugins)."""
@@ -121,7 +188,9 @@ def _fit_members_parallel(config: Config, out: Path | None, names: list[str], se
     records each member as it finishes; ``callbacks`` get a finished member's rows then. A member
     that fails stops the others and is raised, naming it; the finished ones stay for ``--resume``."""
     import multiprocessing
+    import os
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     tc = config.train
     if out is None:
@@ -133,7 +202,8 @@ def _fit_members_parallel(config: Config, out: Path | None, names: list[str], se
     todo = [(i, name, seed) for i, (name, seed) in enumerate(zip(names, seeds)) if name not in complete]
     workers = min(tc.parallel_members, len(todo))
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools or locks
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
     try:
         futures = {}
         for i, name, seed in todo:
@@ -141,12 +211,16 @@ def _fit_members_parallel(config: Config, out: Path | None, names: list[str], se
             again = resume and (out / name / "last").exists()
             futures[pool.submit(_member_process, member, str(out / name), again, accept_config_changes,
                                 tokenizer, dict(data))] = (i, name)
+        workers_at_start = dict(getattr(pool, "_processes", None) or {})  # pid -> process, before any dies
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for fut in sorted(done, key=lambda f: futures[f][0]):
                 i, name = futures[fut]
                 exc = fut.exception()
+                if isinstance(exc, BrokenProcessPool):  # a worker was killed: name its member, no traceback
+                    procs = {**workers_at_start, **dict(getattr(pool, "_processes", None) or {})}
+                    raise _dead_worker_error(out, todo, complete, procs) from exc
                 if exc is not None:
                     if hasattr(exc, "add_note"):  # Python >= 3.11
                         exc.add_note(f"in ensemble member {name} (seed {seeds[i]}), trained in a worker process; "
