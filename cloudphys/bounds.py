@@ -75,6 +75,8 @@ def show(value: Any, width: int = 60) -> str:
 
 
 def _num(x: float) -> str:
+    if abs(x) >= 1e15:  # MAX_KELVIN = 2**63: 9.22e+18, not nineteen digits
+        return f"{x:.3g}"
     return f"{int(x):_}" if float(x).is_integer() and abs(x) >= 1e4 else f"{x:g}"
 
 

@@ -191,7 +191,7 @@ def test_docs_config_md_holds_the_bounds_table_generated_from_the_schema() -> No
         ({"name": "cloud-cv", "valid_size": 5}, "data.valid_size must be a finite number >= 0 and < 1, got 5.0"),
         ({"name": "cloud-cv", "temperature": -300}, "data.temperature must be a finite number >= 0"),
         ({"name": "phonondb-thermo", "temperatures": [300, -5]},
-         "data.temperatures[1] must be a finite number >= 0, got -5.0"),
+         "data.temperatures[1] must be a finite number >= 0 and <= 9.22e+18, got -5.0"),
         ({"name": "phonondb-thermo", "temperature_range": [20, float("inf")]},
          "data.temperature_range[1] must be a finite number"),
         ({"name": "phonondb-thermo", "limit": 0}, "data.limit must be an integer >= 1"),

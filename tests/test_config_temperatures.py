@@ -69,7 +69,8 @@ def test_the_grid_of_the_predict_default_example() -> None:
         ([[1, 2]], "is not a temperature"),
         (None, "None is not a temperature"),
         ("0:1e12:1e-3", f"more than the limit of {MAX_TEMPERATURES:_}; use a coarser step"),
-        ("0:1e308:1e-308", "more than the limit"),
+        ("0:1e308:1e-308", "above the largest temperature"),  # 1e308 K is inf in float32 (issue 22)
+        ("0:1e18:1e-3", "more than the limit"),
         ("0:100000", "more than the limit"),
     ],
 )

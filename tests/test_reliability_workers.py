@@ -67,7 +67,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _worker_pids(out: Path, proc: subprocess.Popen[str], names: tuple[str, ...], timeout: float = 240,
+def _worker_pids(out: Path, proc: subprocess.Popen[str], names: tuple[str, ...], timeout: float = 900,
                  need_checkpoint: bool = False) -> dict[str, int]:
     """Wait until every member in ``names`` is being trained by a worker (its lock holds the worker's pid)."""
     deadline = time.monotonic() + timeout
