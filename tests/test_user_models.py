@@ -159,7 +159,8 @@ def test_predict_every_input_kind(shipped, tmp_path) -> None:
         for o in ("u", "cv", "s", "f"):
             assert np.all(np.isfinite(p[0].values(o))) and p[0].std(o) is not None
     p = m.predict([s["mgo"], atoms, tmp_path / "mgo.cif", scope, "missing.cif"], temperatures=[300])
-    assert len(p) == 5 and len(p.errors) == 1 and p[4].error is not None and "missing.cif" in p[4].error
+    assert len(p) == 5 and len(p.errors) == 1 and p[4].error == "no such file or folder" and p[4].name == "missing.cif"
+    assert [s.name for s in p][:2] == ["MgO", "Cu"]  # in-memory structures: their reduced formula as id
     assert p[3].n_atoms is None and np.isnan(p[3].values("cv", "cell")).all()  # SCOPE string: per atom only
     # the same crystal (MgO from a Structure and from its CIF) gives the same per-atom answer
     np.testing.assert_allclose(p[0].values("cv"), p[2].values("cv"), rtol=1e-6)
@@ -208,15 +209,17 @@ def test_cli_predict_exit_codes_csv_yaml_and_plot(shipped, tmp_path, monkeypatch
                     "--plot", str(tmp_path / "p.png"), "--phonopy-yaml", str(tmp_path / "yaml")], monkeypatch, capsys)
     assert rc == 0, cap.err
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("# cloudphys prediction")
-    rows = list(csv.DictReader(lines[1:]))
+    assert lines[0].startswith("id,source,scope,")  # header first; the metadata is in out.csv.json
+    assert json.loads((tmp_path / "out.csv.json").read_text())["format"] == "cloudphys-prediction"
+    rows = list(csv.DictReader(lines))
     assert len(rows) == 200 and "cv_std_J_per_K_mol_atom" in rows[0] and "u_lo90_J_per_mol_cell" in rows[0]
     assert (tmp_path / "p.png").stat().st_size > 0
     assert (tmp_path / "yaml" / "mgo.cif" / "thermal_properties.yaml").is_file()
 
     rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out)], monkeypatch, capsys)
     assert rc == 1 and "nope.cif" in cap.err
-    assert sum(1 for r in csv.DictReader(out.read_text().splitlines()[1:]) if r["error"]) == 1
+    assert sum(1 for r in csv.DictReader(out.read_text().splitlines()) if r["error"]) == 1
+    assert "nope.cif: nope.cif" not in cap.err  # the path is said once
     rc, _ = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out), "--keep-going"],
                  monkeypatch, capsys)
     assert rc == 0

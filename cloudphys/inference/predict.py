@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..config.temperatures import parse_temperatures
 from ..data.base import Examples
 from ..errors import DataError
-from ..training.batching import check_tokens, encode
+from ..training.batching import check_tokens, collate, encode
 from ..training.model import ScopePhysicsModel, model_dialect
-from ..training.runtime import resolve_device
+from ..training.runtime import autocast, resolve_device
 from .model import load_model, predict_encoded
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "plot_curves",
     "predict_files",
     "predict_items",
+    "predict_encoded_members",
     "predict_with_members",
     "read_items",
     "write_csv",
@@ -63,12 +65,13 @@ def _generator_table(dialect: str) -> Any:
     return fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud")
 
 
-def _convert(items: list[Any], dialect: str, workers: int = 1) -> None:
+def _convert(items: list[Any], dialect: str, workers: int = 1, *, allow_disordered: bool = False) -> None:
     """SCOPE strings (``.scope``) for every structure item; given strings parsed. Errors per item."""
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
-        to_records(items, dialect=dialect, workers=workers, generator_table=_generator_table(dialect))
+        to_records(items, dialect=dialect, workers=workers, generator_table=_generator_table(dialect),
+                   allow_disordered=allow_disordered)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
@@ -208,6 +211,7 @@ def predict_with_members(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 1,
+    allow_disordered: bool = False,
 ) -> tuple[ItemPredictions, list[ItemPredictions]]:
     """:func:`predict_items` for ``model`` and for each of ``members`` (an ensemble's members), the
     inputs converted, parsed and tokenized once for all of them.
@@ -218,19 +222,91 @@ def predict_with_members(
     """
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
-    _convert(items, dialect or model_dialect(model), workers)
+    _convert(items, dialect or model_dialect(model), workers, allow_disordered=allow_disordered)
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 
-    def run(m: ScopePhysicsModel) -> ItemPredictions:
+    def encoded(m: ScopePhysicsModel) -> tuple[list[int], Any]:
         key = id(model) if m is model or _same_inputs(m, model) else id(m)
         if key not in enc_cache:
             enc_cache[key] = _encode_items(m, items, temperatures)
-        good, enc = enc_cache[key]
-        return _run(m, items, good, enc, temperatures, obs_names, batch_size, dev)
+        return enc_cache[key]
+
+    if members and _members_of(model, members):
+        # an ensemble: each member's encoder runs once per batch; the head reads the mean latents
+        # (the point prediction) and each member's own latents (the spread)
+        good, enc = encoded(model)
+        if enc is None:
+            outs: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None] = [None] * (1 + len(members))
+        else:
+            model.to(dev)
+            outs = list(predict_encoded_members(model, enc, batch_size=batch_size, device=dev,
+                                                observables=obs_names))  # type: ignore[arg-type]
+        results = [_collect(m, items, good, out, temperatures, obs_names) for m, out in zip([model, *members], outs)]
+        return results[0], results[1:]
+
+    def run(m: ScopePhysicsModel) -> ItemPredictions:
+        good, enc = encoded(m)
+        out = None
+        if enc is not None:
+            m.to(dev)
+            out = predict_encoded(m, enc, batch_size=batch_size, device=dev, observables=obs_names)
+        return _collect(m, items, good, out, temperatures, obs_names)
 
     core = run(model)
     return core, [run(m) for m in members]
+
+
+def _members_of(model: ScopePhysicsModel, members: Sequence[ScopePhysicsModel]) -> bool:
+    """Whether ``members`` are exactly ``model``'s ensemble members (its encoders, its head, its inputs)."""
+    own = getattr(model.encoder, "members", None)
+    return (own is not None and hasattr(model.encoder, "member_latents") and len(own) == len(members)
+            and all(m.encoder is e and m.head is model.head and _same_inputs(m, model) for m, e in zip(members, own)))
+
+
+@torch.no_grad()
+def predict_encoded_members(
+    model: ScopePhysicsModel, enc: Any, *, batch_size: int = 256, device: Any = "cpu", precision: str = "auto",
+    observables: Sequence[str] | None = None,
+) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """:func:`~cloudphys.inference.model.predict_encoded` of an ensemble and of each of its members at
+    once: every member's encoder runs once per batch; the head is evaluated on the members' mean
+    latents (the ensemble's prediction, first) and on each member's latents (the same numbers as
+    running each member alone). ``[(observables, latents)]``, ensemble first, float64, input order."""
+    device = torch.device(device)
+    ens = model.encoder
+    k = len(ens.members)
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(r) for r in enc.input_ids], kind="stable")
+    parts: list[tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]] = [({}, {}) for _ in range(k + 1)]
+    pad = int(model.tokenizer.pad_token_id)
+    try:
+        for start in range(0, len(enc), batch_size):
+            idx = order[start : start + batch_size]
+            b = collate(enc, idx, pad, device)
+            with autocast(device, precision):
+                per = ens.member_latents(b["input_ids"], b["attention_mask"], b["features"])
+            mean = {name: torch.stack([o[name] for o in per]).mean(0) for name in per[0]}
+            extra = {} if b["n_atoms_primitive"] is None else {"n_atoms_primitive": b["n_atoms_primitive"].float()}
+            with torch.autocast(device_type=device.type, enabled=False):
+                for (obs_out, lat_out), lat in zip(parts, [mean, *per]):
+                    lat = {name: v.float() for name, v in lat.items()}
+                    obs = model.head(latents=lat, temperature=b["temperature"].float(), n_atoms=b["n_atoms"].float(),
+                                     observables=observables, **extra)
+                    for name, v in obs.items():
+                        obs_out.setdefault(name, []).append(v.float().cpu().numpy())
+                    for name, v in lat.items():
+                        lat_out.setdefault(name, []).append(v.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+
+    def cat(chunks: list[np.ndarray]) -> np.ndarray:
+        return (np.concatenate(chunks)[inv] if chunks else np.zeros((0,))).astype(np.float64)
+
+    return [({n: cat(v) for n, v in o.items()}, {n: cat(v) for n, v in la.items()}) for o, la in parts]
 
 
 def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
@@ -253,16 +329,17 @@ def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.n
     return good, encode(ex, model, tokens=tokens, features=features)
 
 
-def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, temperatures: np.ndarray,
-         obs_names: list[str], batch_size: int, dev: Any) -> ItemPredictions:
-    """Run ``model`` over the encoded good items; NaN and the item's error where a value is not finite."""
+def _collect(model: ScopePhysicsModel, items: list[Any], good: list[int],
+             out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None, temperatures: np.ndarray,
+             obs_names: list[str]) -> ItemPredictions:
+    """Place the predictions ``out`` of the good items in input order; NaN and the item's error where a
+    value is not finite."""
     N, nT = len(items), len(temperatures)
     lat_sizes = {spec.name: int(spec.size) for spec in model.head.latents}
     preds: dict[str, np.ndarray] = {o: np.full((N, nT), np.nan) for o in obs_names}
     lats: dict[str, np.ndarray] = {}
-    if enc is not None:
-        model.to(dev)
-        p, lat = predict_encoded(model, enc, batch_size=batch_size, device=dev, observables=obs_names)
+    if out is not None:
+        p, lat = out
         rows = np.asarray(good)
         for o in obs_names:
             preds[o][rows] = p[o]
