@@ -145,6 +145,9 @@ def plot_prediction(
                        **{**legend_kw, "fontsize": 9, "title_fontsize": 9})
         else:
             fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), **legend_kw)
+    from ..outputs import atomic_path
+
     path = Path(path)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # written beside, renamed into place: a crash leaves the old plot
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".").lower() or None)
     return PlotInfo(path=path, shown=len(shown), total=total, note=note, figure=fig)
