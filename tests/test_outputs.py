@@ -322,12 +322,22 @@ def test_writing_computes_bands_once_per_column_not_per_value(monkeypatch) -> No
 
 def test_dos_csv_and_repr_names_are_safe(tmp_path: Path) -> None:
     p = _prediction(["\ud800", "=x"])
-    assert "=x" in repr(p)
+    assert "=x" in repr(p) and "\\ud800" in repr(p)
+    repr(p).encode("utf-8")  # print(p) to a strict UTF-8 stdout never raises
     p.dos = {"theta_K": np.ones((2, 3)), "modes": np.ones((2, 3))}
     path = p.dos_to_csv(tmp_path / "dos.csv")
     rows = list(csv.DictReader(open(path, newline="", encoding="utf-8")))
     assert [r["id"] for r in rows][::3] == ["\\ud800", "'=x"]
     assert json.loads((tmp_path / "dos.csv.json").read_text())["format"] == "cloudphys-dos"
+
+
+def test_plot_legends_take_any_id(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    p = _prediction(["x\udcff.cif", "a$b$c", "=HYPERLINK(1)"], T=(10.0, 300.0))
+    info = p.plot(tmp_path / "p.png")
+    labels = [t.get_text() for t in info.figure.legends[0].get_texts()]
+    assert labels[0].startswith("x\\udcff.cif") and labels[1].startswith("a\\$b\\$c")
+    assert (tmp_path / "p.png").stat().st_size > 0 and sorted(q.name for q in tmp_path.iterdir()) == ["p.png"]
 
 
 # ------------------------------------------------------------------------------------------

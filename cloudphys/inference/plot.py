@@ -50,7 +50,11 @@ def _latent_label(p: Any, s: Any) -> str:
         unit = p.quantities[k].unit
         txt = f"{_SYMBOL.get(k, k)} {float(v):.0f}" + (f"±{float(sd):.0f}" if sd is not None else "")
         parts.append(txt + (f" {unit}" if unit else ""))
+    from ..outputs import clean_text
+
     name = s.name.replace("\\", "/").rsplit("/", 1)[-1] or s.name  # a path: its file name (and :LINE / @FRAME)
+    name = clean_text(name)  # always drawable: surrogates and NUL escaped (docs/usage.md)
+    name = name.replace("$", r"\$")  # a "$" in an id is text, never mathtext
     return f"{name} ({', '.join(parts)})" if parts else name
 
 

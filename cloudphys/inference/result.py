@@ -561,7 +561,10 @@ def _fmt(x: float, sd: float | None = None) -> str:
 
 
 def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
-    """A compact text table: per structure its latents, then observables per mole of atoms at a few T."""
+    """A compact text table: per structure its latents, then observables per mole of atoms at a few T
+    (ids and errors through :func:`~cloudphys.outputs.clean_text`: printing never raises)."""
+    from ..outputs import clean_text
+
     idx = list(range(len(p.items))) if indices is None else list(indices)
     max_items, max_T = (1, 10) if len(idx) == 1 else (5, 4)
     kind = f"{p.members}-member ensemble, value±std" if p.is_ensemble else "single model"
@@ -574,12 +577,12 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
     for i in idx[:max_items]:
         s = StructurePrediction(p, i)
         if s.error is not None:
-            lines.append(f"  {s.name}: ERROR {s.error}")
+            lines.append(f"  {clean_text(s.name)}: ERROR {clean_text(s.error)}")
             continue
         lat = ", ".join(f"{k} = {_fmt(float(v), None if s.std(k) is None else float(s.std(k)))} {p.quantities[k].unit}"
                         for k, v in s.latents.items() if np.ndim(v) == 0)
         cell = f"n_atoms {s.n_atoms:g}" if s.n_atoms else "no cell given: per atom only"
-        lines.append(f"  {s.name} ({cell}{', ' + lat if lat else ''})")
+        lines.append(f"  {clean_text(s.name)} ({cell}{', ' + lat if lat else ''})")
         lines.append("    " + "T [K]".rjust(8) + "".join(u.rjust(22) for u in units))
         for j in tsel:
             vals = []
