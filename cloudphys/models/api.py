@@ -116,7 +116,8 @@ class Model:
         """Predict every input at ``temperatures`` (K: a number, a list, or ``"start:stop:step"``).
 
         :param structures: pymatgen Structure, ase Atoms, a path (CIF, POSCAR, extxyz, traj, ASE
-            JSON, CSV/JSON-lines of many), a SCOPE string, or a list mixing them.
+            JSON, CSV/JSON-lines of many), a SCOPE string, an ``(id, object)`` pair, or a list mixing
+            them (what one input is: :func:`cloudphys.inputs.read_inputs`, the same rule everywhere).
         :param observables: which of the head's observables (default: all, e.g. u, cv, s, f).
         :returns: a :class:`~cloudphys.inference.result.Prediction`; inputs that fail keep their
             place with an ``error`` (nothing is dropped, nothing raises per input).
