@@ -176,7 +176,8 @@ class Model:
         """Predict every input at ``temperatures`` (K: a number, a list, or ``"start:stop:step"``).
 
         :param structures: pymatgen Structure, ase Atoms, a path (CIF, POSCAR, extxyz, traj, ASE
-            JSON, CSV/JSON-lines of many), a SCOPE string, or a list mixing them.
+            JSON, CSV/JSON-lines of many), a SCOPE string, an ``(id, object)`` pair, or a list mixing
+            them (what one input is: :func:`cloudphys.inputs.read_inputs`, the same rule everywhere).
         :param observables: which of the head's observables (default: all, e.g. u, cv, s, f).
         :param workers: processes converting structures to SCOPE strings (``None``: :func:`default_workers`,
             1 for fewer than :data:`PARALLEL_FROM` structures to convert); results keep the input order.
