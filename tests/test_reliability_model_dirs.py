@@ -230,7 +230,7 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_an_ensemble_naming_one_member_twice_is_refused(model_dir: Path, second_model: Path, tmp_path: Path,
                                                         members: list[str]) -> None:
     # the sample: ensemble.json naming one member three times gave a spread of exactly 0
-    from cloudphys.inference.model import load_model
+    from cloudphys.modeling import load_core as load_model
 
     path = _ensemble(tmp_path / "ens", model_dir, members, {"member-0": model_dir, "member-1": second_model})
     with pytest.raises(CheckpointError, match=r"ensemble\.json: member .* is listed twice"):
@@ -238,7 +238,7 @@ def test_an_ensemble_naming_one_member_twice_is_refused(model_dir: Path, second_
 
 
 def test_an_ensemble_of_copies_or_links_is_refused(model_dir: Path, second_model: Path, tmp_path: Path) -> None:
-    from cloudphys.inference.model import load_model
+    from cloudphys.modeling import load_core as load_model
 
     copies = _ensemble(tmp_path / "copies", model_dir, ["member-0", "member-1"],
                        {"member-0": model_dir, "member-1": model_dir})

@@ -109,8 +109,8 @@ def test_killing_the_main_process_ends_its_member_workers(data_root: Path, tmp_p
 
 
 def test_a_killed_worker_names_its_member_and_resume_finishes(data_root: Path, tmp_path: Path) -> None:
-    from cloudphys.inference.model import load_model
-    from cloudphys.training.checkpoint import read_manifest
+    from cloudphys.modeling import load_core as load_model
+    from cloudphys.modeling import read_manifest
 
     config = _config(tmp_path, data_root, epochs=60)
     out = tmp_path / "run"

@@ -22,6 +22,7 @@ __all__ = ["OPTION_BOUNDS", "check_options"]
 #: in every command (``workers`` is always a process count).
 OPTION_BOUNDS: dict[str, tuple[str, Any]] = {
     "workers": ("--workers", Workers),
+    "threads": ("--threads", Workers),
     "plot_max": ("--plot-max", Annotated[int, Bound(ge=1, le=10_000, remedy="materials drawn, e.g. 20")]),
     "symprec": ("--symprec", Tolerance),
     "angle_tolerance": ("--angle-tolerance", Annotated[

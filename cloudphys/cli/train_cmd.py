@@ -30,15 +30,16 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..inference.evaluation import evaluate
+    from ..training.evaluation import evaluate
 
     check_output_path(args.output, what="-o/--output", overwrite=True)
     check_device(args.device)
     metrics = evaluate(args.run_dir, args.split, overrides=args.set, device=args.device)
     text = dumps_json(metrics, indent=2)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        from ..outputs import write_text
+
+        write_text(args.output, text + "\n")
     print(text)
     return 0
 

@@ -1,53 +1,49 @@
 """The prediction core: input items → SCOPE records → tokens (once) → latents and observables.
 
-:func:`predict_items` is the core: it converts the items' structures to the SCOPE dialect the model
-was trained on, checks and tokenizes every string once (:func:`~cloudphys.training.batching.check_tokens`),
-runs the model over the good ones in batches and returns an :class:`ItemPredictions` -- per-item arrays
-of every observable and latent plus one error (or ``None``) per item, in input order. Nothing is
-dropped: an input that cannot be read, converted or tokenized, or whose prediction is not finite,
+:func:`predict_with_members` is the core: it converts the items' structures to the SCOPE dialect the
+model was trained on (:func:`prepare_items`), checks and tokenizes every string once
+(:func:`~cloudphys.modeling.encoding.check_tokens`), runs the model (and an ensemble's members, on
+the same tokens) over the good ones in batches and returns :class:`ItemPredictions` -- per-item
+arrays of every observable and latent plus one error (or ``None``) per item, in input order. Nothing
+is dropped: an input that cannot be read, converted or tokenized, or whose prediction is not finite,
 keeps its place with its error and NaN values.
 
-:func:`read_items` turns user inputs (files, folders, tables, JSON lines, ASE formats, objects,
-SCOPE strings) into items through :func:`cloudphys.inputs.read_inputs`; :func:`predict_items`
-converts them with :func:`cloudphys.inputs.to_records` (cached). Observables are per mole of the
-cells described by ``n_atoms``. :func:`predict_files` is the file front end of ``cloudphys
-predict`` (CSV rows, optional plot).
+:func:`read_items` turns user inputs (one input or a list: files, folders, tables, JSON lines, ASE
+formats, objects, SCOPE strings) into items through :func:`cloudphys.inputs.read_inputs` (the one
+place that decides what a single input is); :func:`prepare_items` converts them with
+:func:`cloudphys.inputs.to_records` (cached; the one place a default-dialect string is made
+canonical). Observables are per mole of the cells described by ``n_atoms``. The user's front end is
+:meth:`cloudphys.models.api.Model.predict`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config.temperatures import parse_temperatures
 from ..data.base import Examples
-from ..errors import DataError
-from ..training.batching import check_tokens, encode
-from ..training.model import ScopePhysicsModel, model_dialect
-from ..training.runtime import resolve_device
-from .model import load_model, predict_encoded
+from ..modeling.core import predict_encoded, predict_encoded_members
+from ..modeling.device import resolve_device
+from ..modeling.encoding import check_tokens, encode
+from ..modeling.model import ScopePhysicsModel, model_dialect
 
 __all__ = [
     "ItemPredictions",
     "parse_temperatures",
-    "plot_curves",
-    "predict_files",
-    "predict_items",
     "predict_with_members",
+    "prepare_items",
     "read_items",
-    "write_csv",
 ]
 
 
 def read_items(sources: Any, *, limits: Any = None) -> list[Any]:
-    """Every input of ``sources`` as :class:`cloudphys.inputs.InputItem` (errors recorded, never
-    raised per item; order kept)."""
+    """Every input of ``sources`` (one input or a list of them) as :class:`cloudphys.inputs.InputItem`
+    (errors recorded, never raised per item; order kept)."""
     from ..inputs import read_inputs
 
     return read_inputs(sources, limits=limits)
@@ -63,25 +59,41 @@ def _generator_table(dialect: str) -> Any:
     return fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud")
 
 
-def _convert(items: list[Any], dialect: str, workers: int = 1) -> None:
-    """SCOPE strings (``.scope``) for every structure item; given strings parsed. Errors per item."""
+def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator_table: Any = None,
+                  strings_per_atom: bool = False, allow_disordered: bool = False) -> list[Any]:
+    """SCOPE strings (``.scope``, ``.record``) for every item in place: structures converted to
+    ``dialect``, given strings parsed (default-dialect ones made canonical by
+    :func:`~cloudphys.inputs.to_records`; for a default-dialect model a cloud string too). Errors
+    are recorded per item; returns ``items``.
+
+    :param generator_table: CLOUD's table for converting structures to the cloud dialect (default:
+        fetched into the data directory when a structure needs it).
+    :param strings_per_atom: a SCOPE string given without ``n_atoms`` describes no cell; with this
+        set it is predicted for one atom (``n_atoms`` = 1), else it is an error.
+    :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does.
+    """
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
-        to_records(items, dialect=dialect, workers=workers, generator_table=_generator_table(dialect))
+        table = generator_table if generator_table is not None or dialect != "cloud" else _generator_table(dialect)
+        to_records(items, dialect=dialect, workers=workers, generator_table=table, allow_disordered=allow_disordered)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
     for it in items:
         if it.error is None and it.record is not None and dialect == "default":
-            it.scope = it.record.render()  # canonical: every string of one crystal reads the same (issue 13)
+            it.scope = it.record.render()  # a cloud string read by a default-dialect model: its canonical string
         if it.error is None and it.n_atoms is None:
-            it.fail("the number of atoms per cell is unknown: give an n_atoms column/field with a SCOPE string")
+            if strings_per_atom:
+                it.n_atoms = 1.0
+            else:
+                it.fail("the number of atoms per cell is unknown: give an n_atoms column/field with a SCOPE string")
+    return items
 
 
 @dataclass
 class ItemPredictions:
-    """What :func:`predict_items` returns (the user-facing result built on it is
+    """What :func:`predict_with_members` returns per model (the user-facing result built on it is
     :class:`cloudphys.inference.result.Prediction`): one entry per input item, in input order.
 
     :ivar ids, sources, scope, errors: per item (``scope``: the string tokenized, ``None`` if there
@@ -105,32 +117,6 @@ class ItemPredictions:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Rows ``{id, source, scope, n_atoms, temperature, <observables>, <latents>, error}``: one per
-        (item, temperature) for a prediction, one with empty values for an error."""
-        lat_names: list[str] = []
-        for name, size in self.latent_sizes.items():
-            lat_names += [name] if size == 1 else [f"{name}_{i}" for i in range(size)]
-        rows: list[dict[str, Any]] = []
-        for k, rid in enumerate(self.ids):
-            n = float(self.n_atoms[k]) if np.isfinite(self.n_atoms[k]) else None
-            base = {"id": rid, "source": self.sources[k], "scope": self.scope[k], "n_atoms": n}
-            if self.errors[k] is not None:
-                rows.append({**base, "temperature": None, **{o: None for o in self.observables},
-                             **{c: None for c in lat_names}, "error": self.errors[k]})
-                continue
-            lat_vals: dict[str, float] = {}
-            for name, size in self.latent_sizes.items():
-                v = np.asarray(self.latents[name][k]).reshape(-1)
-                if size == 1:
-                    lat_vals[name] = float(v[0])
-                else:
-                    lat_vals.update({f"{name}_{i}": float(x) for i, x in enumerate(v)})
-            for j, T in enumerate(self.temperatures):
-                rows.append({**base, "temperature": float(T),
-                             **{o: float(v[k, j]) for o, v in self.observables.items()}, **lat_vals, "error": None})
-        return rows
 
 
 def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int], list[np.ndarray], list[Any]]:
@@ -175,28 +161,6 @@ def _primitive_atoms(model: ScopePhysicsModel, items: list[Any]) -> np.ndarray |
     return out
 
 
-def predict_items(
-    model: ScopePhysicsModel,
-    items: list[Any],
-    temperatures: np.ndarray | Sequence[float],
-    *,
-    observables: Sequence[str] | None = None,
-    dialect: str | None = None,
-    batch_size: int = 256,
-    device: str = "auto",
-    workers: int = 1,
-) -> ItemPredictions:
-    """Latents and observables (``observables``; default: every one the head declares) of every item.
-
-    :param items: :class:`cloudphys.inputs.InputItem` (see :func:`read_items`).
-    :param temperatures: K, ``[nT]``.
-    Structures are converted to ``dialect`` (default: the model's); each string is parsed and
-    tokenized once. Never raises for one item: its error is recorded and the rest go on.
-    """
-    return predict_with_members(model, (), items, temperatures, observables=observables, dialect=dialect,
-                                batch_size=batch_size, device=device, workers=workers)[0]
-
-
 def predict_with_members(
     model: ScopePhysicsModel,
     members: Sequence[ScopePhysicsModel],
@@ -208,29 +172,77 @@ def predict_with_members(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 1,
+    generator_table: Any = None,
+    strings_per_atom: bool = False,
+    allow_disordered: bool = False,
 ) -> tuple[ItemPredictions, list[ItemPredictions]]:
-    """:func:`predict_items` for ``model`` and for each of ``members`` (an ensemble's members), the
-    inputs converted, parsed and tokenized once for all of them.
+    """Latents and observables (``observables``; default: every one the head declares) of every item
+    for ``model`` and for each of ``members`` (an ensemble's members; may be empty), the inputs
+    converted, parsed and tokenized once for all of them.
 
-    A member whose tokenizer differs from ``model``'s gets its own tokenization. An item whose
+    :param items: :class:`cloudphys.inputs.InputItem` (see :func:`read_items`), prepared in place by
+        :func:`prepare_items` (``dialect``, default the model's; ``generator_table``; ``strings_per_atom``).
+    :param temperatures: K, ``[nT]``.
+
+    When ``members`` are ``model``'s own ensemble members, each member's encoder runs once per batch
+    (:func:`~cloudphys.modeling.core.predict_encoded_members`): the head reads the members' mean
+    latents (``model``'s prediction) and each member's latents -- the same numbers as running them one
+    after the other. A member whose tokenizer differs from ``model``'s gets its own tokenization. An item whose
     prediction is not finite for any of them carries that error (the arrays of the runs before it
     keep their values; callers mask by ``errors``).
     """
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
-    _convert(items, dialect or model_dialect(model), workers)
+    prepare_items(items, dialect or model_dialect(model), workers=workers, generator_table=generator_table,
+                  strings_per_atom=strings_per_atom, allow_disordered=allow_disordered)
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 
-    def run(m: ScopePhysicsModel) -> ItemPredictions:
+    def encoded(m: ScopePhysicsModel) -> tuple[list[int], Any]:
         key = id(model) if m is model or _same_inputs(m, model) else id(m)
         if key not in enc_cache:
             enc_cache[key] = _encode_items(m, items, temperatures)
-        good, enc = enc_cache[key]
-        return _run(m, items, good, enc, temperatures, obs_names, batch_size, dev)
+        return enc_cache[key]
+
+    if members and _members_of(model, members):
+        good, enc = encoded(model)
+        outs: list[Any] = [None] * (1 + len(members))
+        if enc is not None:
+            model.to(dev)
+            head_errors: dict[int, str] = {}
+            outs = predict_encoded_members(model, enc, batch_size=batch_size, device=dev, observables=obs_names,
+                                           errors=head_errors)
+            _fail_items(items, good, head_errors)
+        results = [_collect(m, items, good, out, temperatures, obs_names) for m, out in zip([model, *members], outs)]
+        return results[0], results[1:]
+
+    def run(m: ScopePhysicsModel) -> ItemPredictions:
+        good, enc = encoded(m)
+        out = None
+        if enc is not None:
+            m.to(dev)
+            head_errors: dict[int, str] = {}
+            out = predict_encoded(m, enc, batch_size=batch_size, device=dev, observables=obs_names,
+                                  errors=head_errors)
+            _fail_items(items, good, head_errors)
+        return _collect(m, items, good, out, temperatures, obs_names)
 
     core = run(model)
     return core, [run(m) for m in members]
+
+
+def _fail_items(items: list[Any], good: list[int], head_errors: dict[int, str]) -> None:
+    """Give the items whose head outputs broke the contract (``predict_encoded(errors=...)``) their error."""
+    for j, problem in head_errors.items():
+        if items[good[j]].error is None:
+            items[good[j]].fail(problem)
+
+
+def _members_of(model: ScopePhysicsModel, members: Sequence[ScopePhysicsModel]) -> bool:
+    """Whether ``members`` are exactly ``model``'s ensemble members (its encoders, its head, its inputs)."""
+    own = getattr(model.encoder, "members", None)
+    return (own is not None and hasattr(model.encoder, "member_latents") and len(own) == len(members)
+            and all(m.encoder is e and m.head is model.head and _same_inputs(m, model) for m, e in zip(members, own)))
 
 
 def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
@@ -253,20 +265,17 @@ def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.n
     return good, encode(ex, model, tokens=tokens, features=features)
 
 
-def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, temperatures: np.ndarray,
-         obs_names: list[str], batch_size: int, dev: Any) -> ItemPredictions:
-    """Run ``model`` over the encoded good items; NaN and the item's error where a value is not finite."""
+def _collect(model: ScopePhysicsModel, items: list[Any], good: list[int],
+             out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None, temperatures: np.ndarray,
+             obs_names: list[str]) -> ItemPredictions:
+    """Place the predictions ``out`` of the good items in input order; NaN and the item's error where a
+    value is not finite."""
     N, nT = len(items), len(temperatures)
     lat_sizes = {spec.name: int(spec.size) for spec in model.head.latents}
     preds: dict[str, np.ndarray] = {o: np.full((N, nT), np.nan) for o in obs_names}
     lats: dict[str, np.ndarray] = {}
-    if enc is not None:
-        model.to(dev)
-        head_errors: dict[int, str] = {}
-        p, lat = predict_encoded(model, enc, batch_size=batch_size, device=dev, observables=obs_names,
-                                 errors=head_errors)
-        for j, problem in head_errors.items():  # the head broke its contract for this item (issue 22)
-            items[good[j]].fail(problem)
+    if out is not None:
+        p, lat = out
         rows = np.asarray(good)
         for o in obs_names:
             preds[o][rows] = p[o]
@@ -287,73 +296,3 @@ def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, 
                            scope=[it.scope for it in items],
                            n_atoms=n_atoms, temperatures=temperatures, observables=preds, latents=lats,
                            errors=[it.error for it in items], latent_sizes=lat_sizes)
-
-
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Write prediction rows (columns in the order of the first row)."""
-    if not rows:
-        raise DataError("no inputs to write")
-    fields = list(rows[0])
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-
-
-def plot_curves(rows: list[dict[str, Any]], model: ScopePhysicsModel, path: str | Path, max_items: int = 12) -> None:
-    """One panel per observable, one curve per input (first ``max_items``), units on the axes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    obs = list(model.head.selected)
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r["error"] is None:
-            by_id.setdefault(r["id"], []).append(r)
-    ids = list(by_id)[:max_items]
-    fig, axes = plt.subplots(1, len(obs), figsize=(4.2 * len(obs), 3.6), squeeze=False)
-    for ax, o in zip(axes[0], obs):
-        spec = model.head.observable(o)
-        for rid in ids:
-            pts = by_id[rid]
-            T = [p["temperature"] for p in pts]
-            y = [p[o] / (p["n_atoms"] if spec.extensive else 1.0) for p in pts]
-            ax.plot(T, y, label=rid)
-        unit = spec.unit or "dimensionless"
-        ax.set_xlabel("temperature (K)")
-        ax.set_ylabel(f"{o} ({unit} per mol-atom)" if spec.extensive else f"{o} ({unit})")
-        ax.set_title(f"{o} — head {model.head.name}")
-    if ids:
-        axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def predict_files(
-    run_dir: str | Path,
-    inputs: Sequence[str | Path],
-    temperatures: str | Sequence[float],
-    *,
-    out_csv: str | Path | None = None,
-    plot: str | Path | None = None,
-    dialect: str | None = None,
-    device: str = "auto",
-    workers: int = 1,
-    registry: Any = None,
-) -> list[dict[str, Any]]:
-    """Load a trained model, predict every input at ``temperatures`` (the head's selected
-    observables), write CSV / plot; returns the rows (:meth:`ItemPredictions.rows`)."""
-    model = load_model(run_dir, registry=registry)
-    T = parse_temperatures(temperatures)
-    pred = predict_items(model, read_items(inputs), T, observables=list(model.head.selected), dialect=dialect,
-                         device=device, workers=workers)
-    rows = pred.rows()
-    if out_csv is not None:
-        write_csv(rows, out_csv)
-    if plot is not None:
-        plot_curves(rows, model, plot)
-    return rows

@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import CheckpointError, DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = [
     "CALIBRATION_FILE", "DEFAULT_LEVEL", "z_value", "member_models", "member_std", "fit_scale", "coverage",
@@ -122,11 +125,22 @@ def read_calibration(path: str | Path) -> dict[str, Any] | None:
     return {**cal, "scale": scale, "level": level}
 
 
+def check_calibration_target(path: str | Path) -> None:
+    """Refuse to write a calibration into a packaged model (``model.json`` + ``SHA256SUMS``): it would
+    fail its checksum verification forever. Calibrate the run, then package it again."""
+    p = Path(path)
+    if (p / "model.json").is_file() and (p / "SHA256SUMS").is_file():
+        raise CheckpointError(f"{p} is a packaged model (SHA256SUMS); writing {CALIBRATION_FILE} into it would make it "
+                              "fail verification; calibrate the run it was packaged from and package it again "
+                              "(`cloudphys models package RUN --out ... --overwrite`), or use --dry-run")
+
+
 def write_calibration(path: str | Path, calibration: Mapping[str, Any]) -> Path:
-    """Write ``uncertainty.json`` into model directory ``path``."""
-    f = Path(path) / CALIBRATION_FILE
-    f.write_text(json.dumps(dict(calibration), indent=2) + "\n", encoding="utf-8")
-    return f
+    """Write ``uncertainty.json`` into model directory ``path`` (atomically; never into a packaged model)."""
+    from ..outputs import write_text
+
+    check_calibration_target(path)
+    return write_text(Path(path) / CALIBRATION_FILE, json.dumps(dict(calibration), indent=2) + "\n")
 
 
 def predict_split(model: Any, examples: Any, *, batch_size: int = 256, device: str = "cpu") -> dict[str, Any]:
@@ -135,8 +149,8 @@ def predict_split(model: Any, examples: Any, *, batch_size: int = 256, device: s
     :returns: ``{"pred": {obs: [N, nT]}, "std": {...}, "labels": {...}, "latents": ..., "latent_std": ...,
         "n_atoms": [N], "temperatures": [nT]}``, every observable per mole of cells (the data's basis).
     """
-    from ..training.batching import encode
-    from .model import predict_encoded
+    from ..modeling.core import predict_encoded
+    from ..modeling.encoding import encode
 
     members = member_models(model)
     if not members:
@@ -163,14 +177,14 @@ def calibrate(model: Any, examples: Any, *, level: float = DEFAULT_LEVEL, split:
             "coverage_uncalibrated": before, "members": len(model.encoder.members)}
 
 
-def run_split(run_dir: str | Path, split: str, *, registry: Any = None,
+def run_split(run_dir: str | Path, split: str, *, registry: PluginRegistry | None = None,
               overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """``(model, examples)``: an ensemble run and ``split`` of the data set it was trained on."""
     from ..config import load_config
-    from ..training.batching import load_split
-    from .model import load_model
+    from ..modeling.core import load_core
+    from ..modeling.encoding import load_split
 
-    model = load_model(run_dir, registry=registry).float()
+    model = load_core(run_dir, registry=registry).float()
     cfg = model.meta.get("config")
     if not cfg:
         raise CheckpointError(f"{run_dir}: the model carries no run config; cannot tell which data to calibrate on")
@@ -181,7 +195,8 @@ def run_split(run_dir: str | Path, split: str, *, registry: Any = None,
     return model, examples
 
 
-def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEFAULT_LEVEL, registry: Any = None,
+def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEFAULT_LEVEL,
+                  registry: PluginRegistry | None = None,
                   overrides: Sequence[str] = (), write: bool = True) -> dict[str, Any]:
     """Fit the scale factor of the ensemble in ``run_dir`` on ``split`` and (``write``) store it there.
 
@@ -191,6 +206,8 @@ def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEF
     from ..config.coerce import coerce
 
     level = coerce("level", level, Level)
+    if write:
+        check_calibration_target(run_dir)  # before any work
     model, examples = run_split(run_dir, split, registry=registry, overrides=overrides)
     cal = calibrate(model, examples, level=level, split=split)
     if write:

@@ -14,7 +14,7 @@ Every failure is a :class:`~cloudphys.errors.CheckpointError` naming the file an
   kind of dtype the architecture has (an ``I32`` tensor read into a float parameter converts its
   bit patterns' integer values silently) and only finite values;
 * :func:`file_digest` -- members of an ensemble must be different models (see
-  :func:`cloudphys.inference.ensemble.load_ensemble`).
+  :func:`cloudphys.modeling.ensemble.load_ensemble`).
 """
 
 from __future__ import annotations

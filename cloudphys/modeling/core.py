@@ -1,6 +1,11 @@
-"""Using a trained model: :func:`load_model` (single model or ensemble) and :func:`predict_encoded`.
+"""A trained model's core: :func:`load_core` (single model or ensemble), :func:`predict_encoded` and
+:func:`predict_encoded_members` (an ensemble and its members from one encoder pass per member).
 
-:func:`load_model` is the one place that decides what a directory holds: an ensemble run
+:func:`load_core` returns the torch module (:class:`~cloudphys.modeling.model.ScopePhysicsModel`)
+that training, evaluation and prediction run; users load a model with :func:`cloudphys.load_model`,
+which wraps it as a :class:`~cloudphys.models.api.Model`.
+
+:func:`load_core` is the one place that decides what a directory holds: an ensemble run
 (``ensemble.json``), a run directory (``RUN/model``) or a model directory. A directory that holds
 both an ensemble and a single model (left by an older cloudphys) is refused rather than guessed.
 """
@@ -9,24 +14,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, CloudphysError
-from ..training.batching import Encoded, collate
-from ..training.checkpoint import ENSEMBLE_FILE, is_ensemble_dir
-from ..training.model import HEAD_FILE, ScopePhysicsModel
-from ..training.runtime import autocast
+from .device import autocast
+from .encoding import Encoded, collate
 from .ensemble import load_ensemble
+from .format import ENSEMBLE_FILE, is_ensemble_dir
+from .model import HEAD_FILE, ScopePhysicsModel
 
-__all__ = ["load_model", "predict_encoded"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
+
+__all__ = ["load_core", "predict_encoded", "predict_encoded_members"]
 
 
-def load_model(
-    path: str | Path, *, registry: Any = None, map_location: str | torch.device = "cpu"
+def load_core(
+    path: str | Path, *, registry: PluginRegistry | None = None, map_location: str | torch.device = "cpu"
 ) -> ScopePhysicsModel:
     """The trained model in ``path``: an ensemble run, a run directory or a model directory.
 
@@ -103,6 +111,58 @@ def predict_encoded(
     return {k: cat(v) for k, v in preds.items()}, {k: cat(v) for k, v in lats.items()}
 
 
+@torch.no_grad()
+def predict_encoded_members(
+    model: ScopePhysicsModel, enc: Encoded, *, batch_size: int = 256, device: torch.device | str = "cpu",
+    precision: str = "auto", observables: Sequence[str] | None = None, errors: dict[int, str] | None = None,
+) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """:func:`predict_encoded` of an ensemble and of each of its members at
+    once: every member's encoder runs once per batch; the head is evaluated on the members' mean
+    latents (the ensemble's prediction, first) and on each member's latents (the same numbers as
+    running each member alone). ``[(observables, latents)]``, ensemble first, float64, input order.
+
+    :param errors: as for :func:`predict_encoded`: every head evaluation (ensemble and members) is
+        checked against the head's contract; an item any of them fails on gets the error (NaN values).
+    """
+    device = torch.device(device)
+    ens = model.encoder
+    k = len(ens.members)
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(r) for r in enc.input_ids], kind="stable")
+    parts: list[tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]] = [({}, {}) for _ in range(k + 1)]
+    pad = int(model.tokenizer.pad_token_id)
+    try:
+        for start in range(0, len(enc), batch_size):
+            idx = order[start : start + batch_size]
+            b = collate(enc, idx, pad, device)
+            with autocast(device, precision):
+                per = ens.member_latents(b["input_ids"], b["attention_mask"], b["features"])
+            mean = {name: torch.stack([o[name] for o in per]).mean(0) for name in per[0]}
+            extra = {} if b["n_atoms_primitive"] is None else {"n_atoms_primitive": b["n_atoms_primitive"].float()}
+            with torch.autocast(device_type=device.type, enabled=False):
+                for (obs_out, lat_out), lat in zip(parts, [mean, *per]):
+                    lat = {name: v.float() for name, v in lat.items()}
+                    if errors is None:
+                        obs = model.head(latents=lat, temperature=b["temperature"].float(),
+                                         n_atoms=b["n_atoms"].float(), observables=observables, **extra)
+                    else:
+                        obs = _checked_head(model, lat, b, idx, observables, extra, errors)
+                    for name, v in obs.items():
+                        obs_out.setdefault(name, []).append(v.float().cpu().numpy())
+                    for name, v in lat.items():
+                        lat_out.setdefault(name, []).append(v.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+
+    def cat(chunks: list[np.ndarray]) -> np.ndarray:
+        return (np.concatenate(chunks)[inv] if chunks else np.zeros((0,))).astype(np.float64)
+
+    return [({n: cat(v) for n, v in o.items()}, {n: cat(v) for n, v in la.items()}) for o, la in parts]
+
+
 def _checked_batch(
     model: ScopePhysicsModel, enc: Encoded, idx: np.ndarray, pad: int, device: torch.device, precision: str,
     observables: Sequence[str] | None, errors: dict[int, str],
@@ -143,3 +203,29 @@ def _checked_batch(
         if problem is not None:
             errors[int(idx[k])] = f"head {name!r} broke its contract: {problem}"
     return out, lat
+
+
+def _checked_head(model: ScopePhysicsModel, lat: dict[str, Tensor], b: dict[str, Any], idx: np.ndarray,
+                  observables: Sequence[str] | None, extra: dict[str, Tensor],
+                  errors: dict[int, str]) -> dict[str, Tensor]:
+    """The head on the latents of one batch, its outputs checked (:func:`predict_encoded_members`)."""
+    from ..physics.contract import head_output_problems
+
+    name = getattr(model.head, "name", type(model.head).__name__)
+    obs_names = list(observables) if observables is not None else list(model.head.selected)
+    T, n = b["temperature"].float(), b["n_atoms"].float()
+    try:
+        out = model.head(latents=lat, temperature=T, n_atoms=n, observables=observables, **extra)
+        whole, per_item = head_output_problems(model.head, out, T, n, obs_names)
+    except CloudphysError:
+        raise
+    except Exception as exc:  # a plugin head that raises: the whole batch of this evaluation
+        out, whole, per_item = {}, f"raised {type(exc).__name__}: {exc}", []
+    if whole is not None:
+        for i in idx:
+            errors.setdefault(int(i), f"head {name!r}: {whole}")
+        return {o: torch.full(tuple(T.shape), float("nan"), device=T.device) for o in obs_names}
+    for k, problem in enumerate(per_item):
+        if problem is not None:
+            errors.setdefault(int(idx[k]), f"head {name!r} broke its contract: {problem}")
+    return {o: out[o] for o in obs_names}
