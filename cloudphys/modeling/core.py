@@ -172,7 +172,7 @@ def _checked_batch(
     from ..physics.contract import head_output_problems
 
     name = getattr(model.head, "name", type(model.head).__name__)
-    obs = list(observables) if observables is not None else [s.name for s in model.head.observables]
+    obs = list(observables) if observables is not None else list(model.head.selected)
     b = collate(enc, idx, pad, device)
     try:
         with autocast(device, precision):
