@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 from ..config.temperatures import parse_temperatures
 from ..data.base import Examples
 from ..errors import DataError
+from ..scope.symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC
 from ..training.batching import check_tokens, encode
 from ..training.model import ScopePhysicsModel, model_dialect
 from ..training.runtime import resolve_device
@@ -63,12 +64,15 @@ def _generator_table(dialect: str) -> Any:
     return fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud")
 
 
-def _convert(items: list[Any], dialect: str, workers: int = 1) -> None:
-    """SCOPE strings (``.scope``) for every structure item; given strings parsed. Errors per item."""
+def _convert(items: list[Any], dialect: str, workers: int = 1, symprec: float | str = DEFAULT_SYMPREC,
+             angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> None:
+    """SCOPE strings (``.scope``) for every structure item (spglib at ``symprec`` Å or ``"auto"``,
+    ``angle_tolerance`` degrees); given strings parsed. Errors per item."""
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
-        to_records(items, dialect=dialect, workers=workers, generator_table=_generator_table(dialect))
+        to_records(items, dialect=dialect, workers=workers, generator_table=_generator_table(dialect),
+                   symprec=symprec, angle_tolerance=angle_tolerance)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
@@ -91,6 +95,7 @@ class ItemPredictions:
     :ivar observables: ``{name: [N, nT]}`` per mole of cells (NaN where ``errors`` is set).
     :ivar latents: ``{name: [N, *shape]}`` (NaN where ``errors`` is set).
     :ivar latent_sizes: ``{name: size}`` as the head declares them (for column names).
+    :ivar symmetry_warnings: per item, the low-symmetry warning of its conversion (or ``None``).
     """
 
     ids: list[str]
@@ -102,13 +107,14 @@ class ItemPredictions:
     latents: dict[str, np.ndarray]
     errors: list[str | None]
     latent_sizes: dict[str, int]
+    symmetry_warnings: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Rows ``{id, source, scope, n_atoms, temperature, <observables>, <latents>, error}``: one per
-        (item, temperature) for a prediction, one with empty values for an error."""
+        """Rows ``{id, source, scope, n_atoms, temperature, <observables>, <latents>, error,
+        symmetry_warning}``: one per (item, temperature) for a prediction, one with empty values for an error."""
         lat_names: list[str] = []
         for name, size in self.latent_sizes.items():
             lat_names += [name] if size == 1 else [f"{name}_{i}" for i in range(size)]
@@ -116,9 +122,10 @@ class ItemPredictions:
         for k, rid in enumerate(self.ids):
             n = float(self.n_atoms[k]) if np.isfinite(self.n_atoms[k]) else None
             base = {"id": rid, "source": self.sources[k], "scope": self.scope[k], "n_atoms": n}
+            warn = self.symmetry_warnings[k] if k < len(self.symmetry_warnings) else None
             if self.errors[k] is not None:
                 rows.append({**base, "temperature": None, **{o: None for o in self.observables},
-                             **{c: None for c in lat_names}, "error": self.errors[k]})
+                             **{c: None for c in lat_names}, "error": self.errors[k], "symmetry_warning": None})
                 continue
             lat_vals: dict[str, float] = {}
             for name, size in self.latent_sizes.items():
@@ -129,7 +136,8 @@ class ItemPredictions:
                     lat_vals.update({f"{name}_{i}": float(x) for i, x in enumerate(v)})
             for j, T in enumerate(self.temperatures):
                 rows.append({**base, "temperature": float(T),
-                             **{o: float(v[k, j]) for o, v in self.observables.items()}, **lat_vals, "error": None})
+                             **{o: float(v[k, j]) for o, v in self.observables.items()}, **lat_vals, "error": None,
+                             "symmetry_warning": warn})
         return rows
 
 
@@ -159,9 +167,11 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
     return good, good_tokens, feats
 
 
-def _primitive_atoms(model: ScopePhysicsModel, items: list[Any]) -> np.ndarray | None:
+def _primitive_atoms(model: ScopePhysicsModel, items: list[Any], symprec: float | str = DEFAULT_SYMPREC,
+                     angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> np.ndarray | None:
     """Atoms per primitive cell of each item's structure (NaN for a string: its cell as given), only
-    for a head that declares the condition ``n_atoms_primitive`` (issue 12: debye-einstein)."""
+    for a head that declares the condition ``n_atoms_primitive`` (issue 12: debye-einstein); read at
+    the tolerances the structure was converted with."""
     if "n_atoms_primitive" not in getattr(model.head, "conditions", ()):
         return None
     from ..scope import primitive_atoms
@@ -171,7 +181,7 @@ def _primitive_atoms(model: ScopePhysicsModel, items: list[Any]) -> np.ndarray |
         structure = it.structure
         if structure is not None:
             with contextlib.suppress(Exception):  # converted once already; a failure here keeps the given cell
-                out[j] = float(primitive_atoms(structure))
+                out[j] = float(primitive_atoms(structure, symprec, angle_tolerance))
     return out
 
 
@@ -185,16 +195,20 @@ def predict_items(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 1,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
 ) -> ItemPredictions:
     """Latents and observables (``observables``; default: every one the head declares) of every item.
 
     :param items: :class:`cloudphys.inputs.InputItem` (see :func:`read_items`).
     :param temperatures: K, ``[nT]``.
+    :param symprec: spglib's tolerance (Å, or ``"auto"``) for converting structures; ``angle_tolerance`` in degrees.
     Structures are converted to ``dialect`` (default: the model's); each string is parsed and
     tokenized once. Never raises for one item: its error is recorded and the rest go on.
     """
     return predict_with_members(model, (), items, temperatures, observables=observables, dialect=dialect,
-                                batch_size=batch_size, device=device, workers=workers)[0]
+                                batch_size=batch_size, device=device, workers=workers, symprec=symprec,
+                                angle_tolerance=angle_tolerance)[0]
 
 
 def predict_with_members(
@@ -208,6 +222,8 @@ def predict_with_members(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 1,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
 ) -> tuple[ItemPredictions, list[ItemPredictions]]:
     """:func:`predict_items` for ``model`` and for each of ``members`` (an ensemble's members), the
     inputs converted, parsed and tokenized once for all of them.
@@ -218,14 +234,14 @@ def predict_with_members(
     """
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
-    _convert(items, dialect or model_dialect(model), workers)
+    _convert(items, dialect or model_dialect(model), workers, symprec, angle_tolerance)
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 
     def run(m: ScopePhysicsModel) -> ItemPredictions:
         key = id(model) if m is model or _same_inputs(m, model) else id(m)
         if key not in enc_cache:
-            enc_cache[key] = _encode_items(m, items, temperatures)
+            enc_cache[key] = _encode_items(m, items, temperatures, symprec, angle_tolerance)
         good, enc = enc_cache[key]
         return _run(m, items, good, enc, temperatures, obs_names, batch_size, dev)
 
@@ -241,14 +257,17 @@ def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
             and all(getattr(ca, k, None) == getattr(cb, k, None) for k in ("composition_features", "feature_layout")))
 
 
-def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray) -> tuple[list[int], Any]:
+def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray,
+                  symprec: float | str = DEFAULT_SYMPREC,
+                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> tuple[list[int], Any]:
     """The good items' positions and their encoding (tokens, features, conditions); ``None`` if none."""
     good, tokens, feats = _check_items(model, items)
     if not good:
         return good, None
     ex = Examples(ids=[items[k].id for k in good], scope=[str(items[k].scope) for k in good],  # type: ignore[misc]
                   n_atoms=np.asarray([items[k].n_atoms for k in good], dtype=np.float64), temperatures=temperatures,
-                  n_atoms_primitive=_primitive_atoms(model, [items[k] for k in good]))  # issue 12 (S2)
+                  n_atoms_primitive=_primitive_atoms(model, [items[k] for k in good], symprec,
+                                                     angle_tolerance))  # issue 12 (S2)
     features = None if feats[0] is None else np.stack(feats)
     return good, encode(ex, model, tokens=tokens, features=features)
 
@@ -282,7 +301,8 @@ def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, 
     return ItemPredictions(ids=[it.id for it in items], sources=[it.source or it.name for it in items],
                            scope=[it.scope for it in items],
                            n_atoms=n_atoms, temperatures=temperatures, observables=preds, latents=lats,
-                           errors=[it.error for it in items], latent_sizes=lat_sizes)
+                           errors=[it.error for it in items], latent_sizes=lat_sizes,
+                           symmetry_warnings=[getattr(it, "symmetry_warning", None) for it in items])
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:

@@ -49,13 +49,15 @@ class Quantity:
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """One input as given: its name, where it came from, its SCOPE string, atoms, error."""
+    """One input as given: its name, where it came from, its SCOPE string, atoms, error, and the
+    low-symmetry warning of its conversion (:func:`cloudphys.scope.symmetry.low_symmetry_warning`)."""
 
     name: str
     source: str = ""
     scope: str | None = None
     n_atoms: float | None = None
     error: str | None = None
+    symmetry_warning: str | None = None
 
 
 def unit_slug(unit: str) -> str:
@@ -194,7 +196,7 @@ class Prediction:
             cols.append(column_name(name, q.unit))
             if self.is_ensemble:
                 cols += [column_name(name, q.unit, None, s) for s in ("std", f"lo{pct}", f"hi{pct}")]
-        return cols + ["error"]
+        return cols + ["error", "symmetry_warning"]
 
     def _scalar_latents(self) -> list[str]:
         return [k for k, v in self.latents.items() if v.ndim == 1]
@@ -209,7 +211,8 @@ class Prediction:
         pct = int(round(self.level * 100))
         out: list[dict[str, Any]] = []
         for i, it in enumerate(self.items):
-            base = {"id": it.name, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms}
+            base = {"id": it.name, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms,
+                    "symmetry_warning": it.symmetry_warning}
             if it.error is not None:
                 out.append({**{c: None for c in cols}, **base, "error": it.error})
                 continue
@@ -326,6 +329,7 @@ class StructurePrediction:
         info = parent.items[index]
         self.name, self.source, self.scope, self.n_atoms, self.error = (
             info.name, info.source, info.scope, info.n_atoms, info.error)
+        self.symmetry_warning = info.symmetry_warning
 
     @property
     def temperatures(self) -> np.ndarray:
@@ -434,6 +438,8 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
                         for k, v in s.latents.items() if np.ndim(v) == 0)
         cell = f"n_atoms {s.n_atoms:g}" if s.n_atoms else "no cell given: per atom only"
         lines.append(f"  {s.name} ({cell}{', ' + lat if lat else ''})")
+        if s.symmetry_warning:
+            lines.append(f"    WARNING {s.symmetry_warning}")
         lines.append("    " + "T [K]".rjust(8) + "".join(u.rjust(22) for u in units))
         for j in tsel:
             vals = []

@@ -9,7 +9,7 @@ A cache file is keyed by the source file (resolved path, size, modification time
 (a hash of the ``cloudphys.scope`` and ``cloudphys.inputs`` sources plus the spglib and pymatgen
 versions) and every setting that changes a result (dialect, tolerances, ``allow_disordered``, the
 per-item limits); any change makes a new key. Inside, item names map to strings and atom counts
-(or to the conversion error; timeouts are never cached).
+(or to the conversion error; timeouts are never cached) and to the low-symmetry warnings.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 __all__ = ["ScopeCache", "cache_dir", "converter_fingerprint"]
 
-_FORMAT = 2
+_FORMAT = 3  # 3: symmetry warnings
 
 
 def cache_dir() -> Path:
@@ -83,6 +83,7 @@ class ScopeCache:
         self.scope: dict[str, str] = {}
         self.n_atoms: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        self.warnings: dict[str, str] = {}  # symmetry_warning of converted items that have one
         self._meta = {"source": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                       "converter": converter_fingerprint(), "settings": settings, "format": _FORMAT}
         self._read()
@@ -93,29 +94,36 @@ class ScopeCache:
                 blob = json.load(fh)
         except (OSError, ValueError):
             return
-        if isinstance(blob, dict) and all(isinstance(blob.get(k, {}), dict) for k in ("scope", "errors", "n_atoms")):
+        if isinstance(blob, dict) and all(isinstance(blob.get(k, {}), dict)
+                                          for k in ("scope", "errors", "n_atoms", "warnings")):
             self.scope = {str(k): str(v) for k, v in blob.get("scope", {}).items()}
             self.errors = {str(k): str(v) for k, v in blob.get("errors", {}).items()}
             self.n_atoms = {str(k): float(v) for k, v in blob.get("n_atoms", {}).items()
                             if isinstance(v, (int, float))}
+            self.warnings = {str(k): str(v) for k, v in blob.get("warnings", {}).items()}
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys among ``keys`` that have neither a string nor an error cached."""
         return [k for k in keys if k not in self.scope and k not in self.errors]
 
-    def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str]) -> None:
-        """Add results and write the cache file atomically (silently skipped if not writable)."""
+    def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str],
+               warnings: dict[str, str] | None = None) -> None:
+        """Add results (``warnings``: the symmetry warnings of converted items) and write the cache file
+        atomically (silently skipped if not writable)."""
         self._read()  # merge with what a concurrent process may have written
         self.scope.update(scope)
         self.n_atoms.update(n_atoms)
         self.errors.update(errors)
         for key in scope:
             self.errors.pop(key, None)
+            self.warnings.pop(key, None)
+        self.warnings.update(warnings or {})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".scope.", suffix=".json", dir=self.path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors}, fh)
+                json.dump({"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors,
+                           "warnings": self.warnings}, fh)
             os.replace(tmp, self.path)
         except OSError:
             pass

@@ -124,12 +124,20 @@ class Model:
         batch_size: int = 256,
         workers: int = 1,
         dialect: str | None = None,
+        symprec: float | str = "auto",
+        angle_tolerance: float = 5.0,
     ) -> Any:
         """Predict every input at ``temperatures`` (K: a number, a list, or ``"start:stop:step"``).
 
         :param structures: pymatgen Structure, ase Atoms, a path (CIF, POSCAR, extxyz, traj, ASE
             JSON, CSV/JSON-lines of many), a SCOPE string, or a list mixing them.
         :param observables: which of the head's observables (default: all, e.g. u, cv, s, f).
+        :param symprec: spglib's distance tolerance (Å) for reading the symmetry of structures, or
+            ``"auto"`` (default): the published 0.01 Å for structures that satisfy their symmetry
+            exactly, looser (up to 0.2 Å) for noisy ones such as ML-relaxed structures
+            (:mod:`cloudphys.scope.symmetry`). Items whose symmetry is far lower than at a looser
+            tolerance carry ``symmetry_warning``.
+        :param angle_tolerance: spglib's angle tolerance in degrees.
         :returns: a :class:`~cloudphys.inference.result.Prediction`; inputs that fail keep their
             place with an ``error`` (nothing is dropped, nothing raises per input).
         """
@@ -137,8 +145,10 @@ class Model:
         from ..inference.result import ItemInfo, Prediction, quantities_from_head
         from ..inference.uncertainty import DEFAULT_LEVEL, member_std
         from ..inputs import to_records
+        from ..scope.symmetry import check_tolerances
         from ..training.model import model_dialect
 
+        symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance)  # before any input is read
         T = _temperatures(temperatures)
         obs = list(observables) if observables is not None else self.observables
         unknown = [o for o in obs if o not in self.observables]
@@ -151,7 +161,8 @@ class Model:
         if table is not None and (dialect or model_dialect(self.core)) == "cloud" and any(
                 it.error is None and it.scope is None for it in items):
             # the model ships CLOUD's generator table: structures convert without the data directory
-            to_records(items, dialect="cloud", workers=workers, generator_table=table)
+            to_records(items, dialect="cloud", workers=workers, generator_table=table, symprec=symprec,
+                       angle_tolerance=angle_tolerance)
         # A SCOPE string given without n_atoms describes no cell: with intensive encoder inputs its
         # per-atom prediction is well defined, so it is predicted for one atom (per cell stays unknown).
         per_atom_only = []
@@ -160,7 +171,8 @@ class Model:
                 if it.error is None and it.scope is not None and it.n_atoms is None:
                     it.n_atoms = 1.0
                     per_atom_only.append(k)
-        kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers)
+        kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers,
+                  symprec=symprec, angle_tolerance=angle_tolerance)
         # the members read the same tokens: converted, parsed and tokenized once for all of them
         mean, per = predict_with_members(self.core, self._members if self.is_ensemble else (), items, T_all, **kw)
         spreads = None
@@ -183,7 +195,7 @@ class Model:
         infos = [ItemInfo(name=mean.ids[k], source=mean.sources[k], scope=mean.scope[k],
                           n_atoms=(None if (k in per_atom_only or not np.isfinite(mean.n_atoms[k]))
                                    else float(mean.n_atoms[k])),
-                          error=errors[k])
+                          error=errors[k], symmetry_warning=getattr(items[k], "symmetry_warning", None))
                  for k in range(len(items))]
         cal = self.calibration if self.is_ensemble else None
         return Prediction(
