@@ -10,13 +10,17 @@ trained on), the fraction read as P1, how many carry a ``symmetry_warning``, and
 per atom at 50 K and 300 K predicted by the shipped ``phonondb-dos`` model (mean and max over the
 629, J/(K·mol-atom), against its prediction for the exact structure).
 
+Part 1b (scan): the same rattled structures (same seed, same draws) read by spglib alone at fixed
+tolerances 0.01, 0.02, 0.05, 0.1 and 0.2 Å: the fraction that keeps the exact structure's space group
+and operation count, and the fraction read as P1 (the data the default was chosen from).
+
 Part 2 (consistency): every phonondb-thermo structure (9,089) and the first ``--per-file``
 structures of each ``structures/*.csv.gz`` are converted at ``"auto"`` and at 0.01 Å; the records
 (space group, Wyckoff sites, composition, as read) are compared and the changes counted.
 
 Run::
 
-    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_rattle.py [--part rattle|consistency|both]
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_rattle.py [--part rattle|scan|consistency|both]
         [--seed 0] [--per-file 500] [--out rattle.json]
 """
 
@@ -59,22 +63,52 @@ def _cell(structure: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[int]]
     return lattice, frac, numbers
 
 
+def _test_cells(data: Path) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
+    split = json.loads((data / "phonondb-thermo" / "split.json").read_text())
+    return [_cell(r["structure"]) for r in _phonondb_rows(data) if split.get(r["id"]) == "test" and r["stable"]]
+
+
+def _rattled(cells: list[Any], seed: int) -> dict[float, list[Any]]:
+    """The rattled cells of every σ (one generator, σ by σ, cell by cell: the same draws in every part)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for sigma in SIGMAS:
+        out[sigma] = []
+        for lattice, frac, numbers in cells:
+            disp = rng.normal(0.0, sigma, frac.shape)  # Å, per Cartesian component
+            out[sigma].append((lattice, frac + disp @ np.linalg.inv(lattice), numbers))
+    return out
+
+
+SCAN_TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def scan(data: Path, seed: int) -> dict[str, Any]:
+    import spglib
+
+    cells = _test_cells(data)
+    ref = [spglib.get_symmetry_dataset(c, symprec=0.01) for c in cells]
+    rows = []
+    for sigma, rattled in [(0.0, cells), *_rattled(cells, seed).items()]:
+        row: dict[str, Any] = {"sigma_A": sigma}
+        for t in SCAN_TOLERANCES:
+            ds = [spglib.get_symmetry_dataset(c, symprec=t) for c in rattled]
+            row[f"same_{t}"] = float(np.mean([d.number == r.number and len(d.rotations) == len(r.rotations)
+                                              for d, r in zip(ds, ref)]))
+            row[f"p1_{t}"] = float(np.mean([d.number == 1 for d in ds]))
+        rows.append(row)
+    return {"materials": len(cells), "seed": seed, "rows": rows}
+
+
 def rattle(data: Path, seed: int) -> dict[str, Any]:
     from cloudphys import load_model
     from cloudphys.scope.structure import analyze
 
-    split = json.loads((data / "phonondb-thermo" / "split.json").read_text())
-    rows = [r for r in _phonondb_rows(data) if split.get(r["id"]) == "test" and r["stable"]]
-    cells = [_cell(r["structure"]) for r in rows]
+    cells = _test_cells(data)
     exact = [analyze(c, 0.01)[0].render() for c in cells]
-    rng = np.random.default_rng(seed)
     conv: dict[tuple[float, Any], list[tuple[str | None, int, bool]]] = {}
     seconds: dict[Any, float] = {t: 0.0 for t in TOLERANCES}
-    for sigma in SIGMAS:
-        rattled = []
-        for lattice, frac, numbers in cells:
-            disp = rng.normal(0.0, sigma, frac.shape)  # Å, per Cartesian component
-            rattled.append((lattice, frac + disp @ np.linalg.inv(lattice), numbers))
+    for sigma, rattled in _rattled(cells, seed).items():
         for tol in TOLERANCES:
             out = []
             t0 = time.perf_counter()
@@ -109,7 +143,7 @@ def rattle(data: Path, seed: int) -> dict[str, Any]:
                 **{f"cv{int(T)}_max": float(diffs[:, j].max()) for j, T in enumerate(TEMPERATURES)},
             })
     n_conv = len(cells) * len(SIGMAS)
-    return {"materials": len(rows), "seed": seed, "rows": table, "distinct_strings": len(strings),
+    return {"materials": len(cells), "seed": seed, "rows": table, "distinct_strings": len(strings),
             "predict_seconds": predict_s,
             "ms_per_conversion": {str(t): 1e3 * s / n_conv for t, s in seconds.items()}}
 
@@ -128,11 +162,14 @@ def consistency(data: Path, per_file: int) -> dict[str, Any]:
     result = {}
     for name, pairs in sets.items():
         changed, failed, warned, examples = 0, 0, 0, []
-        t0 = time.perf_counter()
+        t_pub = t_auto = 0.0
         for ident, structure in pairs:
             try:
+                t0 = time.perf_counter()
                 published = analyze(structure, 0.01)[0]
+                t1 = time.perf_counter()
                 auto, sym = analyze(structure, "auto")
+                t_pub, t_auto = t_pub + t1 - t0, t_auto + time.perf_counter() - t1
             except Exception:
                 failed += 1
                 continue
@@ -143,14 +180,15 @@ def consistency(data: Path, per_file: int) -> dict[str, Any]:
                     examples.append([ident, published.render(canonical=False), auto.render(canonical=False),
                                      sym.symprec, round(sym.rms, 4)])
         result[name] = {"structures": len(pairs), "changed": changed, "failed": failed, "warned_auto": warned,
-                        "seconds": time.perf_counter() - t0, "examples": examples}
+                        "seconds_0.01": t_pub, "seconds_auto": t_auto, "examples": examples}
         print(f"{name}: {changed} of {len(pairs)} change ({failed} failed, {warned} warned)", file=sys.stderr)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("rattle", "consistency", "both"), default="both")
+    ap.add_argument("--part", choices=("rattle", "scan", "consistency", "both"), default="both",
+                    help="both: rattle and consistency")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-file", type=int, default=500, help="structures read from each structures/*.csv.gz")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
@@ -171,12 +209,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {row['cv50_mean']:.3f} / {row['cv50_max']:.3f} | {row['cv300_mean']:.3f} / {row['cv300_max']:.3f} |")
         print(f"\nconversion: {r['ms_per_conversion']} ms per rattled structure; prediction of "
               f"{r['distinct_strings']} distinct strings {r['predict_seconds']:.1f} s")
+    if args.part == "scan":
+        res["scan"] = sc = scan(data, args.seed)
+        print(f"\n{sc['materials']} stable test materials, seed {sc['seed']}: same space group and operation count "
+              "as the exact structure at 0.01 Å / read as P1, by fixed symprec\n")
+        print("| rattle σ (Å) | " + " | ".join(f"{t} Å" for t in SCAN_TOLERANCES) + " |")
+        print("|---:|" + "---:|" * len(SCAN_TOLERANCES))
+        for row in sc["rows"]:
+            print(f"| {row['sigma_A']} | " + " | ".join(f"{row[f'same_{t}']:.1%} / {row[f'p1_{t}']:.1%}"
+                                                       for t in SCAN_TOLERANCES) + " |")
     if args.part in ("consistency", "both"):
         res["consistency"] = c = consistency(data, args.per_file)
-        print("\n| structures | converted | auto ≠ 0.01 | symmetry_warning (auto) | s |")
-        print("|---|---:|---:|---:|---:|")
+        print("\n| structures | converted | auto ≠ 0.01 | symmetry_warning (auto) | s at 0.01 | s at auto |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, v in c.items():
-            print(f"| {name} | {v['structures'] - v['failed']} | {v['changed']} | {v['warned_auto']} | {v['seconds']:.0f} |")
+            print(f"| {name} | {v['structures'] - v['failed']} | {v['changed']} | {v['warned_auto']} "
+                  f"| {v['seconds_0.01']:.1f} | {v['seconds_auto']:.1f} |")
         for name, v in c.items():
             for ex in v["examples"]:
                 print(f"  {name} {ex}")

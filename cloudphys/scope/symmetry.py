@@ -26,6 +26,7 @@ satisfies a non-trivial group exactly (step 1) gets no warning: its lower symmet
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,7 @@ def check_tolerances(symprec: Any, angle_tolerance: Any, *, error: type[Cloudphy
                 value = float(value)
             except ValueError:
                 pass
-        ok_type = (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+        ok_type = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))) or (
             isinstance(value, str) and name == "symprec")
         if ok_type and not isinstance(value, str):
             value = float(value)  # 0 and 0.0 alike are "a finite number"
