@@ -333,8 +333,8 @@ def plot_floors(out: dict[str, Any], data: dict[str, Any], path: str, trained: l
 
 
 def run_trained(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from cloudphys.inference.evaluation import evaluate as evaluate_run
-    from cloudphys.training.model import resolve_model_dir
+    from cloudphys.modeling.model import resolve_model_dir
+    from cloudphys.training.evaluation import evaluate as evaluate_run
 
     floors = json.loads(Path(args.floors).read_text()) if args.floors else None
     floor_of = {(r["head"], r["params"].get("bins")): r["mae"] for r in (floors or {}).get("floors", [])}

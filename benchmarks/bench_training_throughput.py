@@ -2,7 +2,7 @@
 
 CLOUD-style loop: every item tokenized inside the loop, one call per item, every batch padded to 64
 tokens, the transformers ``BertModel`` forward (what CLOUD trains), torch's default AdamW. Ours: the
-trainer's path: the split tokenized once (cloudphys.training.batching.encode), each batch padded to its
+trainer's path: the split tokenized once (cloudphys.modeling.encoding.encode), each batch padded to its
 own longest string (collate), the lean training forward of the BERT trunk (cloudphys.encoders.fast_bert:
 the same parameters and dropout masks, the last layer for the [CLS] rows only; the same results up to
 float rounding), the trainer's optimizer (cloudphys.training.loop.make_optimizer: AdamW with torch's
@@ -40,8 +40,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from cloudphys.config import load_config
+    from cloudphys.modeling.encoding import collate, encode
     from cloudphys.training import build_model
-    from cloudphys.training.batching import batch_indices, collate, encode
+    from cloudphys.training.batching import batch_indices
     from cloudphys.training.loop import make_optimizer
     from cloudphys.training.losses import loss, target_stats
 

@@ -36,8 +36,8 @@ CONFIGS = REPO / "configs"
 
 def cloud_metrics(run: Path, test, y_train_mean: float) -> dict[str, float]:
     """MAE (J/(K·mol) per cell), MAE/MAD and MAE per atom of ``run`` on CLOUD's Cv test split."""
-    from cloudphys.inference.evaluation import evaluate_model
-    from cloudphys.inference.model import load_model
+    from cloudphys.modeling.core import load_core as load_model
+    from cloudphys.training.evaluation import evaluate_model
 
     m = evaluate_model(load_model(run), test, device="cpu")["observables"]["cv"]
     mad = float(np.mean(np.abs(test.targets["cv"].reshape(-1) - y_train_mean)))

@@ -11,9 +11,9 @@ Heavy modules (torch, transformers, pymatgen) are imported on first use of what 
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     CheckpointError,
     CloudphysError,
@@ -26,11 +26,6 @@ from .errors import (
     StructureError,
 )
 from .hookspecs import hookimpl
-
-try:  # the one place the version is written is pyproject.toml
-    __version__ = version("cloudphys")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "__version__",

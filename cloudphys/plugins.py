@@ -32,7 +32,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import pluggy
 
@@ -45,6 +45,7 @@ __all__ = [
     "REGISTRY_HOOKS",
     "PluginFailure",
     "PluginInfo",
+    "PluginRegistry",
     "Registry",
     "call_per_plugin",
     "make_plugin_manager",
@@ -220,6 +221,29 @@ def call_per_plugin(
             yield name, exc
         else:
             yield name, None
+
+
+class PluginRegistry(Protocol):
+    """What cloudphys reads from a plugin registry: its tables and its lookups by name.
+
+    :class:`Registry` is the one cloudphys builds (:func:`get_registry`); every function that takes
+    ``registry=`` accepts any object of this shape (``None``: the process-wide one).
+    """
+
+    heads: Mapping[str, type]
+    encoders: Mapping[str, Callable[..., Any]]
+    datasets: Mapping[str, Any]
+    models: Mapping[str, Any]
+
+    def head(self, name: str) -> type: ...
+
+    def build_head(self, name: str, **params: Any) -> Any: ...
+
+    def encoder(self, name: str) -> Callable[..., Any]: ...
+
+    def dataset(self, name: str) -> Any: ...
+
+    def model(self, name: str) -> Any: ...
 
 
 class Registry:

@@ -14,11 +14,11 @@ from _training_helpers import TINY, cloud_examples, tokenizer
 from cloudphys import load_model
 from cloudphys.config import load_config
 from cloudphys.errors import CheckpointError, ConfigError
-from cloudphys.inference.ensemble import EnsembleEncoder
+from cloudphys.modeling.encoding import collate, encode
+from cloudphys.modeling.ensemble import EnsembleEncoder
+from cloudphys.modeling.format import ENSEMBLE_FILE, FORMAT_VERSION, is_ensemble_dir
 from cloudphys.training import ScopePhysicsModel, evaluate_model
 from cloudphys.training import train as fit  # one model or an ensemble, as the config asks
-from cloudphys.training.batching import collate, encode
-from cloudphys.training.checkpoint import ENSEMBLE_FILE, FORMAT_VERSION, is_ensemble_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The package's import graph: no cycles, no upward imports, no private names across modules.
 
 Read from the source with :mod:`ast` (nothing is imported), so the test also covers modules that
-need optional dependencies.
+need optional dependencies. Every import counts: module level, inside functions (deferred) and
+under ``TYPE_CHECKING``. The layers are those of ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,22 @@ from pathlib import Path
 import cloudphys
 
 PACKAGE = Path(cloudphys.__file__).resolve().parent
-#: Layers that must never reach up into the ones that use them (at any level, deferred imports too).
-LOWER = ("physics", "scope", "data", "encoders", "tokenizer", "inputs", "config", "observables", "errors")
-UPPER = ("training", "inference", "cli", "models")
+REPO = PACKAGE.parent
+#: The layers, top down (a top-level module or package of cloudphys each; "" is the package root, the
+#: public API). A module may import its own layer or any layer below it, never one above.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__main__", "cli", "testing"),
+    ("", "models"),
+    ("inference", "training"),
+    ("modeling",),
+    ("config", "data", "encoders"),
+    ("plugins", "hookspecs", "physics", "inputs"),
+    ("scope", "tokenizer"),
+    ("bounds", "params", "observables", "_version", "errors"),
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+#: Layers of one rank that still never import each other.
+APART = (("inference", "training"),)
 
 
 def _modules() -> dict[str, Path]:
@@ -65,8 +79,13 @@ def _layer(module: str) -> str:
     return module.split(".")[1] if "." in module else ""
 
 
-def test_module_level_import_graph_has_no_cycle() -> None:
-    graph = {m: {o for t, _, _ in _imports(m, module_level=True) if (o := _owner(t)) and o != m} for m in MODULES}
+def test_every_module_is_in_a_layer() -> None:
+    assert sorted({_layer(m) for m in MODULES} - set(RANK)) == []
+
+
+def test_import_graph_has_no_cycle() -> None:
+    """No cycle between modules, counting deferred (function-local) imports too."""
+    graph = {m: {o for t, _, _ in _imports(m, module_level=False) if (o := _owner(t)) and o != m} for m in MODULES}
     state: dict[str, int] = {}
     cycles: list[list[str]] = []
 
@@ -91,10 +110,53 @@ def test_lower_layers_never_import_upper_ones() -> None:
     bad = [
         f"{m}:{line} imports {t}"
         for m in MODULES
-        if _layer(m) in LOWER
         for t, _, line in _imports(m, module_level=False)
-        if _layer(t) in UPPER
+        if RANK[_layer(_owner(t) or t)] < RANK[_layer(m)]
     ]
+    assert not bad, "\n".join(bad)
+
+
+def test_training_and_inference_never_import_each_other() -> None:
+    bad = [
+        f"{m}:{line} imports {t}"
+        for m in MODULES
+        for t, _, line in _imports(m, module_level=False)
+        for pair in APART
+        if {_layer(m), _layer(_owner(t) or t)} == set(pair)
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def _exports(package: str) -> set[str]:
+    """The names in ``__all__`` of a cloudphys package (read from its source)."""
+    tree = ast.parse(MODULES[package].read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def test_shipped_plugins_use_only_public_api() -> None:
+    """A plugin imports cloudphys names only from a package's ``__init__`` and only names in its
+    ``__all__`` (``from cloudphys.physics import PhysicsHead, oscillator_thermo``), as a third-party
+    head author would."""
+    packages = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    bad = []
+    sources = [p for p in (REPO / "plugins").glob("*/*/*.py") if p.parent.name != "tests"]
+    assert sources, "no plugin sources found"
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                bad += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+                        if a.name.startswith("cloudphys.")]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("cloudphys"):
+                where = f"{path.relative_to(REPO)}:{node.lineno}"
+                if node.module not in packages:
+                    bad.append(f"{where} imports from the module {node.module} (not a package's public face)")
+                    continue
+                public = _exports(node.module)
+                bad += [f"{where} imports {a.name} from {node.module}, not in its __all__"
+                        for a in node.names if a.name not in public]
     assert not bad, "\n".join(bad)
 
 

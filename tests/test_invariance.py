@@ -236,7 +236,7 @@ def _model(head_name: str) -> tuple[Any, Any, Any]:
 
 @functools.cache
 def _physics_model(head_name: str) -> Any:
-    from cloudphys.training.model import ScopePhysicsModel
+    from cloudphys.modeling.model import ScopePhysicsModel
 
     tokenizer, encoder, head = _model(head_name)
     # eval mode: predict_encoded restores the mode it found, so a training-mode wrapper would turn the
@@ -250,7 +250,7 @@ def per_atom_predictions(cell: Cell, head_name: str) -> dict[str, np.ndarray]:
     ``scope.primitive_atoms``, as ``predict`` gives it) → encoder → head (in float64) with the given
     cell's atoms → per-atom observables."""
     from cloudphys.data.base import Examples
-    from cloudphys.training.batching import collate, encode
+    from cloudphys.modeling.encoding import collate, encode
 
     model = _physics_model(head_name)
     text = scope.from_structure(cell).render()
@@ -358,17 +358,17 @@ def test_debye_einstein_per_atom_values_do_not_depend_on_the_cell() -> None:
 
 
 def test_predict_and_training_paths_pass_atoms_per_primitive_cell() -> None:
-    """``predict_items`` (which goes through ``predict_encoded`` and the model's forward) gives
+    """``predict_with_members`` (which goes through ``predict_encoded`` and the model's forward) gives
     debye-einstein the primitive cell's atoms of each structure: conventional and primitive MgO / Si
     agree per atom."""
     from pymatgen.core import Lattice, Structure
 
-    from cloudphys.inference.predict import predict_items, read_items
+    from cloudphys.inference.predict import predict_with_members, read_items
 
     model = _physics_model("debye-einstein")
     cells = [MGO_CONVENTIONAL, MGO_PRIMITIVE, SI_8A, SI_PRIMITIVE]
     inputs = [Structure(Lattice(lat), [int(z) for z in num], pos) for lat, pos, num in cells]
-    pred = predict_items(model, read_items(inputs), list(TEMPERATURES))
+    pred = predict_with_members(model, (), read_items(inputs), list(TEMPERATURES))[0]
     assert pred.errors == [None] * len(inputs)
     for name in ("cv", "u", "s", "f"):
         per_atom = pred.observables[name] / np.asarray(pred.n_atoms)[:, None]
@@ -470,9 +470,9 @@ def test_non_canonical_strings_predict_as_the_canonical_one() -> None:
 
 
 def test_predict_reads_every_string_of_one_crystal_as_the_canonical_one() -> None:
-    """Issue 13 class 2 through the product's prediction path (``inference.predict.predict_items``):
+    """Issue 13 class 2 through the product's prediction path (``inference.predict.predict_with_members``):
     a non-canonical default string, the canonical one and the structures all predict the same per atom."""
-    from cloudphys.inference.predict import predict_items, read_items
+    from cloudphys.inference.predict import predict_with_members, read_items
 
     model = _physics_model("debye")
     groups = [
@@ -481,7 +481,7 @@ def test_predict_reads_every_string_of_one_crystal_as_the_canonical_one() -> Non
          {"scope": "-F 4 2 3 | 4a 4b | O 0.5 Mg 0.5", "n_atoms": 8}],
     ]
     inputs = [x for g in groups for x in g]
-    pred = predict_items(model, read_items(inputs), [50.0, 300.0])
+    pred = predict_with_members(model, (), read_items(inputs), [50.0, 300.0])[0]
     assert pred.errors == [None] * len(inputs)
     per_atom = pred.observables["cv"] / np.asarray(pred.n_atoms)[:, None]
     np.testing.assert_allclose(per_atom[0], per_atom[1], rtol=RTOL)
@@ -513,7 +513,7 @@ def test_encode_reads_hand_built_examples_in_canonical_form() -> None:
     atoms per primitive cell; cloud strings stay as CLOUD wrote them; a bad string is reported as written."""
     from cloudphys.data.base import Examples
     from cloudphys.errors import DataError
-    from cloudphys.training.batching import check_tokens, encode
+    from cloudphys.modeling.encoding import check_tokens, encode
 
     model = _physics_model("debye-einstein")
     cloud = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4b 4a | Cl 0.5 Na 0.5"

@@ -12,9 +12,9 @@ import torch
 from _training_helpers import TINY, cloud_examples, tokenizer
 
 from cloudphys.errors import ConfigError
+from cloudphys.modeling.device import autocast
+from cloudphys.modeling.encoding import collate, encode
 from cloudphys.training import fit, resolve_device
-from cloudphys.training.batching import collate, encode
-from cloudphys.training.runtime import autocast
 
 
 def test_autocast_choice() -> None:

@@ -120,7 +120,7 @@ def test_scope_parser_only_raises_scope_parse_error(text: str) -> None:
 @example("")
 @example(" | " * 100)
 def test_tokenizer_never_fails_and_lengths_are_enforced_loudly(text: str) -> None:
-    from cloudphys.training.batching import tokenize
+    from cloudphys.modeling.encoding import tokenize
 
     ids = TOKENIZER([text])["input_ids"][0]
     assert ids[0] == TOKENIZER.cls_token_id and ids[-1] == TOKENIZER.sep_token_id

@@ -407,8 +407,8 @@ def test_predict_refuses_negative_or_nan_temperatures(
 def test_training_data_with_unknown_tokens_or_bad_n_atoms_names_the_item(model_dir: Path) -> None:
     from cloudphys.data import Examples
     from cloudphys.errors import DataError
+    from cloudphys.modeling.encoding import encode
     from cloudphys.training import ScopePhysicsModel
-    from cloudphys.training.batching import encode
 
     model = ScopePhysicsModel.from_pretrained(model_dir)
 
@@ -611,7 +611,7 @@ def test_predict_reads_gzipped_csv_like_plain_csv(tmp_path: Path) -> None:
 def test_evaluate_refuses_an_empty_split(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudphys.data import Examples
     from cloudphys.errors import DataError
-    from cloudphys.inference import evaluation
+    from cloudphys.training import evaluation
 
     empty = Examples(
         ids=[],

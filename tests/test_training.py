@@ -13,9 +13,11 @@ import torch
 from _training_helpers import TINY, cloud_examples, tokenizer
 
 from cloudphys.config import load_config
-from cloudphys.inference.predict import parse_temperatures, predict_items, read_items, write_csv
+from cloudphys.config.temperatures import parse_temperatures
+from cloudphys.modeling.encoding import collate, encode
+from cloudphys.models.api import Model
 from cloudphys.training import ScopePhysicsModel, evaluate_model, fit
-from cloudphys.training.batching import batch_indices, collate, encode
+from cloudphys.training.batching import batch_indices
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +68,17 @@ def test_train_save_load_predict(tmp_path: Path, tok, data, data_root: Path) -> 
         w.writerow(["bad-n", data["val"].scope[1], "-3"])
     T = parse_temperatures("5:1000:5")
     assert T[0] == 5 and T[-1] == 1000 and len(T) == 200
-    pred = predict_items(loaded, read_items([src, tmp_path / "missing.cif"]), T, observables=["cv"], device="cpu")
-    out_rows = pred.rows()
-    good = [r for r in out_rows if r["id"] == "good"]
-    assert len(good) == 200 and all(r["error"] is None for r in good)
-    cvs = np.array([r["cv"] for r in good])
+    pred = Model(loaded).predict([src, tmp_path / "missing.cif"], T, observables=["cv"], device="cpu")
+    names = [it.name for it in pred.items]
+    assert names[0] == "good" and pred.items[0].error is None
+    cvs = pred.observables["cv"][0]
+    assert cvs.shape == (200,) and np.isfinite(cvs).all()
     assert np.all(np.diff(cvs) >= -1e-6) and np.all(cvs <= 3 * data["val"].n_atoms[0] * 8.3145)
-    assert len({r["theta_D"] for r in good}) == 1
-    errors = {r["id"]: r["error"] for r in out_rows if r["error"]}
+    assert np.isfinite(pred.latents["theta_D"][0]).all()
+    errors = {it.name: it.error for it in pred.items if it.error}
     # a missing file is named by the path given (cloudphys.inputs); the bad row by its id
     assert set(errors) == {"bad-n", str(tmp_path / "missing.cif")} and "n_atoms" in errors["bad-n"]
-    write_csv(out_rows, tmp_path / "out.csv")
-    with open(tmp_path / "out.csv") as fh:
-        header = next(csv.reader(fh))
-    assert header[:5] == ["id", "source", "scope", "n_atoms", "temperature"] and "cv" in header and "theta_D" in header
+    assert np.isnan(pred.observables["cv"][1:]).all()  # nothing predicted for the failed inputs
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])

@@ -1,6 +1,6 @@
 """Training, evaluation and pretraining parse every SCOPE string: bad ones are one DataError naming each.
 
-``cloudphys.training.batching.tokenize(..., validate=True)`` (used by ``encode`` and by ``pretrain``) runs
+``cloudphys.modeling.encoding.tokenize(..., validate=True)`` (used by ``encode`` and by ``pretrain``) runs
 :func:`cloudphys.scope.parse` on every string and reports unknown tokens, wrong section counts,
 impossible Wyckoff letters and too-long strings together, item by item.
 """
@@ -19,8 +19,8 @@ from _training_helpers import TINY, tokenizer
 from cloudphys.config import load_config
 from cloudphys.data import Examples
 from cloudphys.errors import DataError
+from cloudphys.modeling.encoding import MAX_LISTED, encode, scope_parse_problem, tokenize
 from cloudphys.training import build_model, evaluate_model, fit
-from cloudphys.training.batching import MAX_LISTED, encode, scope_parse_problem, tokenize
 
 NACL = "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
 NACL_CLOUD = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0.5 Cl 0.5"

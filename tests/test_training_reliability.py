@@ -33,10 +33,10 @@ from safetensors.torch import load_file, save_file
 from cloudphys import load_model
 from cloudphys.cli import main
 from cloudphys.errors import CheckpointError
+from cloudphys.modeling.model import model_dialect, tokenizer_record
 from cloudphys.training import ScopePhysicsModel, build_model, fit, train
 from cloudphys.training import checkpoint as ckpt
 from cloudphys.training.batching import strings_dialect
-from cloudphys.training.model import model_dialect, tokenizer_record
 from cloudphys.training.pretrain import pretrain
 from cloudphys.training.resume import config_differences
 
@@ -349,7 +349,7 @@ def test_single_into_ensemble_and_back_needs_overwrite_and_load_model_follows(tm
 
 def test_prediction_tokenizes_each_input_once(tmp_path: Path, tok, data, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudphys.inference import predict as pred_mod
-    from cloudphys.training import batching
+    from cloudphys.modeling import encoding as batching
 
     res = fit(dict(TINY, train={**TINY["train"], "epochs": 1}), None, tokenizer=tok, examples=data)
     calls = []
@@ -365,7 +365,8 @@ def test_prediction_tokenizes_each_input_once(tmp_path: Path, tok, data, monkeyp
     src = tmp_path / "in.csv"
     rows = "".join(f"m{k},{s},{n}\n" for k, (s, n) in enumerate(zip(data["val"].scope, data["val"].n_atoms)))
     src.write_text("id,scope,n_atoms\n" + rows + "bad,P 1 | 9z | Si 1.0,1\n")
-    out = pred_mod.predict_items(res.model, pred_mod.read_items([src]), np.array([100.0, 300.0]), device="cpu")
+    out = pred_mod.predict_with_members(res.model, (), pred_mod.read_items([src]), np.array([100.0, 300.0]),
+                                        device="cpu")[0]
     assert calls == [len(data["val"])]  # one tokenizer call for every string that parsed
     assert out.errors[:-1] == [None] * len(data["val"]) and "9z" in (out.errors[-1] or "")
     assert out.observables["cv"].shape == (len(data["val"]) + 1, 2) and np.isnan(out.observables["cv"][-1]).all()

@@ -36,8 +36,8 @@ def _structures(tmp: Path) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def tiny_ensemble(tmp_path_factory) -> Path:
     """An ensemble run directory of two freshly initialised members (different seeds)."""
-    from cloudphys.training.checkpoint import write_manifest
-    from cloudphys.training.model import build_model
+    from cloudphys.modeling.format import write_manifest
+    from cloudphys.modeling.model import build_model
 
     root = tmp_path_factory.mktemp("tiny-ens")
     for k in range(2):
@@ -291,7 +291,8 @@ def test_ensemble_predict_tokenizes_once_for_all_members(tiny_ensemble, monkeypa
             it.n_atoms = 1.0
         return out
 
-    one_by_one = [pred_mod.predict_items(member, items(), np.array([100.0, 300.0, 0.0])) for member in m._members]
+    one_by_one = [pred_mod.predict_with_members(member, (), items(), np.array([100.0, 300.0, 0.0]))[0]
+                  for member in m._members]
     std = np.std([p.latents["theta_D"] for p in one_by_one], axis=0, ddof=1)
     assert np.allclose(res.member_std["theta_D"], std, rtol=1e-6) and np.all(std > 0)  # raw members' std
     cv_std = np.std([p.observables["cv"][:, :-1] for p in one_by_one], axis=0, ddof=1)

@@ -30,7 +30,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..inference.evaluation import evaluate
+    from ..training.evaluation import evaluate
 
     check_output_path(args.output, what="-o/--output", overwrite=True)
     check_device(args.device)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CloudphysError, ConfigError
 from .reading import apply_overrides, read_config_file
 from .schema import SECTIONS, Config, PretrainConfig, TrainConfig
 from .validate import build_section, plugin_section, unknown_keys
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["load_config"]
 
@@ -17,7 +20,7 @@ __all__ = ["load_config"]
 def load_config(
     source: str | Path | Mapping[str, Any],
     overrides: Iterable[str] = (),
-    registry: Any = None,
+    registry: PluginRegistry | None = None,
 ) -> Config:
     """Read (file or mapping), apply ``overrides`` and validate a config against ``registry``.
 

@@ -7,17 +7,20 @@ whose parameters are checked against the plugin's own signature (:mod:`.plugin_p
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..bounds import Bound, option
 from ..errors import ConfigError
+from .section import PluginSection
 from .validate import check_fields, check_source
 from .yaml12 import dump_yaml
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["DEVICE_PATTERN", "SECTIONS", "Config", "PluginSection", "PretrainConfig", "RunOptions", "TrainConfig"]
 
@@ -28,17 +31,6 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 
 _LR = {"gt": 0, "le": 1, "remedy": "learning rates are small positive numbers such as 1e-4"}
 _BATCH = {"ge": 1, "le": 1 << 20, "remedy": "give a positive number of examples, e.g. 64"}
-
-
-@dataclass
-class PluginSection:
-    """A section that names a plugin: ``name`` plus its keyword ``params``."""
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **copy.deepcopy(self.params)}
 
 
 @dataclass
@@ -188,7 +180,7 @@ class PretrainConfig(RunOptions):
                 self.check_source(f"pretrain.{kind}[{i}]", src)
 
     @classmethod
-    def check_source(cls, what: str, src: Any, registry: Any = None) -> str:
+    def check_source(cls, what: str, src: Any, registry: PluginRegistry | None = None) -> str:
         """Check one ``sources`` / ``exclude`` entry; return its kind, ``"dataset"`` or ``"file"``.
 
         See :func:`cloudphys.config.validate.check_source`.

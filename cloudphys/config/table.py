@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .coerce import split_annotated, type_name
 from .plugin_params import param_schema
 from .schema import PretrainConfig, TrainConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["bounds_markdown", "bounds_rows"]
 
@@ -42,7 +45,7 @@ def _allowed(hint: Any, bound: Any) -> str:
     return bound.text()
 
 
-def bounds_rows(registry: Any = None) -> list[tuple[str, str, str]]:
+def bounds_rows(registry: PluginRegistry | None = None) -> list[tuple[str, str, str]]:
     """``(key, default, allowed)`` for every key of ``train``, ``pretrain`` and ``encoder`` (scope-bert)."""
     rows: list[tuple[str, str, str]] = []
     for cls, section in ((TrainConfig, "train"), (PretrainConfig, "pretrain")):
@@ -60,7 +63,7 @@ def bounds_rows(registry: Any = None) -> list[tuple[str, str, str]]:
     return rows
 
 
-def bounds_markdown(registry: Any = None) -> str:
+def bounds_markdown(registry: PluginRegistry | None = None) -> str:
     """The rows as a Markdown table."""
     lines = ["| key | default | allowed |", "|---|---|---|"]
     lines += [f"| `{k}` | {d} | {a} |" for k, d, a in bounds_rows(registry)]

@@ -10,12 +10,16 @@ import copy
 import dataclasses
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bounds import check_bound
 from ..errors import ConfigError
 from .coerce import coerce, split_annotated
 from .plugin_params import Kind, param_schema
+from .section import PluginSection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["build_section", "check_fields", "check_source", "plugin_section", "unknown_keys"]
 
@@ -53,13 +57,11 @@ def check_fields(obj: Any, what: str) -> None:
 
 
 def plugin_section(kind: Kind, raw: Any, table: Mapping[str, Any]) -> Any:
-    """A :class:`~.schema.PluginSection` for section ``kind`` naming one of ``table``'s plugins.
+    """A :class:`~.section.PluginSection` for section ``kind`` naming one of ``table``'s plugins.
 
     Parameters are checked against the plugin's :func:`~.plugin_params.param_schema`: unknown
     keys refused, values coerced to the annotated types and checked against annotated bounds.
     """
-    from .schema import PluginSection
-
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, Mapping):
@@ -88,7 +90,8 @@ def plugin_section(kind: Kind, raw: Any, table: Mapping[str, Any]) -> Any:
     return PluginSection(str(name), copy.deepcopy(params))
 
 
-def check_source(what: str, src: Any, registry: Any = None, *, file_keys: tuple[str, ...] = ("path", "column")) -> str:
+def check_source(what: str, src: Any, registry: PluginRegistry | None = None, *,
+                 file_keys: tuple[str, ...] = ("path", "column")) -> str:
     """Check one ``pretrain.sources`` / ``exclude`` entry; return its kind, ``"dataset"`` or ``"file"``.
 
     ``{name: DATASET, ...}`` is a data set: every other key (``path`` included) is ``split`` or

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .result import per_atom_unit
+from .units import per_atom_unit
 
 __all__ = ["PlotInfo", "plot_prediction", "STYLES", "MAX_ITEMS"]
 

@@ -1,54 +1,50 @@
 """The prediction core: input items → SCOPE records → tokens (once) → latents and observables.
 
-:func:`predict_items` is the core: it converts the items' structures to the SCOPE dialect the model
-was trained on, checks and tokenizes every string once (:func:`~cloudphys.training.batching.check_tokens`),
-runs the model over the good ones in batches and returns an :class:`ItemPredictions` -- per-item arrays
-of every observable and latent plus one error (or ``None``) per item, in input order. Nothing is
-dropped: an input that cannot be read, converted or tokenized, or whose prediction is not finite,
+:func:`predict_with_members` is the core: it converts the items' structures to the SCOPE dialect the
+model was trained on (:func:`prepare_items`), checks and tokenizes every string once
+(:func:`~cloudphys.modeling.encoding.check_tokens`), runs the model (and an ensemble's members, on
+the same tokens) over the good ones in batches and returns :class:`ItemPredictions` -- per-item
+arrays of every observable and latent plus one error (or ``None``) per item, in input order. Nothing
+is dropped: an input that cannot be read, converted or tokenized, or whose prediction is not finite,
 keeps its place with its error and NaN values.
 
-:func:`read_items` turns user inputs (files, folders, tables, JSON lines, ASE formats, objects,
-SCOPE strings) into items through :func:`cloudphys.inputs.read_inputs`; :func:`predict_items`
-converts them with :func:`cloudphys.inputs.to_records` (cached). Observables are per mole of the
-cells described by ``n_atoms``. :func:`predict_files` is the file front end of ``cloudphys
-predict`` (CSV rows, optional plot).
+:func:`read_items` turns user inputs (one input or a list: files, folders, tables, JSON lines, ASE
+formats, objects, SCOPE strings) into items through :func:`cloudphys.inputs.read_inputs` (the one
+place that decides what a single input is); :func:`prepare_items` converts them with
+:func:`cloudphys.inputs.to_records` (cached; the one place a default-dialect string is made
+canonical). Observables are per mole of the cells described by ``n_atoms``. The user's front end is
+:meth:`cloudphys.models.api.Model.predict`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..config.temperatures import parse_temperatures
 from ..data.base import Examples
-from ..errors import DataError
+from ..modeling.core import predict_encoded
+from ..modeling.device import resolve_device
+from ..modeling.encoding import check_tokens, encode
+from ..modeling.model import ScopePhysicsModel, model_dialect
 from ..scope.symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC
-from ..training.batching import check_tokens, encode
-from ..training.model import ScopePhysicsModel, model_dialect
-from ..training.runtime import resolve_device
-from .model import load_model, predict_encoded
 
 __all__ = [
     "ItemPredictions",
     "parse_temperatures",
-    "plot_curves",
-    "predict_files",
-    "predict_items",
     "predict_with_members",
+    "prepare_items",
     "read_items",
-    "write_csv",
 ]
 
 
 def read_items(sources: Any, *, limits: Any = None) -> list[Any]:
-    """Every input of ``sources`` as :class:`cloudphys.inputs.InputItem` (errors recorded, never
-    raised per item; order kept)."""
+    """Every input of ``sources`` (one input or a list of them) as :class:`cloudphys.inputs.InputItem`
+    (errors recorded, never raised per item; order kept)."""
     from ..inputs import read_inputs
 
     return read_inputs(sources, limits=limits)
@@ -64,28 +60,45 @@ def _generator_table(dialect: str) -> Any:
     return fetch(CLOUD_FILES["cloud/generator.json"], dataset="cloud")
 
 
-def _convert(items: list[Any], dialect: str, workers: int = 1, symprec: float | str = DEFAULT_SYMPREC,
-             angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> None:
-    """SCOPE strings (``.scope``) for every structure item (spglib at ``symprec`` Å or ``"auto"``,
-    ``angle_tolerance`` degrees); given strings parsed. Errors per item."""
+def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator_table: Any = None,
+                  strings_per_atom: bool = False, symprec: float | str = DEFAULT_SYMPREC,
+                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> list[Any]:
+    """SCOPE strings (``.scope``, ``.record``) for every item in place: structures converted to
+    ``dialect``, given strings parsed (default-dialect ones made canonical by
+    :func:`~cloudphys.inputs.to_records`; for a default-dialect model a cloud string too). Errors
+    are recorded per item; returns ``items``.
+
+    :param generator_table: CLOUD's table for converting structures to the cloud dialect (default:
+        fetched into the data directory when a structure needs it).
+    :param strings_per_atom: a SCOPE string given without ``n_atoms`` describes no cell; with this
+        set it is predicted for one atom (``n_atoms`` = 1), else it is an error.
+    :param symprec: spglib's distance tolerance (Å) or ``"auto"`` for converting structures
+        (:mod:`cloudphys.scope.symmetry`); ``angle_tolerance`` in degrees. An item whose symmetry is
+        far lower than at a looser tolerance gets ``.symmetry_warning``.
+    """
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
-        to_records(items, dialect=dialect, workers=workers, generator_table=_generator_table(dialect),
-                   symprec=symprec, angle_tolerance=angle_tolerance)
+        table = generator_table if generator_table is not None or dialect != "cloud" else _generator_table(dialect)
+        to_records(items, dialect=dialect, workers=workers, generator_table=table, symprec=symprec,
+                   angle_tolerance=angle_tolerance)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
     for it in items:
         if it.error is None and it.record is not None and dialect == "default":
-            it.scope = it.record.render()  # canonical: every string of one crystal reads the same (issue 13)
+            it.scope = it.record.render()  # a cloud string read by a default-dialect model: its canonical string
         if it.error is None and it.n_atoms is None:
-            it.fail("the number of atoms per cell is unknown: give an n_atoms column/field with a SCOPE string")
+            if strings_per_atom:
+                it.n_atoms = 1.0
+            else:
+                it.fail("the number of atoms per cell is unknown: give an n_atoms column/field with a SCOPE string")
+    return items
 
 
 @dataclass
 class ItemPredictions:
-    """What :func:`predict_items` returns (the user-facing result built on it is
+    """What :func:`predict_with_members` returns per model (the user-facing result built on it is
     :class:`cloudphys.inference.result.Prediction`): one entry per input item, in input order.
 
     :ivar ids, sources, scope, errors: per item (``scope``: the string tokenized, ``None`` if there
@@ -95,7 +108,6 @@ class ItemPredictions:
     :ivar observables: ``{name: [N, nT]}`` per mole of cells (NaN where ``errors`` is set).
     :ivar latents: ``{name: [N, *shape]}`` (NaN where ``errors`` is set).
     :ivar latent_sizes: ``{name: size}`` as the head declares them (for column names).
-    :ivar symmetry_warnings: per item, the low-symmetry warning of its conversion (or ``None``).
     """
 
     ids: list[str]
@@ -107,38 +119,9 @@ class ItemPredictions:
     latents: dict[str, np.ndarray]
     errors: list[str | None]
     latent_sizes: dict[str, int]
-    symmetry_warnings: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Rows ``{id, source, scope, n_atoms, temperature, <observables>, <latents>, error,
-        symmetry_warning}``: one per (item, temperature) for a prediction, one with empty values for an error."""
-        lat_names: list[str] = []
-        for name, size in self.latent_sizes.items():
-            lat_names += [name] if size == 1 else [f"{name}_{i}" for i in range(size)]
-        rows: list[dict[str, Any]] = []
-        for k, rid in enumerate(self.ids):
-            n = float(self.n_atoms[k]) if np.isfinite(self.n_atoms[k]) else None
-            base = {"id": rid, "source": self.sources[k], "scope": self.scope[k], "n_atoms": n}
-            warn = self.symmetry_warnings[k] if k < len(self.symmetry_warnings) else None
-            if self.errors[k] is not None:
-                rows.append({**base, "temperature": None, **{o: None for o in self.observables},
-                             **{c: None for c in lat_names}, "error": self.errors[k], "symmetry_warning": None})
-                continue
-            lat_vals: dict[str, float] = {}
-            for name, size in self.latent_sizes.items():
-                v = np.asarray(self.latents[name][k]).reshape(-1)
-                if size == 1:
-                    lat_vals[name] = float(v[0])
-                else:
-                    lat_vals.update({f"{name}_{i}": float(x) for i, x in enumerate(v)})
-            for j, T in enumerate(self.temperatures):
-                rows.append({**base, "temperature": float(T),
-                             **{o: float(v[k, j]) for o, v in self.observables.items()}, **lat_vals, "error": None,
-                             "symmetry_warning": warn})
-        return rows
 
 
 def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int], list[np.ndarray], list[Any]]:
@@ -185,32 +168,6 @@ def _primitive_atoms(model: ScopePhysicsModel, items: list[Any], symprec: float 
     return out
 
 
-def predict_items(
-    model: ScopePhysicsModel,
-    items: list[Any],
-    temperatures: np.ndarray | Sequence[float],
-    *,
-    observables: Sequence[str] | None = None,
-    dialect: str | None = None,
-    batch_size: int = 256,
-    device: str = "auto",
-    workers: int = 1,
-    symprec: float | str = DEFAULT_SYMPREC,
-    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
-) -> ItemPredictions:
-    """Latents and observables (``observables``; default: every one the head declares) of every item.
-
-    :param items: :class:`cloudphys.inputs.InputItem` (see :func:`read_items`).
-    :param temperatures: K, ``[nT]``.
-    :param symprec: spglib's tolerance (Å, or ``"auto"``) for converting structures; ``angle_tolerance`` in degrees.
-    Structures are converted to ``dialect`` (default: the model's); each string is parsed and
-    tokenized once. Never raises for one item: its error is recorded and the rest go on.
-    """
-    return predict_with_members(model, (), items, temperatures, observables=observables, dialect=dialect,
-                                batch_size=batch_size, device=device, workers=workers, symprec=symprec,
-                                angle_tolerance=angle_tolerance)[0]
-
-
 def predict_with_members(
     model: ScopePhysicsModel,
     members: Sequence[ScopePhysicsModel],
@@ -222,11 +179,19 @@ def predict_with_members(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 1,
+    generator_table: Any = None,
+    strings_per_atom: bool = False,
     symprec: float | str = DEFAULT_SYMPREC,
     angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
 ) -> tuple[ItemPredictions, list[ItemPredictions]]:
-    """:func:`predict_items` for ``model`` and for each of ``members`` (an ensemble's members), the
-    inputs converted, parsed and tokenized once for all of them.
+    """Latents and observables (``observables``; default: every one the head declares) of every item
+    for ``model`` and for each of ``members`` (an ensemble's members; may be empty), the inputs
+    converted, parsed and tokenized once for all of them.
+
+    :param items: :class:`cloudphys.inputs.InputItem` (see :func:`read_items`), prepared in place by
+        :func:`prepare_items` (``dialect``, default the model's; ``generator_table``; ``strings_per_atom``;
+        ``symprec`` and ``angle_tolerance``, spglib's tolerances for structures).
+    :param temperatures: K, ``[nT]``.
 
     A member whose tokenizer differs from ``model``'s gets its own tokenization. An item whose
     prediction is not finite for any of them carries that error (the arrays of the runs before it
@@ -234,7 +199,8 @@ def predict_with_members(
     """
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
-    _convert(items, dialect or model_dialect(model), workers, symprec, angle_tolerance)
+    prepare_items(items, dialect or model_dialect(model), workers=workers, generator_table=generator_table,
+                  strings_per_atom=strings_per_atom, symprec=symprec, angle_tolerance=angle_tolerance)
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 
@@ -301,75 +267,4 @@ def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, 
     return ItemPredictions(ids=[it.id for it in items], sources=[it.source or it.name for it in items],
                            scope=[it.scope for it in items],
                            n_atoms=n_atoms, temperatures=temperatures, observables=preds, latents=lats,
-                           errors=[it.error for it in items], latent_sizes=lat_sizes,
-                           symmetry_warnings=[getattr(it, "symmetry_warning", None) for it in items])
-
-
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Write prediction rows (columns in the order of the first row)."""
-    if not rows:
-        raise DataError("no inputs to write")
-    fields = list(rows[0])
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-
-
-def plot_curves(rows: list[dict[str, Any]], model: ScopePhysicsModel, path: str | Path, max_items: int = 12) -> None:
-    """One panel per observable, one curve per input (first ``max_items``), units on the axes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    obs = list(model.head.selected)
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r["error"] is None:
-            by_id.setdefault(r["id"], []).append(r)
-    ids = list(by_id)[:max_items]
-    fig, axes = plt.subplots(1, len(obs), figsize=(4.2 * len(obs), 3.6), squeeze=False)
-    for ax, o in zip(axes[0], obs):
-        spec = model.head.observable(o)
-        for rid in ids:
-            pts = by_id[rid]
-            T = [p["temperature"] for p in pts]
-            y = [p[o] / (p["n_atoms"] if spec.extensive else 1.0) for p in pts]
-            ax.plot(T, y, label=rid)
-        unit = spec.unit or "dimensionless"
-        ax.set_xlabel("temperature (K)")
-        ax.set_ylabel(f"{o} ({unit} per mol-atom)" if spec.extensive else f"{o} ({unit})")
-        ax.set_title(f"{o} — head {model.head.name}")
-    if ids:
-        axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def predict_files(
-    run_dir: str | Path,
-    inputs: Sequence[str | Path],
-    temperatures: str | Sequence[float],
-    *,
-    out_csv: str | Path | None = None,
-    plot: str | Path | None = None,
-    dialect: str | None = None,
-    device: str = "auto",
-    workers: int = 1,
-    registry: Any = None,
-) -> list[dict[str, Any]]:
-    """Load a trained model, predict every input at ``temperatures`` (the head's selected
-    observables), write CSV / plot; returns the rows (:meth:`ItemPredictions.rows`)."""
-    model = load_model(run_dir, registry=registry)
-    T = parse_temperatures(temperatures)
-    pred = predict_items(model, read_items(inputs), T, observables=list(model.head.selected), dialect=dialect,
-                         device=device, workers=workers)
-    rows = pred.rows()
-    if out_csv is not None:
-        write_csv(rows, out_csv)
-    if plot is not None:
-        plot_curves(rows, model, plot)
-    return rows
+                           errors=[it.error for it in items], latent_sizes=lat_sizes)

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import DataError
+from .units import per_atom_unit
 
 __all__ = ["Quantity", "ItemInfo", "Prediction", "StructurePrediction", "unit_slug", "column_name", "per_atom_unit",
            "quantities_from_head"]
@@ -66,11 +67,6 @@ def unit_slug(unit: str) -> str:
     for ch in "()*^ ":
         s = s.replace(ch, "_")
     return "_".join(p for p in s.split("_") if p)
-
-
-def per_atom_unit(unit: str) -> str:
-    """``"J/(K*mol)"`` → ``"J/(K·mol-atom)"``: the unit of an extensive observable divided by the atoms."""
-    return unit.replace("*", "·").replace("mol", "mol-atom")
 
 
 def column_name(name: str, unit: str, basis: str | None = None, stat: str | None = None) -> str:

@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import CheckpointError, DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = [
     "CALIBRATION_FILE", "DEFAULT_LEVEL", "z_value", "member_models", "member_std", "fit_scale", "coverage",
@@ -135,8 +138,8 @@ def predict_split(model: Any, examples: Any, *, batch_size: int = 256, device: s
     :returns: ``{"pred": {obs: [N, nT]}, "std": {...}, "labels": {...}, "latents": ..., "latent_std": ...,
         "n_atoms": [N], "temperatures": [nT]}``, every observable per mole of cells (the data's basis).
     """
-    from ..training.batching import encode
-    from .model import predict_encoded
+    from ..modeling.core import predict_encoded
+    from ..modeling.encoding import encode
 
     members = member_models(model)
     if not members:
@@ -163,14 +166,14 @@ def calibrate(model: Any, examples: Any, *, level: float = DEFAULT_LEVEL, split:
             "coverage_uncalibrated": before, "members": len(model.encoder.members)}
 
 
-def run_split(run_dir: str | Path, split: str, *, registry: Any = None,
+def run_split(run_dir: str | Path, split: str, *, registry: PluginRegistry | None = None,
               overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """``(model, examples)``: an ensemble run and ``split`` of the data set it was trained on."""
     from ..config import load_config
-    from ..training.batching import load_split
-    from .model import load_model
+    from ..modeling.core import load_core
+    from ..modeling.encoding import load_split
 
-    model = load_model(run_dir, registry=registry).float()
+    model = load_core(run_dir, registry=registry).float()
     cfg = model.meta.get("config")
     if not cfg:
         raise CheckpointError(f"{run_dir}: the model carries no run config; cannot tell which data to calibrate on")
@@ -181,7 +184,8 @@ def run_split(run_dir: str | Path, split: str, *, registry: Any = None,
     return model, examples
 
 
-def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEFAULT_LEVEL, registry: Any = None,
+def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEFAULT_LEVEL,
+                  registry: PluginRegistry | None = None,
                   overrides: Sequence[str] = (), write: bool = True) -> dict[str, Any]:
     """Fit the scale factor of the ensemble in ``run_dir`` on ``split`` and (``write``) store it there."""
     model, examples = run_split(run_dir, split, registry=registry, overrides=overrides)

@@ -17,7 +17,7 @@ mismatch) and needs no network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
 from .registry import (
@@ -28,11 +28,14 @@ from .registry import (
     write_checksums,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
+
 __all__ = ["ModelSpec", "list_models", "model_spec", "load_model", "verify_checksums", "write_checksums",
            "CHECKSUM_FILE", "CARD_FILE", "available"]
 
 
-def _registry(registry: Any) -> Any:
+def _registry(registry: PluginRegistry | None) -> PluginRegistry:
     if registry is not None:
         return registry
     from ..plugins import get_registry
@@ -40,24 +43,24 @@ def _registry(registry: Any) -> Any:
     return get_registry()
 
 
-def available(spec: ModelSpec, registry: Any = None) -> bool:
+def available(spec: ModelSpec, registry: PluginRegistry | None = None) -> bool:
     """Whether the head the model needs is registered (its plugin installed)."""
     return not spec.head or spec.head in _registry(registry).heads
 
 
-def list_models(registry: Any = None, *, include_unavailable: bool = False) -> list[str]:
+def list_models(registry: PluginRegistry | None = None, *, include_unavailable: bool = False) -> list[str]:
     """Names of the registered pretrained models whose head is installed (all with ``include_unavailable``)."""
     reg = _registry(registry)
     return sorted(n for n, s in reg.models.items() if include_unavailable or available(s, reg))
 
 
-def model_spec(name: str, registry: Any = None) -> ModelSpec:
+def model_spec(name: str, registry: PluginRegistry | None = None) -> ModelSpec:
     """The :class:`ModelSpec` registered as ``name`` (a :class:`~cloudphys.errors.PluginError` listing
     the names if unknown)."""
     return _registry(registry).model(name)
 
 
-def load_model(name_or_path: str | Path, *, registry: Any = None, device: str = "cpu",
+def load_model(name_or_path: str | Path, *, registry: PluginRegistry | None = None, device: str = "cpu",
                map_location: str | None = None) -> Any:
     """A registered model by name, or a trained run / model / ensemble directory, as a
     :class:`~cloudphys.models.api.Model`.
@@ -65,8 +68,8 @@ def load_model(name_or_path: str | Path, *, registry: Any = None, device: str = 
     Shipped models are checked against their ``SHA256SUMS`` before loading; weights stored in
     half precision are loaded as float32. ``map_location`` is an alias of ``device``.
     """
-    from ..inference.model import load_model as load_core
     from ..inference.uncertainty import read_calibration
+    from ..modeling.core import load_core
     from .api import Model
 
     reg = _registry(registry)

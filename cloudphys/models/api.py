@@ -15,25 +15,13 @@ the weights); :meth:`Model.latents` returns the latents as tensors.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import DataError
 
 __all__ = ["Model"]
-
-
-def _as_sources(structures: Any) -> list[Any]:
-    """One input or an iterable of inputs → a list (a string, path, dict, Structure or Atoms is one input)."""
-    if isinstance(structures, (list, tuple)):
-        return list(structures)
-    if isinstance(structures, (str, Path, dict)) or not isinstance(structures, Iterable):
-        return [structures]
-    # pymatgen Structure and ase Atoms (and subclasses) iterate over their sites: one input each
-    if any(c.__module__.split(".")[0] in ("pymatgen", "ase") for c in type(structures).__mro__):
-        return [structures]
-    return list(structures)
 
 
 def _temperatures(temperatures: Any) -> np.ndarray:
@@ -144,9 +132,7 @@ class Model:
         from ..inference.predict import predict_with_members, read_items
         from ..inference.result import ItemInfo, Prediction, quantities_from_head
         from ..inference.uncertainty import DEFAULT_LEVEL, member_std
-        from ..inputs import to_records
         from ..scope.symmetry import check_tolerances
-        from ..training.model import model_dialect
 
         symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance)  # before any input is read
         T = _temperatures(temperatures)
@@ -156,23 +142,16 @@ class Model:
             raise DataError(f"observable(s) {unknown} not given by head {self.head.name!r}; "
                             f"it gives {self.observables}")
         T_all = np.append(T, 0.0)  # one extra column: the zero-point energy u(T = 0)
-        items = read_items(_as_sources(structures))
-        table = self.generator_table
-        if table is not None and (dialect or model_dialect(self.core)) == "cloud" and any(
-                it.error is None and it.scope is None for it in items):
-            # the model ships CLOUD's generator table: structures convert without the data directory
-            to_records(items, dialect="cloud", workers=workers, generator_table=table, symprec=symprec,
-                       angle_tolerance=angle_tolerance)
+        items = read_items(structures)  # what one input is, and what a list is: cloudphys.inputs decides
         # A SCOPE string given without n_atoms describes no cell: with intensive encoder inputs its
         # per-atom prediction is well defined, so it is predicted for one atom (per cell stays unknown).
-        per_atom_only = []
-        if self._intensive_inputs():
-            for k, it in enumerate(items):
-                if it.error is None and it.scope is not None and it.n_atoms is None:
-                    it.n_atoms = 1.0
-                    per_atom_only.append(k)
+        per_atom = self._intensive_inputs()
+        per_atom_only = {k for k, it in enumerate(items)
+                         if per_atom and it.error is None and it.scope is not None and it.n_atoms is None}
+        # a model that ships CLOUD's generator table converts structures without the data directory
         kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers,
-                  symprec=symprec, angle_tolerance=angle_tolerance)
+                  generator_table=self.generator_table, strings_per_atom=per_atom, symprec=symprec,
+                  angle_tolerance=angle_tolerance)
         # the members read the same tokens: converted, parsed and tokenized once for all of them
         mean, per = predict_with_members(self.core, self._members if self.is_ensemble else (), items, T_all, **kw)
         spreads = None
@@ -239,7 +218,7 @@ class Model:
         cannot hold holes).
         """
         from ..data.base import Examples
-        from ..training.batching import collate, encode
+        from ..modeling.encoding import collate, encode
 
         pred = self.predict(structures, [0.0], observables=self.observables[:1])
         if pred.errors:

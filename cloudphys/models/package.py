@@ -88,15 +88,15 @@ def package_model(
     :param calibration: the ensemble's calibration (see :func:`cloudphys.inference.uncertainty.calibrate`).
     :param dtype: storage dtype of the encoder weights (``float16`` halves the size).
     """
-    from ..inference.model import load_model
     from ..inference.uncertainty import member_models, write_calibration
-    from ..training.checkpoint import write_manifest
-    from ..training.model import model_dialect
+    from ..modeling.core import load_core
+    from ..modeling.format import write_manifest
+    from ..modeling.model import model_dialect
 
     if dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     run, out = Path(run), Path(out)
-    core = load_model(run).float()  # refuses corrupt or foreign runs before anything is written
+    core = load_core(run).float()  # refuses corrupt or foreign runs before anything is written
     if out.exists():
         if not overwrite:
             raise CheckpointError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")

@@ -28,6 +28,7 @@ __all__ = [
     "CHECKS",
     "POINT_CHECKS",
     "DEFAULT_TEMPERATURES",
+    "ENERGY_FLOOR_K",
     "HeadCheckError",
     "HeadCheckReport",
     "TOLERANCES",
@@ -52,6 +53,7 @@ _LAZY = {
     "resolve_head": "checks",
     "contract_tests": "suite",
     "TOLERANCES": "tolerances",
+    "ENERGY_FLOOR_K": "tolerances",
     "tolerance": "tolerances",
 }
 

@@ -33,9 +33,10 @@ Checks (names for ``checks=``):
 ``limits``
     T = 0: cv = 0, s = 0, u = f; cv ≥ 0 and s ≥ 0 everywhere; the classical limit at high T:
     cv → 3·n·R and u → 3·n·R·T (skip with ``classical_limit=False`` for heads that are not
-    harmonic lattices).
+    harmonic lattices, e.g. two-level systems: docs/plugins.md has the Schottky head as example).
 
-Scales and tolerances: see :mod:`cloudphys.testing.tolerances`. Every failure is collected and
+Scales and tolerances: see :mod:`cloudphys.testing.tolerances` (u and f are measured against
+3·n·R·max(T, 1 K) + |u|, so a head with u(0) = 0 is checked like any other). Every failure is collected and
 reported together in one :class:`HeadCheckError` naming the head, the check, the observable, the
 error and where it occurred.
 
@@ -183,7 +184,8 @@ def check_head(
     :param seed: seed of those rows.
     :param temperatures: K, the curve every row is evaluated on (include 0).
     :param n_atoms: atoms per cell, cycled over the rows.
-    :param classical_limit: check cv → 3nR, u → 3nRT at ``t_high`` (harmonic lattices).
+    :param classical_limit: check cv → 3nR, u → 3nRT at ``t_high`` (harmonic lattices; ``False``
+        for a head without that limit, e.g. two-level systems -- every other check still runs).
     :param t_high: K, temperature of the classical-limit check.
     :returns: a :class:`HeadCheckReport` (passed checks).
     """

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..physics.contract import R_GAS, PhysicsHead
+from .tolerances import ENERGY_FLOOR_K
 
 __all__ = [
     "atoms_like",
@@ -46,12 +47,15 @@ def atoms_like(n: Tensor, T: Tensor) -> Tensor:
 
 
 def error_scale(head: PhysicsHead, name: str, ref: Tensor, T: Tensor, n: Tensor) -> Tensor:
+    """What an error in ``name`` is measured against (see :mod:`.tolerances`): 3nR + |ref| for cv
+    and s, 3nR·max(T, ENERGY_FLOOR_K) + |ref| for u and f (positive at T = 0 even where u(0) = 0),
+    |ref| otherwise."""
     kind = is_per_kelvin(name)
     nR3 = 3.0 * R_GAS * atoms_like(n, T)
     if kind is True:
         return nR3 + ref.abs()
     if kind is False:
-        return nR3 * T + ref.abs()
+        return nR3 * T.detach().clamp(min=ENERGY_FLOOR_K) + ref.abs()
     return ref.abs() + 1e-300
 
 

@@ -1,4 +1,7 @@
-"""Run directories on disk: atomic checkpoints, the metrics log, the run lock, the ensemble manifest.
+"""Run directories on disk: atomic checkpoints, the metrics log, the run lock.
+
+The format number and the ensemble manifest (what loading needs too) are
+:mod:`cloudphys.modeling.format`'s, re-exported here.
 
 A run directory (``cloudphys train``; ``cloudphys pretrain`` writes the same layout)::
 
@@ -28,8 +31,17 @@ from typing import Any
 
 import torch
 
-from ..encoders.pretrained import PICKLE_SUFFIXES, refuse_pickles
 from ..errors import CheckpointError
+from ..modeling.format import (  # re-exported: the run directory's files in one place
+    ENSEMBLE_FILE,
+    FORMAT_VERSION,
+    PICKLE_SUFFIXES,
+    check_format,
+    is_ensemble_dir,
+    read_manifest,
+    refuse_pickles,
+    write_manifest,
+)
 
 __all__ = [
     "ENSEMBLE_FILE",
@@ -51,28 +63,6 @@ __all__ = [
     "write_manifest",
     "write_metrics",
 ]
-
-#: Format of what cloudphys writes (model directories, ``ensemble.json``). 1: cloudphys 0.1 runs
-#: (no ``format`` key); 2: the model records ``format``, ``dialect`` and ``tokenizer``.
-FORMAT_VERSION = 2
-
-
-def check_format(what: str | Path, found: Any, saved_by: Any = None) -> int:
-    """The format number of ``what`` (a missing one is 1); :class:`CheckpointError` if it is newer
-    than :data:`FORMAT_VERSION` or not a positive integer."""
-    fmt = 1 if found is None else found
-    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
-        raise CheckpointError(f"{what}: format {found!r} is not a positive integer; the files are corrupt")
-    if fmt > FORMAT_VERSION:
-        from .. import __version__
-
-        by = f"cloudphys {saved_by}" if saved_by else "a newer cloudphys"
-        raise CheckpointError(
-            f"{what} was saved by {by} with format {fmt}; this cloudphys ({__version__}) reads formats "
-            f"<= {FORMAT_VERSION}: upgrade cloudphys (pip install -U cloudphys) to load it"
-        )
-    return fmt
-
 
 def _safe_read(what: str, path: Path, read: Callable[[], Any]) -> Any:
     from safetensors import SafetensorError
@@ -271,40 +261,3 @@ def run_lock(out_dir: str | Path) -> Iterator[Path]:
         yield path
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race with a waiting process)
-
-
-# -- ensemble manifest ----------------------------------------------------------------------
-#: The file that marks a directory as an ensemble run.
-ENSEMBLE_FILE = "ensemble.json"
-
-
-def is_ensemble_dir(path: str | Path) -> bool:
-    """Whether ``path`` is an ensemble run directory."""
-    return (Path(path) / ENSEMBLE_FILE).is_file()
-
-
-def write_manifest(out: Path, members: Sequence[str], seeds: Sequence[int], complete: Sequence[str]) -> None:
-    """Write ``ensemble.json`` atomically (temporary file + rename)."""
-    tmp = out / (ENSEMBLE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT_VERSION, "members": list(members), "seeds": list(seeds),
-                               "complete": list(complete)}, indent=2))
-    tmp.replace(out / ENSEMBLE_FILE)
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The parsed ``ensemble.json`` of an ensemble run (validated)."""
-    path = Path(path)
-    try:
-        data = json.loads((path / ENSEMBLE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path / ENSEMBLE_FILE} is unreadable or corrupt: {exc}") from exc
-    members = data.get("members") if isinstance(data, dict) else None
-    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
-        raise CheckpointError(f"{path / ENSEMBLE_FILE} must list its members' directories under 'members'")
-    for m in members:
-        if Path(m).is_absolute() or ".." in Path(m).parts:
-            raise CheckpointError(f"{path / ENSEMBLE_FILE}: member {m!r} must be a directory inside {path}")
-    complete = data.get("complete", members)
-    if not isinstance(complete, list):
-        raise CheckpointError(f"{path / ENSEMBLE_FILE}: 'complete' must be a list")
-    return {"format": data.get("format", 1), "members": members, "seeds": data.get("seeds", []), "complete": complete}

@@ -12,22 +12,25 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import Config, load_config
 from ..errors import CheckpointError, ConfigError
-from ..inference.ensemble import ensemble_model
-from ..inference.model import predict_encoded
+from ..modeling.core import predict_encoded
+from ..modeling.encoding import encode, load_split
+from ..modeling.ensemble import ensemble_model
+from ..modeling.model import ScopePhysicsModel
 from . import checkpoint as ckpt
 from . import runtime
-from .batching import encode, load_split
 from .loop import FitResult, fit
 from .losses import loss_value
-from .model import ScopePhysicsModel
 from .resume import check_resume_config, prepare_run_dir
 from .transfer import member_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["fit_ensemble", "train"]
 
@@ -48,7 +51,7 @@ def _completed(out: Path, names: list[str], seeds: list[int]) -> list[str]:
     return [m for m in names if m in manifest["complete"]]
 
 
-def _finished_member(mdir: Path, registry: Any) -> FitResult:
+def _finished_member(mdir: Path, registry: PluginRegistry) -> FitResult:
     """The result of a member trained before (``resume``), from its files."""
     state, _ = ckpt.load_training_state(mdir / "last")
     model = ScopePhysicsModel.from_pretrained(mdir, registry=registry)
@@ -71,7 +74,7 @@ def _ensemble_val_loss(model: ScopePhysicsModel, val_ex: Any, config: Config, de
     return loss_value(vpred, val, model.meta["target_stats"], tc.loss, tc.loss_weights)
 
 
-def _member_config(config: Config, i: int, seed: int, registry: Any) -> Config:
+def _member_config(config: Config, i: int, seed: int, registry: PluginRegistry) -> Config:
     member = config.to_dict()
     member["train"].update(seed=seed, ensemble=1, parallel_members=1)
     if config.train.init_from is not None:  # member k starts from member k of an ensemble source
@@ -80,7 +83,8 @@ def _member_config(config: Config, i: int, seed: int, registry: Any) -> Config:
 
 
 def _fit_members(config: Config, out: Path | None, names: list[str], seeds: list[int], complete: list[str],
-                 data: Mapping[str, Any], *, resume: bool, rank0: bool, accept_config_changes: bool, registry: Any,
+                 data: Mapping[str, Any], *, resume: bool, rank0: bool, accept_config_changes: bool,
+                 registry: PluginRegistry,
                  tokenizer: Any, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> list[FitResult]:
     """Train (or, when resuming, take) each member in turn; the manifest records each one finished."""
     if config.train.parallel_members > 1 and len(names) - len(complete) > 1:
@@ -114,7 +118,8 @@ def _member_process(member: dict[str, Any], mdir: str, again: bool, accept: bool
 
 
 def _fit_members_parallel(config: Config, out: Path | None, names: list[str], seeds: list[int], complete: list[str],
-                          data: Mapping[str, Any], *, resume: bool, accept_config_changes: bool, registry: Any,
+                          data: Mapping[str, Any], *, resume: bool, accept_config_changes: bool,
+                          registry: PluginRegistry,
                           tokenizer: Any, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> list[FitResult]:
     """``train.parallel_members`` worker processes (spawned; each runs :func:`fit` for one member into
     its directory, seeded as in the sequential loop, so the members are the same). The manifest
@@ -176,7 +181,7 @@ def fit_ensemble(
     resume: bool = False,
     overwrite: bool = False,
     accept_config_changes: bool = False,
-    registry: Any = None,
+    registry: PluginRegistry | None = None,
     tokenizer: Any = None,
     examples: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
@@ -227,7 +232,7 @@ def train(
     out_dir: str | Path | None = None,
     *,
     overrides: Iterable[str] = (),
-    registry: Any = None,
+    registry: PluginRegistry | None = None,
     **kwargs: Any,
 ) -> FitResult:
     """Train what ``config`` asks for: one model (:func:`fit`) or an ensemble (:func:`fit_ensemble`).

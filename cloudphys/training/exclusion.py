@@ -16,7 +16,7 @@ import csv
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,10 +24,13 @@ from ..config import PretrainConfig
 from ..data.base import Examples
 from ..errors import ConfigError, DataError, ScopeError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
+
 __all__ = ["drop_excluded", "entry_strings", "excluded_keys", "keep_mask", "leakage_key"]
 
 
-def entry_strings(entry: Mapping[str, Any], registry: Any, what: str = "source") -> list[str]:
+def entry_strings(entry: Mapping[str, Any], registry: PluginRegistry, what: str = "source") -> list[str]:
     """The SCOPE strings of one ``sources`` / ``exclude`` entry (see the module docstring)."""
     kind = PretrainConfig.check_source(what, entry, registry)
     entry = dict(entry)
@@ -67,7 +70,7 @@ def leakage_key(text: str) -> str:
         return text
 
 
-def excluded_keys(entries: Sequence[Mapping[str, Any]], registry: Any, section: str) -> set[str]:
+def excluded_keys(entries: Sequence[Mapping[str, Any]], registry: PluginRegistry, section: str) -> set[str]:
     """The leakage keys of every string of ``entries`` (``section``: ``train`` or ``pretrain``, for messages)."""
     keys: set[str] = set()
     for i, entry in enumerate(entries):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,19 +31,12 @@ from torch import nn
 from ..config import Config, TrainConfig, load_config
 from ..data.base import Examples
 from ..errors import ConfigError, DataError
-from ..inference.model import predict_encoded
+from ..modeling.core import predict_encoded
+from ..modeling.encoding import Encoded, collate, encode, load_split
+from ..modeling.model import ScopePhysicsModel, build_model
 from . import checkpoint as ckpt
 from . import runtime
-from .batching import (
-    Encoded,
-    batch_indices,
-    collate,
-    encode,
-    load_extra,
-    load_split,
-    strings_dialect,
-    take,
-)
+from .batching import batch_indices, load_extra, strings_dialect, take
 from .ema import WeightAverage, averaged
 from .exclusion import drop_excluded, excluded_keys, keep_mask
 from .losses import (
@@ -55,9 +48,11 @@ from .losses import (
     per_atom,
     target_stats,
 )
-from .model import ScopePhysicsModel, build_model
 from .resume import check_resume_config, prepare_run_dir
 from .transfer import init_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["FitResult", "clip_gradients", "fit", "make_optimizer", "param_groups"]
 
@@ -130,7 +125,7 @@ def clip_gradients(model: nn.Module, max_norm: float, device: torch.device) -> N
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=foreach)
 
 
-def _dataset_dialect(config: Config, registry: Any, train_ex: Examples) -> str:
+def _dataset_dialect(config: Config, registry: PluginRegistry, train_ex: Examples) -> str:
     """The SCOPE dialect of the training strings: what the loader says (``Examples.dialect``), the
     data section's ``dialect``, what the data set declares, else read off the strings themselves --
     never guessed from the data set's name."""
@@ -146,7 +141,7 @@ def _dataset_dialect(config: Config, registry: Any, train_ex: Examples) -> str:
     return strings_dialect(train_ex.scope)
 
 
-def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
+def _prepare_data(model: ScopePhysicsModel, config: Config, registry: PluginRegistry,
                   examples: Mapping[str, Examples] | None) -> _Data:
     """Load (or take) the train/val splits, tokenize them once, fit the head to the targets."""
     tc = config.train
@@ -192,7 +187,7 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: Any,
                  excluded, extra)
 
 
-def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, registry: Any,
+def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, registry: PluginRegistry,
              rank: int, ema: WeightAverage | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Load ``out/last`` into ``model``, ``optimizer`` (and the weight average); the state and the
     metrics rows up to it."""
@@ -302,7 +297,8 @@ def _save_epoch(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Opti
     ckpt.save_atomic(out / "last", write_last)
 
 
-def _load_best(model: ScopePhysicsModel, out: Path | None, best_state: dict[str, Any] | None, registry: Any) -> None:
+def _load_best(model: ScopePhysicsModel, out: Path | None, best_state: dict[str, Any] | None,
+               registry: PluginRegistry) -> None:
     """Put the best weights (lowest validation loss) back into ``model``."""
     if out is not None:
         if (out / "model").exists():
@@ -315,7 +311,7 @@ def _load_best(model: ScopePhysicsModel, out: Path | None, best_state: dict[str,
     model.eval()
 
 
-def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, resume: bool, registry: Any,
+def _loop(model: ScopePhysicsModel, d: _Data, config: Config, out: Path | None, resume: bool, registry: PluginRegistry,
           device: torch.device, rank: int, world: int,
           callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> FitResult:
     """Optimizer, schedule, epochs, checkpoints: everything after the data are encoded."""
@@ -382,7 +378,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     accept_config_changes: bool = False,
-    registry: Any = None,
+    registry: PluginRegistry | None = None,
     tokenizer: Any = None,
     examples: Mapping[str, Examples] | None = None,
     callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),

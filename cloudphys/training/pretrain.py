@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,12 +34,15 @@ import torch
 from ..config import Config, PretrainConfig, load_config
 from ..encoders.pretrained import load_masked_lm, quiet_transformers
 from ..errors import CheckpointError, ConfigError, DataError
+from ..modeling.encoding import tokenize
+from ..modeling.model import load_tokenizer
 from . import checkpoint as ckpt
 from . import runtime
-from .batching import tokenize
 from .exclusion import entry_strings, excluded_keys, keep_mask
-from .model import load_tokenizer
 from .resume import check_resume_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["PRETRAIN_FILES", "collect_strings", "pretrain"]
 
@@ -51,7 +54,7 @@ LEGACY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer
                 "special_tokens_map.json", "pretrain.json")
 
 
-def collect_strings(cfg: PretrainConfig, registry: Any) -> tuple[list[str], dict[str, Any]]:
+def collect_strings(cfg: PretrainConfig, registry: PluginRegistry) -> tuple[list[str], dict[str, Any]]:
     """The corpus: every source's strings minus every excluded crystal (order kept, duplicates kept).
 
     A string is excluded when its canonical SCOPE string equals that of an ``exclude`` string
@@ -187,7 +190,7 @@ def pretrain(
     out_dir: str | Path,
     *,
     overrides: Iterable[str] = (),
-    registry: Any = None,
+    registry: PluginRegistry | None = None,
     tokenizer: Any = None,
     resume: bool = False,
     overwrite: bool = False,

@@ -15,12 +15,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import CheckpointError
 from .checkpoint import ENSEMBLE_FILE, is_ensemble_dir, read_manifest, recover_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["RESUME_IGNORED", "SINGLE_RUN_FILES", "check_resume_config", "config_differences", "prepare_run_dir"]
 
@@ -114,7 +117,7 @@ def config_differences(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list
     return diffs
 
 
-def _saved_config(out: Path, registry: Any = None) -> dict[str, Any] | None:
+def _saved_config(out: Path, registry: PluginRegistry | None = None) -> dict[str, Any] | None:
     path = out / "config.yaml"
     if not path.is_file():
         return None
@@ -127,7 +130,8 @@ def _saved_config(out: Path, registry: Any = None) -> dict[str, Any] | None:
         return raw if isinstance(raw, dict) else None
 
 
-def check_resume_config(out: Path, config: Any, *, accept: bool = False, registry: Any = None) -> list[str]:
+def check_resume_config(out: Path, config: Any, *, accept: bool = False,
+                        registry: PluginRegistry | None = None) -> list[str]:
     """Refuse to resume the run in ``out`` with ``config`` if they differ in a training-relevant key.
 
     :returns: the differences (accepted ones when ``accept``).

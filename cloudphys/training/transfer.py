@@ -11,11 +11,21 @@ be the dialect of this run's data (tokens of the other dialect would mean someth
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
+from ..modeling.model import (
+    HEAD_WEIGHTS,
+    ScopePhysicsModel,
+    load_exact,
+    model_dialect,
+    resolve_model_dir,
+    tokenizer_record,
+)
 from . import checkpoint as ckpt
-from .model import HEAD_WEIGHTS, ScopePhysicsModel, load_exact, model_dialect, resolve_model_dir, tokenizer_record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["init_weights", "member_source"]
 
@@ -30,7 +40,7 @@ def member_source(path: str | Path, index: int) -> Path:
     return path
 
 
-def init_weights(model: ScopePhysicsModel, path: str | Path, registry: Any, dialect: str) -> dict[str, Any]:
+def init_weights(model: ScopePhysicsModel, path: str | Path, registry: PluginRegistry, dialect: str) -> dict[str, Any]:
     """Copy the encoder and head weights of the model in ``path`` into ``model``; what was loaded."""
     path = Path(path).expanduser()
     if not path.exists():

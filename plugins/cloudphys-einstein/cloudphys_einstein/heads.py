@@ -24,9 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from cloudphys.physics.contract import LatentSpec, PhysicsHead
-from cloudphys.physics.debye import DebyeHead
-from cloudphys.physics.harmonic import oscillator_thermo, work_dtype
+from cloudphys.physics import DebyeHead, LatentSpec, PhysicsHead, oscillator_thermo, work_dtype
 
 __all__ = ["EinsteinHead", "DebyeEinsteinHead"]
 

@@ -30,9 +30,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from cloudphys.observables import THERMODYNAMIC_OBSERVABLES
-from cloudphys.physics.contract import LatentSpec, PhysicsHead
-from cloudphys.physics.harmonic import oscillator_thermo, work_dtype
+from cloudphys.physics import THERMODYNAMIC_OBSERVABLES, LatentSpec, PhysicsHead, oscillator_thermo, work_dtype
 
 __all__ = ["PhononDOSHead", "EPS", "K_PER_THZ"]
 

@@ -60,7 +60,7 @@ def test_disabling_the_plugin_leaves_the_core_working(monkeypatch):
 
 @pytest.mark.parametrize(("params", "names"), [({}, ["dos", "theta_max"]), ({"bins": 8, "theta_max": 900.0}, ["dos"])])
 def test_config_builds_a_model_whose_latent_layer_emits_the_dos(params, names):
-    from cloudphys.training.model import build_model
+    from cloudphys.modeling.model import build_model
 
     model = build_model(
         {
@@ -140,7 +140,7 @@ def _config(weight: float, head: str = "phonon-dos") -> dict:
 
 def test_the_prior_smooths_the_learned_dos_and_needs_a_dos_head():
     data = {"train": _examples(48, 0), "val": _examples(16, 48)}
-    from cloudphys.training.batching import collate, encode
+    from cloudphys.modeling.encoding import collate, encode
 
     rough = {}
     for weight in (0.0, 5.0):

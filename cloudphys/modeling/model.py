@@ -11,7 +11,8 @@ A model directory (what ``save_pretrained`` writes, what ``from_pretrained`` rea
   config and the training-target statistics (for MAE/MAD).
 
 No pickles: weights are safetensors, everything else JSON. :meth:`ScopePhysicsModel.from_pretrained`
-loads one such directory; :func:`cloudphys.load_model` also takes ensembles.
+loads one such directory; :func:`cloudphys.modeling.load_core` also takes ensembles (and
+:func:`cloudphys.load_model` wraps either as the user's :class:`~cloudphys.models.api.Model`).
 """
 
 from __future__ import annotations
@@ -21,17 +22,21 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._version import __version__
 from ..encoders.base import Encoder
 from ..encoders.pretrained import quiet_transformers
 from ..errors import CheckpointError, CloudphysError, ConfigError
 from ..physics.contract import PhysicsHead
-from .checkpoint import ENSEMBLE_FILE, FORMAT_VERSION, check_format, refuse_pickles
+from .format import ENSEMBLE_FILE, FORMAT_VERSION, check_format, refuse_pickles
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = [
     "ScopePhysicsModel",
@@ -99,7 +104,7 @@ class ScopePhysicsModel(nn.Module):
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """``(observables {name: [B, nT]}, latents)``; the head runs in float32 outside autocast.
 
-        ``n_atoms_primitive`` (``[B]``, from :func:`~cloudphys.training.batching.collate`): atoms per
+        ``n_atoms_primitive`` (``[B]``, from :func:`~cloudphys.modeling.encoding.collate`): atoms per
         primitive cell, for a head that declares the condition (``None``: the given cells).
         """
         lat = self.latents(input_ids, attention_mask, features)
@@ -111,7 +116,7 @@ class ScopePhysicsModel(nn.Module):
 
     # -- persistence ----------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
-        """Write the model directory (not atomic; see :func:`cloudphys.training.checkpoint.save_atomic`)."""
+        """Write the model directory (not atomic: training writes it through its atomic saves)."""
         if not hasattr(self.encoder, "save_pretrained"):
             raise CheckpointError(
                 f"cannot save a {type(self.encoder).__name__} as one model directory (an ensemble lives in its "
@@ -134,21 +139,19 @@ class ScopePhysicsModel(nn.Module):
 
     def saved_meta(self) -> dict[str, Any]:
         """``meta`` plus what every saved model records: format, version, dialect, tokenizer."""
-        from .. import __version__
-
         return {**self.meta, "format": FORMAT_VERSION, "cloudphys_version": __version__,
                 "dialect": model_dialect(self), "tokenizer": tokenizer_record(self.tokenizer)}
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu"
+        cls, path: str | Path, registry: PluginRegistry | None = None, map_location: str | torch.device = "cpu"
     ) -> ScopePhysicsModel:
         """Load one model directory written by :meth:`save_pretrained` (or ``RUN_DIR/model``).
 
         Refuses (:class:`CheckpointError`) a pickle in the directory, a newer format, weights that
         do not match the architecture (missing, unexpected or mis-shaped tensors -- never filled
         with fresh initial values) and a tokenizer that is not the one recorded. An ensemble run
-        is loaded by :func:`cloudphys.load_model`.
+        is loaded by :func:`cloudphys.modeling.load_core`.
         """
         if (Path(path) / ENSEMBLE_FILE).is_file():
             raise CheckpointError(f"{path} is an ensemble run; load it with cloudphys.load_model({str(path)!r})")
@@ -249,7 +252,7 @@ def tokenizer_record(tokenizer: Any) -> dict[str, Any]:
     return {"vocab_sha256": digest, "vocab_size": len(vocab), "max_length": int(tokenizer.model_max_length)}
 
 
-def model_dialect(model: Any, registry: Any = None) -> str:
+def model_dialect(model: Any, registry: PluginRegistry | None = None) -> str:
     """The SCOPE dialect of the strings ``model`` was trained on (what structures are converted to).
 
     Recorded in the model (format >= 2). A format-1 model recorded none: the data section's
@@ -301,7 +304,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def build_model(config: Any, registry: Any = None, tokenizer: Any = None) -> ScopePhysicsModel:
+def build_model(config: Any, registry: PluginRegistry | None = None, tokenizer: Any = None) -> ScopePhysicsModel:
     """Compose encoder + head from a :class:`~cloudphys.config.Config` (or a mapping / path).
 
     The head is built first; its latent declarations size the encoder's latent layer.

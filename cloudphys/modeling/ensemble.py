@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,8 +22,11 @@ from torch import Tensor, nn
 
 from ..encoders.base import Encoder
 from ..errors import CheckpointError, ConfigError
-from ..training.checkpoint import check_format, read_manifest
-from ..training.model import ScopePhysicsModel
+from .format import check_format, read_manifest
+from .model import ScopePhysicsModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["EnsembleEncoder", "ensemble_model", "load_ensemble"]
 
@@ -81,9 +84,9 @@ def ensemble_model(
 
 
 def load_ensemble(
-    path: str | Path, registry: Any = None, map_location: str | torch.device = "cpu"
+    path: str | Path, registry: PluginRegistry | None = None, map_location: str | torch.device = "cpu"
 ) -> ScopePhysicsModel:
-    """An ensemble run directory as one :class:`~cloudphys.training.model.ScopePhysicsModel`.
+    """An ensemble run directory as one :class:`~cloudphys.modeling.model.ScopePhysicsModel`.
 
     Every member listed in ``ensemble.json`` must be complete and agree with the first on the head
     (name, configuration and tensors) and the tokenizer's vocabulary.

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import load_config
 from ..data.base import Examples
 from ..errors import CheckpointError, DataError
-from ..training.batching import encode, load_split
-from ..training.losses import metrics_from_predictions
-from ..training.model import ScopePhysicsModel
-from ..training.runtime import resolve_device
-from .model import load_model, predict_encoded
+from ..modeling.core import load_core, predict_encoded
+from ..modeling.device import resolve_device
+from ..modeling.encoding import encode, load_split
+from ..modeling.metrics import metrics_from_predictions
+from ..modeling.model import ScopePhysicsModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
 
 __all__ = ["evaluate", "evaluate_model"]
 
@@ -29,7 +32,7 @@ def evaluate_model(
     precision: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of ``model`` on labelled ``examples``
-    (see :func:`~cloudphys.training.losses.metrics_from_predictions`)."""
+    (see :func:`~cloudphys.modeling.metrics.metrics_from_predictions`)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     model.to(dev)
     observables = [o for o in model.head.selected if o in examples.targets]
@@ -48,7 +51,7 @@ def evaluate(
     split: str = "test",
     *,
     overrides: Iterable[str] = (),
-    registry: Any = None,
+    registry: PluginRegistry | None = None,
     device: str = "auto",
     batch_size: int | None = None,
 ) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def evaluate(
 
     ``overrides`` (``data.key=value``) change the data section, e.g. the temperature range.
     """
-    model = load_model(run_dir, registry=registry)
+    model = load_core(run_dir, registry=registry)
     cfg_dict = model.meta.get("config")
     if not cfg_dict:
         raise CheckpointError(f"{run_dir}: the model carries no run config; cannot tell which data to use")

@@ -1,6 +1,10 @@
-"""Using a trained model: :func:`load_model` (single model or ensemble) and :func:`predict_encoded`.
+"""A trained model's core: :func:`load_core` (single model or ensemble) and :func:`predict_encoded`.
 
-:func:`load_model` is the one place that decides what a directory holds: an ensemble run
+:func:`load_core` returns the torch module (:class:`~cloudphys.modeling.model.ScopePhysicsModel`)
+that training, evaluation and prediction run; users load a model with :func:`cloudphys.load_model`,
+which wraps it as a :class:`~cloudphys.models.api.Model`.
+
+:func:`load_core` is the one place that decides what a directory holds: an ensemble run
 (``ensemble.json``), a run directory (``RUN/model``) or a model directory. A directory that holds
 both an ensemble and a single model (left by an older cloudphys) is refused rather than guessed.
 """
@@ -9,23 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..training.batching import Encoded, collate
-from ..training.checkpoint import ENSEMBLE_FILE, is_ensemble_dir
-from ..training.model import HEAD_FILE, ScopePhysicsModel
-from ..training.runtime import autocast
+from .device import autocast
+from .encoding import Encoded, collate
 from .ensemble import load_ensemble
+from .format import ENSEMBLE_FILE, is_ensemble_dir
+from .model import HEAD_FILE, ScopePhysicsModel
 
-__all__ = ["load_model", "predict_encoded"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginRegistry
+
+__all__ = ["load_core", "predict_encoded"]
 
 
-def load_model(
-    path: str | Path, *, registry: Any = None, map_location: str | torch.device = "cpu"
+def load_core(
+    path: str | Path, *, registry: PluginRegistry | None = None, map_location: str | torch.device = "cpu"
 ) -> ScopePhysicsModel:
     """The trained model in ``path``: an ensemble run, a run directory or a model directory.
 
