@@ -192,7 +192,7 @@ def test_cache_distinguishes_tolerances(tmp_path, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from cloudphys.training.model import build_model
+    from cloudphys.modeling.model import build_model
 
     root = tmp_path_factory.mktemp("tiny") / "model"
     torch.manual_seed(0)
