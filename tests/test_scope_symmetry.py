@@ -142,7 +142,7 @@ def test_cli_scope_takes_the_tolerances_and_writes_the_warning(tmp_path, monkeyp
     monkeypatch.setenv("CLOUDPHYS_CACHE", str(tmp_path / "cache"))
     poscar = _write_poscar(tmp_path / "POSCAR", rocksalt_supercell(0.02))
     out = tmp_path / "out.csv"
-    assert main(["scope", str(poscar), "-o", str(out), "--no-progress"]) == 0
+    assert main(["scope", str(poscar), "-o", str(out), "--no-progress", "--no-spreadsheet-safe"]) == 0
     (row,) = list(csv.DictReader(out.open()))
     assert row["scope"] == ROCKSALT and row["symmetry_warning"] == ""
     assert main(["scope", str(poscar), "-o", str(out), "--symprec", "1e-5", "--angle-tolerance", "3",
@@ -235,12 +235,13 @@ def test_cli_predict_takes_the_tolerances(tiny_model, tmp_path, monkeypatch, cap
     monkeypatch.setenv("CLOUDPHYS_CACHE", str(tmp_path / "cache"))
     poscar = _write_poscar(tmp_path / "POSCAR", rocksalt_supercell(0.02))
     out = tmp_path / "p.csv"
-    assert main(["predict", str(tiny_model), "--input", str(poscar), "-T", "300", "-o", str(out)]) == 0
-    (row,) = list(csv.DictReader(out.read_text().splitlines()[1:]))
+    assert main(["predict", str(tiny_model), "--input", str(poscar), "-T", "300", "-o", str(out),
+                 "--no-spreadsheet-safe"]) == 0
+    (row,) = list(csv.DictReader(out.read_text().splitlines()))
     assert row["scope"] == ROCKSALT and row["symmetry_warning"] == ""
     assert main(["predict", str(tiny_model), "--input", str(poscar), "-T", "300", "-o", str(out),
                  "--symprec", "1e-5"]) == 0
-    (row,) = list(csv.DictReader(out.read_text().splitlines()[1:]))
+    (row,) = list(csv.DictReader(out.read_text().splitlines()))
     assert row["scope"].startswith("P 1") and "Fm-3m" in row["symmetry_warning"]
     assert "symmetry warning" in capsys.readouterr().err
     rc = main(["predict", str(tiny_model), "--input", str(poscar), "-o", str(out), "--symprec", "-1"])
