@@ -62,7 +62,8 @@ def _generator_table(dialect: str) -> Any:
 
 def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator_table: Any = None,
                   strings_per_atom: bool = False, allow_disordered: bool = False,
-                  symprec: float | str = DEFAULT_SYMPREC, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> list[Any]:
+                  symprec: float | str = DEFAULT_SYMPREC,
+                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> list[Any]:
     """SCOPE strings (``.scope``, ``.record``) for every item in place: structures converted to
     ``dialect``, given strings parsed (default-dialect ones made canonical by
     :func:`~cloudphys.inputs.to_records`; for a default-dialect model a cloud string too). Errors
