@@ -22,8 +22,8 @@ from typing import Annotated, Any
 from .errors import ConfigError
 
 __all__ = [
-    "MAX_KELVIN", "MAX_LOSS_WEIGHT", "Bound", "Count", "Fraction", "Kelvin", "Level", "Seed", "Tolerance", "Workers",
-    "check_bound", "describe", "option", "show",
+    "ANGLE_TOLERANCE", "MAX_KELVIN", "MAX_LOSS_WEIGHT", "SYMPREC", "Bound", "Count", "Fraction", "Kelvin", "Level",
+    "Seed", "Tolerance", "Workers", "check_bound", "describe", "option", "show",
 ]
 
 #: The largest temperature (K) anything accepts: 2**63, the largest temperature physics heads accept
@@ -146,3 +146,10 @@ Workers = Annotated[int, Bound(ge=1, le=4096, remedy="give a positive number of 
 Count = Annotated[int, Bound(ge=1, remedy="give a positive number or null for all")]
 #: A distance tolerance in Å (spglib's symprec).
 Tolerance = Annotated[float, Bound(gt=0, le=1, remedy="a distance tolerance in Å, e.g. 0.01")]
+
+#: spglib's distance tolerance of a conversion: a number of Å, or ``"auto"`` (the published 0.01 Å for
+#: exact structures, looser for noisy ones; :mod:`cloudphys.scope.symmetry`).
+SYMPREC = Bound(gt=0, le=1, pattern="auto",
+                remedy='give a distance tolerance in Å, e.g. 0.01 (the published converter), or "auto"')
+#: spglib's angle tolerance in degrees.
+ANGLE_TOLERANCE = Bound(gt=0, le=30, remedy="give an angle tolerance in degrees, e.g. 5 (pymatgen's default)")

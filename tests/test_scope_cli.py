@@ -132,7 +132,8 @@ def test_cli_converts_files_folders_jsonl_and_cif_csv(
     out2 = tmp_path / "out.jsonl"
     assert main(["scope", str(missing), "-o", str(out2), "--strict", "--no-progress"]) == 1
     lines = [json.loads(x) for x in out2.read_text().splitlines()]
-    assert lines == [{"id": str(missing), "scope": None, "error": f"{missing}: no such file or folder"}]
+    assert lines == [{"id": str(missing), "scope": None, "error": f"{missing}: no such file or folder",
+                      "symmetry_warning": None}]
 
 
 def test_cli_without_table_for_cloud_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -150,9 +151,9 @@ def test_cli_writes_csv_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["scope", str(cif), "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
     # spreadsheet-safe by default: a Hall symbol starting with "-" gets OWASP's leading "'"
-    assert out[0] == "id,scope,error" and out[1] == f"{cif},'-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
+    assert out[0] == "id,scope,error,symmetry_warning" and out[1] == f"{cif},'-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,,"
     assert main(["scope", str(cif), "--no-progress", "--no-spreadsheet-safe"]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == f"{cif},-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
+    assert capsys.readouterr().out.splitlines()[1] == f"{cif},-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,,"
 
 
 @pytest.mark.slow  # ~90 s: every structure of the shared sets

@@ -27,6 +27,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),  # pymatgen's CIF parser
 ]
 
+PUBLISHED = 0.01  # CLOUD's converter reads at symprec 0.01 Å (the default "auto" differs only for noisy structures)
 N_PHONONDB = 300  # first materials of phonondb-thermo compared in CI (the benchmark does all 9,089)
 N_CDVAE = 60  # CIFs from each CDVAE file
 
@@ -92,14 +93,14 @@ def test_identical_to_published_converter(aflow: list, phonondb: list, cdvae: li
     items = aflow + [(i, Structure.from_dict(d)) for i, d in phonondb] + cdvae
     mismatches = []
     for ident, struct in items:
-        ours = scope.from_structure(struct).render("cloud", table)
+        ours = scope.from_structure(struct, PUBLISHED).render("cloud", table)
         ref = published_cloud_string(struct, gen, mult)
         if ours != ref:
             mismatches.append((ident, ours, ref))
     assert not mismatches, mismatches[:5]
     # dicts (no pymatgen objects on our side) give the same strings
     for ident, d in phonondb:
-        assert scope.from_structure(d).render("cloud", table) == published_cloud_string(
+        assert scope.from_structure(d, PUBLISHED).render("cloud", table) == published_cloud_string(
             Structure.from_dict(d), gen, mult
         ), ident
 
@@ -109,7 +110,7 @@ def test_multiplicities_of_real_structures_match_the_table(aflow: list, phonondb
     _, mult = tables
     seen: set[tuple[int, str]] = set()
     for _, struct in aflow + phonondb + cdvae:
-        rec = scope.from_structure(struct)
+        rec = scope.from_structure(struct, PUBLISHED)
         for site in rec.sites:
             assert site.multiplicity == int(mult[str(rec.spacegroup)][site.letter]), (rec, site)
             seen.add((rec.spacegroup, site.letter))
@@ -124,7 +125,7 @@ def test_orbits_split_by_the_input_cell_count_whole(data_root: Path, tables: tup
         row = next(json.loads(line) for line in fh if '"mp-757343"' in line)
     from pymatgen.core import Structure
 
-    rec = scope.from_structure(row["structure"])
+    rec = scope.from_structure(row["structure"], PUBLISHED)
     assert rec.render(canonical=False) == "A 2 -2 | 8f 4e 4c 4d 2a | Ca 0.17 Bi 0.26 O 0.57"
     assert rec.render() == rec.canonical().render(canonical=False)
     assert rec.render("cloud", gen) == published_cloud_string(Structure.from_dict(row["structure"]), gen, mult)
@@ -227,9 +228,9 @@ def test_magnetic_moments_are_used_like_pymatgen(rutile: Any, tables: tuple) -> 
     gen, mult = tables
     s = rutile.copy()
     s.add_site_property("magmom", [1.0, -1.0] + [0.0] * (len(s) - 2))
-    ours = scope.from_structure(s)
+    ours = scope.from_structure(s, PUBLISHED)
     assert ours.render("cloud", gen) == published_cloud_string(s, gen, mult)
-    assert scope.from_structure(s.as_dict()) == ours
+    assert scope.from_structure(s.as_dict(), PUBLISHED) == ours
     # spglib's get_symmetry_dataset receives the moments exactly as from SpacegroupAnalyzer
     assert structure_cell(s).magmoms == [1.0, -1.0, 0.0, 0.0, 0.0, 0.0]
 
@@ -244,9 +245,9 @@ def test_disordered_structures_fail_clearly_or_convert_like_cloud(tables: tuple)
     for obj in (s, s.as_dict()):
         with pytest.raises(StructureError, match="disordered.*allow_disordered"):
             scope.from_structure(obj)
-    rec = scope.from_structure(s, allow_disordered=True)
+    rec = scope.from_structure(s, PUBLISHED, allow_disordered=True)
     assert rec.render("cloud", gen) == published_cloud_string(s, gen, mult)
-    assert scope.from_structure(s.as_dict(), allow_disordered=True) == rec
+    assert scope.from_structure(s.as_dict(), PUBLISHED, allow_disordered=True) == rec
     assert rec.composition == (("Mg", Fraction(1, 4)), ("Fe", Fraction(1, 4)), ("O", Fraction(1, 2)))
     vacancy = Structure(Lattice.cubic(3), [{"Na": 0.9}], [[0, 0, 0]])
     with pytest.raises(StructureError, match="disordered"):

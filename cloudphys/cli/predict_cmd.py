@@ -81,6 +81,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--plot-max must be at least 1, got {args.plot_max}")
     T = parse_temperatures(args.temperatures)
     check_device(args.device)
+    from ..scope.symmetry import check_tolerances
+
+    symprec, angle_tolerance = check_tolerances(args.symprec, args.angle_tolerance, prefix="--")
 
     from ..models import load_model
 
@@ -97,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
 
     pred = model.predict(args.input, T, device=args.device, workers=args.workers, dialect=args.dialect,
                          allow_disordered=args.allow_disordered,
-                         threads=args.threads if args.threads is not None else "auto")
+                         threads=args.threads if args.threads is not None else "auto",
+                         symprec=symprec, angle_tolerance=angle_tolerance)
     obs = args.observables or None
     safe = not args.no_spreadsheet_safe
     written = []
@@ -129,6 +133,10 @@ def _run(args: argparse.Namespace) -> int:
     done_n = len(pred) - len(failed)
     print(f"predicted {done_n} of {len(pred)} input(s), {len(failed)} failed"
           + (f"; wrote {', '.join(written)}" if written else ""), file=sys.stderr)
+    warned = [it for it in pred.items if it.error is None and it.symmetry_warning]
+    if warned:
+        print(f"{len(warned)} input(s) have a symmetry warning (see the symmetry_warning column), e.g. "
+              f"{warned[0].name}: {warned[0].symmetry_warning}", file=sys.stderr)
     for k, (name, err) in enumerate(failed.items()):
         if k == 20:
             print(f"  ... and {len(failed) - 20} more (see the error column)", file=sys.stderr)
@@ -182,4 +190,15 @@ def add_commands(subparsers: Any) -> None:
                    help="write text cells as they are (default: a cell starting with = + - @ tab or CR gets a "
                         "leading ' so spreadsheets do not run it as a formula)")
     p.add_argument("--no-metadata", action="store_true", help="do not write the JSON sidecar(s) OUTPUT.json")
+    add_tolerance_options(p)
     p.set_defaults(func=_run)
+
+
+def add_tolerance_options(p: Any) -> None:
+    """``--symprec`` and ``--angle-tolerance`` (checked by :func:`cloudphys.scope.symmetry.check_tolerances`)."""
+    p.add_argument("--symprec", default="auto", metavar="Å|auto",
+                   help="spglib distance tolerance for reading the symmetry of structures, in Å, or 'auto' "
+                        "(default): the published 0.01 for structures that satisfy their symmetry exactly, looser "
+                        "(up to 0.2, RMS displacement <= 0.1 Å) for noisy ones such as ML-relaxed structures")
+    p.add_argument("--angle-tolerance", type=float, default=5.0, metavar="DEG",
+                   help="spglib angle tolerance in degrees (default 5)")

@@ -17,7 +17,9 @@ def run(args: argparse.Namespace) -> int:
     from ..inputs import convert_inputs, limits_from_options
     from ..scope import DIALECTS
     from ..scope.batch import write_results
+    from ..scope.symmetry import check_tolerances
 
+    symprec, angle_tolerance = check_tolerances(args.symprec, args.angle_tolerance, prefix="--")
     check_output_path(args.output, what="-o/--output", overwrite=True, inputs=args.inputs)
     from ..outputs import check_outputs
 
@@ -30,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
         dialect=args.dialect,
         generator_table=args.generator_table,
         limits=limits,
-        symprec=args.symprec,
-        angle_tolerance=args.angle_tolerance,
+        symprec=symprec,
+        angle_tolerance=angle_tolerance,
         workers=args.workers,
         progress=not args.no_progress,
         allow_disordered=args.allow_disordered,
@@ -39,13 +41,17 @@ def run(args: argparse.Namespace) -> int:
     write_results(results, args.output, spreadsheet_safe=not args.no_spreadsheet_safe)
     failed = sum(1 for r in results if r.error is not None)
     where = f" to {args.output}" if args.output else ""
-    print(f"{len(results)} structures, {len(results) - failed} converted, {failed} failed{where}", file=sys.stderr)
+    warned = sum(1 for r in results if r.error is None and getattr(r, "symmetry_warning", None))
+    note = f", {warned} with a symmetry warning (column symmetry_warning)" if warned else ""
+    print(f"{len(results)} structures, {len(results) - failed} converted, {failed} failed{note}{where}",
+          file=sys.stderr)
     return 1 if failed and args.strict else 0
 
 
 def add_commands(subparsers: Any) -> None:
     """Add this module's core commands to ``subparsers`` (an argparse sub-parsers object)."""
     from ..inputs.limits import add_limit_options  # torch-, numpy- and spglib-free
+    from .predict_cmd import add_tolerance_options
 
     p = subparsers.add_parser(
         "scope",
@@ -54,7 +60,7 @@ def add_commands(subparsers: Any) -> None:
             "Convert structure files (CIF, POSCAR/CONTCAR, pymatgen JSON, ASE extxyz/traj/JSON; one row per "
             "CIF block or frame), folders of them, JSON lines with 'id' and a pymatgen 'structure' dict (e.g. "
             "phonondb's materials.jsonl.gz) or CSVs with a cif/poscar/structure/scope column to SCOPE strings. "
-            "Writes one row per input, in input order, with columns id, scope, error."
+            "Writes one row per input, in input order, with columns id, scope, error, symmetry_warning."
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="structure file, folder, *.jsonl[.gz] or *.csv[.gz]")
@@ -63,8 +69,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--generator-table", metavar="PATH", default=None,
                    help="CLOUD's data/generator.json (needed for --dialect cloud; "
                         "default $CLOUDPHYS_GENERATOR_TABLE)")
-    p.add_argument("--symprec", type=float, default=0.01, help="spglib distance tolerance in Å (default 0.01)")
-    p.add_argument("--angle-tolerance", type=float, default=5.0, help="spglib angle tolerance in degrees (default 5)")
+    add_tolerance_options(p)
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("-o", "--output", metavar="OUT", default=None,
                    help="OUT.csv or OUT.jsonl (default: CSV on stdout)")

@@ -31,6 +31,7 @@ from ..modeling.core import predict_encoded, predict_encoded_members
 from ..modeling.device import resolve_device
 from ..modeling.encoding import check_tokens, encode
 from ..modeling.model import ScopePhysicsModel, model_dialect
+from ..scope.symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC
 
 __all__ = [
     "ItemPredictions",
@@ -60,7 +61,9 @@ def _generator_table(dialect: str) -> Any:
 
 
 def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator_table: Any = None,
-                  strings_per_atom: bool = False, allow_disordered: bool = False) -> list[Any]:
+                  strings_per_atom: bool = False, allow_disordered: bool = False,
+                  symprec: float | str = DEFAULT_SYMPREC,
+                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> list[Any]:
     """SCOPE strings (``.scope``, ``.record``) for every item in place: structures converted to
     ``dialect``, given strings parsed (default-dialect ones made canonical by
     :func:`~cloudphys.inputs.to_records`; for a default-dialect model a cloud string too). Errors
@@ -71,12 +74,16 @@ def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator
     :param strings_per_atom: a SCOPE string given without ``n_atoms`` describes no cell; with this
         set it is predicted for one atom (``n_atoms`` = 1), else it is an error.
     :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does.
+    :param symprec: spglib's distance tolerance (Å) or ``"auto"`` for converting structures
+        (:mod:`cloudphys.scope.symmetry`); ``angle_tolerance`` in degrees. An item whose symmetry is
+        far lower than at a looser tolerance gets ``.symmetry_warning``.
     """
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
         table = generator_table if generator_table is not None or dialect != "cloud" else _generator_table(dialect)
-        to_records(items, dialect=dialect, workers=workers, generator_table=table, allow_disordered=allow_disordered)
+        to_records(items, dialect=dialect, workers=workers, generator_table=table, allow_disordered=allow_disordered,
+                   symprec=symprec, angle_tolerance=angle_tolerance)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
@@ -145,9 +152,11 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
     return good, good_tokens, feats
 
 
-def _primitive_atoms(model: ScopePhysicsModel, items: list[Any]) -> np.ndarray | None:
+def _primitive_atoms(model: ScopePhysicsModel, items: list[Any], symprec: float | str = DEFAULT_SYMPREC,
+                     angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> np.ndarray | None:
     """Atoms per primitive cell of each item's structure (NaN for a string: its cell as given), only
-    for a head that declares the condition ``n_atoms_primitive`` (issue 12: debye-einstein)."""
+    for a head that declares the condition ``n_atoms_primitive`` (issue 12: debye-einstein); read at
+    the tolerances the structure was converted with."""
     if "n_atoms_primitive" not in getattr(model.head, "conditions", ()):
         return None
     from ..scope import primitive_atoms
@@ -157,7 +166,7 @@ def _primitive_atoms(model: ScopePhysicsModel, items: list[Any]) -> np.ndarray |
         structure = it.structure
         if structure is not None:
             with contextlib.suppress(Exception):  # converted once already; a failure here keeps the given cell
-                out[j] = float(primitive_atoms(structure))
+                out[j] = float(primitive_atoms(structure, symprec, angle_tolerance))
     return out
 
 
@@ -175,6 +184,8 @@ def predict_with_members(
     generator_table: Any = None,
     strings_per_atom: bool = False,
     allow_disordered: bool = False,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
 ) -> tuple[ItemPredictions, list[ItemPredictions]]:
     """Latents and observables (``observables``; default: every one the head declares) of every item
     for ``model`` and for each of ``members`` (an ensemble's members; may be empty), the inputs
@@ -194,14 +205,15 @@ def predict_with_members(
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
     prepare_items(items, dialect or model_dialect(model), workers=workers, generator_table=generator_table,
-                  strings_per_atom=strings_per_atom, allow_disordered=allow_disordered)
+                  strings_per_atom=strings_per_atom, allow_disordered=allow_disordered, symprec=symprec,
+                  angle_tolerance=angle_tolerance)
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 
     def encoded(m: ScopePhysicsModel) -> tuple[list[int], Any]:
         key = id(model) if m is model or _same_inputs(m, model) else id(m)
         if key not in enc_cache:
-            enc_cache[key] = _encode_items(m, items, temperatures)
+            enc_cache[key] = _encode_items(m, items, temperatures, symprec, angle_tolerance)
         return enc_cache[key]
 
     if members and _members_of(model, members):
@@ -253,14 +265,17 @@ def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
             and all(getattr(ca, k, None) == getattr(cb, k, None) for k in ("composition_features", "feature_layout")))
 
 
-def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray) -> tuple[list[int], Any]:
+def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray,
+                  symprec: float | str = DEFAULT_SYMPREC,
+                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> tuple[list[int], Any]:
     """The good items' positions and their encoding (tokens, features, conditions); ``None`` if none."""
     good, tokens, feats = _check_items(model, items)
     if not good:
         return good, None
     ex = Examples(ids=[items[k].id for k in good], scope=[str(items[k].scope) for k in good],  # type: ignore[misc]
                   n_atoms=np.asarray([items[k].n_atoms for k in good], dtype=np.float64), temperatures=temperatures,
-                  n_atoms_primitive=_primitive_atoms(model, [items[k] for k in good]))  # issue 12 (S2)
+                  n_atoms_primitive=_primitive_atoms(model, [items[k] for k in good], symprec,
+                                                     angle_tolerance))  # issue 12 (S2)
     features = None if feats[0] is None else np.stack(feats)
     return good, encode(ex, model, tokens=tokens, features=features)
 

@@ -50,13 +50,15 @@ class Quantity:
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """One input as given: its name, where it came from, its SCOPE string, atoms, error."""
+    """One input as given: its name, where it came from, its SCOPE string, atoms, error, and the
+    low-symmetry warning of its conversion (:func:`cloudphys.scope.symmetry.low_symmetry_warning`)."""
 
     name: str
     source: str = ""
     scope: str | None = None
     n_atoms: float | None = None
     error: str | None = None
+    symmetry_warning: str | None = None
 
 
 def unit_slug(unit: str) -> str:
@@ -190,7 +192,7 @@ class Prediction:
             cols.append(column_name(name, q.unit))
             if self.is_ensemble:
                 cols += [column_name(name, q.unit, None, s) for s in ("std", f"lo{pct}", f"hi{pct}")]
-        return cols + ["error"]
+        return cols + ["error", "symmetry_warning"]
 
     def _scalar_latents(self) -> list[str]:
         return [k for k, v in self.latents.items() if v.ndim == 1]
@@ -255,16 +257,17 @@ class Prediction:
         ok = jj >= 0
         jsafe = np.where(ok, jj, 0)
         text = {k: np.asarray([getattr(it, k) for it in self.items] + [None], dtype=object)[:-1]
-                for k in ("name", "source", "scope", "error")}
+                for k in ("name", "source", "scope", "error", "symmetry_warning")}
         n = np.asarray([np.nan if it.n_atoms is None else float(it.n_atoms) for it in self.items], dtype=np.float64)
         temps = self.temperatures[jsafe] if len(ii) else np.zeros(0)
         out: dict[str, np.ndarray] = {"id": text["name"][ii], "source": text["source"][ii],
                                       "scope": text["scope"][ii], "n_atoms": n[ii],
                                       "temperature_K": np.where(ok, temps, np.nan)}
-        numeric = cols[5:-1]
+        numeric = cols[5:-2]  # after temperature_K, before error and symmetry_warning
         for name, arr in zip(numeric, [a[ii, jsafe] for a in per_t] + [a[ii] for a in per_item]):
             out[name] = np.where(ok, arr, np.nan)
         out["error"] = text["error"][ii]
+        out["symmetry_warning"] = text["symmetry_warning"][ii]
         return out
 
     def rows(self, observables: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -305,6 +308,8 @@ class Prediction:
                 for st in ("std", f"lo{pct}", f"hi{pct}"):
                     columns[column_name(name, q.unit, None, st)] = {"quantity": name, "unit": q.unit, "statistic": st}
         columns["error"] = {"meaning": "why the input has no prediction (empty: predicted)"}
+        columns["symmetry_warning"] = {"meaning": "the symmetry read from the structure is far lower than at a looser "
+                                                  "spglib tolerance (a noisy structure?); empty: no warning"}
         cal = self.calibration
         spread = None
         if self.is_ensemble:
@@ -426,6 +431,7 @@ class StructurePrediction:
         info = parent.items[index]
         self.name, self.source, self.scope, self.n_atoms, self.error = (
             info.name, info.source, info.scope, info.n_atoms, info.error)
+        self.symmetry_warning = info.symmetry_warning
 
     @property
     def temperatures(self) -> np.ndarray:
@@ -519,7 +525,7 @@ def _write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool)
     w.writerow(cols)
     per_t, per_item = p._numbers(obs)
     T = p.temperatures
-    n_commas = len(cols) - 4  # an error row: temperature_K ... error, all empty but the error
+    n_commas = len(cols) - 5  # an error row: temperature_K ... the last number empty, then error, symmetry_warning
     buf = io.StringIO()
     quote = csv.writer(buf)
     stack = np.stack(per_t, axis=-1) if per_t else np.zeros((len(p.items), len(T), 0))
@@ -533,10 +539,16 @@ def _write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool)
         if it.error is not None:
             buf.seek(0)
             buf.truncate()
-            quote.writerow([text_cell(it.error, spreadsheet_safe)])
+            quote.writerow([text_cell(it.error, spreadsheet_safe), text_cell(it.symmetry_warning, spreadsheet_safe)])
             fh.write(prefix + "," * n_commas + buf.getvalue())
             continue
-        tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[i].tolist()) + ",\r\n"
+        warn = ""
+        if it.symmetry_warning:
+            buf.seek(0)
+            buf.truncate()
+            quote.writerow([text_cell(it.symmetry_warning, spreadsheet_safe)])
+            warn = buf.getvalue()[:-2]
+        tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[i].tolist()) + ",," + warn + "\r\n"
         block = np.concatenate([T[:, None], stack[i]], axis=1)
         nan_cols = np.isnan(block).all(axis=0)
         if np.isnan(block[:, ~nan_cols]).any():  # a stray NaN among values: format cell by cell
@@ -544,7 +556,7 @@ def _write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool)
                      for row in block.tolist()]
         else:
             fmt = (prefix.replace("%", "%%") + "".join("," if bad else ",%.8g" for bad in nan_cols.tolist())
-                   + tail)
+                   + tail.replace("%", "%%"))
             keep = block[:, ~nan_cols]
             lines = [fmt % tuple(row) for row in keep.tolist()]
         fh.write("".join(lines))
@@ -583,6 +595,8 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
                         for k, v in s.latents.items() if np.ndim(v) == 0)
         cell = f"n_atoms {s.n_atoms:g}" if s.n_atoms else "no cell given: per atom only"
         lines.append(f"  {clean_text(s.name)} ({cell}{', ' + lat if lat else ''})")
+        if s.symmetry_warning:
+            lines.append(f"    WARNING {clean_text(s.symmetry_warning)}")
         lines.append("    " + "T [K]".rjust(8) + "".join(u.rjust(22) for u in units))
         for j in tsel:
             vals = []

@@ -13,6 +13,7 @@ per-item limits); any change makes a new key. Inside, item names map to strings 
 (or to the conversion error; timeouts are never cached). A damaged cache file (not JSON, wrong
 types, a string that does not parse, an ``n_atoms`` that is not a positive finite number) is never
 fatal: the damaged entries are converted again and the file rewritten.
+Converted items may also carry a low-symmetry warning (``warnings``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 __all__ = ["ScopeCache", "cache_dir", "converter_fingerprint", "file_sha256"]
 
-_FORMAT = 3
+_FORMAT = 4  # 4: content hash + symmetry warnings
 
 
 def cache_dir() -> Path:
@@ -110,6 +111,7 @@ class ScopeCache:
         self.scope: dict[str, str] = {}
         self.n_atoms: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        self.warnings: dict[str, str] = {}  # symmetry_warning of converted items that have one
         self._meta = {"sha256": content, "converter": converter_fingerprint(), "settings": settings,
                       "format": _FORMAT}
         self._read()
@@ -125,34 +127,40 @@ class ScopeCache:
             return
         if blob["meta"].get("sha256") != self._meta["sha256"] or blob["meta"].get("format") != _FORMAT:
             return  # another file's entries under this name: never used
-        parts = [blob.get(k, {}) for k in ("scope", "errors", "n_atoms")]
+        parts = [blob.get(k, {}) for k in ("scope", "errors", "n_atoms", "warnings")]
         if not all(isinstance(p, dict) for p in parts):
             return
-        scope, errors, n_atoms = parts
+        scope, errors, n_atoms, warnings = parts
         self.scope = {str(k): v for k, v in scope.items() if isinstance(v, str) and _parses(v)}
         self.errors = {str(k): v for k, v in errors.items() if isinstance(v, str) and str(k) not in self.scope}
         self.n_atoms = {str(k): float(v) for k, v in n_atoms.items()
                         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0}
         for k in [k for k in self.scope if k in n_atoms and k not in self.n_atoms]:  # a damaged count: redo
             del self.scope[k]
+        self.warnings = {str(k): v for k, v in warnings.items() if isinstance(v, str) and str(k) in self.scope}
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys among ``keys`` that have neither a string nor an error cached."""
         return [k for k in keys if k not in self.scope and k not in self.errors]
 
-    def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str]) -> None:
-        """Add results and write the cache file atomically (silently skipped if not writable)."""
+    def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str],
+               warnings: dict[str, str] | None = None) -> None:
+        """Add results (``warnings``: the symmetry warnings of converted items) and write the cache file
+        atomically (silently skipped if not writable)."""
         self._read()  # merge with what a concurrent process may have written
         self.scope.update(scope)
         self.n_atoms.update(n_atoms)
         self.errors.update(errors)
         for key in scope:
             self.errors.pop(key, None)
+            self.warnings.pop(key, None)
+        self.warnings.update(warnings or {})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".scope.", suffix=".json", dir=self.path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors}, fh)
+                json.dump({"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors,
+                           "warnings": self.warnings}, fh)
             os.replace(tmp, self.path)
         except OSError:
             pass

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from ..errors import CloudphysError, ScopeError
+from ..errors import CloudphysError, ConfigError, ScopeError
 from ..scope import DIALECTS, convert_many, dialect_of, load_generator_table, parse
+from ..scope.symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, check_tolerances
 from .cache import ScopeCache
 from .items import InputItem
 from .limits import Limits, as_limits
@@ -28,8 +29,8 @@ def to_records(
     workers: int = 1,
     cache: bool = True,
     generator_table: Any = None,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
     allow_disordered: bool = False,
     limits: Limits | dict[str, Any] | None = None,
     progress: bool = False,
@@ -44,11 +45,16 @@ def to_records(
     :param cache: look up / store the strings of items read from files in the per-user cache.
     :param generator_table: CLOUD's table for ``dialect="cloud"`` (a path or mapping; default
         ``$CLOUDPHYS_GENERATOR_TABLE``), loaded with :func:`cloudphys.scope.load_generator_table`.
+    :param symprec: spglib's distance tolerance (Å) or ``"auto"`` (:mod:`cloudphys.scope.symmetry`);
+        ``angle_tolerance`` in degrees. A structure whose symmetry is far lower than at a looser
+        tolerance gets ``.symmetry_warning``.
     :param limits: per-item limits; ``max_seconds`` set runs conversion under a watchdog.
     :raises ScopeError: an unknown dialect or a missing/invalid generator table (before any work).
+    :raises ConfigError: a tolerance out of range (before any work).
     """
     if dialect not in DIALECTS:
         raise ScopeError(f"unknown SCOPE dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance, error=ConfigError)
     table = load_generator_table(generator_table) if dialect == "cloud" else None
     lim = as_limits(limits)
     for it in items:
@@ -63,7 +69,7 @@ def to_records(
     todo = [it for it in items if it.error is None and it.scope is None]
     if not todo:
         return list(items)
-    settings = {"dialect": dialect, "symprec": float(symprec), "angle_tolerance": float(angle_tolerance),
+    settings = {"dialect": dialect, "symprec": symprec, "angle_tolerance": angle_tolerance,
                 "allow_disordered": bool(allow_disordered), "limits": asdict(lim) | {"max_seconds": None}}
     caches: dict[str, ScopeCache] = {}
     pending: list[InputItem] = []
@@ -78,7 +84,7 @@ def to_records(
                     c = None
         if c is not None and not c.missing([_key(it)]):
             k = _key(it)
-            _finish(it, c.scope.get(k), c.n_atoms.get(k), c.errors.get(k))
+            _finish(it, c.scope.get(k), c.n_atoms.get(k), c.errors.get(k), c.warnings.get(k))
         else:
             pending.append(it)
     if pending:
@@ -87,19 +93,21 @@ def to_records(
             symprec=symprec, angle_tolerance=angle_tolerance, workers=workers, progress=progress,
             allow_disordered=allow_disordered, timeout=lim.max_seconds,
         )
-        new: dict[str, tuple[dict[str, str], dict[str, float], dict[str, str]]] = {}
+        new: dict[str, tuple[dict[str, str], dict[str, float], dict[str, str], dict[str, str]]] = {}
         for it, res in zip(pending, results):
-            _finish(it, res.scope, res.n_atoms, res.error)
+            _finish(it, res.scope, res.n_atoms, res.error, res.symmetry_warning)
             if it.source in caches and not res.timed_out:
-                ok, counts, bad = new.setdefault(it.source, ({}, {}, {}))  # type: ignore[arg-type]
+                ok, counts, bad, warned = new.setdefault(it.source, ({}, {}, {}, {}))  # type: ignore[arg-type]
                 if res.error is None and res.scope is not None:
                     ok[_key(it)] = res.scope
                     if res.n_atoms is not None:
                         counts[_key(it)] = float(res.n_atoms)
+                    if res.symmetry_warning:
+                        warned[_key(it)] = res.symmetry_warning
                 else:
                     bad[_key(it)] = str(res.error)
-        for src, (ok, counts, bad) in new.items():
-            caches[src].update(ok, counts, bad)
+        for src, (ok, counts, bad, warned) in new.items():
+            caches[src].update(ok, counts, bad, warned)
     return list(items)
 
 
@@ -115,11 +123,13 @@ def _payload(it: InputItem) -> Any:
     return s if s is not None else it.raw
 
 
-def _finish(it: InputItem, scope: str | None, n_atoms: float | None, error: str | None) -> None:
+def _finish(it: InputItem, scope: str | None, n_atoms: float | None, error: str | None,
+            symmetry_warning: str | None = None) -> None:
     if error is not None or scope is None:
         it.fail(error or "the converter returned no string")
         return
     it.scope = scope
+    it.symmetry_warning = symmetry_warning
     if it.n_atoms is None and n_atoms is not None:
         it.n_atoms = float(n_atoms)
     try:

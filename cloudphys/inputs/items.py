@@ -71,6 +71,8 @@ class InputItem:
     :param fields: the other columns of its table row / fields of its JSON line (strings as given).
     :param whole_source: the error concerns the whole source (a missing file, a table without a
         usable column, a folder without structure files): no item of it could be read.
+    :param symmetry_warning: set by ``to_records`` where the symmetry found is far lower than at a
+        looser tolerance (:func:`cloudphys.scope.symmetry.low_symmetry_warning`).
     """
 
     name: str
@@ -82,6 +84,7 @@ class InputItem:
     record: Any = None
     fields: dict[str, Any] = field(default_factory=dict)
     whole_source: bool = False
+    symmetry_warning: str | None = None
     raw: Any = field(default=None, repr=False)  # what the converter gets: deferred text, plain dict, object
     _structure: Any = field(default=None, repr=False)
 

@@ -172,6 +172,8 @@ class Model:
         dialect: str | None = None,
         allow_disordered: bool = False,
         threads: int | str | None = None,
+        symprec: float | str = "auto",
+        angle_tolerance: float = 5.0,
     ) -> Any:
         """Predict every input at ``temperatures`` (K: a number, a list, or ``"start:stop:step"``).
 
@@ -179,6 +181,12 @@ class Model:
             JSON, CSV/JSON-lines of many), a SCOPE string, an ``(id, object)`` pair, or a list mixing
             them (what one input is: :func:`cloudphys.inputs.read_inputs`, the same rule everywhere).
         :param observables: which of the head's observables (default: all, e.g. u, cv, s, f).
+        :param symprec: spglib's distance tolerance (Å) for reading the symmetry of structures, or
+            ``"auto"`` (default): the published 0.01 Å for structures that satisfy their symmetry
+            exactly, looser (up to 0.2 Å) for noisy ones such as ML-relaxed structures
+            (:mod:`cloudphys.scope.symmetry`). Items whose symmetry is far lower than at a looser
+            tolerance carry ``symmetry_warning``.
+        :param angle_tolerance: spglib's angle tolerance in degrees.
         :param workers: processes converting structures to SCOPE strings (``None``: :func:`default_workers`,
             1 for fewer than :data:`PARALLEL_FROM` structures to convert); results keep the input order.
         :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does (see
@@ -192,7 +200,9 @@ class Model:
         from ..inference.predict import predict_with_members, read_items
         from ..inference.result import ItemInfo, Prediction, quantities_from_head
         from ..inference.uncertainty import DEFAULT_LEVEL, member_std
+        from ..scope.symmetry import check_tolerances
 
+        symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance)  # before any input is read
         T = _temperatures(temperatures)
         obs = list(observables) if observables is not None else self.observables
         unknown = [o for o in obs if o not in self.observables]
@@ -214,7 +224,8 @@ class Model:
             raise DataError(f"threads must be a whole number >= 1, 'auto' or None, got {threads!r}")
         # a model that ships CLOUD's generator table converts structures without the data directory
         kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers,
-                  generator_table=self.generator_table, strings_per_atom=per_atom, allow_disordered=allow_disordered)
+                  generator_table=self.generator_table, strings_per_atom=per_atom, allow_disordered=allow_disordered,
+                  symprec=symprec, angle_tolerance=angle_tolerance)
         # the members read the same tokens: converted, parsed and tokenized once for all of them, and
         # each member's encoder runs once per batch
         with torch_threads(threads):
@@ -240,7 +251,8 @@ class Model:
         infos = [ItemInfo(name=mean.ids[k], source=mean.sources[k], scope=mean.scope[k],
                           n_atoms=(None if (k in per_atom_only or not np.isfinite(mean.n_atoms[k]))
                                    else float(mean.n_atoms[k])),
-                          error=_without_name(errors[k], mean.ids[k]))
+                          error=_without_name(errors[k], mean.ids[k]),
+                          symmetry_warning=getattr(items[k], "symmetry_warning", None))
                  for k in range(len(items))]
         cal = self.calibration if self.is_ensemble else None
         return Prediction(

@@ -28,7 +28,7 @@ from .generators import (
     symmetry_tokens,
 )
 from .record import ScopeRecord, WyckoffSite
-from .structure import from_structure, primitive_atoms, read_structure
+from .structure import analyze, from_structure, primitive_atoms, read_structure
 
 __all__ = [
     "DIALECTS",
@@ -40,6 +40,7 @@ __all__ = [
     "ScopeRecord",
     "StructureError",
     "WyckoffSite",
+    "analyze",
     "canonical_text",
     "convert_many",
     "dialect_of",

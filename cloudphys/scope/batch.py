@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import CloudphysError, ScopeError
 from .generators import DIALECTS, load_generator_table
-from .structure import from_structure
+from .structure import analyze
+from .symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, check_tolerances
 
 __all__ = ["ConversionResult", "convert_many", "write_results"]
 
@@ -35,6 +36,8 @@ class ConversionResult:
     error: str | None = None
     n_atoms: int | None = None  # atoms in the cell given
     timed_out: bool = False
+    #: the symmetry found is far lower than at a looser tolerance (:mod:`cloudphys.scope.symmetry`)
+    symmetry_warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,7 +58,7 @@ def _split_item(index: int, item: Any) -> tuple[str, Any]:
 class _Settings:
     dialect: str
     table: Any  # GeneratorTable or None
-    symprec: float
+    symprec: float | str
     angle_tolerance: float
     allow_disordered: bool
 
@@ -74,8 +77,8 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
             if hasattr(structure, "load_structure"):
                 structure = structure.load_structure()
             n_atoms = _atom_count(structure)
-            rec = from_structure(structure, st.symprec, st.angle_tolerance, allow_disordered=st.allow_disordered)
-        return ConversionResult(ident, rec.render(st.dialect, st.table), None, n_atoms)
+            rec, sym = analyze(structure, st.symprec, st.angle_tolerance, allow_disordered=st.allow_disordered)
+        return ConversionResult(ident, rec.render(st.dialect, st.table), None, n_atoms, symmetry_warning=sym.warning)
     except CloudphysError as exc:
         return ConversionResult(ident, None, str(exc), n_atoms)
     except Exception as exc:
@@ -104,8 +107,8 @@ def convert_many(
     *,
     dialect: str = "default",
     generator_table: Any = None,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
     workers: int = 1,
     progress: bool = True,
     allow_disordered: bool = False,
@@ -120,7 +123,8 @@ def convert_many(
         with a ``load_structure()`` method returning one (called in the worker).
     :param dialect: ``"default"`` or ``"cloud"`` (then ``generator_table`` or
         ``$CLOUDPHYS_GENERATOR_TABLE`` is required; checked before any work starts).
-    :param symprec: spglib distance tolerance in Å; ``angle_tolerance`` in degrees.
+    :param symprec: spglib distance tolerance in Å, or ``"auto"`` (see :mod:`cloudphys.scope.symmetry`);
+        ``angle_tolerance`` in degrees. Checked before any work starts.
     :param workers: processes; 1 converts in this process.
     :param progress: show a progress bar (on stderr, only when it is a terminal).
     :param allow_disordered: see :func:`~cloudphys.scope.from_structure`.
@@ -131,9 +135,8 @@ def convert_many(
     if dialect not in DIALECTS:
         raise ScopeError(f"unknown SCOPE dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     table = load_generator_table(generator_table) if dialect == "cloud" else None
-    if not (isinstance(symprec, (int, float)) and symprec > 0):
-        raise ScopeError(f"symprec must be a positive number of Å, got {symprec!r}")
-    settings = _Settings(dialect, table, float(symprec), float(angle_tolerance), bool(allow_disordered))
+    symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance, error=ScopeError)
+    settings = _Settings(dialect, table, symprec, angle_tolerance, bool(allow_disordered))
     jobs = [_split_item(i, item) for i, item in enumerate(items)]
     if not jobs:
         return []
@@ -217,13 +220,14 @@ def _progress(total: int, enabled: bool) -> Any:
 
 def write_results(results: Sequence[Any], out: str | os.PathLike[str] | None, *,
                   spreadsheet_safe: bool = True) -> None:
-    """Write ``id, scope, error`` rows as CSV (stdout or ``*.csv``) or JSON lines (``*.jsonl``).
+    """Write ``id, scope, error, symmetry_warning`` rows as CSV (stdout or ``*.csv``) or JSON lines (``*.jsonl``).
 
     ``results``: :class:`ConversionResult` or :class:`cloudphys.inputs.InputItem` (anything with
-    ``id``, ``scope`` and ``error``); a failed one's scope is left empty, and its error does not repeat
-    the id beside it (``nope.cif: no such file`` → ``no such file``). A file is written
-    atomically (:mod:`cloudphys.outputs`); text is always encodable (:func:`~cloudphys.outputs.clean_text`)
-    and, in CSV with ``spreadsheet_safe``, neutralised by OWASP's rule (:func:`~cloudphys.outputs.text_cell`).
+    ``id``, ``scope`` and ``error``; ``symmetry_warning`` if it has one); a failed one's scope is left
+    empty, and its error does not repeat the id beside it (``nope.cif: no such file`` → ``no such file``).
+    A file is written atomically (:mod:`cloudphys.outputs`); text is always encodable
+    (:func:`~cloudphys.outputs.clean_text`) and, in CSV with ``spreadsheet_safe``, neutralised by OWASP's
+    rule (:func:`~cloudphys.outputs.text_cell`).
     """
     from ..outputs import atomic_write, clean_text, text_cell
 
@@ -235,17 +239,20 @@ def write_results(results: Sequence[Any], out: str | os.PathLike[str] | None, *,
         with atomic_write(out, "w", encoding="utf-8") as fh:
             for r in results:
                 scope = clean_text(r.scope) if r.error is None and r.scope is not None else None
+                warn = getattr(r, "symmetry_warning", None)
                 fh.write(json.dumps({"id": clean_text(r.id), "scope": scope,
-                                     "error": None if r.error is None else clean_text(reason(r))}) + "\n")
+                                     "error": None if r.error is None else clean_text(reason(r)),
+                                     "symmetry_warning": None if warn is None else clean_text(warn)}) + "\n")
         return
 
     def write(fh: Any) -> None:
         w = csv.writer(fh)
-        w.writerow(["id", "scope", "error"])
+        w.writerow(["id", "scope", "error", "symmetry_warning"])
         for r in results:
             w.writerow([text_cell(r.id, spreadsheet_safe),
                         text_cell((r.scope or "") if r.error is None else "", spreadsheet_safe),
-                        text_cell(reason(r) or "", spreadsheet_safe)])
+                        text_cell(reason(r) or "", spreadsheet_safe),
+                        text_cell(getattr(r, "symmetry_warning", None) or "", spreadsheet_safe)])
 
     if out is None:
         write(sys.stdout)

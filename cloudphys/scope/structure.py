@@ -33,8 +33,17 @@ import numpy as np
 from ..errors import StructureError
 from . import _grammar as G
 from .record import ScopeRecord, WyckoffSite
+from .symmetry import (
+    AUTO,
+    DEFAULT_ANGLE_TOLERANCE,
+    DEFAULT_SYMPREC,
+    PUBLISHED_SYMPREC,
+    SymmetryChoice,
+    check_tolerances,
+    choose_symmetry,
+)
 
-__all__ = ["from_structure", "primitive_atoms", "read_structure", "structure_cell"]
+__all__ = ["analyze", "from_structure", "primitive_atoms", "read_structure", "structure_cell"]
 
 _Z = {symbol: z for z, symbol in enumerate(G.ELEMENTS, start=1)}
 _Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
@@ -400,10 +409,9 @@ def _closest_pair(lattice: np.ndarray, positions: np.ndarray) -> tuple[int, int,
     return best
 
 
-def _dataset(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
+def _spglib(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
     import spglib
 
-    _check_cell(cell, symprec)
     try:
         ds = spglib.get_symmetry_dataset(cell.spglib_cell(), symprec=symprec, angle_tolerance=angle_tolerance)
     except Exception as exc:  # spglib's error types vary across versions
@@ -416,10 +424,52 @@ def _dataset(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
     return ds
 
 
+def _dataset(cell: _Cell, symprec: float, angle_tolerance: float) -> Any:
+    _check_cell(cell, symprec)
+    return _spglib(cell, symprec, angle_tolerance)
+
+
+def _symmetry(cell: _Cell, symprec: float | str, angle_tolerance: float) -> SymmetryChoice:
+    """spglib's reading at ``symprec`` (Å) or ``"auto"`` (see :mod:`cloudphys.scope.symmetry`)."""
+    _check_cell(cell, PUBLISHED_SYMPREC if symprec == AUTO else float(symprec))
+    lattice = np.asarray(cell.lattice, dtype=np.float64)
+    positions = np.asarray(cell.positions, dtype=np.float64)
+
+    def closest(limit: float) -> float:
+        return _overlapping_pair(lattice, positions, limit)[2]
+
+    return choose_symmetry(lattice, positions, lambda t: _spglib(cell, t, angle_tolerance), symprec,
+                           closest=closest)
+
+
+def analyze(
+    structure: Any,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
+    *,
+    allow_disordered: bool = False,
+    canonical: bool = False,
+) -> tuple[ScopeRecord, SymmetryChoice]:
+    """:func:`from_structure`'s record and the :class:`~cloudphys.scope.symmetry.SymmetryChoice` it
+    was read from (the tolerance used, the RMS displacement to the symmetrized structure, and the
+    low-symmetry warning, if any). Arguments and errors as :func:`from_structure`'s."""
+    symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance, error=StructureError)
+    try:
+        cell = structure_cell(structure, allow_disordered=allow_disordered)
+        choice = _symmetry(cell, symprec, angle_tolerance)
+        record = _record(cell, choice.dataset)
+        return (record.canonical() if canonical else record), choice
+    except StructureError as exc:
+        where = os.fspath(structure) if isinstance(structure, (str, os.PathLike)) else None
+        if where is None or str(exc).startswith(where):
+            raise
+        raise StructureError(f"{where}: {exc}") from None  # name the file
+
+
 def from_structure(
     structure: Any,
-    symprec: float = 0.01,
-    angle_tolerance: float = 5,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
     *,
     allow_disordered: bool = False,
     canonical: bool = False,
@@ -429,7 +479,10 @@ def from_structure(
     :param structure: a pymatgen ``Structure``, an ASE ``Atoms``, a path to a CIF/POSCAR file, a
         pymatgen ``Structure.as_dict()`` dict (as in phonondb's ``materials.jsonl.gz``), or a spglib
         cell ``(lattice, fractional positions, atomic numbers)``.
-    :param symprec: spglib's distance tolerance in Å (CLOUD's converter: 0.01).
+    :param symprec: spglib's distance tolerance in Å (CLOUD's converter: 0.01), or ``"auto"`` (the
+        default): 0.01 Å for a structure that satisfies its symmetry exactly, a looser tolerance (up
+        to 0.2 Å, RMS displacement to the symmetrized structure at most 0.1 Å) for a noisy one such
+        as an ML-relaxed structure (:mod:`cloudphys.scope.symmetry`).
     :param angle_tolerance: spglib's angle tolerance in degrees (pymatgen's default 5).
     :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does
         instead of raising.
@@ -439,28 +492,20 @@ def from_structure(
         exactly as CLOUD's converter does; ``render()`` (default dialect) is canonical either way.
 
     Raises :class:`~cloudphys.errors.StructureError` naming the reason when the input cannot be
-    converted (unreadable, disordered, no element, spglib finds no symmetry).
+    converted (unreadable, disordered, no element, spglib finds no symmetry, a tolerance out of range).
     """
-    if not (isinstance(symprec, (int, float)) and symprec > 0):
-        raise StructureError(f"symprec must be a positive number of Å, got {symprec!r}")
-    try:
-        cell = structure_cell(structure, allow_disordered=allow_disordered)
-        ds = _dataset(cell, float(symprec), float(angle_tolerance))
-        record = _record(cell, ds)
-        return record.canonical() if canonical else record
-    except StructureError as exc:
-        where = os.fspath(structure) if isinstance(structure, (str, os.PathLike)) else None
-        if where is None or str(exc).startswith(where):
-            raise
-        raise StructureError(f"{where}: {exc}") from None  # name the file
+    return analyze(structure, symprec, angle_tolerance, allow_disordered=allow_disordered, canonical=canonical)[0]
 
 
-def primitive_atoms(structure: Any, symprec: float = 0.01, angle_tolerance: float = 5) -> int:
+def primitive_atoms(structure: Any, symprec: float | str = DEFAULT_SYMPREC,
+                    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> int:
     """Atoms per primitive cell of ``structure`` (any input of :func:`from_structure`): spglib's
-    standardized conventional cell's atoms divided by its lattice points. Exact and the same for every
+    standardized conventional cell's atoms divided by its lattice points, read at the same tolerance
+    as :func:`from_structure`'s. Exact and the same for every
     cell of the crystal, unlike :attr:`ScopeRecord.sites_per_primitive_cell`, a lower bound where two
     orbits share a Wyckoff letter. Raises :class:`~cloudphys.errors.StructureError` like ``from_structure``."""
-    ds = _dataset(structure_cell(structure), float(symprec), float(angle_tolerance))
+    symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance, error=StructureError)
+    ds = _symmetry(structure_cell(structure), symprec, angle_tolerance).dataset
     return len(ds.std_types) // G.lattice_points(int(ds.number))
 
 
