@@ -508,7 +508,7 @@ def test_scope_command_reports_unreadable_files_and_empty_folders(tmp_path: Path
         not_gzip: r"cannot read the file: not a valid gzip file",
         truncated: rf"cannot read from line {kept + 1} on: the gzip file is truncated"
         rf".*lines 1-{kept} were read",
-        empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.mcif, \*\.vasp, "
+        empty: r"the folder has no structure files \(looked for \*\.cif, \*\.mcif, \*\.vasp, "
         r"\*\.poscar, \*\.json, \*\.extxyz, \*\.xyz, \*\.traj, "
         r"POSCAR\*, CONTCAR\*",
     }
