@@ -220,7 +220,7 @@ def test_ase_formats_give_one_item_per_frame(tmp_path: Path) -> None:
     items = to_records(read_inputs([tmp_path / "f.extxyz", tmp_path / "f.traj", tmp_path / "one.json", a]),
                        dialect="default")
     assert [it.name.rsplit("/", 1)[-1] for it in items] == ["f.extxyz:1", "f.extxyz:5", "f.traj@0", "f.traj@1",
-                                                            "f.traj@2", "one.json", "3"]
+                                                            "f.traj@2", "one.json", "NaCl"]  # an object: its formula
     assert _ok(items) == [True] * 7 and items[0].scope == NACL and items[1].scope.endswith("| Si 1.0")
     assert [it.n_atoms for it in items[:2]] == [2, 2]
 
@@ -327,7 +327,7 @@ def test_scope_command_with_an_item_timeout_converts_in_workers(tmp_path: Path) 
                  "-o", str(out), "--no-progress"]) == 0
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["scope"] for r in rows] == [NACL, ""] and "max_symops" in rows[1]["error"]
+    assert [r["scope"] for r in rows] == ["'" + NACL, ""] and "max_symops" in rows[1]["error"]
     assert main(["scope", str(tmp_path / "a.cif"), "--item-timeout", "-1"]) == 1  # a one-line error, no traceback
 
 

@@ -29,6 +29,7 @@ pytestmark = [
 
 NACL_ROWS = "0 2.82 2.82\n2.82 0 2.82\n2.82 2.82 0"
 NACL = "-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5"
+NACL_CELL = "'" + NACL  # as a CSV cell: spreadsheet-safe (OWASP: a text cell starting with "-" gets a "'")
 
 
 def _poscar(coords: str, lattice: str = NACL_ROWS, species: str = "Na Cl", counts: str = "1 1") -> str:
@@ -283,7 +284,7 @@ def test_scope_command_reports_each_bad_file_and_converts_the_rest(tmp_path: Pat
     files = sorted(p for p in folder.iterdir())
     assert [Path(r["id"]).name for r in rows] == [p.name for p in files]  # one row per input, in order
     by_name = {Path(r["id"]).name: r for r in rows}
-    assert by_name["a_good.cif"]["scope"] == NACL and not by_name["a_good.cif"]["error"]
+    assert by_name["a_good.cif"]["scope"] == NACL_CELL and not by_name["a_good.cif"]["error"]
     for name, _, reason in BAD_FILES:
         assert reason in by_name[name]["error"] and not by_name[name]["scope"], name
     assert "partial or mixed occupancy" in by_name["disordered.cif"]["error"]
@@ -356,7 +357,7 @@ def test_predict_reports_each_bad_input_and_predicts_the_rest(tmp_path: Path, mo
     rc = _predict_keep_going(model_dir, inputs, out)
     assert rc == 0
     with open(out, newline="") as fh:
-        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # predict writes a # header line
+        rows = list(csv.DictReader(fh))  # the first line is the header
     expect_error = {
         "unknown-token": "not an element symbol",
         "two-sections": "found 2",
@@ -500,12 +501,12 @@ def test_scope_command_reports_unreadable_files_and_empty_folders(tmp_path: Path
     expect_ids = [str(good), str(latin), str(not_gzip), *[f"t{k}" for k in range(kept)], str(truncated), str(empty)]
     assert [r["id"] for r in rows] == expect_ids
     by_id = {r["id"]: r for r in rows}
-    assert by_id[str(good)]["scope"] == NACL and not by_id[str(good)]["error"]
-    assert all(by_id[f"t{k}"]["scope"] == NACL and not by_id[f"t{k}"]["error"] for k in range(kept))
+    assert by_id[str(good)]["scope"] == NACL_CELL and not by_id[str(good)]["error"]
+    assert all(by_id[f"t{k}"]["scope"] == NACL_CELL and not by_id[f"t{k}"]["error"] for k in range(kept))
     errors = {
-        latin: r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
-        not_gzip: r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
-        truncated: rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
+        latin: r"cannot read the file: not UTF-8 text \(byte 0xe9",
+        not_gzip: r"cannot read the file: not a valid gzip file",
+        truncated: rf"cannot read from line {kept + 1} on: the gzip file is truncated"
         rf".*lines 1-{kept} were read",
         empty: r"no_structures: the folder has no structure files \(looked for \*\.cif, \*\.mcif, \*\.vasp, "
         r"\*\.poscar, \*\.json, \*\.extxyz, \*\.xyz, \*\.traj, "
@@ -551,14 +552,14 @@ def test_predict_reports_unreadable_files_and_predicts_the_rest(
     assert rc == 0
     assert "Traceback" not in capsys.readouterr().err
     with open(out, newline="") as fh:
-        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # predict writes a # header line
+        rows = list(csv.DictReader(fh))  # the first line is the header
     good = ["good", *[f"t{k}" for k in range(kept)]]
     errors = {
-        str(latin): r"latin1\.csv: cannot read the file: not UTF-8 text \(byte 0xe9",
-        str(not_gzip): r"corrupt\.jsonl\.gz: cannot read the file: not a valid gzip file",
-        str(truncated): rf"truncated\.jsonl\.gz: cannot read from line {kept + 1} on: the gzip file is truncated"
+        str(latin): r"cannot read the file: not UTF-8 text \(byte 0xe9",
+        str(not_gzip): r"cannot read the file: not a valid gzip file",
+        str(truncated): rf"cannot read from line {kept + 1} on: the gzip file is truncated"
         rf".*lines 1-{kept} were read",
-        str(no_cols): r"no_columns\.csv: a CSV input needs a scope/cloud/cif/poscar/structure column "
+        str(no_cols): r"a CSV input needs a scope/cloud/cif/poscar/structure column "
         r"\(has id, formula\)",
     }
     assert len(rows) == 2 * len(good) + len(errors)  # two temperatures per good input, one row per failure

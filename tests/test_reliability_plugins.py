@@ -170,7 +170,7 @@ def test_the_rest_of_cloudphys_works_with_broken_plugins(broken_world, tmp_path:
     )
     assert main(["scope", str(cif), "-o", str(tmp_path / "scope.csv"), "--no-progress"]) == 0
     with open(tmp_path / "scope.csv", newline="") as fh:
-        assert [r["scope"] for r in csv.DictReader(fh)] == [NACL]
+        assert [r["scope"] for r in csv.DictReader(fh)] == ["'" + NACL]  # spreadsheet-safe cell
 
     # config + training + predict
     cfg = {
@@ -210,7 +210,7 @@ def test_the_rest_of_cloudphys_works_with_broken_plugins(broken_world, tmp_path:
         == 0
     )
     with open(tmp_path / "p.csv", newline="") as fh:
-        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))  # header comment line
+        rows = list(csv.DictReader(fh))  # the first line is the header
     cv = next(v for k, v in rows[0].items() if k.startswith("cv_"))  # cv with its unit in the column name
     assert len(rows) == 1 and not rows[0]["error"] and math.isfinite(float(cv))
 
@@ -276,7 +276,7 @@ def test_plugin_prints_never_reach_csv_on_stdout(tmp_path, monkeypatch, capsys) 
     assert main(["scope", str(cif), "--no-progress"]) == 0  # CSV on stdout
     captured = capsys.readouterr()
     rows = list(csv.DictReader(captured.out.splitlines()))
-    assert [r["scope"] for r in rows] == [NACL] and "CHATTY" not in captured.out
+    assert [r["scope"] for r in rows] == ["'" + NACL] and "CHATTY" not in captured.out  # spreadsheet-safe cell
     assert "CHATTY import banner" in captured.err
 
 

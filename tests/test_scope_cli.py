@@ -149,7 +149,10 @@ def test_cli_writes_csv_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[
     _nacl().to(filename=str(cif))
     assert main(["scope", str(cif), "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "id,scope,error" and out[1] == f"{cif},-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
+    # spreadsheet-safe by default: a Hall symbol starting with "-" gets OWASP's leading "'"
+    assert out[0] == "id,scope,error" and out[1] == f"{cif},'-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
+    assert main(["scope", str(cif), "--no-progress", "--no-spreadsheet-safe"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"{cif},-F 4 2 3 | 4a 4b | Na 0.5 Cl 0.5,"
 
 
 @pytest.mark.slow  # ~90 s: every structure of the shared sets

@@ -249,7 +249,7 @@ def test_predict_cli_on_structures(tmp_path: Path, tok, data, data_root: Path, c
     # exit 1: some inputs failed (cli/predict_cmd.py); their error rows are still written
     assert rc == 1 and (tmp_path / "p.png").stat().st_size > 0
     with open(out) as fh:
-        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+        rows = list(csv.DictReader(fh))  # the first line is the header
     ids = [Path(r["id"]).name if r["id"].endswith(".cif") else r["id"] for r in rows]
     assert ids.count("NaCl.cif") == 30 and sum(json.loads(line)["id"] in i for i in ids) == 30
     nacl = [r for r, i in zip(rows, ids) if i == "NaCl.cif"]

@@ -274,7 +274,7 @@ def test_train_and_predict_on_own_phonopy_output(own_phonopy, monkeypatch):
     # predict on the POSCAR (the 8-atom conventional cell: predictions per mole of 8-atom cells)
     cli(*predict_cmd[1:])
     with open(work / "pred.csv", newline="") as fh:  # cli/predict_cmd.py: a '#' header line, unit-suffixed columns
-        pred = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+        pred = list(csv.DictReader(fh))  # the first line is the header
     assert len(pred) == 20 and [float(p["temperature_K"]) for p in pred] == list(range(50, 1001, 50))
     for p in pred:
         assert not p["error"] and float(p["n_atoms"]) == 8

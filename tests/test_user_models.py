@@ -159,7 +159,8 @@ def test_predict_every_input_kind(shipped, tmp_path) -> None:
         for o in ("u", "cv", "s", "f"):
             assert np.all(np.isfinite(p[0].values(o))) and p[0].std(o) is not None
     p = m.predict([s["mgo"], atoms, tmp_path / "mgo.cif", scope, "missing.cif"], temperatures=[300])
-    assert len(p) == 5 and len(p.errors) == 1 and p[4].error is not None and "missing.cif" in p[4].error
+    assert len(p) == 5 and len(p.errors) == 1 and p[4].error == "no such file or folder" and p[4].name == "missing.cif"
+    assert [s.name for s in p][:2] == ["MgO", "Cu"]  # in-memory structures: their reduced formula as id
     assert p[3].n_atoms is None and np.isnan(p[3].values("cv", "cell")).all()  # SCOPE string: per atom only
     # the same crystal (MgO from a Structure and from its CIF) gives the same per-atom answer
     np.testing.assert_allclose(p[0].values("cv"), p[2].values("cv"), rtol=1e-6)
@@ -208,15 +209,17 @@ def test_cli_predict_exit_codes_csv_yaml_and_plot(shipped, tmp_path, monkeypatch
                     "--plot", str(tmp_path / "p.png"), "--phonopy-yaml", str(tmp_path / "yaml")], monkeypatch, capsys)
     assert rc == 0, cap.err
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("# cloudphys prediction")
-    rows = list(csv.DictReader(lines[1:]))
+    assert lines[0].startswith("id,source,scope,")  # header first; the metadata is in out.csv.json
+    assert json.loads((tmp_path / "out.csv.json").read_text())["format"] == "cloudphys-prediction"
+    rows = list(csv.DictReader(lines))
     assert len(rows) == 200 and "cv_std_J_per_K_mol_atom" in rows[0] and "u_lo90_J_per_mol_cell" in rows[0]
     assert (tmp_path / "p.png").stat().st_size > 0
     assert (tmp_path / "yaml" / "mgo.cif" / "thermal_properties.yaml").is_file()
 
     rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out)], monkeypatch, capsys)
     assert rc == 1 and "nope.cif" in cap.err
-    assert sum(1 for r in csv.DictReader(out.read_text().splitlines()[1:]) if r["error"]) == 1
+    assert sum(1 for r in csv.DictReader(out.read_text().splitlines()) if r["error"]) == 1
+    assert "nope.cif: nope.cif" not in cap.err  # the path is said once
     rc, _ = _cli(["predict", "--model", str(shipped), "--input", good, bad, "-o", str(out), "--keep-going"],
                  monkeypatch, capsys)
     assert rc == 0
@@ -297,3 +300,150 @@ def test_ensemble_predict_tokenizes_once_for_all_members(tiny_ensemble, monkeypa
     assert np.allclose(res.member_std["theta_D"], std, rtol=1e-6) and np.all(std > 0)  # raw members' std
     cv_std = np.std([p.observables["cv"][:, :-1] for p in one_by_one], axis=0, ddof=1)
     assert np.allclose(res.member_std["cv"], cv_std, rtol=1e-6)
+
+
+def test_ensemble_members_encoders_run_once_per_batch(tiny_ensemble, monkeypatch) -> None:
+    """Issue 21 §2: the mean latents and the spread come from one encoder pass per member and batch,
+    and the numbers equal the members run one by one (mean-latent prediction unchanged too)."""
+    import cloudphys
+    from cloudphys.inference import predict as pred_mod
+
+    m = cloudphys.load_model(tiny_ensemble)
+    strings = ["-F 4 2 3 | 4a 4b | Mg 0.5 O 0.5", "-F 4 2 3 | 4a | Cu 1.0", "-F 4 2 3 | 4a | Al 1.0"]
+    calls: list[int] = []
+    for enc in m.core.encoder.members:
+        real = enc.forward
+        monkeypatch.setattr(enc, "forward", lambda *a, _real=real, **k: (calls.append(1), _real(*a, **k))[1])
+    res = m.predict(strings, temperatures=[100.0, 300.0], batch_size=2)
+    assert len(calls) == len(m.core.encoder.members) * 2  # 2 members x 2 batches, not twice that
+    monkeypatch.undo()
+
+    def items():
+        out = pred_mod.read_items(strings)
+        for it in out:
+            it.n_atoms = 1.0
+        return out
+
+    T = np.array([100.0, 300.0, 0.0])
+    whole = pred_mod.predict_with_members(m.core, (), items(), T, batch_size=2)[0]  # the ensemble forward alone
+    np.testing.assert_array_equal(res.observables["cv"], whole.observables["cv"][:, :-1])
+    np.testing.assert_array_equal(res.latents["theta_D"], whole.latents["theta_D"])
+
+
+def test_threads_are_set_only_inside_the_call_and_restored(tiny_ensemble) -> None:
+    import cloudphys
+    from cloudphys.models.api import default_threads, default_workers
+
+    m = cloudphys.load_model(tiny_ensemble)
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = m.core.head.forward
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    m.core.head.forward = spy
+    try:
+        m.predict("-F 4 2 3 | 4a | Cu 1.0", [300.0], threads=1)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == before
+        seen.clear()
+        m.predict("-F 4 2 3 | 4a | Cu 1.0", [300.0])  # the library leaves torch's setting alone
+        assert set(seen) == {before}
+    finally:
+        del m.core.head.forward
+    assert default_threads(1) == 1 and 1 <= default_threads(10_000) <= 4
+    assert default_workers(3) == 1 and 1 <= default_workers(10_000) <= 4
+    with pytest.raises(DataError, match="threads"):
+        m.predict("-F 4 2 3 | 4a | Cu 1.0", [300.0], threads=0)
+
+
+def test_workers_keep_input_order_and_per_item_failures(shipped, tmp_path) -> None:
+    from pymatgen.core import Lattice, Structure
+
+    from cloudphys.models import load_model
+
+    paths = []
+    for k, a in enumerate(np.linspace(3.5, 4.5, 6)):
+        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(float(a)), ["Cu"], [[0, 0, 0]])
+        paths.append(str(s.to(filename=str(tmp_path / f"cu{k}.cif"))) and str(tmp_path / f"cu{k}.cif"))
+    paths.insert(3, str(tmp_path / "missing.cif"))
+    m = load_model(str(shipped))
+    one = m.predict(paths, [300.0], workers=1)
+    two = m.predict(paths, [300.0], workers=2)
+    assert [s.name for s in two] == [s.name for s in one] == paths
+    assert list(two.errors) == [paths[3]] and two[3].error == "no such file or folder"
+    np.testing.assert_array_equal(one.observables["cv"], two.observables["cv"])
+
+
+def test_predict_allow_disordered_and_repeated_formula_ids(shipped) -> None:
+    from pymatgen.core import Lattice, Structure
+
+    from cloudphys.models import load_model
+
+    alloy = Structure(Lattice.cubic(3.6), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
+    cu = Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
+    m = load_model(str(shipped))
+    p = m.predict([alloy, cu, cu], [300.0])
+    assert [s.name for s in p] == ["Cu0.5Au0.5", "Cu#1", "Cu#2"]  # readable ids, indexed where repeated
+    assert p[0].error is not None and "allow_disordered" in p[0].error
+    p = m.predict([alloy], [300.0], allow_disordered=True)
+    assert not p.errors
+
+
+def test_package_never_deletes_what_it_did_not_create(tiny_ensemble, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from cloudphys.models.package import package_model
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_ensemble, run)
+    (tmp_path / "notes.txt").write_text("mine")
+    for out in (run, tmp_path, run / "pkg"):  # the run itself, a folder holding it, a folder inside it
+        with pytest.raises(CheckpointError, match="run"):
+            package_model(run, out, name="x", card="# x\n", overwrite=True)
+    assert (run / "ensemble.json").is_file() and (tmp_path / "notes.txt").read_text() == "mine"
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "thesis.tex").write_text("precious")
+    with pytest.raises(CheckpointError, match="not a cloudphys model package"):
+        package_model(run, user, name="x", card="# x\n", overwrite=True)
+    assert (user / "thesis.tex").read_text() == "precious"
+    pkg = package_model(run, tmp_path / "pkg", name="x", card="# x\n")
+    (pkg / "extra.txt").write_text("added by the user")
+    with pytest.raises(CheckpointError, match="extra.txt"):
+        package_model(run, pkg, name="x", card="# x\n", overwrite=True)
+    (pkg / "extra.txt").unlink()
+    before = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*"))
+    card = (pkg / "model_card.md").read_text()
+    monkeypatch.setattr("cloudphys.models.package.write_checksums", lambda out: (_ for _ in ()).throw(OSError("full")))
+    with pytest.raises(OSError, match="full"):  # a failed rebuild leaves the old package whole
+        package_model(run, pkg, name="x", card="# changed\n", overwrite=True)
+    assert sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*")) == before
+    assert (pkg / "model_card.md").read_text() == card
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "pkg", "run", "user"]
+
+
+def test_cli_outputs_inside_the_model_and_phonopy_yaml_onto_a_file(shipped, tmp_path, monkeypatch, capsys) -> None:
+    from cloudphys.models import verify_checksums
+
+    _structures(tmp_path)
+    good = str(tmp_path / "mgo.cif")
+    rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, "-o", str(shipped / "out.csv")],
+                   monkeypatch, capsys)
+    assert rc == 1 and "inside" in cap.err and not (shipped / "out.csv").exists()
+    verify_checksums(shipped)
+    yaml = tmp_path / "yaml"
+    yaml.mkdir()
+    (yaml / "mgo.cif").write_text("a file where the folder goes")
+    rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, "-o", str(tmp_path / "o.csv"),
+                    "--phonopy-yaml", str(yaml)], monkeypatch, capsys)
+    assert rc == 0 and "Traceback" not in cap.err and "is a file, not a folder" in cap.err
+    assert (yaml / "mgo.cif").read_text() == "a file where the folder goes"
+    (yaml / "mgo.cif").unlink()
+    for _ in range(2):  # onto an existing thermal_properties.yaml: replaced whole
+        rc, cap = _cli(["predict", "--model", str(shipped), "--input", good, "-o", str(tmp_path / "o.csv"),
+                        "--phonopy-yaml", str(yaml)], monkeypatch, capsys)
+        assert rc == 0, cap.err
+    assert (yaml / "mgo.cif" / "thermal_properties.yaml").read_text().startswith("# Thermal properties")
+    assert sorted(p.name for p in (yaml / "mgo.cif").iterdir()) == ["thermal_properties.yaml"]

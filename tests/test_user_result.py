@@ -7,6 +7,7 @@ the numbers obey the physics and the phonopy file can be checked against the hea
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -78,8 +79,13 @@ def test_csv_has_units_both_bases_spreads_header_and_error_rows(tmp_path) -> Non
     p = _prediction()
     path = p.to_csv(tmp_path / "out.csv")
     lines = path.read_text().splitlines()
-    assert lines[0].startswith("#") and "per mole of atoms" in lines[0] and "calibrated on val" in lines[0]
-    rows = list(csv.DictReader(lines[1:]))
+    assert lines[0].startswith("id,source,scope,n_atoms,temperature_K,")  # the first line is the header
+    meta = json.loads((tmp_path / "out.csv.json").read_text())  # the metadata: a JSON sidecar
+    assert meta["bases"]["atom"] == "per mole of atoms" and meta["spread"]["calibrated_on"] == "val"
+    assert meta["model"] == "test-model" and meta["members"] == 4 and meta["errors"] == {
+        "broken.cif": "cannot read structure: bad file"}
+    assert meta["columns"]["cv_J_per_K_mol_atom"]["unit"] == "J/(K·mol-atom)"
+    rows = list(csv.DictReader(lines))
     cols = rows[0].keys()
     for o, u in (("u", "J_per_mol"), ("cv", "J_per_K_mol"), ("s", "J_per_K_mol"), ("f", "J_per_mol")):
         for basis in ("cell", "atom"):
@@ -97,7 +103,7 @@ def test_csv_has_units_both_bases_spreads_header_and_error_rows(tmp_path) -> Non
 def test_observables_subset_and_unknown(tmp_path) -> None:
     p = _prediction(ensemble=False)
     p.to_csv(tmp_path / "cv.csv", observables=["cv"])
-    header = (tmp_path / "cv.csv").read_text().splitlines()[1]
+    header = (tmp_path / "cv.csv").read_text().splitlines()[0]
     assert "cv_J_per_K_mol_atom" in header and "u_J_per_mol_atom" not in header and "std" not in header
     with pytest.raises(DataError, match="not predicted"):
         p.rows(["nope"])

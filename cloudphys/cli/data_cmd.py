@@ -213,11 +213,17 @@ def run_build_phonondb(args: argparse.Namespace) -> int:
 def _append_rows(rows: list[dict[str, Any]], output: str, append: bool) -> None:
     import gzip
 
+    from ..outputs import atomic_path
+
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    mode = "at" if append else "wt"
     opener: Any = gzip.open if out.name.endswith(".gz") else open
-    with opener(out, mode, encoding="utf-8") as fh:
+    if append:  # adding lines to the user's file: in place, by design
+        with opener(out, "at", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+        return
+    with atomic_path(out) as tmp, opener(tmp, "wt", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, separators=(",", ":")) + "\n")
 

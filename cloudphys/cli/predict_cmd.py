@@ -20,6 +20,47 @@ def _check_output(path: str | None, what: str, inputs: Any = ()) -> None:
     check_output_path(path, what=what, overwrite=True, inputs=inputs)
 
 
+def _dos_path(args: argparse.Namespace) -> str | None:
+    """Where ``--dos`` writes: its value, or OUTPUT.dos.csv beside ``-o`` (``dos.csv`` without ``-o``)."""
+    if args.dos is None:
+        return None
+    if args.dos != "auto":
+        return str(args.dos)
+    return str(Path(args.output).with_suffix("")) + ".dos.csv" if args.output and args.output != "-" else "dos.csv"
+
+
+def _check_plot_format(path: str | None) -> None:
+    """Refuse, before any work, a ``--plot`` suffix matplotlib cannot write."""
+    if path is None:
+        return
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError(f"--plot {path}: {'no suffix' if not suffix else f'.{suffix} is not a plot format'}; "
+                          f"use one of {', '.join('.' + f for f in sorted(formats))} (e.g. .png, .pdf, .svg)")
+
+
+def _check_all_outputs(args: argparse.Namespace, source: str) -> None:
+    """Every output of the command against the inputs, each other and model folders (before any work)."""
+    from ..outputs import check_outputs, sidecar_path
+
+    out = args.output if args.output and args.output != "-" else None
+    dos = _dos_path(args)
+    meta = not args.no_metadata
+    outputs: dict[str, Any] = {"-o/--output": out}
+    if out and meta:
+        outputs["-o/--output's JSON sidecar"] = sidecar_path(out)
+    outputs["--dos"] = dos
+    if dos and meta:
+        outputs["--dos's JSON sidecar"] = sidecar_path(dos)
+    outputs["--plot"] = args.plot
+    outputs["--phonopy-yaml"] = args.phonopy_yaml
+    models = [source] if Path(source).exists() else []
+    check_outputs(outputs, inputs=[i for i in args.input if "|" not in i], models=models)
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..inference.predict import parse_temperatures
 
@@ -32,9 +73,14 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--plot needs matplotlib, which is not installed: pip install 'cloudphys[plot]'")
     _check_output(args.output, "-o/--output", args.input)
     _check_output(args.plot, "--plot", args.input)
-    if args.dos not in (None, "auto"):
-        _check_output(args.dos, "--dos", args.input)
+    _check_output(_dos_path(args), "--dos", args.input)
     check_output_path(args.phonopy_yaml, what="--phonopy-yaml", folder=True, overwrite=True)
+    _check_plot_format(args.plot)
+    _check_all_outputs(args, source)
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     if args.plot_max < 1:
         raise ConfigError(f"--plot-max must be at least 1, got {args.plot_max}")
     T = parse_temperatures(args.temperatures)
@@ -53,18 +99,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.phonopy_yaml and args.observables and not {"u", "cv", "s", "f"} <= set(args.observables):
         raise ConfigError("--phonopy-yaml needs u, cv, s and f; drop --observables or include all four")
 
-    pred = model.predict(args.input, T, device=args.device, workers=args.workers, dialect=args.dialect)
+    pred = model.predict(args.input, T, device=args.device, workers=args.workers, dialect=args.dialect,
+                         allow_disordered=args.allow_disordered,
+                         threads=args.threads if args.threads is not None else "auto")
     obs = args.observables or None
+    safe = not args.no_spreadsheet_safe
     written = []
-    if args.output:
-        pred.to_csv(args.output, observables=obs)
-        written.append(args.output)
+    if args.output and args.output != "-":
+        pred.to_csv(args.output, observables=obs, metadata=not args.no_metadata, spreadsheet_safe=safe)
+        written.append(args.output + ("" if args.no_metadata else " (+ .json)"))
     else:
-        pred.write_csv(sys.stdout, observables=obs)
-    if args.dos is not None:
-        dos_path = args.dos if args.dos != "auto" else (
-            str(Path(args.output).with_suffix("")) + ".dos.csv" if args.output else "dos.csv")
-        pred.dos_to_csv(dos_path)
+        pred.write_csv(sys.stdout, observables=obs, spreadsheet_safe=safe)
+    dos_path = _dos_path(args)
+    if dos_path is not None:
+        pred.dos_to_csv(dos_path, metadata=not args.no_metadata, spreadsheet_safe=safe)
         written.append(dos_path)
     if args.phonopy_yaml:
         from ..inference.export import export_phonopy
@@ -110,7 +158,9 @@ def add_commands(subparsers: Any) -> None:
                    help="structure files (CIF, POSCAR, extxyz, traj, ASE JSON ...), folders, CSV/JSON-lines, "
                         "or SCOPE strings")
     p.add_argument("--temperatures", "-T", default="300", help="K: start:stop:step (stop included), a,b,c or one value")
-    p.add_argument("-o", "--output", help="output CSV (one row per input and temperature; default: stdout)")
+    p.add_argument("-o", "--output",
+                   help="output CSV (header first, one row per input and temperature; default: stdout) and its "
+                        "metadata OUTPUT.json (model, units, spread, failed inputs)")
     p.add_argument("--observables", nargs="+", metavar="NAME",
                    help="only these observables (default: all the head gives)")
     p.add_argument("--dos", nargs="?", const="auto", metavar="CSV",
@@ -125,5 +175,15 @@ def add_commands(subparsers: Any) -> None:
                         "(error rows still written)")
     p.add_argument("--dialect", help="SCOPE dialect for structure inputs (default: the model's)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=1, help="processes for structure conversion")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes converting structures to SCOPE strings (default: 1 below 64 structures, else "
+                        "min(4, cores))")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the model (default: 1 below 64 inputs, else min(4, cores))")
+    p.add_argument("--allow-disordered", action="store_true",
+                   help="convert partial-occupancy structures as CLOUD's converter does (refused by default)")
+    p.add_argument("--no-spreadsheet-safe", action="store_true",
+                   help="write text cells as they are (default: a cell starting with = + - @ tab or CR gets a "
+                        "leading ' so spreadsheets do not run it as a formula)")
+    p.add_argument("--no-metadata", action="store_true", help="do not write the JSON sidecar(s) OUTPUT.json")
     p.set_defaults(func=_run)

@@ -19,6 +19,9 @@ def run(args: argparse.Namespace) -> int:
     from ..scope.batch import write_results
 
     check_output_path(args.output, what="-o/--output", overwrite=True, inputs=args.inputs)
+    from ..outputs import check_outputs
+
+    check_outputs({"-o/--output": args.output}, inputs=args.inputs)
     if args.dialect not in DIALECTS:  # pragma: no cover - argparse checks choices
         raise SystemExit(f"unknown dialect {args.dialect}")
     limits = limits_from_options(args)
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         allow_disordered=args.allow_disordered,
     )
-    write_results(results, args.output)
+    write_results(results, args.output, spreadsheet_safe=not args.no_spreadsheet_safe)
     failed = sum(1 for r in results if r.error is not None)
     where = f" to {args.output}" if args.output else ""
     print(f"{len(results)} structures, {len(results) - failed} converted, {failed} failed{where}", file=sys.stderr)
@@ -68,6 +71,10 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--allow-disordered", action="store_true",
                    help="convert partial-occupancy structures as CLOUD's converter does instead of failing them")
     add_limit_options(p)
+    p.add_argument("--no-spreadsheet-safe", action="store_true",
+                   help="CSV text cells as they are (default: a cell starting with = + - @ tab or CR, e.g. a "
+                        "Hall symbol '-F 4 2 3', gets a leading ' so spreadsheets do not run it as a formula; "
+                        "cloudphys reads such cells back as the string)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any input failed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -37,8 +37,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(args.run_dir, args.split, overrides=args.set, device=args.device)
     text = dumps_json(metrics, indent=2)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        from ..outputs import write_text
+
+        write_text(args.output, text + "\n")
     print(text)
     return 0
 

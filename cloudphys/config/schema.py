@@ -215,4 +215,6 @@ class Config:
             if path.suffix == ".json"
             else dump_yaml(self.to_dict())
         )
-        path.write_text(text)
+        from ..outputs import write_text
+
+        write_text(path, text)

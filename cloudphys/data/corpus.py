@@ -140,22 +140,24 @@ def build_corpus(
     n_val = int(math.floor(holdout * n))
     is_val = np.zeros(n, dtype=bool)
     is_val[np.random.RandomState(seed).permutation(n)[:n_val]] = True
+    from ..outputs import atomic_write, clean_text, text_cell
+
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+    with atomic_write(out, "w", newline="", encoding="utf-8") as fh:  # a machine input for pretraining:
+        w = csv.writer(fh)  # SCOPE strings as they are (only made encodable), written atomically
         w.writerow(["scope", "split"])
         for text, v in zip(corpus, is_val):
-            w.writerow([text, "val" if v else "train"])
+            w.writerow([clean_text(text), "val" if v else "train"])
     report.n_val = n_val
     report.n_train = n - n_val
     report.failures = failures
     fail_path = out.with_name(out.name.split(".")[0] + ".failures.csv")
     if failures:
-        with open(fail_path, "w", newline="", encoding="utf-8") as fh:
+        with atomic_write(fail_path, "w", newline="", encoding="utf-8") as fh:  # for people: spreadsheet-safe
             w = csv.writer(fh)
             w.writerow(["source", "id", "reason"])
-            w.writerows(failures)
+            w.writerows([text_cell(c) for c in row] for row in failures)
         report.failures_file = str(fail_path)
     elif fail_path.exists():
         fail_path.unlink()

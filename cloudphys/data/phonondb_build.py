@@ -372,22 +372,20 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> 
     """Write rows as JSON lines (gzip if ``out`` ends in ``.gz``); return ``(count, error rows)``."""
     import gzip
 
+    from ..outputs import atomic_path
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
     errors: list[dict[str, Any]] = []
     n = 0
-    raw: Any = gzip.open(tmp, "wt", encoding="utf-8") if out.name.endswith(".gz") else open(tmp, "w", encoding="utf-8")
-    try:
+    with atomic_path(out) as tmp:  # a temporary file beside, renamed into place when complete
+        raw: Any = (gzip.open(tmp, "wt", encoding="utf-8") if out.name.endswith(".gz")
+                    else open(tmp, "w", encoding="utf-8"))
         with raw as fh:
             for row in rows:
                 fh.write(json.dumps(row, separators=(",", ":")) + "\n")
                 n += 1
                 if "error" in row:
                     errors.append(row)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return n, errors
 

@@ -81,11 +81,13 @@ def thermal_properties_yaml_lines(structure: Any, *, model: str = "") -> list[st
 
 
 def write_thermal_properties_yaml(structure: Any, path: str | Path, *, model: str = "") -> Path:
-    """Write one structure's prediction as phonopy's ``thermal_properties.yaml`` at ``path``."""
+    """Write one structure's prediction as phonopy's ``thermal_properties.yaml`` at ``path`` (atomically:
+    an existing file is replaced whole, never torn)."""
+    from ..outputs import write_text
+
     path = Path(path)
     text = "\n".join(thermal_properties_yaml_lines(structure, model=model))
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text)
 
 
 def _safe(name: str) -> str:
@@ -98,8 +100,12 @@ def export_phonopy(prediction: Any, out_dir: str | Path) -> dict[str, Path | str
 
     :returns: ``{name: path}`` for written files and ``{name: reason}`` for structures that could
         not be exported (failed inputs, non-integer ``n_atoms``); nothing is skipped silently.
-        Folder names are the input names made file-system safe (``_2``, ``_3`` ... on a clash).
+        Folder names are the input names made file-system safe (``_2``, ``_3`` ... on a clash). An
+        existing ``thermal_properties.yaml`` is replaced atomically; a *file* where a structure's folder
+        goes is left alone and that structure gets a reason instead.
     """
+    from ..outputs import clean_text, write_text
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--phonopy-yaml {out_dir}: exists and is not a directory")
@@ -112,13 +118,16 @@ def export_phonopy(prediction: Any, out_dir: str | Path) -> dict[str, Path | str
         except DataError as exc:
             done[s.name] = str(exc)
             continue
-        base = folder = _safe(s.name.replace("\\", "/").rsplit("/", 1)[-1] or s.name)
+        base = folder = _safe(clean_text(s.name).replace("\\", "/").rsplit("/", 1)[-1] or s.name)
         k = 2
         while folder in used:
             folder, k = f"{base}_{k}", k + 1
         used.add(folder)
-        (out_dir / folder).mkdir(exist_ok=True)
-        path = out_dir / folder / "thermal_properties.yaml"
-        path.write_text("\n".join(lines), encoding="utf-8")
-        done[s.name] = path
+        target = out_dir / folder
+        if target.exists() and not target.is_dir():
+            done[s.name] = (f"{target} exists and is a file, not a folder; it is left alone (move it, or choose "
+                            "another --phonopy-yaml folder)")
+            continue
+        target.mkdir(exist_ok=True)
+        done[s.name] = write_text(target / "thermal_properties.yaml", "\n".join(lines))
     return done

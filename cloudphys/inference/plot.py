@@ -50,7 +50,11 @@ def _latent_label(p: Any, s: Any) -> str:
         unit = p.quantities[k].unit
         txt = f"{_SYMBOL.get(k, k)} {float(v):.0f}" + (f"±{float(sd):.0f}" if sd is not None else "")
         parts.append(txt + (f" {unit}" if unit else ""))
+    from ..outputs import clean_text
+
     name = s.name.replace("\\", "/").rsplit("/", 1)[-1] or s.name  # a path: its file name (and :LINE / @FRAME)
+    name = clean_text(name)  # always drawable: surrogates and NUL escaped (docs/usage.md)
+    name = name.replace("$", r"\$")  # a "$" in an id is text, never mathtext
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
@@ -145,6 +149,9 @@ def plot_prediction(
                        **{**legend_kw, "fontsize": 9, "title_fontsize": 9})
         else:
             fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), **legend_kw)
+    from ..outputs import atomic_path
+
     path = Path(path)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # written beside, renamed into place: a crash leaves the old plot
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".").lower() or None)
     return PlotInfo(path=path, shown=len(shown), total=total, note=note, figure=fig)

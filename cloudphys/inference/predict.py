@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config.temperatures import parse_temperatures
 from ..data.base import Examples
-from ..modeling.core import predict_encoded
+from ..modeling.core import predict_encoded, predict_encoded_members
 from ..modeling.device import resolve_device
 from ..modeling.encoding import check_tokens, encode
 from ..modeling.model import ScopePhysicsModel, model_dialect
@@ -60,7 +60,7 @@ def _generator_table(dialect: str) -> Any:
 
 
 def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator_table: Any = None,
-                  strings_per_atom: bool = False) -> list[Any]:
+                  strings_per_atom: bool = False, allow_disordered: bool = False) -> list[Any]:
     """SCOPE strings (``.scope``, ``.record``) for every item in place: structures converted to
     ``dialect``, given strings parsed (default-dialect ones made canonical by
     :func:`~cloudphys.inputs.to_records`; for a default-dialect model a cloud string too). Errors
@@ -70,12 +70,13 @@ def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator
         fetched into the data directory when a structure needs it).
     :param strings_per_atom: a SCOPE string given without ``n_atoms`` describes no cell; with this
         set it is predicted for one atom (``n_atoms`` = 1), else it is an error.
+    :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does.
     """
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
         table = generator_table if generator_table is not None or dialect != "cloud" else _generator_table(dialect)
-        to_records(items, dialect=dialect, workers=workers, generator_table=table)
+        to_records(items, dialect=dialect, workers=workers, generator_table=table, allow_disordered=allow_disordered)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
         to_records(items, dialect="default", workers=workers)
@@ -173,6 +174,7 @@ def predict_with_members(
     workers: int = 1,
     generator_table: Any = None,
     strings_per_atom: bool = False,
+    allow_disordered: bool = False,
 ) -> tuple[ItemPredictions, list[ItemPredictions]]:
     """Latents and observables (``observables``; default: every one the head declares) of every item
     for ``model`` and for each of ``members`` (an ensemble's members; may be empty), the inputs
@@ -182,26 +184,52 @@ def predict_with_members(
         :func:`prepare_items` (``dialect``, default the model's; ``generator_table``; ``strings_per_atom``).
     :param temperatures: K, ``[nT]``.
 
-    A member whose tokenizer differs from ``model``'s gets its own tokenization. An item whose
+    When ``members`` are ``model``'s own ensemble members, each member's encoder runs once per batch
+    (:func:`~cloudphys.modeling.core.predict_encoded_members`): the head reads the members' mean
+    latents (``model``'s prediction) and each member's latents -- the same numbers as running them one
+    after the other. A member whose tokenizer differs from ``model``'s gets its own tokenization. An item whose
     prediction is not finite for any of them carries that error (the arrays of the runs before it
     keep their values; callers mask by ``errors``).
     """
     temperatures = np.asarray(temperatures, dtype=np.float64)
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
     prepare_items(items, dialect or model_dialect(model), workers=workers, generator_table=generator_table,
-                  strings_per_atom=strings_per_atom)
+                  strings_per_atom=strings_per_atom, allow_disordered=allow_disordered)
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 
-    def run(m: ScopePhysicsModel) -> ItemPredictions:
+    def encoded(m: ScopePhysicsModel) -> tuple[list[int], Any]:
         key = id(model) if m is model or _same_inputs(m, model) else id(m)
         if key not in enc_cache:
             enc_cache[key] = _encode_items(m, items, temperatures)
-        good, enc = enc_cache[key]
-        return _run(m, items, good, enc, temperatures, obs_names, batch_size, dev)
+        return enc_cache[key]
+
+    if members and _members_of(model, members):
+        good, enc = encoded(model)
+        outs: list[Any] = [None] * (1 + len(members))
+        if enc is not None:
+            model.to(dev)
+            outs = predict_encoded_members(model, enc, batch_size=batch_size, device=dev, observables=obs_names)
+        results = [_collect(m, items, good, out, temperatures, obs_names) for m, out in zip([model, *members], outs)]
+        return results[0], results[1:]
+
+    def run(m: ScopePhysicsModel) -> ItemPredictions:
+        good, enc = encoded(m)
+        out = None
+        if enc is not None:
+            m.to(dev)
+            out = predict_encoded(m, enc, batch_size=batch_size, device=dev, observables=obs_names)
+        return _collect(m, items, good, out, temperatures, obs_names)
 
     core = run(model)
     return core, [run(m) for m in members]
+
+
+def _members_of(model: ScopePhysicsModel, members: Sequence[ScopePhysicsModel]) -> bool:
+    """Whether ``members`` are exactly ``model``'s ensemble members (its encoders, its head, its inputs)."""
+    own = getattr(model.encoder, "members", None)
+    return (own is not None and hasattr(model.encoder, "member_latents") and len(own) == len(members)
+            and all(m.encoder is e and m.head is model.head and _same_inputs(m, model) for m, e in zip(members, own)))
 
 
 def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
@@ -224,16 +252,17 @@ def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.n
     return good, encode(ex, model, tokens=tokens, features=features)
 
 
-def _run(model: ScopePhysicsModel, items: list[Any], good: list[int], enc: Any, temperatures: np.ndarray,
-         obs_names: list[str], batch_size: int, dev: Any) -> ItemPredictions:
-    """Run ``model`` over the encoded good items; NaN and the item's error where a value is not finite."""
+def _collect(model: ScopePhysicsModel, items: list[Any], good: list[int],
+             out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None, temperatures: np.ndarray,
+             obs_names: list[str]) -> ItemPredictions:
+    """Place the predictions ``out`` of the good items in input order; NaN and the item's error where a
+    value is not finite."""
     N, nT = len(items), len(temperatures)
     lat_sizes = {spec.name: int(spec.size) for spec in model.head.latents}
     preds: dict[str, np.ndarray] = {o: np.full((N, nT), np.nan) for o in obs_names}
     lats: dict[str, np.ndarray] = {}
-    if enc is not None:
-        model.to(dev)
-        p, lat = predict_encoded(model, enc, batch_size=batch_size, device=dev, observables=obs_names)
+    if out is not None:
+        p, lat = out
         rows = np.asarray(good)
         for o in obs_names:
             preds[o][rows] = p[o]

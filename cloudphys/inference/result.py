@@ -195,81 +195,174 @@ class Prediction:
     def _scalar_latents(self) -> list[str]:
         return [k for k, v in self.latents.items() if v.ndim == 1]
 
-    def rows(self, observables: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One dict per (structure, temperature); a failed structure gives one row with its error."""
+    def _numbers(self, obs: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The numeric columns of :meth:`columns` (after ``temperature_K``), computed once per column:
+        ``(per-temperature [N, nT] arrays, per-item [N] arrays)``; NaN where a row has no value
+        (a failed item, per cell of a SCOPE string without ``n_atoms``)."""
+        n = np.asarray([float(it.n_atoms) if it.n_atoms else np.nan for it in self.items], dtype=np.float64)
+        known = np.isfinite(n)[:, None]
+        atom_div = np.where(known, n[:, None], 1.0)
+        cell_div = np.where(known, 1.0, np.nan)
+        failed = np.asarray([it.error is not None for it in self.items], dtype=bool)
+        per_t: list[np.ndarray] = []
+        for o in obs:
+            q = self.quantities[o]
+            band = self.interval(o)
+            sd = self.std(o)
+            for basis in (("cell", "atom") if q.extensive else (None,)):
+                div = atom_div if basis == "atom" else cell_div if basis == "cell" else 1.0
+                per_t.append(self.observables[o] / div)
+                if band is not None and sd is not None:
+                    per_t += [sd / div, band[0] / div, band[1] / div]
+        per_item: list[np.ndarray] = []
+        for name in self._scalar_latents():
+            per_item.append(np.asarray(self.latents[name], dtype=np.float64))
+            band = self.interval(name)
+            sd = self.std(name)
+            if band is not None and sd is not None:
+                per_item += [np.asarray(sd, dtype=np.float64), band[0], band[1]]
+        if failed.any():  # a failed item's row carries no values at all
+            per_t = [np.where(failed[:, None], np.nan, a) for a in per_t]
+            per_item = [np.where(failed, np.nan, a) for a in per_item]
+        return per_t, per_item
+
+    def _check_observables(self, observables: Sequence[str] | None) -> list[str]:
         obs = list(observables or self.observables)
         unknown = [o for o in obs if o not in self.observables]
         if unknown:
             raise DataError(f"observable(s) {unknown} not predicted; available: {sorted(self.observables)}")
+        return obs
+
+    def _row_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(item, temperature)`` index of every table row: ``nT`` rows per predicted item, one row
+        (temperature index ``-1``) per failed item, in input order."""
+        nT = len(self.temperatures)
+        failed = np.asarray([it.error is not None for it in self.items], dtype=bool)
+        reps = np.where(failed, 1, nT).astype(np.int64)
+        ii = np.repeat(np.arange(len(self.items)), reps)
+        starts = np.concatenate([[0], np.cumsum(reps)[:-1]]) if len(reps) else np.zeros(0, dtype=np.int64)
+        jj = np.arange(len(ii)) - np.repeat(starts, reps)
+        jj[failed[ii]] = -1
+        return ii, jj
+
+    def column_arrays(self, observables: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Every column of :meth:`columns` as one array over the rows (numbers float64 with NaN for
+        no value; ``id``/``source``/``scope``/``error`` object arrays, ``None`` for no value)."""
+        obs = self._check_observables(observables)
         cols = self.columns(obs)
-        pct = int(round(self.level * 100))
-        out: list[dict[str, Any]] = []
-        for i, it in enumerate(self.items):
-            base = {"id": it.name, "source": it.source, "scope": it.scope, "n_atoms": it.n_atoms}
-            if it.error is not None:
-                out.append({**{c: None for c in cols}, **base, "error": it.error})
-                continue
-            lat: dict[str, Any] = {}
-            for name in self._scalar_latents():
-                q = self.quantities[name]
-                lat[column_name(name, q.unit)] = float(self.latents[name][i])
-                if self.is_ensemble:
-                    lo, hi = self.interval(name)  # type: ignore[misc]
-                    lat[column_name(name, q.unit, None, "std")] = float(self.std(name)[i])  # type: ignore[index]
-                    lat[column_name(name, q.unit, None, f"lo{pct}")] = float(lo[i])
-                    lat[column_name(name, q.unit, None, f"hi{pct}")] = float(hi[i])
-            # n_atoms None: a SCOPE string without a cell; values are stored per atom, per-cell ones are unknown
-            n = float(it.n_atoms) if it.n_atoms else 1.0
-            for j, T in enumerate(self.temperatures):
-                row = {**base, "temperature_K": float(T)}
-                for o in obs:
-                    q = self.quantities[o]
-                    band = self.interval(o)
-                    for basis in (("cell", "atom") if q.extensive else (None,)):
-                        div = n if basis == "atom" else (1.0 if it.n_atoms else math.nan)
-                        if math.isnan(div):  # per cell of a SCOPE string without n_atoms: unknown
-                            continue
-                        row[column_name(o, q.unit, basis)] = float(self.observables[o][i, j]) / div
-                        if band is not None:
-                            row[column_name(o, q.unit, basis, "std")] = float(self.std(o)[i, j]) / div  # type: ignore[index]
-                            row[column_name(o, q.unit, basis, f"lo{pct}")] = float(band[0][i, j]) / div
-                            row[column_name(o, q.unit, basis, f"hi{pct}")] = float(band[1][i, j]) / div
-                out.append({**{c: None for c in cols}, **row, **lat, "error": None})
+        ii, jj = self._row_index()
+        per_t, per_item = self._numbers(obs)
+        ok = jj >= 0
+        jsafe = np.where(ok, jj, 0)
+        text = {k: np.asarray([getattr(it, k) for it in self.items] + [None], dtype=object)[:-1]
+                for k in ("name", "source", "scope", "error")}
+        n = np.asarray([np.nan if it.n_atoms is None else float(it.n_atoms) for it in self.items], dtype=np.float64)
+        temps = self.temperatures[jsafe] if len(ii) else np.zeros(0)
+        out: dict[str, np.ndarray] = {"id": text["name"][ii], "source": text["source"][ii],
+                                      "scope": text["scope"][ii], "n_atoms": n[ii],
+                                      "temperature_K": np.where(ok, temps, np.nan)}
+        numeric = cols[5:-1]
+        for name, arr in zip(numeric, [a[ii, jsafe] for a in per_t] + [a[ii] for a in per_item]):
+            out[name] = np.where(ok, arr, np.nan)
+        out["error"] = text["error"][ii]
         return out
 
+    def rows(self, observables: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One dict per (structure, temperature); a failed structure gives one row with its error
+        (``None`` where a row has no value)."""
+        arrays = self.column_arrays(observables)
+        cols = list(arrays)
+        lists = [[None if (isinstance(v, float) and math.isnan(v)) else v for v in arrays[c].tolist()] for c in cols]
+        return [dict(zip(cols, r)) for r in zip(*lists)]
+
+    def metadata(self, observables: Sequence[str] | None = None, *, spreadsheet_safe: bool = True) -> dict[str, Any]:
+        """What the CSV's JSON sidecar holds: model, head, ensemble size, spread and calibration, the
+        units and meaning of every column, the inputs that failed (see ``docs/usage.md``)."""
+        from ..outputs import clean_text
+
+        obs = self._check_observables(observables)
+        pct = int(round(self.level * 100))
+        columns: dict[str, dict[str, Any]] = {
+            "id": {"meaning": "the input's id (file, FILE:LINE, an id column, or the formula of an object)"},
+            "source": {"meaning": "the file the input came from"},
+            "scope": {"meaning": "the SCOPE string the model read"},
+            "n_atoms": {"meaning": "atoms in the cell given", "unit": "1"},
+            "temperature_K": {"meaning": "temperature", "unit": "K"}}
+        for o in obs:
+            q = self.quantities[o]
+            for basis in (("cell", "atom") if q.extensive else (None,)):
+                unit = per_atom_unit(q.unit) if basis == "atom" else q.unit
+                columns[column_name(o, q.unit, basis)] = {"quantity": o, "unit": unit, "basis": basis,
+                                                          "meaning": q.description or o}
+                if self.is_ensemble:
+                    for st in ("std", f"lo{pct}", f"hi{pct}"):
+                        columns[column_name(o, q.unit, basis, st)] = {"quantity": o, "unit": unit, "basis": basis,
+                                                                      "statistic": st}
+        for name in self._scalar_latents():
+            q = self.quantities[name]
+            columns[column_name(name, q.unit)] = {"quantity": name, "unit": q.unit, "meaning": q.description or name}
+            if self.is_ensemble:
+                for st in ("std", f"lo{pct}", f"hi{pct}"):
+                    columns[column_name(name, q.unit, None, st)] = {"quantity": name, "unit": q.unit, "statistic": st}
+        columns["error"] = {"meaning": "why the input has no prediction (empty: predicted)"}
+        cal = self.calibration
+        spread = None
+        if self.is_ensemble:
+            spread = {"std": f"members' standard deviation x {self.scale:.6g}", "scale": self.scale,
+                      "level": self.level, "interval": f"lo{pct}/hi{pct}: central {self.level:.0%} interval",
+                      "calibrated": bool(cal),
+                      "calibrated_on": (cal or {}).get("fitted_on") if cal else None}
+        return {
+            "format": "cloudphys-prediction", "format_version": 1,
+            "model": clean_text(self.model), "head": clean_text(self.head), "members": self.members,
+            "ensemble": self.is_ensemble, "spread": spread,
+            "bases": {"cell": "per mole of the cell given (n_atoms atoms)", "atom": "per mole of atoms"},
+            "temperatures_K": [float(t) for t in self.temperatures],
+            "columns": columns, "inputs": len(self.items), "failed": len(self.errors),
+            "errors": {clean_text(k): clean_text(v) for k, v in self.errors.items()},
+            "spreadsheet_safe": bool(spreadsheet_safe),
+            "empty_cell": "no value (a failed input's row; per cell of a SCOPE string given without n_atoms)",
+        }
+
     def header(self) -> str:
-        """The comment line written above the CSV table."""
+        """A one-line summary of the table (model, head, bases, spread) -- the CSV itself starts with its
+        column names; the full metadata goes to the JSON sidecar (:meth:`metadata`)."""
         cal = f"calibrated on {self.calibration.get('fitted_on', 'val')}" if self.calibration else "uncalibrated"
         spread = (f"{self.members}-member ensemble; std = members' std x {self.scale:.4g} ({cal}); "
                   f"lo/hi = central {self.level:.0%} interval" if self.is_ensemble else "single model (no spread)")
-        return (f"# cloudphys prediction: model {self.model or '?'}, head {self.head or '?'}; "
+        return (f"cloudphys prediction: model {self.model or '?'}, head {self.head or '?'}; "
                 "_cell = per mole of the cell given (n_atoms atoms), _atom = per mole of atoms; "
                 f"temperature in K; {spread}")
 
-    def write_csv(self, fh: Any, observables: Sequence[str] | None = None) -> None:
-        """Write the ``#`` comment line and the table of :meth:`rows` to the text stream ``fh``."""
-        rows = self.rows(observables)
-        cols = self.columns(observables)
-        fh.write(self.header() + "\n")
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _cell(r.get(k)) for k in cols})
+    def write_csv(self, fh: Any, observables: Sequence[str] | None = None, *, spreadsheet_safe: bool = True) -> None:
+        """Write the table to the text stream ``fh``: the column names first, then one row per
+        (input, temperature) -- one row for a failed input. Linear in the rows; floats to 8
+        significant digits; empty cell = no value; text cells through
+        :func:`cloudphys.outputs.text_cell` (encodable; ``spreadsheet_safe``: OWASP's neutralisation)."""
+        _write_table(self, fh, self._check_observables(observables), spreadsheet_safe)
 
-    def to_csv(self, path: str | Path, observables: Sequence[str] | None = None) -> Path:
-        """Write :meth:`rows` to ``path`` (a ``#`` comment line first; read with ``comment='#'``)."""
+    def to_csv(self, path: str | Path, observables: Sequence[str] | None = None, *, metadata: bool = True,
+               spreadsheet_safe: bool = True) -> Path:
+        """Write :meth:`write_csv`'s table to ``path`` and (``metadata``) :meth:`metadata` to the JSON
+        sidecar ``path + ".json"``, each atomically (a crash leaves the previous file whole)."""
+        from ..outputs import atomic_write, sidecar_path, write_json
+
         path = Path(path)
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            self.write_csv(fh, observables)
+        with atomic_write(path, "w", newline="", encoding="utf-8") as fh:
+            self.write_csv(fh, observables, spreadsheet_safe=spreadsheet_safe)
+        if metadata:
+            write_json(sidecar_path(path), self.metadata(observables, spreadsheet_safe=spreadsheet_safe))
         return path
 
     def to_pandas(self, observables: Sequence[str] | None = None) -> Any:
-        """The rows of :meth:`to_csv` as a ``pandas.DataFrame`` (needs pandas)."""
+        """The rows of :meth:`to_csv` as a ``pandas.DataFrame`` (needs pandas); NaN / ``None`` for no
+        value; text as given (no neutralisation: it is not a file)."""
         try:
             import pandas as pd
         except ImportError as exc:
             raise ImportError("Prediction.to_pandas() needs pandas: pip install pandas") from exc
-        return pd.DataFrame(self.rows(observables), columns=self.columns(observables))
+        arrays = self.column_arrays(observables)
+        return pd.DataFrame(arrays, columns=list(arrays))
 
     def dos_rows(self) -> list[dict[str, Any]]:
         """The learned DOS, one row per (structure, bin): mode temperature, frequency, modes per atom."""
@@ -290,18 +383,29 @@ class Prediction:
                             "error": None})
         return out
 
-    def dos_to_csv(self, path: str | Path) -> Path:
-        """Write :meth:`dos_rows` (a ``#`` comment line first)."""
+    def dos_to_csv(self, path: str | Path, *, metadata: bool = True, spreadsheet_safe: bool = True) -> Path:
+        """Write :meth:`dos_rows` (column names first) atomically, and (``metadata``) a JSON sidecar
+        ``path + ".json"`` saying what the columns are."""
+        from ..outputs import atomic_write, clean_text, sidecar_path, text_cell, write_json
+
         path = Path(path)
         rows = self.dos_rows()
-        cols = list(rows[0]) if rows else ["id"]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            fh.write(f"# cloudphys learned phonon DOS: model {self.model}; bin centres as mode temperature (K) and "
-                     "frequency (THz); modes per atom in each bin (they sum to 3)\n")
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
+        cols = ["id", "bin", "theta_K", "frequency_THz", "modes_per_atom", "modes_per_atom_std", "error"]
+        with atomic_write(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
             for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+                w.writerow([text_cell(r[k], spreadsheet_safe) if k in ("id", "error") else _cell(r[k]) for k in cols])
+        if metadata:
+            write_json(sidecar_path(path), {
+                "format": "cloudphys-dos", "format_version": 1, "model": clean_text(self.model),
+                "head": clean_text(self.head),
+                "meaning": "learned phonon DOS: bin centres as mode temperature (K) and frequency (THz); modes per "
+                           "atom in each bin (they sum to 3)",
+                "columns": {"theta_K": {"unit": "K"}, "frequency_THz": {"unit": "THz"},
+                            "modes_per_atom": {"unit": "1"}, "modes_per_atom_std": {"unit": "1"}},
+                "errors": {clean_text(k): clean_text(v) for k, v in self.errors.items()},
+                "spreadsheet_safe": bool(spreadsheet_safe)})
         return path
 
     def plot(self, path: str | Path, **kwargs: Any) -> Any:
@@ -400,6 +504,52 @@ def _cell(v: Any) -> Any:
     return v
 
 
+_G8 = "{:.8g}".format
+
+
+def _write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool) -> None:
+    """The CSV of :meth:`Prediction.write_csv`: per item its text cells quoted once, its per-item
+    numbers formatted once, and one ``%``-format per row for the per-temperature numbers."""
+    import io
+
+    from ..outputs import text_cell
+
+    cols = p.columns(obs)
+    w = csv.writer(fh)
+    w.writerow(cols)
+    per_t, per_item = p._numbers(obs)
+    T = p.temperatures
+    n_commas = len(cols) - 4  # an error row: temperature_K ... error, all empty but the error
+    buf = io.StringIO()
+    quote = csv.writer(buf)
+    stack = np.stack(per_t, axis=-1) if per_t else np.zeros((len(p.items), len(T), 0))
+    items_lat = np.stack(per_item, axis=-1) if per_item else np.zeros((len(p.items), 0))
+    for i, it in enumerate(p.items):
+        buf.seek(0)
+        buf.truncate()
+        quote.writerow([text_cell(it.name, spreadsheet_safe), text_cell(it.source, spreadsheet_safe),
+                        text_cell(it.scope, spreadsheet_safe), _cell(it.n_atoms)])
+        prefix = buf.getvalue()[:-2]  # without the line end
+        if it.error is not None:
+            buf.seek(0)
+            buf.truncate()
+            quote.writerow([text_cell(it.error, spreadsheet_safe)])
+            fh.write(prefix + "," * n_commas + buf.getvalue())
+            continue
+        tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[i].tolist()) + ",\r\n"
+        block = np.concatenate([T[:, None], stack[i]], axis=1)
+        nan_cols = np.isnan(block).all(axis=0)
+        if np.isnan(block[:, ~nan_cols]).any():  # a stray NaN among values: format cell by cell
+            lines = [prefix + "".join("," + ("" if math.isnan(v) else _G8(v)) for v in row) + tail
+                     for row in block.tolist()]
+        else:
+            fmt = (prefix.replace("%", "%%") + "".join("," if bad else ",%.8g" for bad in nan_cols.tolist())
+                   + tail)
+            keep = block[:, ~nan_cols]
+            lines = [fmt % tuple(row) for row in keep.tolist()]
+        fh.write("".join(lines))
+
+
 def _fmt(x: float, sd: float | None = None) -> str:
     if not math.isfinite(x):
         return "nan"
@@ -411,7 +561,10 @@ def _fmt(x: float, sd: float | None = None) -> str:
 
 
 def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
-    """A compact text table: per structure its latents, then observables per mole of atoms at a few T."""
+    """A compact text table: per structure its latents, then observables per mole of atoms at a few T
+    (ids and errors through :func:`~cloudphys.outputs.clean_text`: printing never raises)."""
+    from ..outputs import clean_text
+
     idx = list(range(len(p.items))) if indices is None else list(indices)
     max_items, max_T = (1, 10) if len(idx) == 1 else (5, 4)
     kind = f"{p.members}-member ensemble, value±std" if p.is_ensemble else "single model"
@@ -424,12 +577,12 @@ def _table(p: Prediction, indices: Sequence[int] | None = None) -> str:
     for i in idx[:max_items]:
         s = StructurePrediction(p, i)
         if s.error is not None:
-            lines.append(f"  {s.name}: ERROR {s.error}")
+            lines.append(f"  {clean_text(s.name)}: ERROR {clean_text(s.error)}")
             continue
         lat = ", ".join(f"{k} = {_fmt(float(v), None if s.std(k) is None else float(s.std(k)))} {p.quantities[k].unit}"
                         for k, v in s.latents.items() if np.ndim(v) == 0)
         cell = f"n_atoms {s.n_atoms:g}" if s.n_atoms else "no cell given: per atom only"
-        lines.append(f"  {s.name} ({cell}{', ' + lat if lat else ''})")
+        lines.append(f"  {clean_text(s.name)} ({cell}{', ' + lat if lat else ''})")
         lines.append("    " + "T [K]".rjust(8) + "".join(u.rjust(22) for u in units))
         for j in tsel:
             vals = []

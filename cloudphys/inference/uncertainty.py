@@ -125,11 +125,22 @@ def read_calibration(path: str | Path) -> dict[str, Any] | None:
     return {**cal, "scale": scale, "level": level}
 
 
+def check_calibration_target(path: str | Path) -> None:
+    """Refuse to write a calibration into a packaged model (``model.json`` + ``SHA256SUMS``): it would
+    fail its checksum verification forever. Calibrate the run, then package it again."""
+    p = Path(path)
+    if (p / "model.json").is_file() and (p / "SHA256SUMS").is_file():
+        raise CheckpointError(f"{p} is a packaged model (SHA256SUMS); writing {CALIBRATION_FILE} into it would make it "
+                              "fail verification; calibrate the run it was packaged from and package it again "
+                              "(`cloudphys models package RUN --out ... --overwrite`), or use --dry-run")
+
+
 def write_calibration(path: str | Path, calibration: Mapping[str, Any]) -> Path:
-    """Write ``uncertainty.json`` into model directory ``path``."""
-    f = Path(path) / CALIBRATION_FILE
-    f.write_text(json.dumps(dict(calibration), indent=2) + "\n", encoding="utf-8")
-    return f
+    """Write ``uncertainty.json`` into model directory ``path`` (atomically; never into a packaged model)."""
+    from ..outputs import write_text
+
+    check_calibration_target(path)
+    return write_text(Path(path) / CALIBRATION_FILE, json.dumps(dict(calibration), indent=2) + "\n")
 
 
 def predict_split(model: Any, examples: Any, *, batch_size: int = 256, device: str = "cpu") -> dict[str, Any]:
@@ -188,6 +199,8 @@ def calibrate_run(run_dir: str | Path, *, split: str = "val", level: float = DEF
                   registry: PluginRegistry | None = None,
                   overrides: Sequence[str] = (), write: bool = True) -> dict[str, Any]:
     """Fit the scale factor of the ensemble in ``run_dir`` on ``split`` and (``write``) store it there."""
+    if write:
+        check_calibration_target(run_dir)  # before any work
     model, examples = run_split(run_dir, split, registry=registry, overrides=overrides)
     cal = calibrate(model, examples, level=level, split=split)
     if write:

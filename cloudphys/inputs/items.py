@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,8 @@ def _object_item(name: str, ident: str, obj: Any, limits: Limits, source: str | 
     try:
         if isinstance(obj, str):
             text = obj.strip()
+            if text[:1] == "'" and text[1:2] in ("=", "+", "-", "@"):  # a cell neutralised by our CSV writer
+                text = text[1:]
             if not text:
                 raise StructureError("empty SCOPE string")
             if len(text) > limits.max_bytes:
@@ -366,6 +369,14 @@ def _iter_path(path: Path, limits: Limits, column: str | None) -> Iterator[Input
         yield from _iter_file(path, limits, column)
 
 
+def _is_object(src: Any) -> bool:
+    """Whether ``src`` is an in-memory object (a structure, Atoms, a structure dict) read as one item
+    (the last branch of :func:`_iter_source`), not a path, SCOPE string, ``(id, object)`` or table row."""
+    return not (isinstance(src, (InputItem, os.PathLike, str))
+                or (isinstance(src, tuple) and len(src) == 2 and isinstance(src[0], (str, int)))
+                or (isinstance(src, Mapping) and ("structure" in src or "scope" in src) and "sites" not in src))
+
+
 def _iter_source(index: int, src: Any, limits: Limits, column: str | None) -> Iterator[InputItem]:
     if isinstance(src, InputItem):
         yield src
@@ -378,7 +389,44 @@ def _iter_source(index: int, src: Any, limits: Limits, column: str | None) -> It
         col = "scope" if "scope" in src else "structure"
         yield _table_item(name, None, src, col, limits)  # type: ignore[arg-type]
     else:
-        yield _object_item(str(index), str(index), src, limits)
+        name = _formula(src) or str(index)
+        yield _object_item(name, name, src, limits)
+
+
+def _formula(obj: Any) -> str | None:
+    """The reduced formula of an in-memory structure (pymatgen ``Structure``, ``ase.Atoms``, an
+    ``as_dict()`` dict) as its readable id, or ``None`` (a SCOPE string, anything else, any failure)."""
+    try:
+        if _derives_from(obj, "pymatgen.core"):
+            return str(obj.composition.reduced_formula)
+        symbols: list[str] | None = None
+        if _derives_from(obj, "ase.atoms"):
+            symbols = [str(x) for x in obj.get_chemical_symbols()]
+        elif isinstance(obj, Mapping) and isinstance(obj.get("sites"), list):
+            symbols = []
+            for site in obj["sites"]:
+                for sp in site.get("species", []):
+                    symbols.append(str(sp["element"]))
+        if not symbols:
+            return None
+        from pymatgen.core import Composition
+
+        return str(Composition(dict(Counter(symbols))).reduced_formula)
+    except Exception:  # an id is a convenience: a structure the formula cannot be taken of keeps its index
+        return None
+
+
+def _index_repeats(items: list[InputItem], named: list[tuple[int, int]]) -> None:
+    """Formula ids that occur more than once among the in-memory inputs get ``#INDEX`` (their place in
+    the list given): ``[si, nacl, si]`` → ``Si#0``, ``NaCl``, ``Si#2``."""
+    counts = Counter(items[pos].id for pos, _ in named)
+    for pos, index in named:
+        it = items[pos]
+        if counts[it.id] > 1:
+            new = f"{it.id}#{index}"
+            if it.error is not None and it.error.startswith(it.name):
+                it.error = new + it.error[len(it.name):]
+            it.name = it.id = new
 
 
 def _is_single(sources: Any) -> bool:
@@ -404,6 +452,10 @@ def read_inputs(sources: Any, *, limits: Limits | dict[str, Any] | None = None,
     if _is_single(sources):
         sources = [sources]
     items: list[InputItem] = []
+    named: list[tuple[int, int]] = []  # (position in items, index given) of in-memory structures
     for k, src in enumerate(sources):
+        if _is_object(src):
+            named.append((len(items), k))
         items.extend(_iter_source(k, src, lim, column))
+    _index_repeats(items, named)
     return items

@@ -11,7 +11,8 @@ other), above the encoders, the physics heads and the data sets. Modules, bottom
 * :mod:`.model` -- :class:`ScopePhysicsModel` (encoder + head, one model directory), :func:`build_model`;
 * :mod:`.ensemble` -- a seed ensemble as one model (:class:`EnsembleEncoder`, :func:`load_ensemble`);
 * :mod:`.core` -- :func:`load_core` (the one place that decides single model vs ensemble) and
-  :func:`predict_encoded` (a model over an encoded split, in batches).
+  :func:`predict_encoded` (a model over an encoded split, in batches), :func:`predict_encoded_members`
+  (an ensemble and each of its members from one encoder pass per member and batch).
 
 Users load a model with :func:`cloudphys.load_model` (the user's :class:`~cloudphys.models.api.Model`,
 which wraps what :func:`load_core` returns). Names are exported lazily: torch is imported on first use.
@@ -32,7 +33,7 @@ _EXPORTS = {
     "ScopePhysicsModel": "model", "build_model": "model", "load_tokenizer": "model",
     "model_dialect": "model", "resolve_model_dir": "model", "tokenizer_record": "model",
     "EnsembleEncoder": "ensemble", "ensemble_model": "ensemble", "load_ensemble": "ensemble",
-    "load_core": "core", "predict_encoded": "core",
+    "load_core": "core", "predict_encoded": "core", "predict_encoded_members": "core",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,5 @@
-"""A trained model's core: :func:`load_core` (single model or ensemble) and :func:`predict_encoded`.
+"""A trained model's core: :func:`load_core` (single model or ensemble), :func:`predict_encoded` and
+:func:`predict_encoded_members` (an ensemble and its members from one encoder pass per member).
 
 :func:`load_core` returns the torch module (:class:`~cloudphys.modeling.model.ScopePhysicsModel`)
 that training, evaluation and prediction run; users load a model with :func:`cloudphys.load_model`,
@@ -28,7 +29,7 @@ from .model import HEAD_FILE, ScopePhysicsModel
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginRegistry
 
-__all__ = ["load_core", "predict_encoded"]
+__all__ = ["load_core", "predict_encoded", "predict_encoded_members"]
 
 
 def load_core(
@@ -97,3 +98,48 @@ def predict_encoded(
         return (np.concatenate(parts)[inv] if parts else np.zeros((0,))).astype(np.float64)
 
     return {k: cat(v) for k, v in preds.items()}, {k: cat(v) for k, v in lats.items()}
+
+
+@torch.no_grad()
+def predict_encoded_members(
+    model: ScopePhysicsModel, enc: Encoded, *, batch_size: int = 256, device: torch.device | str = "cpu",
+    precision: str = "auto", observables: Sequence[str] | None = None,
+) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """:func:`predict_encoded` of an ensemble and of each of its members at
+    once: every member's encoder runs once per batch; the head is evaluated on the members' mean
+    latents (the ensemble's prediction, first) and on each member's latents (the same numbers as
+    running each member alone). ``[(observables, latents)]``, ensemble first, float64, input order."""
+    device = torch.device(device)
+    ens = model.encoder
+    k = len(ens.members)
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(r) for r in enc.input_ids], kind="stable")
+    parts: list[tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]] = [({}, {}) for _ in range(k + 1)]
+    pad = int(model.tokenizer.pad_token_id)
+    try:
+        for start in range(0, len(enc), batch_size):
+            idx = order[start : start + batch_size]
+            b = collate(enc, idx, pad, device)
+            with autocast(device, precision):
+                per = ens.member_latents(b["input_ids"], b["attention_mask"], b["features"])
+            mean = {name: torch.stack([o[name] for o in per]).mean(0) for name in per[0]}
+            extra = {} if b["n_atoms_primitive"] is None else {"n_atoms_primitive": b["n_atoms_primitive"].float()}
+            with torch.autocast(device_type=device.type, enabled=False):
+                for (obs_out, lat_out), lat in zip(parts, [mean, *per]):
+                    lat = {name: v.float() for name, v in lat.items()}
+                    obs = model.head(latents=lat, temperature=b["temperature"].float(), n_atoms=b["n_atoms"].float(),
+                                     observables=observables, **extra)
+                    for name, v in obs.items():
+                        obs_out.setdefault(name, []).append(v.float().cpu().numpy())
+                    for name, v in lat.items():
+                        lat_out.setdefault(name, []).append(v.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+
+    def cat(chunks: list[np.ndarray]) -> np.ndarray:
+        return (np.concatenate(chunks)[inv] if chunks else np.zeros((0,))).astype(np.float64)
+
+    return [({n: cat(v) for n, v in o.items()}, {n: cat(v) for n, v in la.items()}) for o, la in parts]

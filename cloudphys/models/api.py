@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["Model"]
+__all__ = ["Model", "default_threads", "default_workers", "torch_threads"]
 
 
 def _temperatures(temperatures: Any) -> np.ndarray:
@@ -30,6 +30,64 @@ def _temperatures(temperatures: Any) -> np.ndarray:
     if isinstance(temperatures, str):
         return parse_temperatures(temperatures)
     return parse_temperatures(np.atleast_1d(np.asarray(temperatures, dtype=np.float64)))
+
+
+#: Structures to convert from which :func:`default_workers` uses worker processes.
+PARALLEL_FROM = 64
+
+
+def default_workers(n_structures: int) -> int:
+    """Worker processes for converting ``n_structures`` structures: 1 below :data:`PARALLEL_FROM`
+    (starting processes costs more than it saves), else ``min(4, usable cores)``."""
+    if n_structures < PARALLEL_FROM:
+        return 1
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+def default_threads(n_items: int | None = None) -> int:
+    """torch intra-op threads the CLI uses: 1 for fewer than 64 inputs (a small batch gains nothing
+    from threads and suffers most from oversubscription on a loaded machine), else ``min(4, usable
+    cores)``."""
+    if n_items is not None and n_items < 64:
+        return 1
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+class torch_threads:
+    """``with torch_threads(n):`` torch's intra-op threads set to ``n`` inside the block and restored
+    after it (``None``: untouched). The one place cloudphys changes torch's thread count."""
+
+    def __init__(self, n: int | None) -> None:
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise DataError(f"threads must be a whole number >= 1, got {n!r}")
+        self.n, self.before = n, None
+
+    def __enter__(self) -> "torch_threads":
+        if self.n is not None:
+            import torch
+
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.before is not None:
+            import torch
+
+            torch.set_num_threads(self.before)
+
+
+def _without_name(error: str | None, name: str) -> str | None:
+    """An item's error without its leading ``NAME: `` (the id is beside it in every table and message)."""
+    if error is None:
+        return None
+    return error[len(name) + 2:] if error.startswith(f"{name}: ") and len(error) > len(name) + 2 else error
 
 
 class Model:
@@ -110,8 +168,10 @@ class Model:
         observables: Sequence[str] | None = None,
         device: str = "auto",
         batch_size: int = 256,
-        workers: int = 1,
+        workers: int | None = None,
         dialect: str | None = None,
+        allow_disordered: bool = False,
+        threads: int | str | None = None,
     ) -> Any:
         """Predict every input at ``temperatures`` (K: a number, a list, or ``"start:stop:step"``).
 
@@ -119,6 +179,13 @@ class Model:
             JSON, CSV/JSON-lines of many), a SCOPE string, an ``(id, object)`` pair, or a list mixing
             them (what one input is: :func:`cloudphys.inputs.read_inputs`, the same rule everywhere).
         :param observables: which of the head's observables (default: all, e.g. u, cv, s, f).
+        :param workers: processes converting structures to SCOPE strings (``None``: :func:`default_workers`,
+            1 for fewer than :data:`PARALLEL_FROM` structures to convert); results keep the input order.
+        :param allow_disordered: convert partial-occupancy structures as CLOUD's converter does (see
+            :func:`cloudphys.scope.from_structure`); refused by default.
+        :param threads: torch's intra-op threads for this call only (restored afterwards): a number,
+            ``"auto"`` (:func:`default_threads` of the number of inputs; what the CLI uses), or ``None``
+            (default: torch's setting is left alone -- a library never changes it behind your back).
         :returns: a :class:`~cloudphys.inference.result.Prediction`; inputs that fail keep their
             place with an ``error`` (nothing is dropped, nothing raises per input).
         """
@@ -139,11 +206,20 @@ class Model:
         per_atom = self._intensive_inputs()
         per_atom_only = {k for k, it in enumerate(items)
                          if per_atom and it.error is None and it.scope is not None and it.n_atoms is None}
+        if workers is None:
+            workers = default_workers(sum(1 for it in items if it.error is None and it.scope is None))
+        if threads == "auto":
+            threads = default_threads(len(items))
+        elif isinstance(threads, str):
+            raise DataError(f"threads must be a whole number >= 1, 'auto' or None, got {threads!r}")
         # a model that ships CLOUD's generator table converts structures without the data directory
         kw = dict(observables=obs, dialect=dialect, batch_size=batch_size, device=device, workers=workers,
-                  generator_table=self.generator_table, strings_per_atom=per_atom)
-        # the members read the same tokens: converted, parsed and tokenized once for all of them
-        mean, per = predict_with_members(self.core, self._members if self.is_ensemble else (), items, T_all, **kw)
+                  generator_table=self.generator_table, strings_per_atom=per_atom, allow_disordered=allow_disordered)
+        # the members read the same tokens: converted, parsed and tokenized once for all of them, and
+        # each member's encoder runs once per batch
+        with torch_threads(threads):
+            mean, per = predict_with_members(self.core, self._members if self.is_ensemble else (), items, T_all,
+                                             **kw)
         spreads = None
         dos = self._dos(mean.latents, mean.n_atoms)
         if self.is_ensemble:
@@ -164,7 +240,7 @@ class Model:
         infos = [ItemInfo(name=mean.ids[k], source=mean.sources[k], scope=mean.scope[k],
                           n_atoms=(None if (k in per_atom_only or not np.isfinite(mean.n_atoms[k]))
                                    else float(mean.n_atoms[k])),
-                          error=errors[k])
+                          error=_without_name(errors[k], mean.ids[k]))
                  for k in range(len(items))]
         cal = self.calibration if self.is_ensemble else None
         return Prediction(

@@ -6,17 +6,23 @@ metrics), ``ensemble.json`` for an ensemble, the calibration (``uncertainty.json
 CLOUD's generator table for a cloud-dialect model (``generator.json``, so structures convert offline),
 ``model.json``, ``model_card.md`` and ``SHA256SUMS``. Encoder weights may be stored in float16 to
 halve the size; :func:`cloudphys.models.load_model` loads them as float32.
+
+The folder is built beside ``out`` and swapped in at the end (:func:`cloudphys.outputs.replace_folder`):
+a failed build leaves an existing package intact. Nothing that cloudphys did not create is ever
+deleted: ``out`` may not be the run, hold it or lie inside it, and ``overwrite`` replaces only an
+empty folder or a package that holds nothing but what ``SHA256SUMS`` lists.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import CheckpointError
-from .registry import CARD_FILE, MODEL_JSON, write_checksums
+from .registry import CARD_FILE, CHECKSUM_FILE, MODEL_JSON, write_checksums
 
 __all__ = ["package_model", "WEIGHT_DTYPES", "GENERATOR_FILE"]
 
@@ -69,6 +75,41 @@ def _include_generator_table(out: Path) -> None:
         encoding="utf-8")
 
 
+def _check_target(run: Path, out: Path, overwrite: bool) -> None:
+    """Refuse, before anything is loaded or written, an ``out`` that would destroy something."""
+    from ..outputs import model_folder_of, same_path
+
+    r, o = Path(os.path.realpath(run)), Path(os.path.realpath(out))
+    if same_path(r, o) or r in o.parents or o in r.parents:
+        rel = "is the run" if same_path(r, o) else "lies inside the run" if r in o.parents else "holds the run"
+        raise CheckpointError(f"--out {out}: {rel} {run}; packaging writes a new folder and would destroy it; "
+                              "choose a folder outside the run")
+    holder = model_folder_of(o.parent)
+    if holder is not None:
+        raise CheckpointError(f"--out {out}: lies inside the model or run folder {holder}; choose a folder outside it")
+    if not (o.exists() or o.is_symlink()):
+        return
+    if not o.is_dir():
+        raise CheckpointError(f"--out {out}: is a file, not a folder; choose another name")
+    if not overwrite:
+        raise CheckpointError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    present = sorted(p.relative_to(o).as_posix() for p in o.rglob("*") if not p.is_dir())
+    if not present:
+        return
+    sums = o / CHECKSUM_FILE
+    if not ((o / MODEL_JSON).is_file() and sums.is_file()):
+        raise CheckpointError(f"--out {out}: is not a cloudphys model package (no {MODEL_JSON} and {CHECKSUM_FILE}); "
+                              "--overwrite only replaces a package it made; choose another folder or empty it yourself")
+    listed = {line.split("  ", 1)[1].strip() for line in sums.read_text(encoding="utf-8", errors="replace").splitlines()
+              if "  " in line}
+    foreign = [p for p in present if p not in listed and p != CHECKSUM_FILE
+               and not any(part.startswith(".") or part == "__pycache__" for part in p.split("/"))]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise CheckpointError(f"--out {out}: holds files that are not part of the package ({shown}); cloudphys never "
+                              "deletes what it did not create; move them or choose another folder")
+
+
 def package_model(
     run: str | Path,
     out: str | Path,
@@ -92,17 +133,14 @@ def package_model(
     from ..modeling.core import load_core
     from ..modeling.format import write_manifest
     from ..modeling.model import model_dialect
+    from ..outputs import replace_folder, write_text
 
     if dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
-    run, out = Path(run), Path(out)
+    run, target = Path(run), Path(out)
+    _check_target(run, target, overwrite)
     core = load_core(run).float()  # refuses corrupt or foreign runs before anything is written
-    if out.exists():
-        if not overwrite:
-            raise CheckpointError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    try:
+    with replace_folder(target) as out:  # built beside, swapped in at the end; removed on failure
         members = member_models(core)
         if members:
             names = [f"member-{k}" for k in range(len(members))]
@@ -120,10 +158,7 @@ def package_model(
         if calibration is not None:
             write_calibration(out, calibration)
         info = {"name": name, "members": len(names), "head": core.head.name, "weights_dtype": dtype, **dict(meta or {})}
-        (out / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        (out / CARD_FILE).write_text(card, encoding="utf-8")
+        write_text(out / MODEL_JSON, json.dumps(info, indent=2) + "\n")
+        write_text(out / CARD_FILE, card)
         write_checksums(out)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    return out
+    return target

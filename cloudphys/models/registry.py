@@ -89,9 +89,9 @@ def write_checksums(folder: str | Path) -> Path:
     """Write ``SHA256SUMS`` listing every file under ``folder`` (relative POSIX paths)."""
     folder = Path(folder)
     lines = [f"{_sha256(p)}  {p.relative_to(folder).as_posix()}" for p in _files(folder)]
-    out = folder / CHECKSUM_FILE
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    from ..outputs import write_text
+
+    return write_text(folder / CHECKSUM_FILE, "\n".join(lines) + "\n")
 
 
 def verify_checksums(folder: str | Path, name: str | None = None) -> None:

@@ -215,25 +215,41 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="structure", desc="SCOPE", file=sys.stderr)
 
 
-def write_results(results: Sequence[Any], out: str | os.PathLike[str] | None) -> None:
+def write_results(results: Sequence[Any], out: str | os.PathLike[str] | None, *,
+                  spreadsheet_safe: bool = True) -> None:
     """Write ``id, scope, error`` rows as CSV (stdout or ``*.csv``) or JSON lines (``*.jsonl``).
 
     ``results``: :class:`ConversionResult` or :class:`cloudphys.inputs.InputItem` (anything with
-    ``id``, ``scope`` and ``error``); a failed one's scope is left empty.
+    ``id``, ``scope`` and ``error``); a failed one's scope is left empty, and its error does not repeat
+    the id beside it (``nope.cif: no such file`` → ``no such file``). A file is written
+    atomically (:mod:`cloudphys.outputs`); text is always encodable (:func:`~cloudphys.outputs.clean_text`)
+    and, in CSV with ``spreadsheet_safe``, neutralised by OWASP's rule (:func:`~cloudphys.outputs.text_cell`).
     """
+    from ..outputs import atomic_write, clean_text, text_cell
+
+    def reason(r: Any) -> str | None:
+        err, prefix = r.error, f"{r.id}: "
+        return err[len(prefix):] if err is not None and err.startswith(prefix) and len(err) > len(prefix) else err
+
     if out is not None and str(out).endswith(".jsonl"):
-        with open(out, "w", encoding="utf-8") as fh:
+        with atomic_write(out, "w", encoding="utf-8") as fh:
             for r in results:
-                scope = r.scope if r.error is None else None
-                fh.write(json.dumps({"id": r.id, "scope": scope, "error": r.error}) + "\n")
+                scope = clean_text(r.scope) if r.error is None and r.scope is not None else None
+                fh.write(json.dumps({"id": clean_text(r.id), "scope": scope,
+                                     "error": None if r.error is None else clean_text(reason(r))}) + "\n")
         return
-    fh = open(out, "w", encoding="utf-8", newline="") if out is not None else sys.stdout
-    try:
+
+    def write(fh: Any) -> None:
         w = csv.writer(fh)
         w.writerow(["id", "scope", "error"])
         for r in results:
-            w.writerow([r.id, (r.scope or "") if r.error is None else "", r.error or ""])
-    finally:
-        if out is not None:
-            fh.close()
+            w.writerow([text_cell(r.id, spreadsheet_safe),
+                        text_cell((r.scope or "") if r.error is None else "", spreadsheet_safe),
+                        text_cell(reason(r) or "", spreadsheet_safe)])
+
+    if out is None:
+        write(sys.stdout)
+        return
+    with atomic_write(out, "w", encoding="utf-8", newline="") as fh:
+        write(fh)
 
