@@ -172,7 +172,8 @@ def test_cli_converts_the_shared_structure_sets_whole(data_root: Path, tmp_path:
     out = tmp_path / "all.csv"
     assert main(["scope", *map(str, inputs), "--workers", "2", "-o", str(out), "--no-progress"]) == 0
     rows = _read_csv(out)
-    assert len(rows) == len(expected) == 3785 + 2030 + 9089
+    assert len(expected) > 9089  # the phonondb materials and every structures/ row
+    assert len(rows) == len(expected)
     ids = [r["id"] for r in rows]
     assert ids == expected  # every input once, in input order
     assert all(r["scope"] and not r["error"] for r in rows), [r for r in rows if r["error"]][:3]

@@ -381,7 +381,9 @@ def test_head_tensors_missing_from_the_directory_are_refused(tmp_path: Path, tok
             super().__init__(**kw)
             self.register_buffer("offset", torch.full((1,), 2.5))
 
-    class Registry:
+    class Registry:  # the PluginRegistry protocol's parts that loading a head reads
+        heads = {"debye": BufferedDebye}
+
         def build_head(self, name: str, **params: object) -> BufferedDebye:
             return BufferedDebye(**params)
 
