@@ -266,8 +266,9 @@ def _plain_p1_structure(data: dict[str, Any]) -> Any:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen warns of the elements without an electronegativity
-        if any(math.isnan(Element(s).X) for s in set(symbols)):  # pymatgen's sort is then order-dependent
-            return None
+        electroneg = {s: Element(s).X for s in set(symbols)}
+    if any(math.isnan(x) for x in electroneg.values()):  # pymatgen's sort is then order-dependent
+        return None
     import numpy as np
 
     raw = np.array([[float(v) for v in col] for col in xyz], dtype=np.float64).T
@@ -287,7 +288,9 @@ def _plain_p1_structure(data: dict[str, Any]) -> Any:
     if min(lattice.d_hkl(h) for h in ((1, 0, 0), (0, 1, 0), (0, 0, 1))) < 0.02:
         return None  # pymatgen's thin-cell refusal, with its message
     coords = raw - np.floor(raw)
-    return Structure(lattice, list(symbols), coords, labels=[str(v) for v in labels]).get_sorted_structure()
+    # get_sorted_structure()'s order: by electronegativity, then symbol, stable
+    order = sorted(range(n), key=lambda i: (electroneg[symbols[i]], symbols[i]))
+    return Structure(lattice, [symbols[i] for i in order], coords[order], labels=[str(labels[i]) for i in order])
 
 
 _TYPE_TAGS = ("_atom_site_type_symbol", "_atom_site.type_symbol")
