@@ -373,6 +373,7 @@ def build_token_corpus(
     def manifest(complete: bool) -> dict[str, Any]:
         counts = {k: int(sum(s[k] for s in shards)) for k in ("items", "strings", "duplicates", "excluded", "failures")}
         counts["tokens"] = int(sum(s["tokens_count"] for s in shards))
+        counts["longest"] = max((int(s["longest"]) for s in shards), default=0)
         counts["failures"] += len(ex_fail)
         return {"format": FORMAT, "version": VERSION, "vocab_sha256": vocab_sha256(), "vocab_size": len(_vocab()),
                 "token_dtype": np.dtype(TOKEN_DTYPE).name, "key": "blake2b-64 of the canonical default-dialect string",
@@ -444,7 +445,8 @@ def build_token_corpus(
                                "keys": f"{name}.keys.npy",
                                "failures_file": f"{name}.failures.csv" if failures else None,
                                "start": start, "stop": pos, "items": chunk.n_items, "strings": int(len(sel)),
-                               "tokens_count": int(len(tok)), "duplicates": n_dup,
+                               "tokens_count": int(len(tok)), "longest": int(ln.max()) if len(ln) else 0,
+                               "duplicates": n_dup,
                                "excluded": int(excluded.sum()) + by_id, "failures": len(failures)})
                 seen = np.union1d(seen, kept_keys)
                 write_json(manifest_path, manifest(False))
@@ -501,6 +503,7 @@ class TokenCorpus:
         self.manifest = m
         self.shards = [s for s in m["shards"] if s["strings"] > 0]
         self.max_length = int(m["settings"]["max_length"])
+        self.longest = int(m["counts"]["longest"])  # tokens of the longest string ([CLS]/[SEP] included)
         self.dialect = str(m["settings"]["dialect"])
         self._cum = np.concatenate([[0], np.cumsum([s["strings"] for s in self.shards])]).astype(np.int64)
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}

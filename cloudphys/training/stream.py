@@ -153,10 +153,10 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
 
     corpus = TokenCorpus(pc.corpus)
     max_len = int(ep.get("max_length", 256))
-    if corpus.max_length > max_len:
-        raise DataError(f"pretrain.corpus {corpus.path} allows strings of {corpus.max_length} tokens but "
-                        f"encoder.max_length is {max_len}; rebuild the corpus with --max-length {max_len} or raise "
-                        "encoder.max_length")
+    if corpus.longest > max_len:
+        raise DataError(f"pretrain.corpus {corpus.path} holds strings of up to {corpus.longest} tokens but "
+                        f"encoder.max_length is {max_len} (strings are never truncated); raise encoder.max_length "
+                        f"or rebuild the corpus with --max-length {max_len}")
     ex = excluded_keys(pc.exclude, registry, "pretrain") if pc.exclude else set()
     ex_hash = np.unique(np.array([key_hash(k) for k in ex], dtype=np.uint64))
     train_idx, val_idx, n_ex = corpus_split(corpus, pc.val_fraction, ex_hash)
@@ -177,6 +177,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
         spe = sampler.steps_per_epoch()
         total = pc.epochs * spe if not pc.max_steps else min(pc.epochs * spe, pc.max_steps)
         state: dict[str, Any] = {"epoch": 0, "step": 0, "epoch_step": 0, "loss_sum": 0.0, "loss_n": 0,
+                                 "best_val_loss": 0.0, "best_epoch": 0, "bad_epochs": 0,
                                  "seconds": 0.0, "seed": pc.seed, "n_train": int(len(train_idx)), "world": world}
         history: list[dict[str, Any]] = []
         if resume:
@@ -273,7 +274,19 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
         _write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
                                                    "seconds": elapsed, "world": world})
     return {"out_dir": str(out), "corpus": info["corpus"], "steps": step, "seconds": round(elapsed, 1),
-            "final": history[-1] if history else None, "tokens_seen": tokens_seen, "rank": rank, "world": world}
+            "final": history[-1] if history else None, "tokens_seen": tokens_seen, "rank": rank, "world": world,
+            "weights_sha256": _weights_sha256(model)}
+
+
+def _weights_sha256(model: Any) -> str:
+    """SHA-256 of this process's final weights (ranks of one DDP run, and a resumed run, must agree)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _val_loss(model: Any, corpus: Any, val_idx: np.ndarray, tok: Any, special: torch.Tensor, pc: Any,
