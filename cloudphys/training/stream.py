@@ -201,7 +201,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
         if world > 1:
             net = torch.nn.parallel.DistributedDataParallel(model)
         step, t0 = int(state["step"]), time.perf_counter() - float(state.get("seconds", 0.0))
-        tokens_seen = 0
+        tokens_seen, step_seconds = 0, 0.0  # this process's training steps only (no evaluation, no saving)
         show = runtime.progress_enabled(pc.progress, rank)
         # the epoch in progress: a finished epoch was saved with epoch_step == steps per epoch
         epoch = int(state["epoch"]) if state["epoch_step"] and state["epoch_step"] < spe else int(state["epoch"]) + 1
@@ -237,6 +237,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
                     sample_log.append([int(i) for i in idx])
                 for g in opt.param_groups:
                     g["lr"] = pc.lr * runtime.lr_factor(step, total, pc.warmup)
+                t_step = time.perf_counter()
                 seed = _step_seed(pc.seed, epoch, s, rank)
                 b = _batch(corpus, idx, tokenizer, special, pc.mlm_probability, seed, device)
                 tokens_seen += int(b["attention_mask"].sum())
@@ -250,6 +251,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
                 opt.step()
                 step += 1
                 state["loss_sum"] += float(loss.detach())
+                step_seconds += time.perf_counter() - t_step
                 state["loss_n"] += 1
                 state.update(epoch=epoch, epoch_step=s + 1, step=step)
                 if bar is not None:
@@ -274,7 +276,8 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
         _write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
                                                    "seconds": elapsed, "world": world})
     return {"out_dir": str(out), "corpus": info["corpus"], "steps": step, "seconds": round(elapsed, 1),
-            "final": history[-1] if history else None, "tokens_seen": tokens_seen, "rank": rank, "world": world,
+            "final": history[-1] if history else None, "tokens_seen": tokens_seen,
+            "step_seconds": step_seconds, "rank": rank, "world": world,
             "weights_sha256": _weights_sha256(model)}
 
 
