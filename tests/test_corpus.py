@@ -276,3 +276,26 @@ def test_two_gloo_ranks_read_disjoint_parts_and_agree(small_corpus, tmp_path):
         whole = list(one.batches(epoch + 1, s))[0][1].tolist()
         assert sorted(a + b) == sorted(whole)  # together: the one-process batch
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_synthetic_strings_parse_and_their_ids_equal_the_tokenizer(data_root):
+    from cloudphys import scope
+    from cloudphys.testing.synthetic_scope import SyntheticScope
+    from cloudphys.tokenizer import build_tokenizer
+
+    gen = SyntheticScope()
+    tok, off = gen.ids(3000, np.random.default_rng(1))
+    texts = gen.texts(tok, off)
+    records = [scope.parse(t) for t in texts]  # every one valid in the grammar (raises otherwise)
+    assert len({r.spacegroup for r in records}) > 150  # many space groups
+    enc = build_tokenizer(256)(texts[:500])["input_ids"]
+    assert all(list(e) == tok[off[i] : off[i + 1]].tolist() for i, e in enumerate(enc))
+    for r in records[:200]:  # amounts are shares of the cell's atoms: they sum to 1 up to rounding
+        assert abs(sum(float(a) for _, a in r.composition) - 1) <= 0.005 * len(r.composition) + 1e-9
+
+
+def test_subset_corpus(small_corpus, tmp_path):
+    c = TokenCorpus(small_corpus)
+    sub = c.subset([5, 2, 9], tmp_path / "sub")
+    assert len(sub) == 3 and [sub[i].tolist() for i in range(3)] == [c[i].tolist() for i in (5, 2, 9)]
+    assert np.concatenate(list(sub.keys())).tolist() == np.concatenate(list(c.keys()))[[5, 2, 9]].tolist()

@@ -542,6 +542,39 @@ class TokenCorpus:
         vocab = build_vocabulary()
         return " ".join(vocab[t] for t in self[i][1:-1])
 
+    def subset(self, indices: Sequence[int] | np.ndarray, out_dir: str | os.PathLike[str]) -> TokenCorpus:
+        """Write strings ``indices`` (in that order) as a new one-shard corpus in ``out_dir`` (e.g. the
+        nested subsets of a scaling study); returns it."""
+        from ..outputs import write_json
+
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = [self[int(i)] for i in idx]
+        key_all = np.concatenate(list(self.keys())) if len(self) else np.zeros(0, np.uint64)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for p in out.glob("shard-*"):
+            p.unlink()
+        lens = np.array([len(r) for r in rows], dtype=np.int64)
+        tok = np.concatenate(rows).astype(TOKEN_DTYPE) if rows else np.zeros(0, TOKEN_DTYPE)
+        name = "shard-00000"
+        _save_npy(out / f"{name}.tokens.npy", tok)
+        _save_npy(out / f"{name}.offsets.npy", np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
+        _save_npy(out / f"{name}.keys.npy", key_all[idx])
+        m = json.loads(json.dumps(self.manifest))
+        m["settings"] = {**m["settings"], "subset_of": str(self.path), "subset_sha256":
+                         hashlib.sha256(idx.tobytes()).hexdigest()}
+        m["shards"] = [{"name": name, "tokens": f"{name}.tokens.npy", "offsets": f"{name}.offsets.npy",
+                        "keys": f"{name}.keys.npy", "failures_file": None, "start": 0, "stop": len(idx),
+                        "items": len(idx), "strings": len(idx), "tokens_count": int(len(tok)),
+                        "longest": int(lens.max()) if len(lens) else 0, "duplicates": 0, "excluded": 0,
+                        "failures": 0}]
+        m["counts"] = {"items": len(idx), "strings": len(idx), "tokens": int(len(tok)),
+                       "longest": int(lens.max()) if len(lens) else 0, "duplicates": 0, "excluded": 0, "failures": 0}
+        m["complete"] = True
+        m.pop("exclude_failures", None)
+        write_json(out / "manifest.json", m)
+        return TokenCorpus(out)
+
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: re-map in the child
         d = dict(self.__dict__)
         d["_maps"] = {}
