@@ -168,6 +168,8 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
     device = runtime.resolve_device(pc.device)
     with runtime.distributed(device) as (rank, world), runtime.threads(pc.num_threads), \
             runtime.seeded(pc.seed, device):
+        if device.type == "cuda" and world > 1:
+            torch.cuda.set_device(device)
         sampler = CorpusSampler(train_idx, pc.batch_size, pc.seed, rank, world)
         model = _mlm_model(ep, tokenizer).to(device)
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
@@ -199,7 +201,8 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
         runtime.barrier(world)
         net: Any = model
         if world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model)
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         step, t0 = int(state["step"]), time.perf_counter() - float(state.get("seconds", 0.0))
         tokens_seen, step_seconds = 0, 0.0  # this process's training steps only (no evaluation, no saving)
         show = runtime.progress_enabled(pc.progress, rank)
