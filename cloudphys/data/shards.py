@@ -479,11 +479,26 @@ def build_token_corpus(
 # ----------------------------------------------------------------------------- reading
 
 
+def _open_npy(path: Path, dtype: Any) -> tuple[int, int]:
+    """An open file descriptor of a 1-D little-endian ``.npy`` file of ``dtype`` and where its data start."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dt = read(fh)
+        start = fh.tell()
+    if len(shape) != 1 or np.dtype(dt) != np.dtype(dtype).newbyteorder("<"):
+        raise DataError(f"{path}: expected a 1-D {np.dtype(dtype).name} array, found {dt} {shape}")
+    return os.open(path, os.O_RDONLY), start
+
+
 class TokenCorpus:
     """Random access to a built corpus: ``len(c)``, ``c[i]`` (int64 token ids of string ``i``), ``c.keys()``.
 
-    Shards are memory-mapped on first use, so memory does not grow with the corpus. A corpus whose
-    vocabulary hash differs from this tokenizer's, or an unfinished build, is refused.
+    The shards are ``.npy`` files any reader can memory-map (``np.load(path, mmap_mode="r")``); this
+    reader fetches each row with two positioned reads (``os.pread``: its two offsets, then its tokens),
+    so a process holds no pages of the corpus at all -- memory-mapped random access would leave the
+    kernel's read-around pages in the process's resident set, growing with the rows visited. A corpus
+    whose vocabulary hash differs from this tokenizer's, or an unfinished build, is refused.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, allow_incomplete: bool = False) -> None:
@@ -506,17 +521,18 @@ class TokenCorpus:
         self.longest = int(m["counts"]["longest"])  # tokens of the longest string ([CLS]/[SEP] included)
         self.dialect = str(m["settings"]["dialect"])
         self._cum = np.concatenate([[0], np.cumsum([s["strings"] for s in self.shards])]).astype(np.int64)
-        self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._files: dict[int, tuple[int, int, int, int]] = {}
 
     def __len__(self) -> int:
         return int(self._cum[-1])
 
-    def _shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        got = self._maps.get(k)
+    def _shard(self, k: int) -> tuple[int, int, int, int]:
+        """``(tokens fd, tokens data offset, offsets fd, offsets data offset)`` of shard ``k`` (opened once)."""
+        got = self._files.get(k)
         if got is None:
             s = self.shards[k]
-            got = (np.load(self.path / s["tokens"], mmap_mode="r"), np.load(self.path / s["offsets"], mmap_mode="r"))
-            self._maps[k] = got
+            got = (*_open_npy(self.path / s["tokens"], TOKEN_DTYPE), *_open_npy(self.path / s["offsets"], np.int64))
+            self._files[k] = got
         return got
 
     def __getitem__(self, i: int) -> np.ndarray:
@@ -526,9 +542,24 @@ class TokenCorpus:
         if not 0 <= i < len(self):
             raise IndexError(f"corpus index {i} out of range (0..{len(self) - 1})")
         k = int(np.searchsorted(self._cum, i, side="right") - 1)
-        tok, off = self._shard(k)
+        tfd, tpos, ofd, opos = self._shard(k)
         j = i - int(self._cum[k])
-        return np.asarray(tok[int(off[j]) : int(off[j + 1])], dtype=np.int64)
+        a, b = np.frombuffer(os.pread(ofd, 16, opos + 8 * j), dtype="<i8")
+        raw = os.pread(tfd, 2 * int(b - a), tpos + 2 * int(a))
+        return np.frombuffer(raw, dtype="<u2").astype(np.int64)
+
+    def close(self) -> None:
+        """Close the shard files (reopened on the next read)."""
+        for got in self._files.values():
+            os.close(got[0])
+            os.close(got[2])
+        self._files = {}
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
 
     def keys(self) -> Iterator[np.ndarray]:
         """The key hashes shard by shard (each shard's array read and released: flat memory)."""
@@ -575,7 +606,7 @@ class TokenCorpus:
         write_json(out / "manifest.json", m)
         return TokenCorpus(out)
 
-    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: re-map in the child
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: reopen in the child
         d = dict(self.__dict__)
-        d["_maps"] = {}
+        d["_files"] = {}
         return d

@@ -48,9 +48,9 @@ def corpus_split(corpus: Any, val_fraction: float,
 
     cut = np.uint64(min(int(val_fraction * _HASH_RANGE), 2**64 - 1))
     dt = _index_dtype(len(corpus))
-    train, val = [], []
-    n_ex = 0
-    base = 0
+    train = np.empty(len(corpus), dtype=dt)  # filled in place: no list of parts beside the result
+    val: list[np.ndarray] = []
+    n_train = n_ex = base = 0
     for keys in corpus.keys():
         idx = np.arange(base, base + len(keys), dtype=dt)
         ok = np.ones(len(keys), dtype=bool)
@@ -58,13 +58,12 @@ def corpus_split(corpus: Any, val_fraction: float,
             ok = ~_in_sorted(keys, excluded)
             n_ex += int((~ok).sum())
         is_val = keys < cut if val_fraction > 0 else np.zeros(len(keys), dtype=bool)
-        train.append(idx[ok & ~is_val])
+        keep = idx[ok & ~is_val]
+        train[n_train : n_train + len(keep)] = keep
+        n_train += len(keep)
         val.append(idx[ok & is_val])
         base += len(keys)
-    def cat(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dt)
-
-    return cat(train), cat(val), n_ex
+    return train[:n_train], (np.concatenate(val) if val else np.zeros(0, dtype=dt)), n_ex
 
 
 @dataclass
