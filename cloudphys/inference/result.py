@@ -614,6 +614,9 @@ def quantities_from_head(head: Any) -> dict[str, Quantity]:
     out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description, lower=NON_NEGATIVE.get(o.name),
                             upper_per_atom=DULONG_PETIT if (o.name == "cv" and o.extensive) else None)
            for o in head.observables}
+    for o in head.observables:  # a probability (e.g. p_unstable): intervals stay inside [0, 1]
+        if getattr(o, "kind", "curve") == "probability":
+            out[o.name] = Quantity(o.name, o.unit, False, o.description, lower=0.0, upper=1.0)
     out.update({s.name: Quantity(s.name, s.unit, False, s.description, lower=s.lower, upper=s.upper)
                 for s in head.latents})
     return out
