@@ -249,3 +249,39 @@ def test_load_refuses_a_head_list_entry_out_of_bounds(trained, tmp_path):
     (bad / "head.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="theta_D"):
         ScopePhysicsModel.from_pretrained(bad)
+
+
+def test_predict_with_a_second_model_adds_its_columns(trained, data_root, tmp_path, capsys):
+    """``cloudphys predict --model CURVES --with STABILITY``: the curves of the first model, p_unstable
+    of the second, one row per input and temperature."""
+    from cloudphys.cli import main
+    from cloudphys.training import fit
+
+    _, multi_run, data = trained
+    curves = tmp_path / "curves"
+    cfg = {"encoder": ENCODER, "head": {"name": "debye", "observables": ["cv"]},
+           "train": {**TINY["train"], "epochs": 1}}
+    fit(cfg, curves, examples={"train": cloud_examples(data_root, 32, 0), "val": cloud_examples(data_root, 16, 300)},
+        tokenizer=tokenizer())
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["scope", "n_atoms"])
+        for s, n in zip(data["val"].scope[:3], data["val"].n_atoms[:3]):
+            w.writerow([s, n])
+        w.writerow(["not a scope string", 2])
+    dst = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(curves), "--with", str(multi_run), "-i", str(src), "-o", str(dst),
+                 "-T", "100,300", "--keep-going"]) == 0
+    with open(dst, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * 2 + 1  # the bad input keeps its row
+    assert "p_unstable" in rows[0] and any(c.startswith("cv_") for c in rows[0])
+    ok = [r for r in rows if not r["error"]]
+    assert len(ok) == 6 and all(0 <= float(r["p_unstable"]) <= 1 for r in ok)
+    meta = json.loads((tmp_path / "out.csv.json").read_text())
+    assert "p_unstable" in meta["columns"] and "+" in meta["model"]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(curves), "--with", str(curves), "-i", str(src),
+                 "-o", str(tmp_path / "x.csv")]) == 1  # nothing new to add: refused by name
+    assert "gives no observable the first model does not" in capsys.readouterr().err
