@@ -153,10 +153,9 @@ def test_contract_battery_covers_a_probability_head():
 
 
 def test_per_item_check_catches_a_probability_outside_0_1():
-    from cloudphys_stability.head import StabilityHead
-
     from cloudphys.physics import ObservableSpec
     from cloudphys.testing import HeadCheckError, check_head
+    from cloudphys_stability.head import StabilityHead
 
     class Bad(StabilityHead):
         name = "bad-probability"

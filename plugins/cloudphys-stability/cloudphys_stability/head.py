@@ -107,19 +107,35 @@ class StabilityHead(PhysicsHead):
 
 def platt_fit(z: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[float, float]:
     """``(a, b)`` minimising the log loss of ``sigmoid(a·z + b)`` against labels ``y`` ∈ {0, 1}
-    (Newton's method in float64, Platt's smoothed targets; ``a`` kept positive)."""
+    (Newton's method with backtracking in float64, Platt's smoothed targets; ``a`` kept positive)."""
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
     t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(a: float, b: float) -> float:
+        x = a * z + b  # log(1 + e^x) - t·x, without overflow
+        return float(np.mean(np.logaddexp(0.0, x) - t * x))
+
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
-        g = np.array([np.sum((p - t) * z), np.sum(p - t)])
+        p = 0.5 * (1.0 + np.tanh(0.5 * (a * z + b)))  # sigmoid without overflow
+        g = np.array([np.mean((p - t) * z), np.mean(p - t)])
         w = p * (1 - p) + 1e-12
-        h = np.array([[np.sum(w * z * z), np.sum(w * z)], [np.sum(w * z), np.sum(w)]]) + 1e-9 * np.eye(2)
+        h = np.array([[np.mean(w * z * z), np.mean(w * z)], [np.mean(w * z), np.mean(w)]]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
+        scale = 1.0
+        while scale > 1e-8:
+            na, nb = a - scale * step[0], b - scale * step[1]
+            new = loss(na, nb)
+            if new <= current:
+                break
+            scale *= 0.5
+        else:
+            break
+        done = current - new < 1e-14
+        a, b, current = na, nb, new
+        if done:
             break
     return float(max(a, 1e-3)), float(b)
