@@ -284,3 +284,19 @@ def test_predict_with_a_second_model_adds_its_columns(trained, data_root, tmp_pa
     assert main(["predict", "--model", str(curves), "--with", str(curves), "-i", str(src),
                  "-o", str(tmp_path / "x.csv")]) == 1  # nothing new to add: refused by name
     assert "gives no observable the first model does not" in capsys.readouterr().err
+
+
+def test_the_two_head_config_in_docs_plugins_md_loads():
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- two-head config -->\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    if "phonon-dos" not in get_registry().heads:
+        pytest.skip("cloudphys-phonon-dos is not installed (pip install ./plugins/cloudphys-phonon-dos)")
+    cfg = load_config(yaml.safe_load(block.group(1)))
+    head = get_registry().build_head(cfg.head.name, **cfg.head.params)
+    assert head.names == ("phonon-dos", "stability") and head.selected == ("cv", "s", "u", "p_unstable")
+    assert cfg.data.params["stability"] is True
