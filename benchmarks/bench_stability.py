@@ -87,12 +87,22 @@ def stability_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[st
 
 
 # -- models -------------------------------------------------------------------------------------------
-def p_unstable(model_dir: str | Path, ex: Any) -> np.ndarray:
+def _core(model: str | Path) -> Any:
+    """A run/model directory, or the name of a shipped model (its checksums verified on load)."""
     from cloudphys.modeling import load_core
+
+    if Path(model).exists():
+        return load_core(model)
+    import cloudphys
+
+    return cloudphys.load_model(str(model)).core
+
+
+def p_unstable(model_dir: str | Path, ex: Any) -> np.ndarray:
     from cloudphys.modeling.core import predict_encoded
     from cloudphys.modeling.encoding import encode
 
-    model = load_core(model_dir)
+    model = _core(model_dir)
     enc = encode(ex, model, ["p_unstable"])
     preds, _ = predict_encoded(model, enc, observables=["p_unstable"])
     return preds["p_unstable"][:, 0]
@@ -100,11 +110,10 @@ def p_unstable(model_dir: str | Path, ex: Any) -> np.ndarray:
 
 def curve_mae(model_dir: str | Path, ex: Any) -> dict[str, float]:
     """MAE per atom of cv, s, u over the labelled (stable) materials and temperatures of ``ex``."""
-    from cloudphys.modeling import load_core
     from cloudphys.modeling.core import predict_encoded
     from cloudphys.modeling.encoding import encode
 
-    model = load_core(model_dir)
+    model = _core(model_dir)
     obs = [o for o in ("cv", "s", "u") if o in model.head.selected]
     enc = encode(ex, model, obs)
     preds, _ = predict_encoded(model, enc, observables=obs)
@@ -214,13 +223,12 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_model(args: argparse.Namespace) -> None:
-    from cloudphys.models import resolve_model_path
-
-    path = resolve_model_path(args.model) if not Path(args.model).exists() else Path(args.model)
+    path = args.model
     val, test = _data("val"), _data("test")
     t = best_threshold(val.targets["p_unstable"][:, 0], p_unstable(path, val))
     out = {"model": str(args.model),
-           "stability": stability_metrics(test.targets["p_unstable"][:, 0], p_unstable(path, test), t)}
+           "stability": stability_metrics(test.targets["p_unstable"][:, 0], p_unstable(path, test), t),
+           "load_average": os.getloadavg()[0]}
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:
