@@ -151,6 +151,53 @@ class Prediction:
     def is_ensemble(self) -> bool:
         return self.member_std is not None
 
+    def combined(self, other: "Prediction", name: str | None = None) -> "Prediction":
+        """This prediction with the observables (and scalar latents) of ``other`` -- another model's
+        prediction of the same inputs at the same temperatures -- added where their names are new
+        (``cloudphys predict --with MODEL``, e.g. ``p_unstable`` beside a curve model's curves).
+
+        An input that fails in either keeps its row with both errors; spreads of the added quantities
+        come from ``other`` where both are ensembles (NaN where only this one is).
+        """
+        if len(other.items) != len(self.items) or not np.array_equal(other.temperatures, self.temperatures):
+            raise DataError("cannot combine predictions of different inputs or temperatures")
+        label = name or other.model or "the second model"
+        new_obs = [k for k in other.observables if k not in self.observables]
+        new_lat = [k for k in other.latents if k not in self.latents and k not in new_obs
+                   and np.asarray(other.latents[k]).ndim == 1]
+        items = []
+        for mine, theirs in zip(self.items, other.items):
+            err = mine.error
+            if theirs.error and theirs.error != mine.error:
+                err = f"{err}; " if err else ""
+                err += f"{label}: {theirs.error}"
+            items.append(ItemInfo(mine.name, mine.source, mine.scope, mine.n_atoms, err, mine.symmetry_warning))
+        spreads = None
+        if self.member_std is not None:
+            spreads = dict(self.member_std)
+            for k in (*new_obs, *new_lat):
+                theirs = other.std(k)
+                arr = other.observables[k] if k in other.observables else other.latents[k]
+                spreads[k] = theirs / self.scale if theirs is not None else np.full(np.shape(arr), np.nan)
+        bad = np.asarray([it.error is not None for it in items], dtype=bool)
+
+        def masked(a: np.ndarray) -> np.ndarray:
+            a = np.array(a, dtype=np.float64, copy=True)
+            a[bad] = np.nan
+            return a
+
+        return Prediction(
+            temperatures=self.temperatures, items=items,
+            observables={**{k: masked(v) for k, v in self.observables.items()},
+                         **{k: masked(other.observables[k]) for k in new_obs}},
+            quantities={**self.quantities, **{k: other.quantities[k] for k in (*new_obs, *new_lat)
+                                              if k in other.quantities}},
+            latents={**self.latents, **{k: masked(other.latents[k]) for k in new_lat}},
+            member_std=spreads, scale=self.scale, level=self.level, calibration=self.calibration, dos=self.dos,
+            zero_point=self.zero_point, model=f"{self.model} + {label}", head=f"{self.head} + {other.head}",
+            members=self.members,
+        )
+
     # -- spreads -------------------------------------------------------------------------
     def std(self, name: str) -> np.ndarray | None:
         """Calibrated standard deviation of ``name`` (per cell for observables), or ``None``."""
@@ -650,6 +697,9 @@ def quantities_from_head(head: Any) -> dict[str, Quantity]:
     out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description, lower=NON_NEGATIVE.get(o.name),
                             upper_per_atom=DULONG_PETIT if (o.name == "cv" and o.extensive) else None)
            for o in head.observables}
+    for o in head.observables:  # a probability (e.g. p_unstable): intervals stay inside [0, 1]
+        if getattr(o, "kind", "curve") == "probability":
+            out[o.name] = Quantity(o.name, o.unit, False, o.description, lower=0.0, upper=1.0)
     out.update({s.name: Quantity(s.name, s.unit, False, s.description, lower=s.lower, upper=s.upper)
                 for s in head.latents})
     return out
