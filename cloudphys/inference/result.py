@@ -456,7 +456,8 @@ class Prediction:
         top = float(top) if np.isfinite(top) else 1.0
         count = int(math.ceil(top / step)) + 1
         if count > 1_000_000:
-            raise DataError(f"a DOS grid of step {step:g} THz up to {top:g} THz has {count:,} points; at most 1,000,000")
+            raise DataError(f"a DOS grid of step {step:g} THz up to {top:g} THz has {count:,} points; "
+                            "at most 1,000,000")
         return step * np.arange(count)
 
     def total_dos(self, grid: str | float | Sequence[float] | None = None) -> dict[str, np.ndarray]:

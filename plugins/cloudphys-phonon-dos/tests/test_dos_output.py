@@ -39,8 +39,8 @@ def _prediction(bins: int = 64) -> Prediction:
     dos = {"theta_K": np.vstack([theta.numpy(), np.full((1, bins), np.nan)]),
            "modes": np.vstack([g.numpy(), np.full((1, bins), np.nan)]),
            "edges_THz": np.vstack([edges.numpy(), np.full((1, bins + 1), np.nan)])}
-    return Prediction(T, items, obs, quantities_from_head(head), lat_np, dos=dos, zero_point=np.append(zp.numpy(), np.nan),
-                      model="test", head="phonon-dos")
+    return Prediction(T, items, obs, quantities_from_head(head), lat_np, dos=dos,
+                      zero_point=np.append(zp.numpy(), np.nan), model="test", head="phonon-dos")
 
 
 def _cv_from_dos(freq_thz: np.ndarray, dos: np.ndarray, step: float, t: float) -> float:
