@@ -413,6 +413,8 @@ def _check_cif() -> None:
         c[2] += not same
         if not same:
             print(f"DIFFERENT: {source}: {text[:60]!r}", file=sys.stderr)
+        if c[0] % 1000 == 0:
+            print(f"{source}: {c[0]:,} read, {c[1]:,} direct, {c[2]} differ ({_load()})", file=sys.stderr, flush=True)
     print("| CIFs of the shared data | CIFs | direct reader | differ from pymatgen |\n|---|---|---|---|")
     for source, (n, fast, bad) in counts.items():
         print(f"| {source} | {n:,} | {fast:,} | {bad} |")
