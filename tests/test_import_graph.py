@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "data", "encoders"),
     ("plugins", "hookspecs", "physics", "inputs"),
     ("scope", "tokenizer"),
-    ("bounds", "params", "observables", "_version", "outputs", "errors"),
+    ("bounds", "params", "observables", "_version", "outputs", "numtext", "errors"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 #: Layers of one rank that still never import each other.

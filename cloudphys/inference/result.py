@@ -691,8 +691,8 @@ def _cell(v: Any) -> Any:
 _G8 = "{:.8g}".format
 
 
-#: numeric cells rendered per block by :func:`_write_table` (bounds its memory: ~70 bytes a cell)
-_BLOCK_CELLS = 1 << 19
+#: numeric cells rendered per block by :func:`_write_table` (bounds its memory: ~70 bytes a cell, ~9 MB)
+_BLOCK_CELLS = 1 << 17
 
 
 def _padded(texts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
