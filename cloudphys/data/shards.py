@@ -15,7 +15,7 @@ Why memory maps and not Arrow / Hugging Face ``datasets``: no new dependency (nu
 there), O(1) random access to any string (two offset reads and one slice of a mapped file), and a
 reader's memory does not grow with the corpus (the operating system pages in only what is read).
 Strings are stored concatenated with offsets rather than padded to a fixed width, so a corpus of
-short strings (SCOPE strings have ~17 tokens on average) takes ~2 bytes a token + 16 bytes a string.
+short strings (SCOPE strings have ~14-28 tokens on average) takes ~2 bytes a token + 16 bytes a string.
 
 The build, in input order, ``shard_size`` input items at a time (one shard per chunk):
 
