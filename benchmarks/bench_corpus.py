@@ -177,18 +177,37 @@ def _append(row: dict) -> None:
 
 
 def report() -> None:
+    import statistics
+
     rows = [json.loads(x) for x in RESULTS.read_text().splitlines() if x.strip()]
-    print("| step | N strings | seconds | disk MB | peak RSS MB | tokens/s | load (1/5/15 min) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| corpus | N strings | build s | disk MB | peak RSS of the build MB | load at build |")
+    print("|---|---:|---:|---:|---:|---|")
     for r in rows:
-        n = r.get("n") or r.get("n_corpus")
-        tps = f"{r['tokens_per_s']:.0f}" if "tokens_per_s" in r else ""
-        sec = r.get("seconds", r.get("step_seconds", 0.0))
-        disk = f"{r['disk_mb']:.1f}" if "disk_mb" in r else ""
-        label = r["step"] + (f" (workers {r['workers']})" if "workers" in r else "") + \
-            (f" ({r['steps']} steps, batch {r['batch']}, hidden {r['hidden']}, on {r.get('kind', '')})"
-             if r["step"] == "train" else "")
-        print(f"| {label} | {n:,} | {sec:.1f} | {disk} | {r['peak_rss_mb']:.0f} | {tps} | {r['load']} |")
+        if r["step"] in ("build", "direct"):
+            what = f"built from text, {r['workers']} workers" if r["step"] == "build" else "written from token ids"
+            print(f"| {what} | {r['n']:,} | {r['seconds']:.1f} | {r['disk_mb']:.1f} | {r['peak_rss_mb']:.0f} | "
+                  f"{r['load']} |")
+    train = [r for r in rows if r["step"] == "train"]
+    if not train:
+        return
+    t = train[0]
+    print(f"\npretraining, {t['steps']} steps, batch {t['batch']}, hidden {t['hidden']}, 2 layers, 1 thread; "
+          "median (and range) over rounds:\n")
+    print("| corpus | N strings | tokens/s | peak RSS MB | RSS / RSS at the smallest N | rounds | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in train:
+        groups.setdefault((r["kind"], r["n_corpus"]), []).append(r)
+    base = {}
+    for kind in {k for k, _ in groups}:
+        smallest = min(n for k, n in groups if k == kind)
+        base[kind] = max(x["peak_rss_mb"] for x in groups[(kind, smallest)])
+    for (kind, n), g in sorted(groups.items()):
+        tps = [x["tokens_per_s"] for x in g]
+        rss = max(x["peak_rss_mb"] for x in g)
+        loads = ", ".join(x["load"].split()[0] for x in g)
+        print(f"| {kind} | {n:,} | {statistics.median(tps):.0f} ({min(tps):.0f}-{max(tps):.0f}) | {rss:.0f} | "
+              f"{rss / base[kind]:.2f} | {len(g)} | {loads} |")
 
 
 def main() -> None:
@@ -212,6 +231,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3, help="training runs per corpus, interleaved over sizes")
     ap.add_argument("--keep", action="store_true", help="keep the corpora in --work")
     ap.add_argument("--report", action="store_true", help="print the markdown table of the results file")
     args = ap.parse_args()
@@ -222,21 +242,22 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     import shutil
 
+    corpora: list[tuple[str, int, Path]] = []
     for n in args.build_sizes:
         d = work / f"built-{n}"
         _append(_run_child(["build", str(n), str(d), str(args.workers)]))
-        row = _run_child(["train", str(d), str(work / "run"), str(args.steps), str(args.batch), str(args.hidden)])
-        _append({**row, "n_corpus": n, "kind": "built corpus"})
-        if not args.keep:
-            shutil.rmtree(d)
+        corpora.append(("built corpus", n, d))
     for n in args.sizes:
         d = work / f"direct-{n}"
         _append(_run_child(["direct", str(n), str(d)]))
-        row = _run_child(["train", str(d), str(work / "run"), str(args.steps), str(args.batch), str(args.hidden)])
-        _append({**row, "n_corpus": n, "kind": "direct corpus"})
-        if not args.keep:
+        corpora.append(("direct corpus", n, d))
+    for r in range(args.rounds):  # interleaved: the machine's load drifts, every size sees the same drift
+        for kind, n, d in corpora:
+            row = _run_child(["train", str(d), str(work / "run"), str(args.steps), str(args.batch), str(args.hidden)])
+            _append({**row, "n_corpus": n, "kind": kind, "round": r})
+    if not args.keep:
+        for _, _, d in corpora:
             shutil.rmtree(d)
-
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ Why memory maps and not Arrow / Hugging Face ``datasets``: no new dependency (nu
 there), O(1) random access to any string (two offset reads and one slice of a mapped file), and a
 reader's memory does not grow with the corpus (the operating system pages in only what is read).
 Strings are stored concatenated with offsets rather than padded to a fixed width, so a corpus of
-short strings (SCOPE strings have ~17 tokens on average) takes ~2 bytes a token + 16 bytes a string.
+short strings (SCOPE strings have ~14-28 tokens on average) takes ~2 bytes a token + 16 bytes a string.
 
 The build, in input order, ``shard_size`` input items at a time (one shard per chunk):
 
@@ -380,10 +380,12 @@ def build_token_corpus(
                 "settings": settings, "complete": complete, "counts": counts, "shards": shards,
                 "exclude_failures": [list(f) for f in ex_fail]}
 
-    from ..training import runtime
+    bar = None
+    if progress:  # input items done (the total is known when every input is a text file)
+        from tqdm.auto import tqdm
 
-    total = sum(n for n in (_count_items(s, dialect) for s in inputs) if n is not None) or None
-    bar = runtime.progress_bar(progress, total or 0, "build-corpus") if progress else None
+        counts = [_count_items(s, dialect) for s in inputs]
+        bar = tqdm(total=sum(counts) if None not in counts else None, desc="build-corpus", unit="item")  # type: ignore[arg-type]
     if bar is not None:
         bar.update(done_items)
     pool = None
