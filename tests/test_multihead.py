@@ -327,3 +327,22 @@ def test_shipped_stability_model_gives_p_unstable_offline(monkeypatch, tmp_path)
         both = dos.combined(m.predict(mgo, temperatures=[100, 300]), "phonondb-stability")
         assert {"cv", "p_unstable"} <= set(both.observables) and both.is_ensemble
         assert "p_unstable" in both.columns() and not both.errors
+
+
+def test_an_ensemble_of_calibrated_heads_shares_one_calibration(data_root, tmp_path):
+    """Each member's fit calibrates on its own latents; the ensemble refits on the members' mean
+    latents and gives every member that one calibration, so the ensemble loads (one head)."""
+    from cloudphys import load_model
+    from cloudphys.training import train
+
+    cfg = {"encoder": ENCODER, "head": {"name": "stability"},
+           "train": {**TINY["train"], "epochs": 1, "ensemble": 2}}
+    data = {"train": _examples(data_root, 48, 0, 3), "val": _examples(data_root, 32, 200, 4)}
+    train(cfg, tmp_path / "ens", examples=data, tokenizer=tokenizer())
+    heads = [json.loads((tmp_path / "ens" / m / "model" / "head.json").read_text())["config"]["calibration"]
+             for m in ("member-0", "member-1")]
+    assert heads[0] == heads[1] and heads[0] != [1.0, 0.0]
+    m = load_model(tmp_path / "ens")
+    p = m.predict(list(data["val"].scope[:3]), temperatures=[300])
+    q = p.observables["p_unstable"]
+    assert not p.errors and p.is_ensemble and np.all((q >= 0) & (q <= 1))
