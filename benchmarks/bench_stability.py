@@ -2,7 +2,8 @@
 whether training it jointly with the phonon-DOS head helps or hurts the thermodynamic curves.
 
     python benchmarks/bench_stability.py train RUNS [--epochs 20] [--seed 0] [--only joint,dos,stability]
-    python benchmarks/bench_stability.py report RUNS [--json out.json]
+                                               [--set KEY=VALUE ...]
+    python benchmarks/bench_stability.py report RUNS [--also RUN_DIR ...] [--json out.json]
     python benchmarks/bench_stability.py model MODEL_DIR_OR_NAME [--json out.json]
 
 ``train`` trains, with the same encoder, seed and epochs (configs/phonondb-dos-stability.yaml,
@@ -195,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if name not in which:
             continue
         t0 = time.time()
-        res = fit(cfg, runs / name, overwrite=True)
+        res = fit(cfg, runs / name, overwrite=True, overrides=args.set)
         print(f"{name}: best epoch {res.best_epoch}/{res.epochs_run}, val loss {res.best_val_loss:.4f}, "
               f"{time.time() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 
@@ -210,8 +211,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     out["stability"]["composition_gbm"] = gbm_baseline(train, val, test)
     for name in ("joint", "stability"):
         if (runs / name / "model").exists():
-            t = best_threshold(yv, p_unstable(runs / name, val))
+            pv = p_unstable(runs / name, val)
+            t = best_threshold(yv, pv)
             out["stability"][name] = stability_metrics(yt, p_unstable(runs / name, test), t)
+            out["stability"][name]["val_roc_auc"] = roc_auc(yv, pv)
+    for extra in args.also:
+        t = best_threshold(yv, p_unstable(extra, val))
+        out["stability"][str(extra)] = stability_metrics(yt, p_unstable(extra, test), t)
+        out["stability"][str(extra)]["val_roc_auc"] = roc_auc(yv, p_unstable(extra, val))
     for name in ("joint", "dos"):
         if (runs / name / "model").exists():
             out["curves"][name] = curve_mae(runs / name, test)
@@ -243,8 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--only", default="")
+    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every run, e.g. train.ema=0.995 encoder.dropout=0.2")
     r = sub.add_parser("report")
     r.add_argument("runs")
+    r.add_argument("--also", nargs="*", default=[], metavar="RUN_DIR",
+                   help="more stability models to report (e.g. a run with other settings), named by path")
     r.add_argument("--json")
     m = sub.add_parser("model")
     m.add_argument("model")

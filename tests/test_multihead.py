@@ -300,3 +300,49 @@ def test_the_two_head_config_in_docs_plugins_md_loads():
     head = get_registry().build_head(cfg.head.name, **cfg.head.params)
     assert head.names == ("phonon-dos", "stability") and head.selected == ("cv", "s", "u", "p_unstable")
     assert cfg.data.params["stability"] is True
+
+
+def test_shipped_stability_model_gives_p_unstable_offline(monkeypatch, tmp_path):
+    """The shipped ``phonondb-stability`` (cloudphys/models/): registered with a card, verified,
+    p_unstable for a structure without the data directory, and beside phonondb-dos's curves."""
+    import cloudphys
+    from cloudphys.models import model_spec
+
+    if "phonondb-stability" not in cloudphys.list_models():
+        pytest.skip("phonondb-stability: its head's plugin is not installed")
+    monkeypatch.setenv("CLOUDPHYS_DATA", str(tmp_path / "empty-data-dir"))
+    card = model_spec("phonondb-stability").card
+    for section in ("## Data", "## Licence", "## Metrics", "## Units", "## Intended use", "## Limits"):
+        assert section in card
+    assert "ROC-AUC" in card and "bench_stability.py" in card
+    from pymatgen.core import Lattice, Structure
+
+    mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    m = cloudphys.load_model("phonondb-stability")
+    assert m.observables == ["p_unstable"]
+    p = m.predict(mgo, temperatures=[300])
+    assert not p.errors and 0.0 <= float(p.observables["p_unstable"][0, 0]) <= 1.0
+    if "phonondb-dos" in cloudphys.list_models():
+        dos = cloudphys.load_model("phonondb-dos").predict(mgo, temperatures=[100, 300])
+        both = dos.combined(m.predict(mgo, temperatures=[100, 300]), "phonondb-stability")
+        assert {"cv", "p_unstable"} <= set(both.observables) and both.is_ensemble
+        assert "p_unstable" in both.columns() and not both.errors
+
+
+def test_an_ensemble_of_calibrated_heads_shares_one_calibration(data_root, tmp_path):
+    """Each member's fit calibrates on its own latents; the ensemble refits on the members' mean
+    latents and gives every member that one calibration, so the ensemble loads (one head)."""
+    from cloudphys import load_model
+    from cloudphys.training import train
+
+    cfg = {"encoder": ENCODER, "head": {"name": "stability"},
+           "train": {**TINY["train"], "epochs": 1, "ensemble": 2}}
+    data = {"train": _examples(data_root, 48, 0, 3), "val": _examples(data_root, 32, 200, 4)}
+    train(cfg, tmp_path / "ens", examples=data, tokenizer=tokenizer())
+    heads = [json.loads((tmp_path / "ens" / m / "model" / "head.json").read_text())["config"]["calibration"]
+             for m in ("member-0", "member-1")]
+    assert heads[0] == heads[1] and heads[0] != [1.0, 0.0]
+    m = load_model(tmp_path / "ens")
+    p = m.predict(list(data["val"].scope[:3]), temperatures=[300])
+    q = p.observables["p_unstable"]
+    assert not p.errors and p.is_ensemble and np.all((q >= 0) & (q <= 1))

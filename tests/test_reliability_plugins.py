@@ -223,7 +223,8 @@ def test_a_config_naming_a_broken_plugin_gets_a_clear_error(broken_world) -> Non
     with pytest.raises(ConfigError, match="unknown encoder 'reltest-enc'; available: scope-bert"):
         load_config(cfg)
     cfg["encoder"] = {"name": "scope-bert"}
-    with pytest.raises(ConfigError, match="unknown head 'reltest-malformed'; available: debye, direct, reltest-good"):
+    with pytest.raises(ConfigError,
+                       match="unknown head 'reltest-malformed'; available: debye, direct, multi, reltest-good"):
         load_config(cfg)
 
 

@@ -61,11 +61,11 @@ def load_config(
         pretrain = build_section(PretrainConfig, "pretrain", data["pretrain"])
         pretrain.validate()
     # Heads check their own parameters (e.g. observable names): fail now, not mid-run.
-    try:
-        if head.name == "multi":  # each entry against its head's schema and bounds, then built
-            from ..physics.multi import head_entries
+    if head.name == "multi":  # each entry against its head's schema and bounds (coerced), then built
+        from .heads import checked_heads
 
-            head_entries(head.params.get("heads", ()), registry)
+        head.params["heads"] = checked_heads(head.params.get("heads", ()), registry.heads)
+    try:
         registry.head(head.name)(**head.params)
     except CloudphysError:
         raise

@@ -142,9 +142,14 @@ def check_head_config(path: Path, head_info: Mapping[str, Any], registry: Any) -
     name = head_info.get("name")
     try:
         section = plugin_section("head", {**dict(config), "name": name}, registry.heads)
+        params = dict(section.params)
+        if name == "multi":  # a head list: every entry as a single head's parameters are
+            from ..config.heads import checked_heads
+
+            params["heads"] = checked_heads(params.get("heads", ()), registry.heads)
     except ConfigError as exc:
         raise CheckpointError(f"{file}: {exc}") from None
-    return dict(section.params)
+    return params
 
 
 def read_safetensors_header(file: Path) -> dict[str, Any]:

@@ -284,6 +284,10 @@ class PhysicsHead(nn.Module):
         return f"name={self.name!r}, observables={self.selected}"
 
 
+#: Public name of the descriptor, for heads that override a declaration-reading method (``describe``).
+class_or_instance_method = _class_or_instance_method
+
+
 def _named(specs: Iterable[Any], name: str) -> Any:
     """The spec called ``name`` among ``specs`` (``KeyError`` if none)."""
     for spec in specs:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
-from .contract import CONDITIONS, PhysicsHead, _class_or_instance_method
+from .contract import CONDITIONS, PhysicsHead, class_or_instance_method
 
 __all__ = ["MultiHead", "head_entries"]
 
@@ -41,16 +41,13 @@ __all__ = ["MultiHead", "head_entries"]
 _DEFAULT_HEADS: tuple[dict[str, Any], ...] = ({"name": "debye"},)
 
 
-def head_entries(heads: Any, registry: Any = None) -> list[tuple[str, dict[str, Any], float]]:
-    """``heads:`` (a list of head sections with an optional ``weight``) as ``[(name, params, weight)]``,
-    every entry checked against its head's config schema and bounds (:class:`ConfigError` naming the
-    entry otherwise)."""
-    from ..config.validate import plugin_section
+def head_entries(heads: Any) -> list[tuple[str, dict[str, Any], float]]:
+    """``heads:`` (a list of head sections with an optional ``weight``) as ``[(name, params, weight)]``.
 
-    if registry is None:
-        from ..plugins import get_registry
-
-        registry = get_registry()
+    Only the list's shape and the weights are checked here; each entry's parameters are checked
+    against its head's config schema and bounds by the config loader and at model load
+    (:func:`cloudphys.config.heads.checked_heads`), and by the head itself when it is built.
+    """
     if isinstance(heads, (str, bytes)) or not isinstance(heads, Sequence) or not heads:
         raise ConfigError(f"heads must be a non-empty list of head sections ({{name: HEAD, ...}}), got {heads!r:.80}")
     out: list[tuple[str, dict[str, Any], float]] = []
@@ -64,13 +61,12 @@ def head_entries(heads: Any, registry: Any = None) -> list[tuple[str, dict[str, 
         weight = raw.pop("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (0.0 <= float(weight) < 1e6):
             raise ConfigError(f"{what}.weight must be a number >= 0, got {weight!r}")
-        if raw.get("name") == MultiHead.name:
+        name = raw.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"{what} needs a head 'name', got {name!r:.80}")
+        if name == MultiHead.name:
             raise ConfigError(f"{what}: a head list cannot hold another head list ('{MultiHead.name}')")
-        try:
-            section = plugin_section("head", raw, registry.heads)
-        except ConfigError as exc:
-            raise ConfigError(f"{what}: {exc}") from None
-        out.append((section.name, dict(section.params), float(weight)))
+        out.append((name, raw, float(weight)))
     if all(w == 0 for _, _, w in out):
         raise ConfigError("heads: every head has weight 0 (nothing would be learnt)")
     return out
@@ -92,8 +88,14 @@ class MultiHead(PhysicsHead):
         from ..plugins import get_registry
 
         registry = get_registry()
-        entries = head_entries(heads, registry)
-        self.heads = nn.ModuleList(registry.build_head(name, **params) for name, params, _ in entries)
+        entries = head_entries(heads)
+        built = []
+        for i, (name, params, _) in enumerate(entries):
+            try:
+                built.append(registry.build_head(name, **params))
+            except Exception as exc:
+                raise ConfigError(f"heads[{i}]: {exc}") from exc
+        self.heads = nn.ModuleList(built)
         self.names: tuple[str, ...] = tuple(name for name, _, _ in entries)
         self.weights: tuple[float, ...] = tuple(w for _, _, w in entries)
         latents, observables, owner, lat_owner = [], [], {}, {}
@@ -123,7 +125,7 @@ class MultiHead(PhysicsHead):
         return {"heads": [{"name": n, **h.get_config(), "weight": w}
                           for n, h, w in zip(self.names, self.heads, self.weights)]}
 
-    @_class_or_instance_method
+    @class_or_instance_method
     def describe(cls) -> dict[str, Any]:
         out = PhysicsHead.describe.__func__(cls)  # type: ignore[attr-defined]
         if isinstance(cls, MultiHead):

@@ -60,6 +60,33 @@ def _finished_member(mdir: Path, registry: PluginRegistry) -> FitResult:
                      history=ckpt.read_metrics(mdir))
 
 
+def calibrate_members(model: ScopePhysicsModel, members: Sequence[ScopePhysicsModel], val_ex: Any, config: Config,
+                      device: Any, save_to: Sequence[Path] | None = None) -> dict[str, Any] | None:
+    """A head that calibrates (e.g. the stability head's Platt scaling): refit on the ensemble's mean
+    latents on the validation split and give every member the same calibration (the members' own,
+    fitted by :func:`fit` on their own latents, differ: an ensemble needs one head), saving each
+    member's model again to ``save_to``. Heads without calibration: nothing happens (``None``)."""
+    from ..physics.contract import PhysicsHead
+
+    if val_ex is None or not len(val_ex) or type(members[0].head).calibrate is PhysicsHead.calibrate:
+        return None
+    tc = config.train
+    observables = [o for o in model.head.selected if o in val_ex.targets]
+    val = encode(val_ex, model, observables)
+    model.to(device)
+    _, lat = predict_encoded(model, val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
+                             observables=observables)
+    record = None
+    for k, member in enumerate(members):
+        record = member.head.calibrate(lat, val.targets)  # the same latents: the same calibration
+        if record is None:
+            return None
+        member.meta = {**member.meta, "calibration": {**record, "fitted_on": "val, the ensemble's mean latents"}}
+        if save_to is not None:
+            ckpt.save_atomic(Path(save_to[k]), member.save_pretrained)
+    return record
+
+
 def _ensemble_val_loss(model: ScopePhysicsModel, val_ex: Any, config: Config, device: Any) -> float | None:
     """The ensemble's own validation loss (the members' averaged latents through the head)."""
     if val_ex is None or not len(val_ex):
@@ -293,6 +320,8 @@ def fit_ensemble(
                                    tokenizer=tokenizer, callbacks=callbacks)
 
     model = ensemble_model([r.model for r in results], names, seeds).eval()
+    calibrate_members(model, [r.model for r in results], data.get("val"), config, device,
+                      [out / n / "model" for n in names] if out is not None and rank0 else None)
     val_loss = _ensemble_val_loss(model, data.get("val"), config, device)
     if val_loss is None:
         val_loss = float(np.mean([r.best_val_loss for r in results]))
