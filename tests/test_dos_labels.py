@@ -134,3 +134,32 @@ def test_dos_weight_config_key_is_bounded():
     for bad in (-1.0, float("nan"), 1e9, 1e39):
         with pytest.raises(ConfigError, match="train.dos_weight"):
             load_config({**base, "train": {"dos_weight": bad}})
+
+
+def test_fit_with_dos_weight_trains_on_labelled_and_unlabelled_materials(data_root, tmp_path):
+    import copy
+
+    from _training_helpers import TINY, cloud_examples, tokenizer
+
+    from cloudphys.training import fit
+
+    train, val = cloud_examples(data_root, 32), cloud_examples(data_root, 8, offset=32)
+    rng = np.random.default_rng(0)
+    dos = rng.random((len(train), 16))
+    dos = dos / dos.sum(1, keepdims=True) * 3 * train.n_atoms[:, None]
+    dos[::2] = np.nan  # every other material without a DOS: it trains on its curve alone
+    train.dos, train.dos_fmax_thz, train.dos_atom = dos, np.full(len(train), 12.0), np.zeros(len(train))
+    train.__post_init__()
+    cfg = copy.deepcopy(TINY)
+    cfg["head"] = {"name": "phonon-dos", "observables": ["cv"], "bins": 8}
+    cfg["train"] = {**cfg["train"], "epochs": 2, "dos_weight": 0.5}
+    rows: list[dict] = []
+    res = fit(cfg, tmp_path / "run", tokenizer=tokenizer(), examples={"train": train, "val": val},
+              callbacks=[rows.append])
+    assert res.model is not None and len(rows) == 2
+    assert all(np.isfinite(r["train_dos_w1_thz"]) and r["train_dos_w1_thz"] > 0 for r in rows)
+    # a head without a histogram DOS is refused before any work
+    bad = copy.deepcopy(cfg)
+    bad["head"] = {"name": "debye", "observables": ["cv"]}
+    with pytest.raises(ConfigError, match="dos_weight"):
+        fit(bad, None, tokenizer=tokenizer(), examples={"train": train, "val": val})

@@ -130,3 +130,38 @@ def test_total_dos_same_spectrum_any_grid_offset():
     f = np.arange(0.25, 2.76, 0.5)
     d = total_dos_on_grid(np.ones((1, 3)), np.array([[0.0, 1.0, 2.0, 3.0]]), f)
     np.testing.assert_allclose(d[0], 1.0)
+
+
+def test_cli_predict_dos_and_phonopy_yaml_agree(tmp_path: Path, capsys):
+    # the shipped phonondb-dos model, end to end: --dos on a user grid, --phonopy-yaml's total_dos.dat,
+    # both holding 3·n_atoms modes, and Cv from the written DOS matching the predicted cv
+    import yaml
+    from pymatgen.core import Lattice, Structure
+
+    from cloudphys.cli import main
+
+    mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cif = tmp_path / "mgo.cif"
+    mgo.to(filename=str(cif))
+    out, dos, ydir = tmp_path / "o.csv", tmp_path / "d.csv", tmp_path / "ph"
+    rc = main(["predict", "-m", "phonondb-dos", "-i", str(cif), "-T", "300,1000", "-o", str(out),
+               "--dos", str(dos), "--dos-grid", "0:60:0.01", "--phonopy-yaml", str(ydir)])
+    assert rc == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(dos, newline="", encoding="utf-8")))
+    cell = np.array([float(r["dos_states_per_THz_cell"]) for r in rows])
+    freq = np.array([float(r["frequency_THz"]) for r in rows])
+    n = 8  # the conventional cell of MgO that was given
+    assert cell.sum() * 0.01 == pytest.approx(3 * n, rel=1e-4)
+    dat = np.loadtxt(ydir / "mgo.cif" / "total_dos.dat")
+    np.testing.assert_allclose(dat[:, 0], freq, atol=1e-6)
+    np.testing.assert_allclose(dat[:, 1], cell, rtol=1e-5, atol=1e-6)
+    tp = yaml.safe_load((ydir / "mgo.cif" / "thermal_properties.yaml").read_text())
+    assert tp["natom"] == n
+    for row in tp["thermal_properties"]:  # (at low T the midpoint rule on the model's bins shows: see above)
+        cv = _cv_from_dos(freq, cell, 0.01, row["temperature"])
+        assert cv == pytest.approx(row["heat_capacity"], rel=2e-3)
+    # a grid without --dos, and a bad grid, fail before any work
+    assert main(["predict", "-m", "phonondb-dos", "-i", str(cif), "--dos-grid", "0.1"]) == 1
+    assert "--dos-grid" in capsys.readouterr().err
+    assert main(["predict", "-m", "phonondb-dos", "-i", str(cif), "--dos", str(dos), "--dos-grid", "1:0:1"]) == 1
+    assert "dos-grid" in capsys.readouterr().err
