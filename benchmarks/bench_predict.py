@@ -26,7 +26,8 @@ structures that differ in any bit (lattice, site order, coordinates, species, la
 
 Run: ``CLOUDPHYS_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_predict.py
 [--n 400] [--threads 1] [--big 10000] [--stages] [--check-cif]`` (``--big 0`` skips table 4;
-``--only-big`` / ``--only-stages`` / ``--only-check-cif`` run one part).
+``--only-big`` / ``--only-stages`` / ``--only-check-cif`` run one part; ``--only-load`` times the
+imports and ``load_model`` in a fresh process).
 """
 
 from __future__ import annotations
