@@ -26,7 +26,8 @@ structures that differ in any bit (lattice, site order, coordinates, species, la
 
 Run: ``CLOUDPHYS_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_predict.py
 [--n 400] [--threads 1] [--big 10000] [--stages] [--check-cif]`` (``--big 0`` skips table 4;
-``--only-big`` / ``--only-stages`` / ``--only-check-cif`` run one part).
+``--only-big`` / ``--only-stages`` / ``--only-check-cif`` run one part; ``--only-load`` times the
+imports and ``load_model`` in a fresh process).
 """
 
 from __future__ import annotations
@@ -133,8 +134,12 @@ def main() -> None:
     ap.add_argument("--check-cif", action="store_true", help="compare the direct CIF reader with pymatgen's")
     ap.add_argument("--only-check-cif", action="store_true", help="only the CIF reader comparison")
     ap.add_argument("--check-cif-step", type=int, default=1, help="check every K-th CIF of each source (default 1)")
+    ap.add_argument("--only-load", action="store_true", help="only: where loading the model goes (a fresh process)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    if args.only_load:
+        _load_costs(args.model)
+        return
     if args.only_check_cif:
         _check_cif(args.check_cif_step)
         return
@@ -368,6 +373,25 @@ def _stages(n: int, model_name: str, *, root: Path, fmt: str = "cif", model: Any
         print(f"| {name} | {t * ms:.1f} | {c * ms:.1f} | {len(paths) / t:,.0f} |")
     print(f"({_load()}; CPU time: reading {t_read_pmg[1] / t_read_fast[1]:.2f} x less, conversion "
           f"{t_conv_pmg[1] / t_conv_fast[1]:.2f} x, re-run {t_conv_fast[1] / t_rerun[1]:.1f} x less than converting)\n")
+
+
+def _load_costs(model_name: str) -> None:
+    """Where ``load_model`` goes in a fresh process: the imports, then reading and checking the members."""
+    rows = []
+    t, c = _cpu_timed(lambda: __import__("torch"))
+    rows.append(("import torch", t, c))
+    t, c = _cpu_timed(lambda: __import__("transformers.models.bert.modeling_bert"))
+    rows.append(("import transformers' BERT", t, c))
+    t, c = _cpu_timed(lambda: (__import__("cloudphys.encoders.bert"), __import__("cloudphys.modeling.core")))
+    rows.append(("import cloudphys' model modules", t, c))
+    from cloudphys.models import load_model
+
+    t, c = _cpu_timed(lambda: load_model(model_name))
+    rows.append((f"load_model({model_name!r}): read, validate, build the members", t, c))
+    print("| loading the model (fresh process) | seconds | CPU seconds |\n|---|---|---|")
+    for name, t, c in rows:
+        print(f"| {name} | {t:.1f} | {c:.1f} |")
+    print(f"({_load()})\n")
 
 
 def _check_cif(step: int = 1) -> None:
