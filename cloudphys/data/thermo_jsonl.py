@@ -258,6 +258,7 @@ def load_thermo_rows(
         values = np.asarray([r[o] for r in rows], dtype=np.float64).reshape(len(rows), len(in_use))
         targets[o] = values[:, t_idx]
     units = {o: UNITS[o] for o in obs}
+    spectra = dos_labels(rows, name)
     if stability:
         unstable = np.asarray([_is_unstable(r, min_freq_thz) for r in rows], dtype=bool)
         for o in obs:
@@ -268,7 +269,10 @@ def load_thermo_rows(
         targets["p_unstable"] = np.repeat(unstable.astype(np.float64)[:, None], nT, axis=1)
         targets["min_freq_thz"] = np.repeat(lowest[:, None], nT, axis=1)
         units.update(p_unstable="", min_freq_thz="THz")
+        if "dos" in spectra:  # an unstable material's DOS is no label either (thermodynamic heads: stable only)
+            spectra["dos"][unstable] = np.nan
     return Examples(
+        **spectra,
         ids=[str(r["id"]) for r in rows],
         scope=kept_scope,
         n_atoms=np.asarray([r["n_atoms"] for r in rows], dtype=np.float64).reshape(len(rows)),
@@ -285,6 +289,29 @@ def _is_unstable(row: Mapping[str, Any], min_freq_thz: float | None) -> bool:
         lowest = row.get("min_freq_thz")
         return lowest is None or not float(lowest) > float(min_freq_thz)
     return not row.get("stable", True)
+
+
+def dos_labels(rows: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The phonon-DOS labels of thermo rows (``dos``, ``dos_fmax_thz``, ``dos_nonpositive_modes``) as
+    :class:`Examples` fields: a row without them (or with a DOS of another length than the first,
+    or non-finite values) gets a NaN row and trains on its curves alone; no row with one: ``{}``."""
+    k = next((len(r["dos"]) for r in rows if isinstance(r.get("dos"), list) and r["dos"]), None)
+    if k is None:
+        return {}
+    dos = np.full((len(rows), k), np.nan)
+    fmax = np.full(len(rows), np.nan)
+    atom = np.zeros(len(rows))
+    for i, r in enumerate(rows):
+        d, f = r.get("dos"), r.get("dos_fmax_thz")
+        if not isinstance(d, list) or len(d) != k or f is None:
+            continue
+        try:
+            v, fv, av = np.asarray(d, dtype=np.float64), float(f), float(r.get("dos_nonpositive_modes", 0.0) or 0.0)
+        except (TypeError, ValueError):
+            continue
+        if np.all(np.isfinite(v)) and (v >= 0).all() and np.isfinite(fv) and fv > 0 and np.isfinite(av) and av >= 0:
+            dos[i], fmax[i], atom[i] = v, fv, av
+    return {"dos": dos, "dos_fmax_thz": fmax, "dos_atom": atom}
 
 
 def load_thermo_jsonl(

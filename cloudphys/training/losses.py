@@ -20,7 +20,7 @@ from torch import Tensor
 from ..errors import ConfigError, DataError
 from ..modeling.metrics import metrics_from_predictions, per_atom
 
-__all__ = ["LOSSES", "check_loss_weights", "dos_roughness", "effective_weights", "loss", "loss_value",
+__all__ = ["LOSSES", "check_loss_weights", "dos_roughness", "dos_w1", "effective_weights", "loss", "loss_value",
            "metrics_from_predictions", "per_atom", "target_stats"]
 
 #: Loss kinds of ``train.loss``.
@@ -148,6 +148,39 @@ def dos_roughness(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor) -> 
     p = g / g.sum(-1, keepdim=True)
     diff = p[..., 1:] - p[..., :-1]
     return p.shape[-1] * (diff * diff).sum(-1).mean()
+
+
+def dos_w1(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor, labels: Mapping[str, Tensor],
+           reduce: bool = True) -> Tensor:
+    """The DOS term of ``train.dos_weight``: the Wasserstein-1 distance per mode (THz) between the head's
+    DOS (``head.dos_histogram``: bins on (0, ν_max]) and the labels of the batch, each on its own grid
+    (:func:`cloudphys.physics.spectrum.wasserstein1` with ``per = 3·n_atoms``; the labels' modes at or
+    below 0 THz a point mass at 0), computed in float64.
+
+    :param labels: ``{"mass": [B, K'], "fmax_thz": [B], "atom": [B]}`` (:func:`~cloudphys.modeling.encoding.collate`);
+        rows with a non-finite label are left out.
+    :returns: the mean over the labelled materials (0, still connected to the graph, if none), or
+        with ``reduce=False`` the per-material distances ``[B]`` (NaN where unlabelled).
+    """
+    from ..physics.spectrum import equal_edges, wasserstein1
+
+    edges, g = head.dos_histogram(latents, n_atoms)
+    mass = labels["mass"].double()
+    fmax = labels["fmax_thz"].double()
+    ok = torch.isfinite(mass).all(-1) & torch.isfinite(fmax) & (fmax > 0)
+    safe_mass = torch.where(ok.unsqueeze(-1), mass, torch.zeros_like(mass))
+    safe_fmax = torch.where(ok, fmax, torch.ones_like(fmax))
+    atom = torch.where(ok, labels["atom"].double(), torch.zeros_like(fmax))
+    n = n_atoms.double()
+    # a label without its full 3n modes (never in phonondb-thermo) is rescaled to them
+    total = safe_mass.sum(-1) + atom
+    scale = torch.where(total > 0, 3.0 * n / total.clamp_min(1e-300), torch.ones_like(total))
+    d = wasserstein1(g.double(), edges.double(), safe_mass * scale.unsqueeze(-1),
+                     equal_edges(safe_fmax, mass.shape[-1]), atom_b=atom * scale, per=3.0 * n)
+    if not reduce:
+        return torch.where(ok, d, torch.full_like(d, float("nan")))
+    d = torch.where(ok, d, torch.zeros_like(d))
+    return (d.sum() / ok.sum().clamp_min(1)).to(g.dtype if g.dtype != torch.float16 else torch.float32)
 
 
 def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str,
