@@ -11,7 +11,10 @@ Sub-commands:
   result as a training row (kJ/mol → J/mol; see docs/data.md);
 * ``from-phonon-dos dos.json --structure FILE -o rows.jsonl`` -- a pymatgen PhononDos;
 * ``build-corpus SOURCE... -o corpus.csv [--holdout 0.05] [--seed 0] [--exclude SOURCE]`` --
-  de-duplicated unlabelled SCOPE strings for pretraining.
+  de-duplicated unlabelled SCOPE strings for pretraining;
+  ``build-corpus SOURCE... --out DIR [--workers N] [--exclude SOURCE] [--exclude-ids FILE]`` -- the
+  same as a sharded, tokenized, resumable corpus on disk (:mod:`cloudphys.data.shards`) for
+  ``pretrain.corpus``.
 """
 
 from __future__ import annotations
@@ -251,9 +254,36 @@ def run_from_phonon_dos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exclude_ids(files: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for f in files or ():
+        p = Path(f).expanduser()
+        if not p.is_file():
+            raise DataError(f"--exclude-ids: file {p} not found")
+        out.extend(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+    return out
+
+
 def run_build_corpus(args: argparse.Namespace) -> int:
     from ..data.corpus import build_corpus
 
+    if (args.output is None) == (args.out is None):
+        raise DataError("build-corpus: give either -o corpus.csv (a CSV of strings) or --out DIR (a sharded, "
+                        "tokenized corpus for pretraining at scale)")
+    if args.out is not None:
+        from ..data.shards import build_token_corpus
+
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise DataError(f"--out {args.out} exists and is not a folder")
+        rep = build_token_corpus(
+            args.sources, args.out, exclude=args.exclude or (), exclude_ids=_exclude_ids(args.exclude_ids),
+            dialect=args.dialect, workers=args.workers, shard_size=args.shard_size, max_length=args.max_length,
+            overwrite=args.overwrite, progress=not args.quiet,
+        )
+        print(rep.summary())
+        return 0
+    if args.exclude_ids:
+        raise DataError("--exclude-ids works with --out DIR only")
     check_output_path(args.output, what="-o/--output", overwrite=True, inputs=[*args.sources, *(args.exclude or ())])
     report = build_corpus(
         args.sources, args.output, holdout=args.holdout, seed=args.seed, exclude=args.exclude or (),
@@ -320,7 +350,16 @@ def add_commands(subparsers: Any) -> None:
     q.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="data set NAME[:SPLIT], CSV (scope/cloud or cif/structure column), JSONL(.gz) of "
                         "structures, a structure file, or a folder of structure files")
-    q.add_argument("-o", "--output", required=True, help="output CSV (columns scope, split)")
+    q.add_argument("-o", "--output", help="output CSV (columns scope, split)")
+    q.add_argument("--out", metavar="DIR",
+                   help="instead: a sharded, tokenized corpus (numpy memory maps) for pretrain.corpus; "
+                        "resumable: rerun the same command after a kill")
+    q.add_argument("--shard-size", type=int, default=100_000, help="input items per shard (--out; default 100000)")
+    q.add_argument("--max-length", type=int, default=256,
+                   help="most tokens a string may have (--out; longer ones are listed as failures; default 256)")
+    q.add_argument("--exclude-ids", action="append", metavar="FILE",
+                   help="text file of item ids to leave out, one a line (--out); repeatable")
+    q.add_argument("--overwrite", action="store_true", help="rebuild an --out DIR built from other inputs")
     q.add_argument("--holdout", type=float, default=0.05, help="held-out fraction (split 'val'; default 0.05)")
     q.add_argument("--seed", type=int, default=0, help="seed of the held-out draw (default 0)")
     q.add_argument("--exclude", action="append", metavar="SOURCE",

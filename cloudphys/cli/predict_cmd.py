@@ -94,10 +94,13 @@ def _run(args: argparse.Namespace) -> int:
     from ..models import load_model
 
     model = load_model(source, device="cpu")
+    extra = [(name, load_model(name, device="cpu")) for name in (args.with_models or [])]
+    given = list(model.observables) + [o for _, m in extra for o in m.observables if o not in model.observables]
     if args.observables:
-        unknown = [o for o in args.observables if o not in model.observables]
+        unknown = [o for o in args.observables if o not in given]
         if unknown:
-            raise ConfigError(f"--observables {unknown}: head {model.head.name!r} gives {model.observables}")
+            raise ConfigError(f"--observables {unknown}: head {model.head.name!r} gives {model.observables}"
+                              + "".join(f"; --with {n} gives {m.observables}" for n, m in extra))
     if args.dos is not None and not model.head.has_density_of_states:
         raise ConfigError(f"--dos: head {model.head.name!r} has no density of states "
                           "(a DOS head such as phonon-dos has)")
@@ -111,6 +114,15 @@ def _run(args: argparse.Namespace) -> int:
                          allow_disordered=args.allow_disordered,
                          threads=args.threads if args.threads is not None else "auto",
                          symprec=symprec, angle_tolerance=angle_tolerance)
+    for name, other in extra:  # e.g. --with phonondb-stability: p_unstable beside the curves
+        new = [o for o in other.observables if o not in pred.observables]
+        if not new:
+            raise ConfigError(f"--with {name}: it gives no observable the first model does not ({other.observables})")
+        more = other.predict(args.input, T, observables=new, device=args.device, workers=args.workers,
+                             dialect=args.dialect, allow_disordered=args.allow_disordered,
+                             threads=args.threads if args.threads is not None else "auto",
+                             symprec=symprec, angle_tolerance=angle_tolerance)
+        pred = pred.combined(more, name)
     obs = args.observables or None
     safe = not args.no_spreadsheet_safe
     written = []
@@ -167,6 +179,9 @@ def add_commands(subparsers: Any) -> None:
         "predict", help="predict every observable (units, per cell and per atom, ensemble spreads) for structures")
     p.add_argument("run_dir", nargs="?", help="run or model directory (or use --model)")
     p.add_argument("--model", "-m", help="a pretrained model name (`cloudphys models`) or a run/model directory")
+    p.add_argument("--with", dest="with_models", action="append", metavar="MODEL",
+                   help="also predict with this model (name or directory) and add its observables as columns, "
+                        "e.g. --with phonondb-stability for p_unstable (repeatable)")
     p.add_argument("--input", "-i", nargs="+", required=True,
                    help="structure files (CIF, POSCAR, extxyz, traj, ASE JSON ...), folders, CSV/JSON-lines, "
                         "or SCOPE strings")

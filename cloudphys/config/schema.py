@@ -163,6 +163,12 @@ class PretrainConfig(RunOptions):
         test split of the benchmark you will fine-tune on).
     :param mlm_probability: fraction of tokens masked (transformers' MLM collator).
     :param val_fraction: fraction of the corpus held out to report the MLM loss.
+    :param corpus: a token corpus directory (``cloudphys data build-corpus ... --out DIR``) streamed
+        from disk instead of ``sources`` (memory flat in corpus size; DDP ranks read disjoint parts;
+        the held-out part is chosen by each crystal's hash; ``exclude`` still applies).
+    :param save_every: also checkpoint ``last/`` every this many optimizer steps, so a killed run
+        resumes mid-epoch at the exact next batch (0: at the end of each epoch only; ``corpus`` runs).
+    :param val_max: evaluate the MLM validation loss on at most this many held-out strings (``corpus`` runs).
 
     Shared options (``epochs``, ``batch_size``, ``lr``, ...) as in :class:`RunOptions`, with
     other defaults for ``epochs`` (5), ``batch_size`` (128) and ``lr`` (5e-4).
@@ -179,10 +185,20 @@ class PretrainConfig(RunOptions):
     exclude: list[Any] = field(default_factory=list)
     mlm_probability: float = option(0.15, gt=0, lt=1, remedy="the fraction of tokens masked, e.g. 0.15")
     val_fraction: float = option(0.05, ge=0, lt=1, remedy="the fraction held out, e.g. 0.05")
+    corpus: str | None = None
+    save_every: int = option(0, ge=0, le=10**12, remedy="0 checkpoints at the end of each epoch only")
+    val_max: int = option(4096, ge=1, le=1 << 30, remedy="give a positive number of strings, e.g. 4096")
 
     def validate(self) -> None:
         super().validate()
-        if not self.sources:
+        if self.corpus is not None:
+            if not str(self.corpus).strip():
+                raise ConfigError("pretrain.corpus is empty: give a directory built by 'cloudphys data build-corpus "
+                                  "--out DIR' or null")
+            if self.sources:
+                raise ConfigError("pretrain.corpus and pretrain.sources are both set: the corpus already holds "
+                                  "the strings; remove sources (or corpus)")
+        elif not self.sources:
             raise ConfigError("pretrain.sources is empty: list data sets ({name: ...}) or files ({path: ...})")
         for kind in ("sources", "exclude"):
             for i, src in enumerate(getattr(self, kind)):

@@ -225,6 +225,53 @@ class Prediction:
     def is_ensemble(self) -> bool:
         return self.member_std is not None
 
+    def combined(self, other: "Prediction", name: str | None = None) -> "Prediction":
+        """This prediction with the observables (and scalar latents) of ``other`` -- another model's
+        prediction of the same inputs at the same temperatures -- added where their names are new
+        (``cloudphys predict --with MODEL``, e.g. ``p_unstable`` beside a curve model's curves).
+
+        An input that fails in either keeps its row with both errors; spreads of the added quantities
+        come from ``other`` where both are ensembles (NaN where only this one is).
+        """
+        if len(other.items) != len(self.items) or not np.array_equal(other.temperatures, self.temperatures):
+            raise DataError("cannot combine predictions of different inputs or temperatures")
+        label = name or other.model or "the second model"
+        new_obs = [k for k in other.observables if k not in self.observables]
+        new_lat = [k for k in other.latents if k not in self.latents and k not in new_obs
+                   and np.asarray(other.latents[k]).ndim == 1]
+        items = []
+        for mine, theirs in zip(self.items, other.items):
+            err = mine.error
+            if theirs.error and theirs.error != mine.error:
+                err = f"{err}; " if err else ""
+                err += f"{label}: {theirs.error}"
+            items.append(ItemInfo(mine.name, mine.source, mine.scope, mine.n_atoms, err, mine.symmetry_warning))
+        spreads = None
+        if self.member_std is not None:
+            spreads = dict(self.member_std)
+            for k in (*new_obs, *new_lat):
+                theirs = other.std(k)
+                arr = other.observables[k] if k in other.observables else other.latents[k]
+                spreads[k] = theirs / self.scale if theirs is not None else np.full(np.shape(arr), np.nan)
+        bad = np.asarray([it.error is not None for it in items], dtype=bool)
+
+        def masked(a: np.ndarray) -> np.ndarray:
+            a = np.array(a, dtype=np.float64, copy=True)
+            a[bad] = np.nan
+            return a
+
+        return Prediction(
+            temperatures=self.temperatures, items=items,
+            observables={**{k: masked(v) for k, v in self.observables.items()},
+                         **{k: masked(other.observables[k]) for k in new_obs}},
+            quantities={**self.quantities, **{k: other.quantities[k] for k in (*new_obs, *new_lat)
+                                              if k in other.quantities}},
+            latents={**self.latents, **{k: masked(other.latents[k]) for k in new_lat}},
+            member_std=spreads, scale=self.scale, level=self.level, calibration=self.calibration, dos=self.dos,
+            zero_point=self.zero_point, model=f"{self.model} + {label}", head=f"{self.head} + {other.head}",
+            members=self.members,
+        )
+
     # -- spreads -------------------------------------------------------------------------
     def std(self, name: str) -> np.ndarray | None:
         """Calibrated standard deviation of ``name`` (per cell for observables), or ``None``."""
@@ -644,53 +691,89 @@ def _cell(v: Any) -> Any:
 _G8 = "{:.8g}".format
 
 
+#: numeric cells rendered per block by :func:`_write_table` (bounds its memory: ~70 bytes a cell)
+_BLOCK_CELLS = 1 << 19
+
+
+def _padded(texts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """``texts`` as rows of 8-byte words (NUL-padded) and the mask of their bytes, both ``uint64``."""
+    width = -(-max((len(t) for t in texts), default=0) // 8) * 8
+    buf = np.zeros((len(texts), width), dtype=np.uint8)
+    mask = np.zeros((len(texts), width), dtype=bool)
+    for k, t in enumerate(texts):
+        buf[k, : len(t)] = np.frombuffer(t, dtype=np.uint8)
+        mask[k, : len(t)] = True
+    return buf.view(np.uint64), mask.view(np.uint64)
+
+
 def _write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool) -> None:
-    """The CSV of :meth:`Prediction.write_csv`: per item its text cells quoted once, its per-item
-    numbers formatted once, and one ``%``-format per row for the per-temperature numbers."""
+    """The CSV of :meth:`Prediction.write_csv`, block by block of whole items: the text cells of an
+    item quoted once, its per-item numbers formatted once, and every per-temperature number of the
+    block rendered at once by :func:`cloudphys.numtext.g8_words` (the text of ``f"{x:.8g}"``)."""
     import io
 
+    from ..numtext import g8_words
     from ..outputs import text_cell
 
     cols = p.columns(obs)
-    w = csv.writer(fh)
-    w.writerow(cols)
-    per_t, per_item = p._numbers(obs)
-    T = p.temperatures
-    n_commas = len(cols) - 5  # an error row: temperature_K ... the last number empty, then error, symmetry_warning
     buf = io.StringIO()
     quote = csv.writer(buf)
-    stack = np.stack(per_t, axis=-1) if per_t else np.zeros((len(p.items), len(T), 0))
+    quote.writerow(cols)
+    fh.write(buf.getvalue())
+    per_t, per_item = p._numbers(obs)
+    T = np.asarray(p.temperatures, dtype=np.float64)
+    nT = len(T)
+    n_commas = len(cols) - 5  # an error row: temperature_K ... the last number empty, then error, symmetry_warning
     items_lat = np.stack(per_item, axis=-1) if per_item else np.zeros((len(p.items), 0))
-    for i, it in enumerate(p.items):
+    n_num = 1 + len(per_t)  # temperature_K and the per-temperature columns
+    per_block = max(1, _BLOCK_CELLS // max(1, nT * n_num))
+
+    def quoted(cells: list[Any]) -> str:
         buf.seek(0)
         buf.truncate()
-        quote.writerow([text_cell(it.name, spreadsheet_safe), text_cell(it.source, spreadsheet_safe),
-                        text_cell(it.scope, spreadsheet_safe), _cell(it.n_atoms)])
-        prefix = buf.getvalue()[:-2]  # without the line end
-        if it.error is not None:
-            buf.seek(0)
-            buf.truncate()
-            quote.writerow([text_cell(it.error, spreadsheet_safe), text_cell(it.symmetry_warning, spreadsheet_safe)])
-            fh.write(prefix + "," * n_commas + buf.getvalue())
-            continue
-        warn = ""
-        if it.symmetry_warning:
-            buf.seek(0)
-            buf.truncate()
-            quote.writerow([text_cell(it.symmetry_warning, spreadsheet_safe)])
-            warn = buf.getvalue()[:-2]
-        tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[i].tolist()) + ",," + warn + "\r\n"
-        block = np.concatenate([T[:, None], stack[i]], axis=1)
-        nan_cols = np.isnan(block).all(axis=0)
-        if np.isnan(block[:, ~nan_cols]).any():  # a stray NaN among values: format cell by cell
-            lines = [prefix + "".join("," + ("" if math.isnan(v) else _G8(v)) for v in row) + tail
-                     for row in block.tolist()]
-        else:
-            fmt = (prefix.replace("%", "%%") + "".join("," if bad else ",%.8g" for bad in nan_cols.tolist())
-                   + tail.replace("%", "%%"))
-            keep = block[:, ~nan_cols]
-            lines = [fmt % tuple(row) for row in keep.tolist()]
-        fh.write("".join(lines))
+        quote.writerow(cells)
+        return buf.getvalue()
+
+    for a in range(0, len(p.items), per_block):
+        items = p.items[a : a + per_block]
+        heads: list[bytes] = []
+        tails: list[bytes] = []
+        failed = np.zeros(len(items), dtype=bool)
+        for k, it in enumerate(items):
+            prefix = quoted([text_cell(it.name, spreadsheet_safe), text_cell(it.source, spreadsheet_safe),
+                             text_cell(it.scope, spreadsheet_safe), _cell(it.n_atoms)])[:-2]
+            if it.error is not None:
+                failed[k] = True
+                err = quoted([text_cell(it.error, spreadsheet_safe), text_cell(it.symmetry_warning, spreadsheet_safe)])
+                heads.append((prefix + "," * n_commas + err).encode("utf-8"))
+                tails.append(b"")
+                continue
+            warn = quoted([text_cell(it.symmetry_warning, spreadsheet_safe)])[:-2] if it.symmetry_warning else ""
+            tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[a + k].tolist())
+            heads.append(prefix.encode("utf-8"))
+            tails.append((tail + ",," + warn + "\r\n").encode("utf-8"))
+        reps = np.where(failed, 1, nT)
+        ii = np.repeat(np.arange(len(items)), reps)  # the block's rows: item (in the block), temperature
+        starts = np.cumsum(reps) - reps
+        jj = np.arange(len(ii)) - np.repeat(starts, reps)
+        jj[failed[ii]] = 0
+        values = np.empty((len(ii), n_num), dtype=np.float64)
+        values[:, 0] = T[jj] if nT else np.nan
+        for c, arr in enumerate(per_t, start=1):
+            values[:, c] = arr[a + ii, jj] if nT else np.nan
+        head, hmask = _padded(heads)
+        tail_w, tmask = _padded(tails)
+        wh, wn, wt = head.shape[1], 4 * n_num, tail_w.shape[1]
+        words = np.empty((len(ii), wh + wn + wt), dtype=np.uint64)
+        keep = np.empty_like(words)
+        g8_words(values, out=(words[:, wh : wh + wn].reshape(len(ii), n_num, 4),
+                              keep[:, wh : wh + wn].reshape(len(ii), n_num, 4)))
+        keep[failed[ii], wh : wh + wn] = 0
+        np.take(head, ii, axis=0, out=words[:, :wh])
+        np.take(hmask, ii, axis=0, out=keep[:, :wh])
+        np.take(tail_w, ii, axis=0, out=words[:, wh + wn :])
+        np.take(tmask, ii, axis=0, out=keep[:, wh + wn :])
+        fh.write(words.view(np.uint8)[keep.view(bool)].tobytes().decode("utf-8"))
 
 
 def _fmt(x: float, sd: float | None = None) -> str:
@@ -745,6 +828,9 @@ def quantities_from_head(head: Any) -> dict[str, Quantity]:
     out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description, lower=NON_NEGATIVE.get(o.name),
                             upper_per_atom=DULONG_PETIT if (o.name == "cv" and o.extensive) else None)
            for o in head.observables}
+    for o in head.observables:  # a probability (e.g. p_unstable): intervals stay inside [0, 1]
+        if getattr(o, "kind", "curve") == "probability":
+            out[o.name] = Quantity(o.name, o.unit, False, o.description, lower=0.0, upper=1.0)
     out.update({s.name: Quantity(s.name, s.unit, False, s.description, lower=s.lower, upper=s.upper)
                 for s in head.latents})
     return out

@@ -43,6 +43,7 @@ from .losses import (
     check_loss_weights,
     dos_roughness,
     dos_w1,
+    effective_weights,
     loss,
     loss_value,
     metrics_from_predictions,
@@ -235,7 +236,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         with runtime.autocast(device, tc.precision):
             pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
                                         b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
-        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, tc.loss_weights)
+        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, effective_weights(model.head, tc.loss_weights))
         if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
             value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
         if tc.dos_weight > 0 and "dos" in b:  # W1 to the DOS labels, where a material has one (issue 20)
@@ -276,7 +277,7 @@ def _validate(model: ScopePhysicsModel, d: _Data, tc: TrainConfig, device: torch
         return float(row["train_loss"])
     vpred, _ = predict_encoded(model, d.val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
                                observables=d.observables)
-    vloss = loss_value(vpred, d.val, d.stats, tc.loss, tc.loss_weights)
+    vloss = loss_value(vpred, d.val, d.stats, tc.loss, effective_weights(model.head, tc.loss_weights))
     vm = metrics_from_predictions(d.val, vpred, model.head, d.stats)
     row["val_loss"] = vloss
     row["val_mae"] = vm.get("mae")
@@ -445,4 +446,25 @@ def fit(
                 prepare_run_dir(out, ensemble=False, resume=resume, overwrite=overwrite, rank0=rank0)
                 if resume:
                     check_resume_config(out, config, accept=accept_config_changes, registry=registry)
-            return _loop(model, d, config, out, resume, registry, device, rank, world, callbacks)
+            result = _loop(model, d, config, out, resume, registry, device, rank, world, callbacks)
+            _calibrate(result.model, d, tc, device, out, rank)
+            return result
+
+
+def _calibrate(model: ScopePhysicsModel, d: _Data, tc: TrainConfig, device: torch.device, out: Path | None,
+               rank: int) -> None:
+    """After training: a head that calibrates (:meth:`~cloudphys.physics.PhysicsHead.calibrate`, e.g.
+    the stability head's Platt scaling) fits on the validation split; the best model is saved again
+    with it (and the record in ``cloudphys.json``'s ``calibration``). Other heads: nothing happens."""
+    from ..physics.contract import PhysicsHead
+
+    if d.val is None or type(model.head).calibrate is PhysicsHead.calibrate:
+        return
+    _, lat = predict_encoded(model, d.val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
+                             observables=d.observables)
+    record = model.head.calibrate(lat, d.val.targets)
+    if record is None:
+        return
+    model.meta = {**model.meta, "calibration": record}
+    if out is not None and rank == 0:
+        ckpt.save_atomic(out / "model", model.save_pretrained)

@@ -1,7 +1,8 @@
 """Masked-language-model pretraining of the ``scope-bert`` trunk on unlabelled SCOPE strings.
 
 ``cloudphys pretrain CONFIG --out DIR`` reads the ``encoder`` section (sizes) and the ``pretrain``
-section (sources, exclusions, schedule), trains a transformers ``BertForMaskedLM`` with
+section (sources, exclusions, schedule; or ``corpus``: a token corpus streamed from disk, with DDP
+and mid-epoch resume, :mod:`cloudphys.training.stream`), trains a transformers ``BertForMaskedLM`` with
 ``DataCollatorForLanguageModeling`` and writes the run directory DIR::
 
     DIR/.lock            held while the run lasts (a second process on DIR is refused)
@@ -20,6 +21,7 @@ overwritten), and a resumed run ends with the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -195,11 +197,14 @@ def pretrain(
     resume: bool = False,
     overwrite: bool = False,
     accept_config_changes: bool = False,
+    sample_log: list[list[int]] | None = None,
 ) -> dict[str, Any]:
     """MLM-pretrain the encoder sizes of ``config`` on its ``pretrain`` corpus; write run directory ``out_dir``.
 
     :param resume: continue the run in ``out_dir`` from its last epoch (same config).
     :param overwrite: replace the pretraining run in ``out_dir`` (only the files pretraining writes).
+    :param sample_log: ``pretrain.corpus`` runs append each step's corpus indices (this rank's) to it
+        (tests of the exact resume).
     :returns: ``{out_dir, corpus, steps, seconds, final}`` (``final``: the last epoch's row).
     """
     if registry is None:
@@ -212,6 +217,19 @@ def pretrain(
     out = Path(out_dir)
     _prepare_dir(out, resume=resume, overwrite=overwrite, check_only=True)  # refuse before any work
     tokenizer = tokenizer or load_tokenizer(int(ep.get("max_length", 256)))
+    if pc.corpus is not None:  # streamed from a token corpus on disk (cloudphys.training.stream)
+        from .stream import train_from_corpus
+
+        rank0 = runtime.dist_info()[0] == 0
+        with ckpt.run_lock(out) if rank0 else contextlib.nullcontext():
+            if rank0:
+                _prepare_dir(out, resume=resume, overwrite=overwrite)
+            if resume:
+                check_resume_config(out, config, accept=accept_config_changes, registry=registry)
+            res = train_from_corpus(config, pc, ep, out, tokenizer, resume, registry, sample_log=sample_log)
+        if rank0:
+            _remove_legacy(out)
+        return res
     corpus, info = collect_strings(pc, registry)
     ids = tokenize(tokenizer, corpus, validate=True)  # same checks as training: vocabulary, grammar, length
     with ckpt.run_lock(out):  # nothing is written before the corpus is known good
