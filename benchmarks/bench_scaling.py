@@ -75,13 +75,13 @@ def _mlm_val_loss(run: Path, val_corpus, hidden: int) -> float:
 
     from cloudphys.encoders.pretrained import load_masked_lm
     from cloudphys.modeling.model import load_tokenizer
-    from cloudphys.training.stream import _val_loss
+    from cloudphys.training.stream import mlm_val_loss
 
     tok = load_tokenizer(256)
     model = load_masked_lm(run / "model", what="pretrained model", remedy="rerun the point")
     special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
     pc = SimpleNamespace(mlm_probability=0.15, seed=0, precision="fp32")
-    return _val_loss(model, val_corpus, np.arange(len(val_corpus)), tok, special, pc, torch.device("cpu"))
+    return mlm_val_loss(model, val_corpus, np.arange(len(val_corpus)), tok, special, pc, torch.device("cpu"))
 
 
 def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> dict:
