@@ -157,7 +157,7 @@ def report(plot: bool = True) -> None:
         for key in ("mlm_val_loss", "cv_test_mae_over_mad"):
             a, b = _fit(n, np.array([r[key] for r in pts], float))
             fits[key] = (a, b)
-            print(f"\nfit at hidden 128: {key} = {a:.3g} * N^(-{b:.3g})  (N = {int(n[0])}..{int(n[-1])})")
+            print(f"\nfit at hidden 128: {key} = {a:.3g} * N^({-b:+.3g})  (N = {int(n[0])}..{int(n[-1])})")
     if not plot or not rows:
         return
     import matplotlib
@@ -181,7 +181,7 @@ def report(plot: bool = True) -> None:
         if key in fits and pts:
             a, b = fits[key]
             xs = np.geomspace(pts[0]["n"], pts[-1]["n"], 50)
-            ax[i].plot(xs, a * xs ** (-b), "k--", lw=0.8, label=f"fit {a:.3g}·N^-{b:.3f}")
+            ax[i].plot(xs, a * xs ** (-b), "k--", lw=0.8, label=f"fit {a:.3g}·N^({-b:+.3f})")
         ax[i].set_xscale("log")
         ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
         ax[i].legend(fontsize=7)
