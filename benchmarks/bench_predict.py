@@ -13,11 +13,20 @@ Prints markdown tables (paste them into ``docs/benchmarks.md`` with ``uptime``'s
 3. **Outputs** of that prediction: ``to_csv`` (with its JSON sidecar), ``to_pandas``, ``plot``
    (PNG, the first 20), against pandas writing the same table (``DataFrame.to_csv``, 8 digits).
 4. **Writing at scale** (issue 22 §5): a synthetic 10,000-input x 200-temperature ensemble prediction
-   (Debye head values, 2,000,000 rows x 42 columns) written with ``to_csv``; pandas' ``to_csv`` of
-   the same table as the reference.
+   (Debye head values, 2,000,000 rows x 42 columns) written with ``to_csv``; against the cell-by-cell
+   writer it replaced (one Python ``format`` per number, kept here as the reference; the output is
+   byte-identical, checked) and pandas' ``to_csv`` of the same table.
+5. **Stages** (``--stages``, issue 21 §2): per structure, in one process, the CIF reading with
+   pymatgen's ``CifParser`` against the direct reader of plain P1 CIFs, the whole conversion
+   (read + spglib + SCOPE) with each reader, a re-run served by the SCOPE cache, and the model.
+
+``--check-cif`` reads every CIF of the shared data (phonondb-thermo's structures written by pymatgen
+and the ``structures/*.csv.gz`` CIFs) with the direct reader and with pymatgen and counts the
+structures that differ in any bit (lattice, site order, coordinates, species, labels).
 
 Run: ``CLOUDPHYS_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_predict.py
-[--n 400] [--threads 1] [--big 10000]`` (``--big 0`` skips table 4).
+[--n 400] [--threads 1] [--big 10000] [--stages] [--check-cif]`` (``--big 0`` skips table 4;
+``--only-big`` / ``--only-stages`` / ``--only-check-cif`` run one part).
 """
 
 from __future__ import annotations
@@ -110,10 +119,22 @@ def main() -> None:
     ap.add_argument("--model", default="phonondb-dos")
     ap.add_argument("--only-big", action="store_true", help="only table 4 (writing at scale)")
     ap.add_argument("--no-pandas-reference", action="store_true", help="table 4 without pandas' to_csv")
+    ap.add_argument("--no-cell-writer", action="store_true", help="table 4 without the cell-by-cell writer")
+    ap.add_argument("--stages", action="store_true", help="table 5: per-structure cost of each stage")
+    ap.add_argument("--only-stages", action="store_true", help="only table 5")
+    ap.add_argument("--check-cif", action="store_true", help="compare the direct CIF reader with pymatgen's")
+    ap.add_argument("--only-check-cif", action="store_true", help="only the CIF reader comparison")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    if args.only_check_cif:
+        _check_cif()
+        return
+    if args.only_stages:
+        _stages(args.n, args.model, root=Path(tempfile.mkdtemp(prefix="bench-predict-")), fmt=args.format)
+        return
     if args.only_big:
-        _big(args.big, root=Path(tempfile.mkdtemp(prefix="bench-predict-")), reference=not args.no_pandas_reference)
+        _big(args.big, root=Path(tempfile.mkdtemp(prefix="bench-predict-")), reference=not args.no_pandas_reference,
+             cells=not args.no_cell_writer)
         return
     import torch
 
@@ -149,7 +170,14 @@ def main() -> None:
         print(f"| {len(paths)} {args.format.upper()} | {workers} | {len(paths) / total:.0f} | {t_conv:.2f} | "
               f"{max(t_pred - t_conv, 0.0):.2f} | {t_csv:.2f} | {total:.2f} |")
     assert pred is not None and not pred.errors, list(pred.errors.items())[:3]
-    print(f"\n({_load()}; 'model s' = predict minus a separate read+convert run of the same files)\n")
+    t1 = time.perf_counter()  # the same files again: every string from the SCOPE cache
+    pred = model.predict(paths, T, workers=2)
+    t_pred = time.perf_counter() - t1
+    t_csv, _ = _timed(lambda p=pred: p.to_csv(root / "out.csv"))
+    print(f"| {len(paths)} {args.format.upper()}, re-run (SCOPE cache) | 2 | {len(paths) / (t_pred + t_csv):.0f} | "
+          f"cached | {t_pred:.2f} | {t_csv:.2f} | {t_pred + t_csv:.2f} |")
+    print(f"\n({_load()}; 'model s' = predict minus a separate read+convert run of the same files; in the "
+          "re-run row, predict's whole time)\n")
 
     scopes = [{"id": s.name, "scope": s.scope, "n_atoms": s.n_atoms} for s in pred]
     t_new, res = _timed(lambda: model.predict(scopes, T))
@@ -176,24 +204,210 @@ def main() -> None:
     print(f"({_load()})\n")
     del pd
 
+    if args.stages:
+        _stages(args.n, args.model, root=root, fmt=args.format, model=model)
     if args.big:
-        _big(args.big, root=root, reference=not args.no_pandas_reference)
+        _big(args.big, root=root, reference=not args.no_pandas_reference, cells=not args.no_cell_writer)
+    if args.check_cif:
+        _check_cif()
 
 
-def _big(n: int, *, root: Path, reference: bool = True) -> None:
-    """Table 4: ``n`` synthetic inputs x 200 temperatures written with ``to_csv`` (and pandas')."""
+def _cell_writer(p: Any, fh: Any, obs: list[str], spreadsheet_safe: bool = True) -> None:
+    """The CSV writer before the block writer (commit 886803c): one Python ``format`` per number."""
+    import csv
+    import io
+    import math
+
+    from cloudphys.inference.result import _cell
+    from cloudphys.outputs import text_cell
+
+    g8 = "{:.8g}".format
+    cols = p.columns(obs)
+    csv.writer(fh).writerow(cols)
+    per_t, per_item = p._numbers(obs)
+    T = p.temperatures
+    n_commas = len(cols) - 5
+    buf = io.StringIO()
+    quote = csv.writer(buf)
+    stack = np.stack(per_t, axis=-1) if per_t else np.zeros((len(p.items), len(T), 0))
+    items_lat = np.stack(per_item, axis=-1) if per_item else np.zeros((len(p.items), 0))
+    for i, it in enumerate(p.items):
+        buf.seek(0)
+        buf.truncate()
+        quote.writerow([text_cell(it.name, spreadsheet_safe), text_cell(it.source, spreadsheet_safe),
+                        text_cell(it.scope, spreadsheet_safe), _cell(it.n_atoms)])
+        prefix = buf.getvalue()[:-2]
+        if it.error is not None:
+            buf.seek(0)
+            buf.truncate()
+            quote.writerow([text_cell(it.error, spreadsheet_safe), text_cell(it.symmetry_warning, spreadsheet_safe)])
+            fh.write(prefix + "," * n_commas + buf.getvalue())
+            continue
+        warn = ""
+        if it.symmetry_warning:
+            buf.seek(0)
+            buf.truncate()
+            quote.writerow([text_cell(it.symmetry_warning, spreadsheet_safe)])
+            warn = buf.getvalue()[:-2]
+        tail = "".join("," + ("" if math.isnan(v) else g8(v)) for v in items_lat[i].tolist()) + ",," + warn + "\r\n"
+        block = np.concatenate([T[:, None], stack[i]], axis=1)
+        nan_cols = np.isnan(block).all(axis=0)
+        if np.isnan(block[:, ~nan_cols]).any():
+            lines = [prefix + "".join("," + ("" if math.isnan(v) else g8(v)) for v in row) + tail
+                     for row in block.tolist()]
+        else:
+            fmt = (prefix.replace("%", "%%") + "".join("," if bad else ",%.8g" for bad in nan_cols.tolist())
+                   + tail.replace("%", "%%"))
+            lines = [fmt % tuple(row) for row in block[:, ~nan_cols].tolist()]
+        fh.write("".join(lines))
+
+
+def _big(n: int, *, root: Path, reference: bool = True, cells: bool = True) -> None:
+    """Table 4: ``n`` synthetic inputs x 200 temperatures written with ``to_csv`` (and the cell writer,
+    and pandas')."""
+    import filecmp
+
+    import cloudphys.inference.result as result
+
     big = _synthetic(n, 200)
     t_big, _ = _timed(lambda: big.to_csv(root / "big.csv"))
     size = (root / "big.csv").stat().st_size
-    t_bpd, bdf = _timed(lambda: big.to_pandas())
-    print(f"| writing {n:,} inputs x 200 temperatures ({len(bdf):,} rows x {bdf.shape[1]} columns, "
+    rows = sum(len(big.temperatures) if it.error is None else 1 for it in big.items)
+    print(f"| writing {n:,} inputs x 200 temperatures ({rows:,} rows x {len(big.columns())} columns, "
           f"{size / 1e6:.0f} MB) | seconds | rows/s |\n|---|---|---|")
-    print(f"| Prediction.to_csv | {t_big:.1f} | {len(bdf) / t_big:,.0f} |")
+    print(f"| Prediction.to_csv (block writer, now) | {t_big:.1f} | {rows / t_big:,.0f} |")
+    if cells:
+        real = result._write_table
+        result._write_table = _cell_writer
+        try:
+            t_old, _ = _timed(lambda: big.to_csv(root / "big-cells.csv"))
+        finally:
+            result._write_table = real
+        same = filecmp.cmp(root / "big.csv", root / "big-cells.csv", shallow=False)
+        (root / "big-cells.csv").unlink()
+        print(f"| Prediction.to_csv, cell-by-cell writer (before) | {t_old:.1f} | {rows / t_old:,.0f} |")
+        print(f"| ratio | {t_old / t_big:.2f} x faster | byte-identical: {'yes' if same else 'NO'} |")
+    t_bpd, bdf = _timed(lambda: big.to_pandas())
     print(f"| Prediction.to_pandas | {t_bpd:.1f} | {len(bdf) / t_bpd:,.0f} |")
     if reference:
         t_bref, _ = _timed(lambda: bdf.to_csv(root / "big-ref.csv", index=False, float_format="%.8g"))
         print(f"| reference: pandas DataFrame.to_csv of the same table | {t_bref:.1f} | {len(bdf) / t_bref:,.0f} |")
+        (root / "big-ref.csv").unlink()
+    (root / "big.csv").unlink()
     print(f"({_load()})")
+
+
+def _stages(n: int, model_name: str, *, root: Path, fmt: str = "cif", model: Any = None) -> None:
+    """Table 5: per structure, the cost of each stage of the end-to-end path, one worker."""
+    import cloudphys.inputs.formats as formats
+    from cloudphys.inference.predict import read_items
+    from cloudphys.inputs import to_records
+
+    folder = root / "stages"
+    folder.mkdir(exist_ok=True)
+    paths = _write_structures(n, folder, fmt)
+    texts = [Path(p).read_text() for p in paths]
+    from cloudphys.inputs.limits import Limits
+
+    lim = Limits()
+
+    def read_all(fast: bool) -> None:
+        formats.FAST_CIF = fast
+        try:
+            for t in texts:
+                formats.parse_cif_block(t, lim)
+        finally:
+            formats.FAST_CIF = True
+
+    def convert(fast: bool, cache: str) -> None:
+        os.environ["CLOUDPHYS_CACHE"] = str(root / cache)
+        formats.FAST_CIF = fast
+        try:
+            items = read_items(paths)
+            to_records(items, dialect="default", workers=1)
+            assert all(it.error is None for it in items), [it.error for it in items if it.error][:3]
+        finally:
+            formats.FAST_CIF = True
+
+    read_all(True)  # imports
+    t_read_pmg, _ = _timed(lambda: read_all(False))
+    t_read_fast, _ = _timed(lambda: read_all(True))
+    t_conv_pmg, _ = _timed(lambda: convert(False, "cache-stages-pmg"))
+    t_conv_fast, _ = _timed(lambda: convert(True, "cache-stages-fast"))
+    t_rerun, _ = _timed(lambda: convert(True, "cache-stages-fast"))
+    if model is None:
+        from cloudphys.models import load_model
+
+        model = load_model(model_name)
+    T = np.linspace(20.0, 1000.0, 24)
+    items = read_items(paths)
+    to_records(items, dialect="default", workers=1)
+    scopes = [{"id": it.id, "scope": it.scope, "n_atoms": it.n_atoms} for it in items]
+    t_model, _ = _timed(lambda: model.predict(scopes, T))
+    ms = 1000.0 / len(paths)
+    print(f"| stage ({len(paths)} {fmt.upper()} files, one process) | ms per structure | structures/s |\n|---|---|---|")
+    for name, t in [("CIF read, pymatgen CifParser (before)", t_read_pmg), ("CIF read, direct P1 reader (now)", t_read_fast),
+                    ("read + convert (spglib, SCOPE), pymatgen reader (before)", t_conv_pmg),
+                    ("read + convert, direct reader (now)", t_conv_fast),
+                    ("re-run of the same files (SCOPE cache, now also for one-structure files)", t_rerun),
+                    (f"model only: {model.members}-member ensemble, 24 T", t_model)]:
+        print(f"| {name} | {t * ms:.1f} | {len(paths) / t:,.0f} |")
+    print(f"({_load()}; reading {t_read_pmg / t_read_fast:.2f} x faster, conversion {t_conv_pmg / t_conv_fast:.2f} x, "
+          f"re-run {t_conv_fast / t_rerun:.1f} x faster than converting)\n")
+
+
+def _check_cif() -> None:
+    """Every CIF of the shared data read with the direct reader and with pymatgen: count differences."""
+    import csv
+    import sys
+
+    from pymatgen.core import Structure
+    from pymatgen.io.cif import CifFile, CifWriter
+
+    import cloudphys.inputs.formats as formats
+    from cloudphys.inputs.limits import Limits
+
+    data = Path(os.environ.get("CLOUDPHYS_DATA", "../shared/data"))
+    csv.field_size_limit(1 << 30)
+
+    def texts() -> Any:
+        with gzip.open(data / "phonondb-thermo" / "materials.jsonl.gz", "rt", encoding="utf-8") as fh:
+            for line in fh:
+                yield "phonondb-thermo", str(CifWriter(Structure.from_dict(json.loads(line)["structure"])))
+        for path in sorted((data / "structures").glob("*.csv.gz")):
+            with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+                for row in csv.DictReader(fh):
+                    yield path.name, row["cif"]
+
+    lim = Limits()
+
+    def read(text: str, fast: bool) -> Any:
+        formats.FAST_CIF = fast
+        try:
+            return formats.parse_cif_block(text, lim)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            formats.FAST_CIF = True
+
+    counts: dict[str, list[int]] = {}
+    for source, text in texts():
+        c = counts.setdefault(source, [0, 0, 0])
+        blocks = list(CifFile.from_str(text).data.values())
+        c[0] += 1
+        c[1] += len(blocks) == 1 and formats._plain_p1_structure(blocks[0].data) is not None
+        a, b = read(text, True), read(text, False)
+        same = type(a) is type(b) and (a == b if isinstance(a, str) else (
+            np.array_equal(a.lattice.matrix, b.lattice.matrix) and [s.species for s in a] == [s.species for s in b]
+            and np.array_equal(a.frac_coords, b.frac_coords) and a.labels == b.labels))
+        c[2] += not same
+        if not same:
+            print(f"DIFFERENT: {source}: {text[:60]!r}", file=sys.stderr)
+    print("| CIFs of the shared data | CIFs | direct reader | differ from pymatgen |\n|---|---|---|---|")
+    for source, (n, fast, bad) in counts.items():
+        print(f"| {source} | {n:,} | {fast:,} | {bad} |")
+    print(f"({_load()})")
+
 
 if __name__ == "__main__":
     main()

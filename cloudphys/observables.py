@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ObservableSpec", "THERMODYNAMIC_OBSERVABLES", "THERMODYNAMIC_UNITS"]
+__all__ = ["OBSERVABLE_KINDS", "ObservableSpec", "THERMODYNAMIC_OBSERVABLES", "THERMODYNAMIC_UNITS"]
 
 
 @dataclass(frozen=True)
@@ -22,15 +22,41 @@ class ObservableSpec:
     :param extensive: ``True`` if the value is per mole of cells (scales with ``n_atoms``);
         ``False`` if it is intensive or already per atom.
     :param description: one line for docs.
+    :param kind: ``"curve"`` (the default: a function of temperature, like ``cv``), ``"probability"``
+        (one number in [0, 1] per item, the same at every temperature, e.g. ``p_unstable``; trained
+        with a cross-entropy loss) or ``"scalar"`` (one real number per item, the same at every
+        temperature, e.g. a predicted lowest phonon frequency). Heads return every kind with the
+        shape of the temperature they are given (a per-item value repeated along the curve), so
+        curves and per-item values travel together through training, prediction and the outputs.
     """
 
     name: str
     unit: str
     extensive: bool = True
     description: str = ""
+    kind: str = "curve"
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBSERVABLE_KINDS:
+            raise ValueError(f"observable {self.name!r}: kind must be one of {', '.join(OBSERVABLE_KINDS)}, "
+                             f"got {self.kind!r}")
+        if self.kind != "curve" and self.extensive:
+            raise ValueError(f"observable {self.name!r} of kind {self.kind!r} must be intensive (extensive=False)")
+
+    @property
+    def per_item(self) -> bool:
+        """``True`` for one value per item (kinds ``probability`` and ``scalar``), not a curve."""
+        return self.kind != "curve"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "unit": self.unit, "extensive": self.extensive, "description": self.description}
+        out = {"name": self.name, "unit": self.unit, "extensive": self.extensive, "description": self.description}
+        if self.kind != "curve":  # curves' declarations stay as they were (saved models, listings)
+            out["kind"] = self.kind
+        return out
+
+
+#: What an observable may be (:attr:`ObservableSpec.kind`).
+OBSERVABLE_KINDS = ("curve", "probability", "scalar")
 
 
 #: u (zero-point energy included for harmonic models), cv, s, f = u - T*s, per mole of cells.

@@ -62,6 +62,7 @@ ENTRY_POINT_GROUP = "cloudphys"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cloudphys.physics.debye",
     "cloudphys.physics.direct",
+    "cloudphys.physics.multi",
     "cloudphys.data.builtin",
     "cloudphys.encoders.plugin",
     "cloudphys.models.builtin",

@@ -312,6 +312,29 @@ def test_the_cache_serves_a_file_named_by_another_path(tmp_path: Path, monkeypat
     assert [it.n_atoms for it in again] == [8.0] * 3
 
 
+def test_single_structure_files_are_cached_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder of one-structure CIFs converts once: a re-run reads every string from the cache (keyed by
+    the file's content: an edited file converts again)."""
+    monkeypatch.setenv("CLOUDPHYS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for k in range(3):
+        (folder / f"m{k}.cif").write_text(_cif())
+    first = to_records(read_inputs([folder]), dialect="default")
+    assert [it.scope for it in first] == [NACL] * 3 and [it.n_atoms for it in first] == [8.0] * 3
+    calls: list[int] = []
+    import cloudphys.inputs.convert as conv
+
+    real = conv.convert_many
+    monkeypatch.setattr(conv, "convert_many", lambda jobs, **kw: calls.append(len(jobs)) or real(jobs, **kw))
+    again = to_records(read_inputs([folder]), dialect="default")
+    assert calls == [] and [it.scope for it in again] == [NACL] * 3 and [it.n_atoms for it in again] == [8.0] * 3
+    assert [it.id for it in again] == [it.id for it in first]
+    (folder / "m1.cif").write_text(_cif() + "\n")  # new content: converted again, the others still cached
+    third = to_records(read_inputs([folder]), dialect="default")
+    assert calls == [1] and [it.scope for it in third] == [NACL] * 3
+
+
 def test_given_default_strings_become_canonical_cloud_strings_stay_as_written() -> None:
     cloud = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0.5 Cl 0.5"
     reordered = "-F 4 2 3 | 4b 4a | Cl 0.5 Na 0.5"  # the same crystal written another way

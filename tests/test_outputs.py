@@ -324,8 +324,8 @@ def test_dos_csv_and_repr_names_are_safe(tmp_path: Path) -> None:
     p = _prediction(["\ud800", "=x"])
     assert "=x" in repr(p) and "\\ud800" in repr(p)
     repr(p).encode("utf-8")  # print(p) to a strict UTF-8 stdout never raises
-    p.dos = {"theta_K": np.ones((2, 3)), "modes": np.ones((2, 3))}
-    path = p.dos_to_csv(tmp_path / "dos.csv")
+    p.dos = {"theta_K": np.full((2, 3), 1.0), "modes": np.ones((2, 3))}
+    path = p.dos_to_csv(tmp_path / "dos.csv", grid="0:1:0.5")  # 3 frequency points per structure
     rows = list(csv.DictReader(open(path, newline="", encoding="utf-8")))
     assert [r["id"] for r in rows][::3] == ["\\ud800", "'=x"]
     assert json.loads((tmp_path / "dos.csv.json").read_text())["format"] == "cloudphys-dos"

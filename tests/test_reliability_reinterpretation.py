@@ -139,7 +139,7 @@ def _diamond(el: str) -> dict:
 
 
 def _structures(path: Path, el: str) -> Path:
-    """A JSON list of two structures (a file of several items: the ones the SCOPE cache keeps)."""
+    """A JSON list of two structures (a file of several items)."""
     path.write_text(json.dumps([_diamond(el), _diamond(el)]))
     return path
 

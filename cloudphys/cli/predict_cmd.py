@@ -73,6 +73,12 @@ def _run(args: argparse.Namespace) -> int:
     check_output_path(args.phonopy_yaml, what="--phonopy-yaml", folder=True, overwrite=True)
     _check_plot_format(args.plot)
     _check_all_outputs(args, source)
+    if args.dos_grid is not None:
+        from ..inference.result import parse_dos_grid
+
+        parse_dos_grid(args.dos_grid)  # a bad grid fails before any work
+        if args.dos is None and not args.phonopy_yaml:
+            raise ConfigError("--dos-grid sets the grid of --dos (and of --phonopy-yaml's total_dos.dat); give --dos")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.threads is not None and args.threads < 1:
@@ -88,13 +94,19 @@ def _run(args: argparse.Namespace) -> int:
     from ..models import load_model
 
     model = load_model(source, device="cpu")
+    extra = [(name, load_model(name, device="cpu")) for name in (args.with_models or [])]
+    given = list(model.observables) + [o for _, m in extra for o in m.observables if o not in model.observables]
     if args.observables:
-        unknown = [o for o in args.observables if o not in model.observables]
+        unknown = [o for o in args.observables if o not in given]
         if unknown:
-            raise ConfigError(f"--observables {unknown}: head {model.head.name!r} gives {model.observables}")
+            raise ConfigError(f"--observables {unknown}: head {model.head.name!r} gives {model.observables}"
+                              + "".join(f"; --with {n} gives {m.observables}" for n, m in extra))
     if args.dos is not None and not model.head.has_density_of_states:
         raise ConfigError(f"--dos: head {model.head.name!r} has no density of states "
                           "(a DOS head such as phonon-dos has)")
+    if args.dos_grid is not None:
+        if not model.head.has_density_of_states:
+            raise ConfigError(f"--dos-grid: head {model.head.name!r} has no density of states")
     if args.phonopy_yaml and args.observables and not {"u", "cv", "s", "f"} <= set(args.observables):
         raise ConfigError("--phonopy-yaml needs u, cv, s and f; drop --observables or include all four")
 
@@ -102,6 +114,15 @@ def _run(args: argparse.Namespace) -> int:
                          allow_disordered=args.allow_disordered,
                          threads=args.threads if args.threads is not None else "auto",
                          symprec=symprec, angle_tolerance=angle_tolerance)
+    for name, other in extra:  # e.g. --with phonondb-stability: p_unstable beside the curves
+        new = [o for o in other.observables if o not in pred.observables]
+        if not new:
+            raise ConfigError(f"--with {name}: it gives no observable the first model does not ({other.observables})")
+        more = other.predict(args.input, T, observables=new, device=args.device, workers=args.workers,
+                             dialect=args.dialect, allow_disordered=args.allow_disordered,
+                             threads=args.threads if args.threads is not None else "auto",
+                             symprec=symprec, angle_tolerance=angle_tolerance)
+        pred = pred.combined(more, name)
     obs = args.observables or None
     safe = not args.no_spreadsheet_safe
     written = []
@@ -112,12 +133,12 @@ def _run(args: argparse.Namespace) -> int:
         pred.write_csv(sys.stdout, observables=obs, spreadsheet_safe=safe)
     dos_path = _dos_path(args)
     if dos_path is not None:
-        pred.dos_to_csv(dos_path, metadata=not args.no_metadata, spreadsheet_safe=safe)
+        pred.dos_to_csv(dos_path, grid=args.dos_grid, metadata=not args.no_metadata, spreadsheet_safe=safe)
         written.append(dos_path)
     if args.phonopy_yaml:
         from ..inference.export import export_phonopy
 
-        done = export_phonopy(pred, args.phonopy_yaml)
+        done = export_phonopy(pred, args.phonopy_yaml, dos_grid=args.dos_grid)
         n_ok = sum(1 for v in done.values() if not isinstance(v, str))
         written.append(f"{args.phonopy_yaml}/ ({n_ok} thermal_properties.yaml)")
         for name, v in done.items():
@@ -158,6 +179,9 @@ def add_commands(subparsers: Any) -> None:
         "predict", help="predict every observable (units, per cell and per atom, ensemble spreads) for structures")
     p.add_argument("run_dir", nargs="?", help="run or model directory (or use --model)")
     p.add_argument("--model", "-m", help="a pretrained model name (`cloudphys models`) or a run/model directory")
+    p.add_argument("--with", dest="with_models", action="append", metavar="MODEL",
+                   help="also predict with this model (name or directory) and add its observables as columns, "
+                        "e.g. --with phonondb-stability for p_unstable (repeatable)")
     p.add_argument("--input", "-i", nargs="+", required=True,
                    help="structure files (CIF, POSCAR, extxyz, traj, ASE JSON ...), folders, CSV/JSON-lines, "
                         "or SCOPE strings")
@@ -168,7 +192,11 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--observables", nargs="+", metavar="NAME",
                    help="only these observables (default: all the head gives)")
     p.add_argument("--dos", nargs="?", const="auto", metavar="CSV",
-                   help="also write the learned phonon DOS (DOS heads; default file OUTPUT.dos.csv)")
+                   help="also write the predicted phonon DOS in phonopy's total-DOS convention (frequency THz, "
+                        "states/THz per cell and per atom; DOS heads; default file OUTPUT.dos.csv)")
+    p.add_argument("--dos-grid", metavar="STEP|FMIN:FMAX:STEP",
+                   help="frequency grid of --dos and of --phonopy-yaml's total_dos.dat, THz (default: 0.1 THz steps "
+                        "from 0 past the highest frequency)")
     p.add_argument("--phonopy-yaml", metavar="DIR",
                    help="also write DIR/<input>/thermal_properties.yaml (phonopy format)")
     p.add_argument("--plot", help="also plot the curves (PNG, PDF, SVG by suffix)")

@@ -41,7 +41,11 @@ def load_config(
         from ..plugins import get_registry
 
         registry = get_registry()
-    unknown_keys("config", data, SECTIONS)
+    if "heads" in data:  # several heads on one encoder: the head list `multi` (cloudphys.physics.multi)
+        if "head" in data:
+            raise ConfigError("a config names either one head ('head:') or a list of heads ('heads:'), not both")
+        data["head"] = {"name": "multi", "heads": data.pop("heads")}
+    unknown_keys("config", data, (*SECTIONS, "heads"))
     for required in ("encoder", "head"):
         if required not in data:
             raise ConfigError(f"config needs an {required!r} section")
@@ -58,6 +62,10 @@ def load_config(
         pretrain.validate()
     # Heads check their own parameters (e.g. observable names): fail now, not mid-run.
     try:
+        if head.name == "multi":  # each entry against its head's schema and bounds, then built
+            from ..physics.multi import head_entries
+
+            head_entries(head.params.get("heads", ()), registry)
         registry.head(head.name)(**head.params)
     except CloudphysError:
         raise

@@ -102,6 +102,10 @@ class TrainConfig(RunOptions):
     :param dos_smoothness: weight of a smoothness prior on the head's phonon density of states
         (:func:`cloudphys.training.losses.dos_roughness`) added to the training loss (0: none; needs a
         head with ``has_density_of_states``).
+    :param dos_weight: weight of the phonon-DOS term added to the training loss where a material has a
+        DOS label (``Examples.dos``): the Wasserstein-1 distance per mode, in THz, between the head's
+        DOS and the label (:func:`cloudphys.training.losses.dos_w1`; 0: none; needs a head with
+        ``dos_histogram``, e.g. ``phonon-dos``). Validation and early stopping use the curves' loss.
     :param parallel_members: train up to this many ensemble members at once, each in its own process
         (CPU: give each ``num_threads`` threads so that ``parallel_members × num_threads`` fits the cores);
         the members are the same as trained one after the other.
@@ -127,6 +131,8 @@ class TrainConfig(RunOptions):
     ema: float = option(0.0, ge=0, lt=1, remedy="0 turns the weight average off; e.g. 0.999")
     dos_smoothness: float = option(
         0.0, ge=0, le=MAX_LOSS_WEIGHT, remedy="0 turns the prior off; e.g. 0.01 (weight x loss stays finite)")
+    dos_weight: float = option(
+        0.0, ge=0, le=MAX_LOSS_WEIGHT, remedy="0 turns the DOS term off; e.g. 0.03 (weight x loss stays finite)")
     parallel_members: int = option(1, ge=1, le=1024, remedy="1 trains the members one after the other")
     loss_weights: dict[str, float] = option(
         factory=dict, ge=0, le=MAX_LOSS_WEIGHT,

@@ -68,6 +68,12 @@ class Examples:
     :param n_atoms_primitive: atoms per primitive cell, shape ``[N]``, where known (from a structure:
         ``cloudphys.scope.primitive_atoms``; NaN where not); ``None``: every given cell is read as a
         primitive cell. Only heads that declare the condition ``n_atoms_primitive`` use it (issue 12).
+    :param dos: phonon density of states labels (issue 20), shape ``[N, K]``: modes per cell in ``K``
+        equal bins on (0, ``dos_fmax_thz``]; a row of NaN marks a material without one (it still
+        trains on its curves). ``None``: no example has one.
+    :param dos_fmax_thz: ``[N]`` upper edge (THz) of each example's DOS bins (NaN where no DOS).
+    :param dos_atom: ``[N]`` modes at or below 0 THz (phonondb-thermo's ``dos_nonpositive_modes``),
+        so that ``dos.sum(1) + dos_atom`` is the cell's 3·n_atoms modes (0 where not given).
     """
 
     ids: list[str]
@@ -78,6 +84,9 @@ class Examples:
     units: dict[str, str] = field(default_factory=dict)
     dialect: str | None = None
     n_atoms_primitive: np.ndarray | None = None
+    dos: np.ndarray | None = None
+    dos_fmax_thz: np.ndarray | None = None
+    dos_atom: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -85,6 +94,15 @@ class Examples:
             raise ValueError("ids, scope and n_atoms must have the same length")
         if self.n_atoms_primitive is not None and len(self.n_atoms_primitive) != n:
             raise ValueError("n_atoms_primitive must have one value per example")
+        if self.dos is not None:
+            self.dos = np.asarray(self.dos, dtype=np.float64)
+            if self.dos.ndim != 2 or self.dos.shape[0] != n:
+                raise ValueError(f"dos must have shape [N, K] with N = {n} examples, got {self.dos.shape}")
+            fmax = np.full(n, np.nan) if self.dos_fmax_thz is None else np.asarray(self.dos_fmax_thz, np.float64)
+            atom = np.zeros(n) if self.dos_atom is None else np.asarray(self.dos_atom, np.float64)
+            if fmax.shape != (n,) or atom.shape != (n,):
+                raise ValueError("dos_fmax_thz and dos_atom must have one value per example")
+            self.dos_fmax_thz, self.dos_atom = fmax, atom
         for name, values in self.targets.items():
             if values.shape != (n, len(self.temperatures)):
                 raise ValueError(

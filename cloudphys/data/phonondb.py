@@ -76,6 +76,7 @@ def load_phonondb_thermo(
     on_error: str = "warn",
     progress: bool = False,
     min_freq_thz: float | None = None,
+    stability: bool = False,
     **unknown: Any,
 ) -> Examples:
     """Phonon thermodynamics curves of phonondb crystals.
@@ -88,6 +89,10 @@ def load_phonondb_thermo(
     :param min_freq_thz: instead of ``stable``: keep the materials whose lowest mesh frequency is
         above this (THz), e.g. -0.5 to add mildly unstable ones (their curves leave out the few
         imaginary modes phonopy drops).
+    :param stability: all materials, stable or not, with the labels ``p_unstable`` (1: dynamically
+        unstable) and ``min_freq_thz`` (THz) for a stability head; the curves of the unstable ones
+        are missing labels (NaN), so thermodynamic heads still learn from stable materials only
+        (``stable`` is then ignored; ``min_freq_thz``, if given, is the threshold of the label).
     :param limit: keep only the first ``limit`` materials (file order) after filtering.
     :param dialect: SCOPE dialect (``default``; ``cloud`` reads ``cloud/generator.json``).
     :param symprec: spglib tolerance for the conversion (Å).
@@ -114,7 +119,8 @@ def load_phonondb_thermo(
         mat_path, split, name=name, grid=grid, split_of=split_of, observables=observables,
         temperatures=temperatures, temperature_range=temperature_range, stable=stable, limit=limit,
         dialect=dialect, symprec=symprec, workers=workers, on_error=on_error, progress=progress,
-        min_freq_thz=min_freq_thz, grid_source=f"meta.json ({meta_path})", split_source=f"split.json ({split_path})",
+        min_freq_thz=min_freq_thz, stability=stability, grid_source=f"meta.json ({meta_path})",
+        split_source=f"split.json ({split_path})",
     )
 
 
@@ -133,6 +139,8 @@ def phonondb_spec() -> DatasetSpec:
             "u": "vibrational internal energy incl. zero-point energy, J/mol per mole of primitive cells",
             "f": "Helmholtz free energy u - T s, J/mol per mole of primitive cells",
             "stable": "lowest phonon frequency on the mesh > -0.1 THz",
+            "p_unstable": "with stability=true: 1 if dynamically unstable (not stable), else 0",
+            "min_freq_thz": "lowest phonon frequency on the mesh, THz (label with stability=true)",
         },
         licence=_LICENCE,
         source=_SOURCE,

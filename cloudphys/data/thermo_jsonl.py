@@ -10,7 +10,7 @@ cannot be converted, or whose ``n_atoms`` is not a positive number, is left out 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,7 @@ def load_thermo_rows(
     default_grid: np.ndarray | Sequence[float] | None = None,
     grid_source: str = "the data set's grid",
     split_source: str | None = None,
+    stability: bool = False,
 ) -> Examples:
     """Examples from a JSON-lines file of thermo rows (phonondb-thermo format).
 
@@ -152,6 +153,12 @@ def load_thermo_rows(
         temperatures), except ``train``, which must have rows (:class:`DataError` saying why it is
         empty and how splits are assigned).
     Rows with an ``error`` field (failed builds) are left out with a :class:`DataWarning`.
+
+    :param stability: keep every material, stable or not, and add the labels ``p_unstable`` (1 for
+        a dynamically unstable material -- ``stable: false``, or its ``min_freq_thz`` at or below the
+        ``min_freq_thz`` threshold when one is given -- 0 otherwise) and ``min_freq_thz`` (THz), the
+        same at every temperature; the curves of unstable materials become missing labels (NaN), so
+        thermodynamic heads still learn from the stable materials only.
     """
     obs = observables_of(name, observables)
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 0):
@@ -216,7 +223,9 @@ def load_thermo_rows(
         except DataError as exc:
             broken.append((rid, str(exc)))
             continue
-        if min_freq_thz is not None:  # a threshold of its own instead of the stable flag
+        if stability:  # every material: unstable ones are labelled, their curves left out below
+            pass
+        elif min_freq_thz is not None:  # a threshold of its own instead of the stable flag
             lowest = row.get("min_freq_thz")
             if lowest is None or not float(lowest) > float(min_freq_thz):
                 n_unstable += 1
@@ -248,15 +257,61 @@ def load_thermo_rows(
     for o in obs:
         values = np.asarray([r[o] for r in rows], dtype=np.float64).reshape(len(rows), len(in_use))
         targets[o] = values[:, t_idx]
+    units = {o: UNITS[o] for o in obs}
+    spectra = dos_labels(rows, name)
+    if stability:
+        unstable = np.asarray([_is_unstable(r, min_freq_thz) for r in rows], dtype=bool)
+        for o in obs:
+            targets[o][unstable] = np.nan  # untrustworthy curves: missing labels, not zeros
+        nT = len(t_idx)
+        lowest = np.asarray([float(r["min_freq_thz"]) if r.get("min_freq_thz") is not None else np.nan for r in rows],
+                            dtype=np.float64)
+        targets["p_unstable"] = np.repeat(unstable.astype(np.float64)[:, None], nT, axis=1)
+        targets["min_freq_thz"] = np.repeat(lowest[:, None], nT, axis=1)
+        units.update(p_unstable="", min_freq_thz="THz")
+        if "dos" in spectra:  # an unstable material's DOS is no label either (thermodynamic heads: stable only)
+            spectra["dos"][unstable] = np.nan
     return Examples(
+        **spectra,
         ids=[str(r["id"]) for r in rows],
         scope=kept_scope,
         n_atoms=np.asarray([r["n_atoms"] for r in rows], dtype=np.float64).reshape(len(rows)),
         temperatures=in_use[t_idx].copy(),
         targets=targets,
-        units={o: UNITS[o] for o in obs},
+        units=units,
         dialect=dialect,
     )
+
+
+def _is_unstable(row: Mapping[str, Any], min_freq_thz: float | None) -> bool:
+    """A row's label for ``stability``: its ``stable`` flag, or its lowest frequency against a threshold."""
+    if min_freq_thz is not None:
+        lowest = row.get("min_freq_thz")
+        return lowest is None or not float(lowest) > float(min_freq_thz)
+    return not row.get("stable", True)
+
+
+def dos_labels(rows: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The phonon-DOS labels of thermo rows (``dos``, ``dos_fmax_thz``, ``dos_nonpositive_modes``) as
+    :class:`Examples` fields: a row without them (or with a DOS of another length than the first,
+    or non-finite values) gets a NaN row and trains on its curves alone; no row with one: ``{}``."""
+    k = next((len(r["dos"]) for r in rows if isinstance(r.get("dos"), list) and r["dos"]), None)
+    if k is None:
+        return {}
+    dos = np.full((len(rows), k), np.nan)
+    fmax = np.full(len(rows), np.nan)
+    atom = np.zeros(len(rows))
+    for i, r in enumerate(rows):
+        d, f = r.get("dos"), r.get("dos_fmax_thz")
+        if not isinstance(d, list) or len(d) != k or f is None:
+            continue
+        try:
+            v, fv, av = np.asarray(d, dtype=np.float64), float(f), float(r.get("dos_nonpositive_modes", 0.0) or 0.0)
+        except (TypeError, ValueError):
+            continue
+        if np.all(np.isfinite(v)) and (v >= 0).all() and np.isfinite(fv) and fv > 0 and np.isfinite(av) and av >= 0:
+            dos[i], fmax[i], atom[i] = v, fv, av
+    return {"dos": dos, "dos_fmax_thz": fmax, "dos_atom": atom}
 
 
 def load_thermo_jsonl(
@@ -277,6 +332,7 @@ def load_thermo_jsonl(
     workers: Workers = 1,
     on_error: str = "warn",
     progress: bool = False,
+    stability: bool = False,
     **unknown: Any,
 ) -> Examples:
     """Your own thermo rows (``cloudphys data from-phonopy`` / ``build-phonondb`` output).
@@ -313,5 +369,5 @@ def load_thermo_jsonl(
         split_of=split_of, observables=observables, temperatures=temperatures,
         temperature_range=temperature_range, stable=stable, limit=limit, dialect=dialect, symprec=symprec,
         workers=workers, on_error=on_error, progress=progress, split_seed=seed, valid_size=valid_size,
-        test_size=test_size, split_source=f"split_file {split_file}" if split_file else None,
+        test_size=test_size, split_source=f"split_file {split_file}" if split_file else None, stability=stability,
     )

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["thermal_properties_yaml_lines", "write_thermal_properties_yaml", "export_phonopy"]
+__all__ = ["thermal_properties_yaml_lines", "total_dos_dat_lines", "write_thermal_properties_yaml", "export_phonopy"]
 
 NEEDED = ("u", "cv", "s", "f")
 
@@ -95,8 +95,22 @@ def _safe(name: str) -> str:
     return s[:120]
 
 
-def export_phonopy(prediction: Any, out_dir: str | Path) -> dict[str, Path | str]:
-    """``out_dir/<name>/thermal_properties.yaml`` for every structure of a :class:`Prediction`.
+def total_dos_dat_lines(structure: Any, grid: Any = None, *, model: str = "") -> list[str]:
+    """phonopy's ``total_dos.dat`` lines (``# header``, then frequency in THz and states/THz per cell, one
+    point a line, ``%20.10f%20.10f`` as phonopy writes them) of one structure's predicted DOS on ``grid``
+    (:meth:`~cloudphys.inference.result.StructurePrediction.total_dos`)."""
+    f, cell, _ = structure.total_dos(grid)
+    if not np.all(np.isfinite(cell)):
+        raise DataError(f"{structure.name}: no DOS per cell (no n_atoms, or non-finite values)")
+    head = [f"# predicted by cloudphys{' model ' + model if model else ''} for {structure.name} (not a phonon "
+            "calculation): histogram DOS averaged over grid cells; frequency (THz), DOS (states/THz per cell of "
+            f"natom = {structure.n_atoms:g} atoms)"]
+    return head + ["%20.10f%20.10f" % (a, b) for a, b in zip(f, cell)]
+
+
+def export_phonopy(prediction: Any, out_dir: str | Path, *, dos_grid: Any = None) -> dict[str, Path | str]:
+    """``out_dir/<name>/thermal_properties.yaml`` for every structure of a :class:`Prediction`, and
+    ``total_dos.dat`` beside it for DOS heads (on ``dos_grid``, the grid of ``predict --dos``).
 
     :returns: ``{name: path}`` for written files and ``{name: reason}`` for structures that could
         not be exported (failed inputs, non-integer ``n_atoms``); nothing is skipped silently.
@@ -130,4 +144,7 @@ def export_phonopy(prediction: Any, out_dir: str | Path) -> dict[str, Path | str
             continue
         target.mkdir(exist_ok=True)
         done[s.name] = write_text(target / "thermal_properties.yaml", "\n".join(lines))
+        if prediction.dos is not None:
+            write_text(target / "total_dos.dat", "\n".join(total_dos_dat_lines(s, dos_grid, model=prediction.model))
+                       + "\n")
     return done

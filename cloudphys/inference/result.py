@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import DataError
 from .units import per_atom_unit
 
-__all__ = ["Quantity", "ItemInfo", "Prediction", "StructurePrediction", "unit_slug", "column_name", "per_atom_unit",
+__all__ = ["Quantity", "ItemInfo", "Prediction", "StructurePrediction", "parse_dos_grid", "check_dos_grid", "dos_edges",
+           "total_dos_on_grid", "unit_slug", "column_name", "per_atom_unit",
            "quantities_from_head"]
 
 
@@ -82,6 +83,79 @@ def _z(level: float) -> float:
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+K_PER_THZ = 47.99243073366221  # mode temperature of 1 THz, K
+#: phonopy's default frequency pitch of the total DOS (THz)
+DEFAULT_DOS_STEP_THZ = 0.1
+
+
+def parse_dos_grid(spec: str | float | Sequence[float] | None) -> np.ndarray | float | None:
+    """``--dos-grid``: ``STEP`` (THz; 0 to the spectrum's top) or ``FMIN:FMAX:STEP`` (THz, FMAX included),
+    as a step or an array of frequency points; ``None`` passes."""
+    if spec is None:
+        return None
+    if isinstance(spec, (int, float)):
+        parts = [float(spec)]
+    elif isinstance(spec, str):
+        try:
+            parts = [float(x) for x in spec.split(":")]
+        except ValueError:
+            raise DataError(f"--dos-grid {spec!r}: give STEP or FMIN:FMAX:STEP in THz, e.g. 0.1 or 0:20:0.05") from None
+    else:
+        return check_dos_grid(np.asarray(spec, dtype=np.float64))
+    if len(parts) == 1:
+        if not (math.isfinite(parts[0]) and parts[0] > 0):
+            raise DataError(f"--dos-grid {spec!r}: the step must be a positive number of THz")
+        return parts[0]
+    if len(parts) != 3:
+        raise DataError(f"--dos-grid {spec!r}: give STEP or FMIN:FMAX:STEP in THz, e.g. 0.1 or 0:20:0.05")
+    lo, hi, step = parts
+    if not all(math.isfinite(v) for v in parts) or step <= 0 or hi <= lo:
+        raise DataError(f"--dos-grid {spec!r}: need FMIN < FMAX and STEP > 0 (THz, finite)")
+    count = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    if count > 1_000_000:
+        raise DataError(f"--dos-grid {spec!r}: {count:,} points; at most 1,000,000")
+    return check_dos_grid(lo + step * np.arange(count))
+
+
+def check_dos_grid(grid: np.ndarray) -> np.ndarray:
+    """An equally spaced, increasing frequency grid (THz) of at least 2 finite points, or a DataError."""
+    g = np.asarray(grid, dtype=np.float64).reshape(-1)
+    if g.size < 2 or not np.all(np.isfinite(g)):
+        raise DataError("a DOS grid needs at least 2 finite frequency points (THz)")
+    d = np.diff(g)
+    if not (d > 0).all() or not np.allclose(d, d[0], rtol=1e-6, atol=0):
+        raise DataError("a DOS grid must be equally spaced and increasing (frequency points in THz)")
+    return g
+
+
+def dos_edges(dos: dict[str, np.ndarray]) -> np.ndarray:
+    """Bin edges (THz) ``[N, K+1]`` of a :attr:`Prediction.dos`: its ``edges_THz``, else from its equal-bin
+    centres ``theta_K`` (bins on (0, θ_max], centre k at (k + ½)·θ_max/K)."""
+    if "edges_THz" in dos:
+        return np.asarray(dos["edges_THz"], dtype=np.float64)
+    theta = np.asarray(dos["theta_K"], dtype=np.float64) / K_PER_THZ
+    width = 2.0 * theta[:, :1]  # the first centre is half a bin above 0
+    return width * np.arange(theta.shape[1] + 1)
+
+
+def total_dos_on_grid(modes: np.ndarray, edges: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The histogram DOS (``modes[N, K]`` in bins ``edges[N, K+1]``, THz) as phonopy's total DOS on ``grid``
+    (THz, equal spacing h): states per THz at f_j = the modes in [f_j − h/2, f_j + h/2] divided by h,
+    from the exact cumulative DOS. Σ_j dos_j·h is every mode inside the grid's cells (3·n_atoms when the
+    grid covers the spectrum). NaN rows stay NaN."""
+    g = check_dos_grid(grid)
+    h = float(g[1] - g[0])
+    cells = np.concatenate([g - h / 2, [g[-1] + h / 2]])
+    out = np.full((len(modes), len(g)), np.nan)
+    for i in range(len(modes)):
+        m, e = np.asarray(modes[i], dtype=np.float64), np.asarray(edges[i], dtype=np.float64)
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(e))):
+            continue
+        cum = np.interp(cells, e, np.concatenate([[0.0], np.cumsum(m)]), left=0.0, right=float(m.sum()))
+        out[i] = np.diff(cum) / h
+    return out
 
 
 @dataclass
@@ -150,6 +224,53 @@ class Prediction:
     @property
     def is_ensemble(self) -> bool:
         return self.member_std is not None
+
+    def combined(self, other: "Prediction", name: str | None = None) -> "Prediction":
+        """This prediction with the observables (and scalar latents) of ``other`` -- another model's
+        prediction of the same inputs at the same temperatures -- added where their names are new
+        (``cloudphys predict --with MODEL``, e.g. ``p_unstable`` beside a curve model's curves).
+
+        An input that fails in either keeps its row with both errors; spreads of the added quantities
+        come from ``other`` where both are ensembles (NaN where only this one is).
+        """
+        if len(other.items) != len(self.items) or not np.array_equal(other.temperatures, self.temperatures):
+            raise DataError("cannot combine predictions of different inputs or temperatures")
+        label = name or other.model or "the second model"
+        new_obs = [k for k in other.observables if k not in self.observables]
+        new_lat = [k for k in other.latents if k not in self.latents and k not in new_obs
+                   and np.asarray(other.latents[k]).ndim == 1]
+        items = []
+        for mine, theirs in zip(self.items, other.items):
+            err = mine.error
+            if theirs.error and theirs.error != mine.error:
+                err = f"{err}; " if err else ""
+                err += f"{label}: {theirs.error}"
+            items.append(ItemInfo(mine.name, mine.source, mine.scope, mine.n_atoms, err, mine.symmetry_warning))
+        spreads = None
+        if self.member_std is not None:
+            spreads = dict(self.member_std)
+            for k in (*new_obs, *new_lat):
+                theirs = other.std(k)
+                arr = other.observables[k] if k in other.observables else other.latents[k]
+                spreads[k] = theirs / self.scale if theirs is not None else np.full(np.shape(arr), np.nan)
+        bad = np.asarray([it.error is not None for it in items], dtype=bool)
+
+        def masked(a: np.ndarray) -> np.ndarray:
+            a = np.array(a, dtype=np.float64, copy=True)
+            a[bad] = np.nan
+            return a
+
+        return Prediction(
+            temperatures=self.temperatures, items=items,
+            observables={**{k: masked(v) for k, v in self.observables.items()},
+                         **{k: masked(other.observables[k]) for k in new_obs}},
+            quantities={**self.quantities, **{k: other.quantities[k] for k in (*new_obs, *new_lat)
+                                              if k in other.quantities}},
+            latents={**self.latents, **{k: masked(other.latents[k]) for k in new_lat}},
+            member_std=spreads, scale=self.scale, level=self.level, calibration=self.calibration, dos=self.dos,
+            zero_point=self.zero_point, model=f"{self.model} + {label}", head=f"{self.head} + {other.head}",
+            members=self.members,
+        )
 
     # -- spreads -------------------------------------------------------------------------
     def std(self, name: str) -> np.ndarray | None:
@@ -369,46 +490,87 @@ class Prediction:
         arrays = self.column_arrays(observables)
         return pd.DataFrame(arrays, columns=list(arrays))
 
-    def dos_rows(self) -> list[dict[str, Any]]:
-        """The learned DOS, one row per (structure, bin): mode temperature, frequency, modes per atom."""
+    def dos_grid(self, grid: str | float | Sequence[float] | None = None) -> np.ndarray:
+        """The frequency points (THz) of :meth:`total_dos`: ``grid`` as given (points, ``FMIN:FMAX:STEP``),
+        or 0 up past the highest predicted frequency in steps of ``grid`` (THz; default 0.1, phonopy's pitch)."""
         if self.dos is None:
             raise DataError(f"head {self.head!r} has no density of states (only DOS heads such as phonon-dos do)")
-        from_k = 1.0 / 47.99243073366221  # THz per K of mode temperature
+        spec = parse_dos_grid(grid)
+        if isinstance(spec, np.ndarray):
+            return spec
+        step = DEFAULT_DOS_STEP_THZ if spec is None else float(spec)
+        top = np.nanmax(dos_edges(self.dos)[:, -1]) if len(self) else 1.0
+        top = float(top) if np.isfinite(top) else 1.0
+        count = int(math.ceil(top / step)) + 1
+        if count > 1_000_000:
+            raise DataError(f"a DOS grid of step {step:g} THz up to {top:g} THz has {count:,} points; "
+                            "at most 1,000,000")
+        return step * np.arange(count)
+
+    def total_dos(self, grid: str | float | Sequence[float] | None = None) -> dict[str, np.ndarray]:
+        """The predicted phonon DOS in phonopy's total-DOS convention, on a frequency grid.
+
+        :param grid: frequency points (THz, equally spaced), ``"FMIN:FMAX:STEP"``, or a step (THz) from 0
+            past the highest frequency; default 0.1 THz (phonopy's pitch).
+        :returns: ``{"frequency_THz": [G], "dos_cell": [N, G] states/THz per given cell, "dos_atom": [N, G]
+            states/THz per atom}``: the model's histogram DOS averaged over cells of the grid's spacing
+            around each point (exact), so Σ dos·step = 3·n_atoms (3 per atom) when the grid covers the
+            spectrum; NaN for failed inputs (``dos_cell`` also where a SCOPE string came without ``n_atoms``).
+        """
+        g = self.dos_grid(grid)
+        assert self.dos is not None
+        per_cell = total_dos_on_grid(self.dos["modes"], dos_edges(self.dos), g)
+        n = np.array([np.nan if it.n_atoms is None or it.error is not None else float(it.n_atoms)
+                      for it in self.items])
+        given = np.array([it.n_atoms is not None for it in self.items])
+        per_atom = np.where(given[:, None], per_cell / np.where(given, n, 1.0)[:, None], per_cell)
+        per_cell = np.where(given[:, None], per_cell, np.nan)
+        bad = np.array([it.error is not None for it in self.items])
+        per_cell[bad], per_atom[bad] = np.nan, np.nan
+        return {"frequency_THz": g, "dos_cell": per_cell, "dos_atom": per_atom}
+
+    def dos_rows(self, grid: str | float | Sequence[float] | None = None) -> list[dict[str, Any]]:
+        """:meth:`total_dos` as rows: one per (structure, frequency point); one error row per failed input."""
+        d = self.total_dos(grid)
         out: list[dict[str, Any]] = []
-        for s in self:
-            if s.error is not None:
-                out.append({"id": s.name, "bin": None, "theta_K": None, "frequency_THz": None,
-                            "modes_per_atom": None, "modes_per_atom_std": None, "error": s.error})
+        for i, it in enumerate(self.items):
+            if it.error is not None:
+                out.append({"id": it.name, "frequency_THz": None, "dos_states_per_THz_cell": None,
+                            "dos_states_per_THz_atom": None, "error": it.error})
                 continue
-            theta, g, sd = s.dos  # type: ignore[misc]
-            for k in range(len(theta)):
-                out.append({"id": s.name, "bin": k, "theta_K": float(theta[k]),
-                            "frequency_THz": float(theta[k]) * from_k,
-                            "modes_per_atom": float(g[k]), "modes_per_atom_std": None if sd is None else float(sd[k]),
-                            "error": None})
+            for j, f in enumerate(d["frequency_THz"]):
+                cell = d["dos_cell"][i, j]
+                out.append({"id": it.name, "frequency_THz": float(f),
+                            "dos_states_per_THz_cell": None if not np.isfinite(cell) else float(cell),
+                            "dos_states_per_THz_atom": float(d["dos_atom"][i, j]), "error": None})
         return out
 
-    def dos_to_csv(self, path: str | Path, *, metadata: bool = True, spreadsheet_safe: bool = True) -> Path:
+    def dos_to_csv(self, path: str | Path, *, grid: str | float | Sequence[float] | None = None, metadata: bool = True,
+                   spreadsheet_safe: bool = True) -> Path:
         """Write :meth:`dos_rows` (column names first) atomically, and (``metadata``) a JSON sidecar
         ``path + ".json"`` saying what the columns are."""
         from ..outputs import atomic_write, clean_text, sidecar_path, text_cell, write_json
 
         path = Path(path)
-        rows = self.dos_rows()
-        cols = ["id", "bin", "theta_K", "frequency_THz", "modes_per_atom", "modes_per_atom_std", "error"]
+        rows = self.dos_rows(grid)
+        cols = ["id", "frequency_THz", "dos_states_per_THz_cell", "dos_states_per_THz_atom", "error"]
         with atomic_write(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(cols)
             for r in rows:
                 w.writerow([text_cell(r[k], spreadsheet_safe) if k in ("id", "error") else _cell(r[k]) for k in cols])
         if metadata:
+            g = self.dos_grid(grid)
             write_json(sidecar_path(path), {
-                "format": "cloudphys-dos", "format_version": 1, "model": clean_text(self.model),
+                "format": "cloudphys-dos", "format_version": 2, "model": clean_text(self.model),
                 "head": clean_text(self.head),
-                "meaning": "learned phonon DOS: bin centres as mode temperature (K) and frequency (THz); modes per "
-                           "atom in each bin (they sum to 3)",
-                "columns": {"theta_K": {"unit": "K"}, "frequency_THz": {"unit": "THz"},
-                            "modes_per_atom": {"unit": "1"}, "modes_per_atom_std": {"unit": "1"}},
+                "meaning": "predicted phonon DOS in phonopy's total-DOS convention: states per THz per given cell "
+                           "(and per atom) at each frequency, the model's histogram DOS averaged over the grid cell "
+                           "[f - step/2, f + step/2]; sum(dos) * step = 3 * n_atoms (3 per atom) over a grid that "
+                           "covers the spectrum",
+                "grid_THz": {"first": float(g[0]), "last": float(g[-1]), "step": float(g[1] - g[0]), "points": len(g)},
+                "columns": {"frequency_THz": {"unit": "THz"}, "dos_states_per_THz_cell": {"unit": "1/THz"},
+                            "dos_states_per_THz_atom": {"unit": "1/THz"}},
                 "errors": {clean_text(k): clean_text(v) for k, v in self.errors.items()},
                 "spreadsheet_safe": bool(spreadsheet_safe)})
         return path
@@ -497,6 +659,22 @@ class StructurePrediction:
         sd = d.get("modes_std")
         return d["theta_K"][self._i], d["modes"][self._i] / n, None if sd is None else sd[self._i] / n
 
+    def total_dos(self, grid: str | float | Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frequency THz, states/THz per given cell, states/THz per atom) on ``grid``
+        (:meth:`Prediction.total_dos`; the default grid runs to this structure's highest frequency)."""
+        if self._p.dos is None or self.error is not None:
+            raise DataError(f"{self.name}: no DOS (" + (self.error or f"head {self._p.head!r} has none") + ")")
+        if grid is None or not isinstance(parse_dos_grid(grid), np.ndarray):
+            step = DEFAULT_DOS_STEP_THZ if grid is None else float(parse_dos_grid(grid))  # type: ignore[arg-type]
+            top = float(dos_edges(self._p.dos)[self._i, -1])
+            g = step * np.arange(int(math.ceil(top / step)) + 1)
+        else:
+            g = parse_dos_grid(grid)  # type: ignore[assignment]
+        e = dos_edges(self._p.dos)[self._i : self._i + 1]
+        cell = total_dos_on_grid(self._p.dos["modes"][self._i : self._i + 1], e, g)[0]
+        n = float(self.n_atoms) if self.n_atoms is not None else 1.0
+        return g, (cell if self.n_atoms is not None else np.full_like(cell, np.nan)), cell / n
+
     def __repr__(self) -> str:
         return _table(self._p, [self._i])
 
@@ -513,53 +691,89 @@ def _cell(v: Any) -> Any:
 _G8 = "{:.8g}".format
 
 
+#: numeric cells rendered per block by :func:`_write_table` (bounds its memory: ~70 bytes a cell)
+_BLOCK_CELLS = 1 << 19
+
+
+def _padded(texts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """``texts`` as rows of 8-byte words (NUL-padded) and the mask of their bytes, both ``uint64``."""
+    width = -(-max((len(t) for t in texts), default=0) // 8) * 8
+    buf = np.zeros((len(texts), width), dtype=np.uint8)
+    mask = np.zeros((len(texts), width), dtype=bool)
+    for k, t in enumerate(texts):
+        buf[k, : len(t)] = np.frombuffer(t, dtype=np.uint8)
+        mask[k, : len(t)] = True
+    return buf.view(np.uint64), mask.view(np.uint64)
+
+
 def _write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool) -> None:
-    """The CSV of :meth:`Prediction.write_csv`: per item its text cells quoted once, its per-item
-    numbers formatted once, and one ``%``-format per row for the per-temperature numbers."""
+    """The CSV of :meth:`Prediction.write_csv`, block by block of whole items: the text cells of an
+    item quoted once, its per-item numbers formatted once, and every per-temperature number of the
+    block rendered at once by :func:`cloudphys.numtext.g8_words` (the text of ``f"{x:.8g}"``)."""
     import io
 
+    from ..numtext import g8_words
     from ..outputs import text_cell
 
     cols = p.columns(obs)
-    w = csv.writer(fh)
-    w.writerow(cols)
-    per_t, per_item = p._numbers(obs)
-    T = p.temperatures
-    n_commas = len(cols) - 5  # an error row: temperature_K ... the last number empty, then error, symmetry_warning
     buf = io.StringIO()
     quote = csv.writer(buf)
-    stack = np.stack(per_t, axis=-1) if per_t else np.zeros((len(p.items), len(T), 0))
+    quote.writerow(cols)
+    fh.write(buf.getvalue())
+    per_t, per_item = p._numbers(obs)
+    T = np.asarray(p.temperatures, dtype=np.float64)
+    nT = len(T)
+    n_commas = len(cols) - 5  # an error row: temperature_K ... the last number empty, then error, symmetry_warning
     items_lat = np.stack(per_item, axis=-1) if per_item else np.zeros((len(p.items), 0))
-    for i, it in enumerate(p.items):
+    n_num = 1 + len(per_t)  # temperature_K and the per-temperature columns
+    per_block = max(1, _BLOCK_CELLS // max(1, nT * n_num))
+
+    def quoted(cells: list[Any]) -> str:
         buf.seek(0)
         buf.truncate()
-        quote.writerow([text_cell(it.name, spreadsheet_safe), text_cell(it.source, spreadsheet_safe),
-                        text_cell(it.scope, spreadsheet_safe), _cell(it.n_atoms)])
-        prefix = buf.getvalue()[:-2]  # without the line end
-        if it.error is not None:
-            buf.seek(0)
-            buf.truncate()
-            quote.writerow([text_cell(it.error, spreadsheet_safe), text_cell(it.symmetry_warning, spreadsheet_safe)])
-            fh.write(prefix + "," * n_commas + buf.getvalue())
-            continue
-        warn = ""
-        if it.symmetry_warning:
-            buf.seek(0)
-            buf.truncate()
-            quote.writerow([text_cell(it.symmetry_warning, spreadsheet_safe)])
-            warn = buf.getvalue()[:-2]
-        tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[i].tolist()) + ",," + warn + "\r\n"
-        block = np.concatenate([T[:, None], stack[i]], axis=1)
-        nan_cols = np.isnan(block).all(axis=0)
-        if np.isnan(block[:, ~nan_cols]).any():  # a stray NaN among values: format cell by cell
-            lines = [prefix + "".join("," + ("" if math.isnan(v) else _G8(v)) for v in row) + tail
-                     for row in block.tolist()]
-        else:
-            fmt = (prefix.replace("%", "%%") + "".join("," if bad else ",%.8g" for bad in nan_cols.tolist())
-                   + tail.replace("%", "%%"))
-            keep = block[:, ~nan_cols]
-            lines = [fmt % tuple(row) for row in keep.tolist()]
-        fh.write("".join(lines))
+        quote.writerow(cells)
+        return buf.getvalue()
+
+    for a in range(0, len(p.items), per_block):
+        items = p.items[a : a + per_block]
+        heads: list[bytes] = []
+        tails: list[bytes] = []
+        failed = np.zeros(len(items), dtype=bool)
+        for k, it in enumerate(items):
+            prefix = quoted([text_cell(it.name, spreadsheet_safe), text_cell(it.source, spreadsheet_safe),
+                             text_cell(it.scope, spreadsheet_safe), _cell(it.n_atoms)])[:-2]
+            if it.error is not None:
+                failed[k] = True
+                err = quoted([text_cell(it.error, spreadsheet_safe), text_cell(it.symmetry_warning, spreadsheet_safe)])
+                heads.append((prefix + "," * n_commas + err).encode("utf-8"))
+                tails.append(b"")
+                continue
+            warn = quoted([text_cell(it.symmetry_warning, spreadsheet_safe)])[:-2] if it.symmetry_warning else ""
+            tail = "".join("," + ("" if math.isnan(v) else _G8(v)) for v in items_lat[a + k].tolist())
+            heads.append(prefix.encode("utf-8"))
+            tails.append((tail + ",," + warn + "\r\n").encode("utf-8"))
+        reps = np.where(failed, 1, nT)
+        ii = np.repeat(np.arange(len(items)), reps)  # the block's rows: item (in the block), temperature
+        starts = np.cumsum(reps) - reps
+        jj = np.arange(len(ii)) - np.repeat(starts, reps)
+        jj[failed[ii]] = 0
+        values = np.empty((len(ii), n_num), dtype=np.float64)
+        values[:, 0] = T[jj] if nT else np.nan
+        for c, arr in enumerate(per_t, start=1):
+            values[:, c] = arr[a + ii, jj] if nT else np.nan
+        head, hmask = _padded(heads)
+        tail_w, tmask = _padded(tails)
+        wh, wn, wt = head.shape[1], 4 * n_num, tail_w.shape[1]
+        words = np.empty((len(ii), wh + wn + wt), dtype=np.uint64)
+        keep = np.empty_like(words)
+        g8_words(values, out=(words[:, wh : wh + wn].reshape(len(ii), n_num, 4),
+                              keep[:, wh : wh + wn].reshape(len(ii), n_num, 4)))
+        keep[failed[ii], wh : wh + wn] = 0
+        np.take(head, ii, axis=0, out=words[:, :wh])
+        np.take(hmask, ii, axis=0, out=keep[:, :wh])
+        np.take(tail_w, ii, axis=0, out=words[:, wh + wn :])
+        np.take(tmask, ii, axis=0, out=keep[:, wh + wn :])
+        fh.write(words.view(np.uint8)[keep.view(bool)].tobytes().decode("utf-8"))
 
 
 def _fmt(x: float, sd: float | None = None) -> str:
@@ -614,6 +828,9 @@ def quantities_from_head(head: Any) -> dict[str, Quantity]:
     out = {o.name: Quantity(o.name, o.unit, bool(o.extensive), o.description, lower=NON_NEGATIVE.get(o.name),
                             upper_per_atom=DULONG_PETIT if (o.name == "cv" and o.extensive) else None)
            for o in head.observables}
+    for o in head.observables:  # a probability (e.g. p_unstable): intervals stay inside [0, 1]
+        if getattr(o, "kind", "curve") == "probability":
+            out[o.name] = Quantity(o.name, o.unit, False, o.description, lower=0.0, upper=1.0)
     out.update({s.name: Quantity(s.name, s.unit, False, s.description, lower=s.lower, upper=s.upper)
                 for s in head.latents})
     return out

@@ -192,6 +192,10 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
                 raise StructureError(f"site {label}: invalid occupancy {v!r} (must be a number in (0, 1]; "
                                      "pymatgen would drop the site)")
     expected = _cif_elements(data)
+    if len(blocks) == 1 and FAST_CIF:
+        fast = _plain_p1_structure(data)
+        if fast is not None:
+            return fast
     try:
         parser = CifParser(io.StringIO(text))
         structures = parser.parse_structures(primitive=False, on_error="raise")
@@ -206,6 +210,87 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
         raise StructureError(f"the CIF names the elements {', '.join(sorted(expected))} but pymatgen read "
                              f"{', '.join(sorted(got)) or 'none'}; write each site's element symbol plainly")
     return structures[0]
+
+
+#: read the common CIF (P1, ordered, plain numbers, as pymatgen and most databases write one) directly
+#: (:func:`_plain_p1_structure`); ``False`` sends every CIF through pymatgen's ``CifParser`` (tests)
+FAST_CIF = True
+_PLAIN_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_SYMBOL = re.compile(r"^[A-Z][a-z]?$")
+_P1_SITE_TAGS = frozenset({"_atom_site_type_symbol", "_atom_site_label", "_atom_site_symmetry_multiplicity",
+                           "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"})
+_CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta",
+              "_cell_angle_gamma")
+
+
+def _plain_p1_structure(data: dict[str, Any]) -> Any:
+    """The pymatgen ``Structure`` that ``CifParser(...).parse_structures(primitive=False)`` builds from
+    ``data`` (one parsed CIF block), built directly -- or ``None`` when the block is anything but the
+    plain common case: the one symmetry operation ``x, y, z``; a cell and fractional coordinates
+    written as plain numbers (no uncertainties); each site's type symbol a plain element symbol with
+    an electronegativity; occupancies absent or 1; no oxidation states, magnetic or other
+    ``_atom_site`` data; no two sites within 2e-4 (fractional) of each other. Same lattice, sites,
+    order, coordinates and labels as pymatgen's (its 1/3 and 2/3 rounding, ``x - floor(x)`` wrap and
+    sort by electronegativity); ``tests/test_cif_fast.py`` checks the equality on the shared data's CIFs.
+    It skips pymatgen's symmetry expansion and site matching (~2/3 of reading such a file)."""
+    ops = [t for t in _OPS_TAGS + _CENTERING_TAGS if t in data]
+    if ops not in (["_symmetry_equiv_pos_as_xyz"], ["_space_group_symop_operation_xyz"]):
+        return None
+    op = data[ops[0]]
+    op = op if isinstance(op, list) else [op]
+    if len(op) != 1 or "".join(str(op[0]).split()).lower() != "x,y,z":
+        return None
+    site_tags = {t for t in data if t.startswith("_atom_site")}
+    if not site_tags <= _P1_SITE_TAGS or any(t.startswith("_atom_type") or "magn" in t or "moment" in t for t in data):
+        return None
+    cols = {t: data[t] if isinstance(data[t], list) else [data[t]] for t in site_tags}
+    labels = cols.get("_atom_site_label")
+    symbols = cols.get("_atom_site_type_symbol")
+    if labels is None or symbols is None or not all(t in cols for t in ("_atom_site_fract_x", "_atom_site_fract_y",
+                                                                        "_atom_site_fract_z")):
+        return None
+    n = len(labels)
+    if n == 0 or any(len(v) != n for v in cols.values()):
+        return None
+    if not all(isinstance(data.get(t), str) and _PLAIN_FLOAT.match(data[t]) for t in _CELL_TAGS):
+        return None
+    xyz = [cols[f"_atom_site_fract_{c}"] for c in "xyz"]
+    if not all(isinstance(v, str) and _PLAIN_FLOAT.match(v) for col in xyz for v in col):
+        return None
+    if any(not (isinstance(v, str) and _PLAIN_FLOAT.match(v) and float(v) == 1.0)
+           for v in cols.get("_atom_site_occupancy", ())):
+        return None
+    from pymatgen.core import Element, Lattice, Structure
+
+    if not all(isinstance(s, str) and _SYMBOL.match(s) and Element.is_valid_symbol(s) for s in symbols):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns of the elements without an electronegativity
+        electroneg = {s: Element(s).X for s in set(symbols)}
+    if any(math.isnan(x) for x in electroneg.values()):  # pymatgen's sort is then order-dependent
+        return None
+    import numpy as np
+
+    raw = np.array([[float(v) for v in col] for col in xyz], dtype=np.float64).T
+    if not np.isfinite(raw).all():
+        return None
+    with np.errstate(all="ignore"):  # pymatgen's rounding of 0.3333 / 0.6667 to 1/3, 2/3 (its frac_tolerance)
+        for frac in (1 / 3, 2 / 3):
+            raw[np.abs(raw / frac - 1) <= 1e-4] = frac
+    if n > 1:
+        d = raw[:, None, :] - raw[None, :, :]
+        d -= np.round(d)
+        close = (np.abs(d) < 2e-4).all(axis=-1)
+        np.fill_diagonal(close, False)
+        if close.any():  # pymatgen would merge them: its rules, not ours
+            return None
+    lattice = Lattice.from_parameters(*(float(data[t]) for t in _CELL_TAGS))
+    if min(lattice.d_hkl(h) for h in ((1, 0, 0), (0, 1, 0), (0, 0, 1))) < 0.02:
+        return None  # pymatgen's thin-cell refusal, with its message
+    coords = raw - np.floor(raw)
+    # get_sorted_structure()'s order: by electronegativity, then symbol, stable
+    order = sorted(range(n), key=lambda i: (electroneg[symbols[i]], symbols[i]))
+    return Structure(lattice, [symbols[i] for i in order], coords[order], labels=[str(labels[i]) for i in order])
 
 
 _TYPE_TAGS = ("_atom_site_type_symbol", "_atom_site.type_symbol")

@@ -346,8 +346,8 @@ def _iter_file(path: Path, limits: Limits, column: str | None) -> Iterator[Input
     except READ_ERRORS as exc:
         yield _error_item(where, f"cannot read the file: {read_error_reason(exc)}", where)
         return
-    for name, obj in found:
-        yield _object_item(name, name, obj, limits, source=where if len(found) > 1 else None)
+    for name, obj in found:  # the file is the source (the SCOPE cache's key), one structure or many
+        yield _object_item(name, name, obj, limits, source=where)
 
 
 def _iter_folder(path: Path, limits: Limits) -> Iterator[InputItem]:

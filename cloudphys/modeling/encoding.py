@@ -51,6 +51,10 @@ class Encoded:
     #: atoms per primitive cell (intensive): ``Examples.n_atoms_primitive`` where known, else the given
     #: cell's atoms; the head condition ``n_atoms_primitive``. ``None``: read the given cells as primitive.
     n_atoms_primitive: np.ndarray | None = None
+    #: phonon-DOS labels (``Examples.dos``, ``dos_fmax_thz``, ``dos_atom``; NaN rows: none), or ``None``
+    dos: np.ndarray | None = None
+    dos_fmax_thz: np.ndarray | None = None
+    dos_atom: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -207,6 +211,9 @@ def encode(
         targets=targets,
         features=None if feats is None else np.asarray(feats, dtype=np.float32),
         n_atoms_primitive=prim,
+        dos=getattr(examples, "dos", None),
+        dos_fmax_thz=getattr(examples, "dos_fmax_thz", None),
+        dos_atom=getattr(examples, "dos_atom", None),
     )
 
 
@@ -230,6 +237,12 @@ def collate(enc: Encoded, idx: np.ndarray, pad_id: int, device: torch.device | s
         "n_atoms_primitive": None if enc.n_atoms_primitive is None
         else torch.from_numpy(enc.n_atoms_primitive[idx]).float().to(device),
     }
+    if enc.dos is not None:  # float64 labels: the W1 loss is computed in float64 (cheap: [B, K])
+        batch["dos"] = {
+            "mass": torch.from_numpy(enc.dos[idx]).to(device),
+            "fmax_thz": torch.from_numpy(np.asarray(enc.dos_fmax_thz)[idx]).to(device),
+            "atom": torch.from_numpy(np.asarray(enc.dos_atom)[idx]).to(device),
+        }
     return batch
 
 

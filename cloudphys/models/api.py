@@ -283,10 +283,16 @@ class Model:
             lat = {k: torch.as_tensor(np.nan_to_num(v, nan=1.0)) for k, v in latents.items()}
             n = torch.as_tensor(np.nan_to_num(n_atoms, nan=1.0))
             theta, g = fn(lat, n)
+            hist = getattr(self.head, "dos_histogram", None)
+            edges = hist(lat, n)[0].numpy().astype(np.float64) if callable(hist) else None
         bad = ~np.isfinite(n_atoms)
         theta, g = theta.numpy().astype(np.float64), g.numpy().astype(np.float64)
         theta[bad], g[bad] = np.nan, np.nan
-        return {"theta_K": theta, "modes": g}
+        out = {"theta_K": theta, "modes": g}
+        if edges is not None:  # the bins as a histogram in THz (Prediction.total_dos)
+            edges[bad] = np.nan
+            out["edges_THz"] = edges
+        return out
 
     # -- differentiable path ----------------------------------------------------------------
     def tensors(self, structures: Any, *, device: str = "cpu") -> dict[str, Any]:

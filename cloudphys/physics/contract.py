@@ -199,6 +199,21 @@ class PhysicsHead(nn.Module):
         """
         return None
 
+    def calibrate(self, latents: Mapping[str, Any], targets: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Calibrate the head on a held-out split after training (e.g. Platt scaling of a probability).
+
+        :param latents: ``{latent: array [N, *shape]}`` the trained encoder gives on the validation split.
+        :param targets: ``{observable: array [N, nT]}`` its labels (NaN: missing).
+        :returns: a JSON-serialisable record of what was fitted (saved in the model's metadata), or
+            ``None``: nothing to calibrate (the default). Whatever it sets must be part of
+            :meth:`get_config` (or the head's tensors) so that it is saved with the model.
+        """
+        return None
+
+    #: ``True`` for a head made of several heads (:class:`cloudphys.physics.multi.MultiHead`): its
+    #: latents and observables are declared per instance, so registration checks only its name.
+    composite: ClassVar[bool] = False
+
     #: ``True`` for a head that gives a phonon density of states (:meth:`density_of_states`).
     has_density_of_states: ClassVar[bool] = False
 
@@ -342,7 +357,11 @@ def check_inputs(
     if missing:
         raise ValueError(f"head {head_cls.name!r} needs latents {missing}; got {sorted(latents)}")
     if temperature is None:
-        raise ValueError(f"head {head_cls.name!r} needs a temperature (K)")
+        if "temperature" in head_cls.conditions:
+            raise ValueError(f"head {head_cls.name!r} needs a temperature (K)")
+        # a head whose outputs do not depend on temperature (e.g. a probability per item): the
+        # outputs then have one value per sample ([B]) -- given a temperature, its shape
+        temperature = 0.0
     # The first floating input fixes the dtype; integers (tensors or numbers) are promoted to it.
     ref = _float_ref(temperature, *(latents[s.name] for s in head_cls.latents), n_atoms)
     T = _as_tensor(temperature, ref)
@@ -456,6 +475,10 @@ def validate_head_class(head_cls: Any, plugin: str = "<unknown>") -> None:
     name = getattr(head_cls, "name", "")
     if not isinstance(name, str) or not name:
         raise PluginRegistrationError(plugin, f"head class {label} declares no 'name'")
+    if getattr(head_cls, "composite", False):  # several heads in one (physics.multi): declared per instance
+        if head_cls.compute is PhysicsHead.compute:
+            raise PluginRegistrationError(plugin, f"head {name!r} does not implement compute()")
+        return
     if not head_cls.latents:
         raise PluginRegistrationError(plugin, f"head {name!r} declares no latents")
     if not head_cls.observables:
@@ -532,6 +555,13 @@ def head_output_problems(
         for b in torch.nonzero(bad.any(dim=1)).flatten().tolist():
             j = int(torch.nonzero(bad[b]).flatten()[0])
             note(b, f"{o} is {float(v[b, j])} at {float(Td[b, j]):g} K (not finite)")
+    for o in observables:
+        spec = _spec_or_none(head, o)
+        if spec is not None and getattr(spec, "kind", "curve") == "probability":
+            out = (vals[o] < 0.0) | (vals[o] > 1.0)
+            for b in torch.nonzero(out.any(dim=1)).flatten().tolist():
+                j = int(torch.nonzero(out[b]).flatten()[0])
+                note(b, f"{o} = {float(vals[o][b, j]):.6g} is not a probability (outside [0, 1])")
     for o in ("cv", "s"):
         if o in vals:
             rtol = OUTPUT_RTOL.get(outputs[o].dtype, 1e-3)
@@ -551,3 +581,11 @@ def head_output_problems(
             note(b, f"f = {float(f[b, j]):.6g} but u - T*s = {float(u[b, j] - Td[b, j] * s_[b, j]):.6g} at "
                     f"{float(Td[b, j]):g} K (f = u - T*s is violated beyond the {dtype} tolerance {rtol:g})")
     return None, items
+
+
+def _spec_or_none(head: Any, name: str) -> Any:
+    """``head.observable(name)``, or ``None`` for a head that does not declare it."""
+    try:
+        return head.observable(name)
+    except Exception:
+        return None

@@ -30,6 +30,11 @@ Checks (names for ``checks=``):
     equals its rows alone); temperatures above the limit, inf and NaN are rejected with a
     ``ValueError`` naming the temperature; integer temperatures, latents and ``n_atoms`` give
     floating outputs.
+``per_item``
+    observables that are not curves (``ObservableSpec.kind`` ``probability`` or ``scalar``, e.g. a
+    stability head's ``p_unstable``): one value per item, the same at every temperature; a
+    probability lies in [0, 1] with finite gradients over the declared latent ranges; a head that
+    declares no ``temperature`` condition works without one (``[B]`` outputs). Curves-only heads pass.
 ``limits``
     T = 0: cv = 0, s = 0, u = f; cv ≥ 0 and s ≥ 0 everywhere; the classical limit at high T:
     cv → 3·n·R and u → 3·n·R·T (skip with ``classical_limit=False`` for heads that are not
@@ -55,7 +60,15 @@ import torch
 from torch import Tensor
 
 from ..physics.contract import PhysicsHead
-from .contract_checks import check_batch, check_declarations, check_dtype, check_finite, check_range, check_shapes
+from .contract_checks import (
+    check_batch,
+    check_declarations,
+    check_dtype,
+    check_finite,
+    check_per_item,
+    check_range,
+    check_shapes,
+)
 from .physics_checks import T_HIGH, check_gradcheck, check_identities, check_limits
 from .sampling import latent_grid, range_temperatures, resolve_head
 
@@ -84,6 +97,7 @@ CHECKS: tuple[str, ...] = (
     "identities",
     "gradcheck",
     "limits",
+    "per_item",
 )
 #: Checks that run on any given inputs (see :func:`check_head_inputs`).
 POINT_CHECKS: tuple[str, ...] = ("finite", "dtype", "batch", "identities", "limits")
@@ -136,6 +150,7 @@ _CHECK_FUNCS: dict[str, Callable[..., None]] = {
     "identities": check_identities,
     "gradcheck": check_gradcheck,
     "limits": check_limits,
+    "per_item": check_per_item,
 }
 
 

@@ -49,7 +49,10 @@ def atoms_like(n: Tensor, T: Tensor) -> Tensor:
 def error_scale(head: PhysicsHead, name: str, ref: Tensor, T: Tensor, n: Tensor) -> Tensor:
     """What an error in ``name`` is measured against (see :mod:`.tolerances`): 3nR + |ref| for cv
     and s, 3nR·max(T, ENERGY_FLOOR_K) + |ref| for u and f (positive at T = 0 even where u(0) = 0),
-    |ref| otherwise."""
+    1 for a probability (absolute error), |ref| otherwise."""
+    spec = next((s for s in head.observables if s.name == name), None)
+    if getattr(spec, "kind", "curve") == "probability":  # absolute error: a probability's scale is 1
+        return torch.ones_like(ref)
     kind = is_per_kelvin(name)
     nR3 = 3.0 * R_GAS * atoms_like(n, T)
     if kind is True:

@@ -25,7 +25,8 @@ from .compare import (
 )
 from .sampling import range_temperatures
 
-__all__ = ["check_batch", "check_declarations", "check_dtype", "check_finite", "check_range", "check_shapes"]
+__all__ = ["check_batch", "check_declarations", "check_dtype", "check_finite", "check_per_item", "check_range",
+           "check_shapes"]
 
 
 def check_declarations(
@@ -237,3 +238,53 @@ def check_batch(head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor,
     la = {k: v[:1] for k, v in lat.items()}
     for k in full:
         same(k, bc[k].unsqueeze(0), full[k][:1], la, T[:1], n[:1], "(unbatched latents broadcast)")
+
+
+def check_per_item(
+    head: PhysicsHead, lat: dict[str, Tensor], T: Tensor, n: Tensor, failures: list[str], **_: Any
+) -> None:
+    """Observables that are not curves (``kind`` ``probability`` or ``scalar``, e.g. ``p_unstable``):
+    the same value at every temperature; a probability in [0, 1] over the declared latent ranges
+    (bounds included) with finite gradients w.r.t. every latent, float32 and float64; a head that
+    does not declare ``temperature`` called without one gives one value per sample (``[B]``). A head
+    with curves only passes trivially."""
+    per_item = [s.name for s in head.observables if getattr(s, "kind", "curve") != "curve"]
+    if not per_item:
+        return
+    for dtype in (torch.float64, torch.float32):
+        la = {k: v.detach().clone().requires_grad_(True) for k, v in round_into_bounds(head, lat, dtype).items()}
+        t, nn_ = T.to(dtype), n.to(dtype)
+        out = head(latents=la, temperature=t, n_atoms=nn_, observables=tuple(per_item))
+        for k in per_item:
+            v = out[k]
+            if tuple(v.shape) != tuple(t.shape):
+                failures.append(f"[per_item] {k} ({dtype}) has shape {tuple(v.shape)}, expected {tuple(t.shape)}")
+                continue
+            vd = v.detach()
+            if not bool((vd == vd[:, :1]).all()):
+                failures.append(f"[per_item] {k} ({dtype}) changes with temperature (declared kind "
+                                f"{head.observable(k).kind!r}: one value per item)")
+            if not bool(torch.isfinite(vd).all()):
+                failures.append(f"[per_item] {k} ({dtype}) is not finite somewhere over the latent ranges")
+            if head.observable(k).kind == "probability" and bool(((vd < 0) | (vd > 1)).any()):
+                idx = tuple(int(i) for i in torch.nonzero((vd < 0) | (vd > 1))[0])
+                failures.append(f"[per_item] {k} ({dtype}) = {float(vd[idx])!r} is not a probability at "
+                                f"{describe_point(lat, T, n, idx)}")
+            grads = torch.autograd.grad(v.sum(), list(la.values()), allow_unused=True)
+            for name, g in zip(la, grads):
+                if g is not None and not bool(torch.isfinite(g).all()):
+                    failures.append(f"[per_item] d{k}/d{name} ({dtype}) is not finite")
+    if "temperature" not in head.conditions:
+        try:
+            alone = head(latents=dict(lat), n_atoms=n, observables=tuple(per_item))
+        except Exception as exc:
+            failures.append(f"[per_item] called without a temperature (the head declares none): "
+                            f"{type(exc).__name__}: {exc}")
+            return
+        full = head(latents=dict(lat), temperature=T, n_atoms=n, observables=tuple(per_item))
+        for k in per_item:
+            if tuple(alone[k].shape) != (T.shape[0],):
+                failures.append(f"[per_item] {k} without a temperature has shape {tuple(alone[k].shape)}, "
+                                f"expected {(T.shape[0],)}")
+            elif not torch.equal(alone[k], full[k][:, 0]):
+                failures.append(f"[per_item] {k} without a temperature differs from its value along a curve")

@@ -124,6 +124,7 @@ def concat(a: Examples, b: Examples) -> Examples:
 
     both_none = getattr(a, "n_atoms_primitive", None) is None and getattr(b, "n_atoms_primitive", None) is None
     return Examples(
+        **_concat_dos(a, b),
         ids=[*a.ids, *b.ids],
         scope=[*a.scope, *b.scope],
         n_atoms=np.concatenate([np.asarray(a.n_atoms, dtype=np.float64), np.asarray(b.n_atoms, dtype=np.float64)]),
@@ -135,10 +136,36 @@ def concat(a: Examples, b: Examples) -> Examples:
     )
 
 
+def _concat_dos(a: Examples, b: Examples) -> dict[str, Any]:
+    """The DOS labels of ``a`` then ``b``: NaN rows where one side has none; both sides must have the
+    same number of bins (a :class:`DataError` otherwise: one label grid per training split)."""
+    da, db = getattr(a, "dos", None), getattr(b, "dos", None)
+    if da is None and db is None:
+        return {}
+    k = (da if da is not None else db).shape[1]
+    if da is not None and db is not None and da.shape[1] != db.shape[1]:
+        raise DataError(f"the DOS labels of two training sources have {da.shape[1]} and {db.shape[1]} bins; "
+                        "a training split holds DOS labels of one number of bins")
+
+    def part(ex: Examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = getattr(ex, "dos", None)
+        if d is None:
+            return np.full((len(ex), k), np.nan), np.full(len(ex), np.nan), np.zeros(len(ex))
+        return d, np.asarray(ex.dos_fmax_thz), np.asarray(ex.dos_atom)
+
+    pa, pb = part(a), part(b)
+    return {"dos": np.concatenate([pa[0], pb[0]]), "dos_fmax_thz": np.concatenate([pa[1], pb[1]]),
+            "dos_atom": np.concatenate([pa[2], pb[2]])}
+
+
 def take(ex: Examples, idx: np.ndarray) -> Examples:
     """The examples at positions ``idx`` (``train.limit``, ``train.exclude``)."""
     prim = getattr(ex, "n_atoms_primitive", None)
+    dos = getattr(ex, "dos", None)
     return Examples(
+        dos=None if dos is None else dos[idx],
+        dos_fmax_thz=None if dos is None else np.asarray(ex.dos_fmax_thz)[idx],
+        dos_atom=None if dos is None else np.asarray(ex.dos_atom)[idx],
         n_atoms_primitive=None if prim is None else np.asarray(prim)[idx],
         ids=[ex.ids[i] for i in idx],
         scope=[ex.scope[i] for i in idx],

@@ -25,7 +25,7 @@ from ..modeling.model import ScopePhysicsModel
 from . import checkpoint as ckpt
 from . import runtime
 from .loop import FitResult, fit
-from .losses import loss_value
+from .losses import effective_weights, loss_value
 from .resume import check_resume_config, prepare_run_dir
 from .transfer import member_source
 
@@ -71,7 +71,7 @@ def _ensemble_val_loss(model: ScopePhysicsModel, val_ex: Any, config: Config, de
     vpred, _ = predict_encoded(model, val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
                                observables=observables)
     # the members' target statistics (same training split)
-    return loss_value(vpred, val, model.meta["target_stats"], tc.loss, tc.loss_weights)
+    return loss_value(vpred, val, model.meta["target_stats"], tc.loss, effective_weights(model.head, tc.loss_weights))
 
 
 def _member_config(config: Config, i: int, seed: int, registry: PluginRegistry) -> Config:

@@ -42,6 +42,8 @@ from .exclusion import drop_excluded, excluded_keys, keep_mask
 from .losses import (
     check_loss_weights,
     dos_roughness,
+    dos_w1,
+    effective_weights,
     loss,
     loss_value,
     metrics_from_predictions,
@@ -218,6 +220,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
     # the running loss stays on the device (float64: the same sum as adding Python floats): reading
     # it every step (float(value)) would make a GPU wait for each step before queueing the next
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    w1_sum = torch.zeros((), dtype=torch.float64, device=device)
     lengths = np.array([len(r) for r in d.train.input_ids]) if tc.group_by_length else None
     it = batch_indices(len(d.train), tc.batch_size, shuffle=True, seed=tc.seed, epoch=epoch, rank=rank, world=world,
                        lengths=lengths)
@@ -233,9 +236,13 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         with runtime.autocast(device, tc.precision):
             pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
                                         b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
-        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, tc.loss_weights)
+        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, effective_weights(model.head, tc.loss_weights))
         if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
             value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
+        if tc.dos_weight > 0 and "dos" in b:  # W1 to the DOS labels, where a material has one (issue 20)
+            w1 = dos_w1(model.head, latents, b["n_atoms"], b["dos"])
+            value = value + tc.dos_weight * w1
+            w1_sum += w1.detach().double()
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if tc.grad_clip > 0:
@@ -257,6 +264,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         "epoch": epoch,
         "step": step,
         "train_loss": float(loss_sum) / max(nb, 1),
+        **({"train_dos_w1_thz": float(w1_sum) / max(nb, 1)} if tc.dos_weight > 0 else {}),
         "lr": optimizer.param_groups[0]["lr"],
         "samples_per_s": seen * world / elapsed if elapsed > 0 else None,
         "time_s": elapsed,
@@ -269,7 +277,7 @@ def _validate(model: ScopePhysicsModel, d: _Data, tc: TrainConfig, device: torch
         return float(row["train_loss"])
     vpred, _ = predict_encoded(model, d.val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
                                observables=d.observables)
-    vloss = loss_value(vpred, d.val, d.stats, tc.loss, tc.loss_weights)
+    vloss = loss_value(vpred, d.val, d.stats, tc.loss, effective_weights(model.head, tc.loss_weights))
     vm = metrics_from_predictions(d.val, vpred, model.head, d.stats)
     row["val_loss"] = vloss
     row["val_mae"] = vm.get("mae")
@@ -416,6 +424,10 @@ def fit(
         if device.type == "cuda" and world > 1:
             torch.cuda.set_device(device)
         model = build_model(config, registry=registry, tokenizer=tokenizer)
+        if tc.dos_weight > 0 and not callable(getattr(model.head, "dos_histogram", None)):
+            raise ConfigError(f"train.dos_weight={tc.dos_weight:g} needs a head whose phonon density of states is a "
+                              f"histogram (dos_histogram, e.g. phonon-dos); head {model.head.name!r} has none "
+                              "(set train.dos_weight=0)")
         if tc.dos_smoothness > 0 and not model.head.has_density_of_states:
             raise ConfigError(f"train.dos_smoothness={tc.dos_smoothness:g} needs a head with a phonon density of "
                               f"states; head {model.head.name!r} has none (set train.dos_smoothness=0)")
@@ -434,4 +446,25 @@ def fit(
                 prepare_run_dir(out, ensemble=False, resume=resume, overwrite=overwrite, rank0=rank0)
                 if resume:
                     check_resume_config(out, config, accept=accept_config_changes, registry=registry)
-            return _loop(model, d, config, out, resume, registry, device, rank, world, callbacks)
+            result = _loop(model, d, config, out, resume, registry, device, rank, world, callbacks)
+            _calibrate(result.model, d, tc, device, out, rank)
+            return result
+
+
+def _calibrate(model: ScopePhysicsModel, d: _Data, tc: TrainConfig, device: torch.device, out: Path | None,
+               rank: int) -> None:
+    """After training: a head that calibrates (:meth:`~cloudphys.physics.PhysicsHead.calibrate`, e.g.
+    the stability head's Platt scaling) fits on the validation split; the best model is saved again
+    with it (and the record in ``cloudphys.json``'s ``calibration``). Other heads: nothing happens."""
+    from ..physics.contract import PhysicsHead
+
+    if d.val is None or type(model.head).calibrate is PhysicsHead.calibrate:
+        return
+    _, lat = predict_encoded(model, d.val, batch_size=tc.eval_batch_size, device=device, precision=tc.precision,
+                             observables=d.observables)
+    record = model.head.calibrate(lat, d.val.targets)
+    if record is None:
+        return
+    model.meta = {**model.meta, "calibration": record}
+    if out is not None and rank == 0:
+        ckpt.save_atomic(out / "model", model.save_pretrained)

@@ -20,8 +20,8 @@ from torch import Tensor
 from ..errors import ConfigError, DataError
 from ..modeling.metrics import metrics_from_predictions, per_atom
 
-__all__ = ["LOSSES", "check_loss_weights", "dos_roughness", "loss", "loss_value", "metrics_from_predictions",
-           "per_atom", "target_stats"]
+__all__ = ["LOSSES", "check_loss_weights", "dos_roughness", "dos_w1", "effective_weights", "loss", "loss_value",
+           "metrics_from_predictions", "per_atom", "target_stats"]
 
 #: Loss kinds of ``train.loss``.
 LOSSES = ("l1", "mse", "huber")
@@ -32,12 +32,20 @@ def target_stats(enc: Any, head: Any) -> dict[str, Any]:
     per-observable per-atom spread (the loss scale) and the means per temperature (for MAD)."""
     stats: dict[str, Any] = {"temperatures": enc.temperatures.tolist(), "observables": {}}
     for name, y in enc.targets.items():
-        ext = head.observable(name).extensive
+        spec = head.observable(name)
+        ext = spec.extensive
         pa = per_atom(y, enc.n_atoms, ext)
         finite = np.isfinite(pa)
         if not finite.any():
             raise DataError(f"training split has no label for observable {name!r}")
         sd = float(np.nanstd(pa))
+        kind = getattr(spec, "kind", "curve")
+        if kind == "probability":  # cross-entropy: no scale; labels must be probabilities
+            bad = finite & ((pa < 0) | (pa > 1))
+            if bad.any():
+                raise DataError(f"observable {name!r} is a probability but the training split has labels outside "
+                                f"[0, 1] (e.g. {float(pa[bad][0])!r})")
+            sd = 1.0
         stats["observables"][name] = {
             "extensive": bool(ext),
             "scale_per_atom": sd if sd > 0 else 1.0,
@@ -45,6 +53,8 @@ def target_stats(enc: Any, head: Any) -> dict[str, Any]:
                      for v in np.nanmean(np.where(np.isfinite(y), y, np.nan), axis=0)],
             "mean_per_atom": [float(v) if np.isfinite(v) else None for v in np.nanmean(pa, axis=0)],
         }
+        if kind != "curve":  # (curves' statistics stay as they were)
+            stats["observables"][name]["kind"] = kind
     return stats
 
 
@@ -61,18 +71,32 @@ def loss(
     :param targets: ``{observable: [B, nT]}`` labels; non-finite entries are missing labels.
     :param n_atoms: ``[B]`` atoms per cell.
     :param stats: :func:`target_stats` of the training split.
-    :param kind: ``l1``, ``mse`` or ``huber`` (δ = 1 in units of the training spread).
+    :param kind: ``l1``, ``mse`` or ``huber`` (δ = 1 in units of the training spread); an observable of
+        kind ``probability`` (``stats`` say so) takes the binary cross-entropy instead.
     """
     total = None
     wsum = 0.0
     n = n_atoms.unsqueeze(-1)
     for name, target in targets.items():
         info = stats["observables"][name]
+        mask = torch.isfinite(target)
+        if info.get("kind") == "probability":  # binary cross-entropy, whatever train.loss says
+            eps = 1e-6 if pred[name].dtype == torch.float32 else 1e-12
+            p = pred[name].clamp(eps, 1.0 - eps)
+            y = torch.where(mask, target, torch.zeros_like(target))
+            per = -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p))
+            per = torch.where(mask, per, torch.zeros_like(per))
+            term = per.sum() / mask.sum().clamp_min(1)
+            if weights:
+                w = float(weights.get(name, 1.0))
+                term = term * w
+                wsum += w
+            total = term if total is None else total + term
+            continue
         err = pred[name] - target
         if info["extensive"]:
             err = err / n
         err = err / info["scale_per_atom"]
-        mask = torch.isfinite(target)
         err = torch.where(mask, err, torch.zeros_like(err))
         if kind == "l1":
             per = err.abs()
@@ -126,6 +150,39 @@ def dos_roughness(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor) -> 
     return p.shape[-1] * (diff * diff).sum(-1).mean()
 
 
+def dos_w1(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor, labels: Mapping[str, Tensor],
+           reduce: bool = True) -> Tensor:
+    """The DOS term of ``train.dos_weight``: the Wasserstein-1 distance per mode (THz) between the head's
+    DOS (``head.dos_histogram``: bins on (0, ν_max]) and the labels of the batch, each on its own grid
+    (:func:`cloudphys.physics.spectrum.wasserstein1` with ``per = 3·n_atoms``; the labels' modes at or
+    below 0 THz a point mass at 0), computed in float64.
+
+    :param labels: ``{"mass": [B, K'], "fmax_thz": [B], "atom": [B]}`` (:func:`~cloudphys.modeling.encoding.collate`);
+        rows with a non-finite label are left out.
+    :returns: the mean over the labelled materials (0, still connected to the graph, if none), or
+        with ``reduce=False`` the per-material distances ``[B]`` (NaN where unlabelled).
+    """
+    from ..physics.spectrum import equal_edges, wasserstein1
+
+    edges, g = head.dos_histogram(latents, n_atoms)
+    mass = labels["mass"].double()
+    fmax = labels["fmax_thz"].double()
+    ok = torch.isfinite(mass).all(-1) & torch.isfinite(fmax) & (fmax > 0)
+    safe_mass = torch.where(ok.unsqueeze(-1), mass, torch.zeros_like(mass))
+    safe_fmax = torch.where(ok, fmax, torch.ones_like(fmax))
+    atom = torch.where(ok, labels["atom"].double(), torch.zeros_like(fmax))
+    n = n_atoms.double()
+    # a label without its full 3n modes (never in phonondb-thermo) is rescaled to them
+    total = safe_mass.sum(-1) + atom
+    scale = torch.where(total > 0, 3.0 * n / total.clamp_min(1e-300), torch.ones_like(total))
+    d = wasserstein1(g.double(), edges.double(), safe_mass * scale.unsqueeze(-1),
+                     equal_edges(safe_fmax, mass.shape[-1]), atom_b=atom * scale, per=3.0 * n)
+    if not reduce:
+        return torch.where(ok, d, torch.full_like(d, float("nan")))
+    d = torch.where(ok, d, torch.zeros_like(d))
+    return (d.sum() / ok.sum().clamp_min(1)).to(g.dtype if g.dtype != torch.float16 else torch.float32)
+
+
 def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str,
                weights: Mapping[str, float] | None = None) -> float:
     """:func:`loss` (float64) of numpy predictions ``{observable: [N, nT]}`` on an ``Encoded`` split."""
@@ -135,3 +192,14 @@ def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, An
     value = loss({k: as_t(preds[k]) for k in enc.targets}, {k: as_t(v) for k, v in enc.targets.items()},
                  as_t(enc.n_atoms), stats, kind, weights)
     return float(value)
+
+
+def effective_weights(head: Any, weights: Mapping[str, float] | None) -> dict[str, float] | None:
+    """The per-observable weights of the loss: ``train.loss_weights`` times, for a head list
+    (:class:`~cloudphys.physics.multi.MultiHead`), each head's ``weight`` shared among its observables.
+    A single head: ``train.loss_weights`` as they are (``None`` when empty)."""
+    per_head = getattr(head, "observable_weights", None)
+    if not callable(per_head):
+        return dict(weights) if weights else None
+    own = per_head()
+    return {o: w * float((weights or {}).get(o, 1.0)) for o, w in own.items()}

@@ -107,6 +107,27 @@ class PhononDOSHead(PhysicsHead):
         g = self._modes(weights.to(work), n.unsqueeze(-1) if n.ndim else n)
         return theta_k.to(dtype), g.to(dtype)
 
+    def dos_histogram(self, latents: dict[str, Tensor], n_atoms: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
+        """The DOS as a histogram in THz: (bin edges ``[B, K+1]`` on (0, ν_max], modes per bin ``[B, K]``).
+
+        The same modes as :meth:`density_of_states` (each bin's modes sit at its centre in the
+        thermodynamic sums; as a histogram they are spread over the bin, which changes no sum of
+        the bin's mass), for comparing spectra on other grids
+        (:func:`cloudphys.physics.spectrum.wasserstein1`). ν_max = θ_max / 47.9924 K/THz.
+        """
+        weights = torch.as_tensor(latents["dos"])
+        dtype, work = work_dtype(weights)
+        w = weights.to(work)
+        n = torch.as_tensor(n_atoms, dtype=work, device=w.device)
+        g = self._modes(w, n.unsqueeze(-1) if n.ndim else n)
+        if self.theta_max is not None:
+            top = torch.full(w.shape[:-1], self.theta_max, dtype=work, device=w.device)
+        else:
+            top = torch.as_tensor(latents["theta_max"]).to(dtype=work, device=w.device).expand(w.shape[:-1])
+        steps = torch.arange(self.bins + 1, dtype=work, device=w.device) / self.bins
+        edges = (top / K_PER_THZ).unsqueeze(-1) * steps
+        return edges.to(dtype), g.to(dtype)
+
     def _mode_temperatures(self, latents: dict[str, Tensor], weights: Tensor) -> Tensor:
         centres = self.centres.to(dtype=weights.dtype, device=weights.device)
         if self.theta_max is not None:
