@@ -32,11 +32,11 @@ SIZES = [(256, 4, 4), (384, 6, 6), (512, 8, 8), (768, 12, 12)]  # hidden, layers
 
 def _model(hidden: int, layers: int, heads: int, max_len: int = 256):
     from cloudphys.modeling.model import load_tokenizer
-    from cloudphys.training.pretrain import _mlm_model
+    from cloudphys.training.mlm import mlm_model
 
     tok = load_tokenizer(max_len)
     ep = {"hidden_size": hidden, "num_layers": layers, "num_heads": heads, "max_length": max_len, "dropout": 0.1}
-    return _mlm_model(ep, tok), tok
+    return mlm_model(ep, tok), tok
 
 
 def computed(hidden: int, layers: int, heads: int, batch: int, seq: int) -> dict:

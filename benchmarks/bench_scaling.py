@@ -75,13 +75,13 @@ def _mlm_val_loss(run: Path, val_corpus, hidden: int) -> float:
 
     from cloudphys.encoders.pretrained import load_masked_lm
     from cloudphys.modeling.model import load_tokenizer
-    from cloudphys.training.stream import _val_loss
+    from cloudphys.training.stream import mlm_val_loss
 
     tok = load_tokenizer(256)
     model = load_masked_lm(run / "model", what="pretrained model", remedy="rerun the point")
     special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
     pc = SimpleNamespace(mlm_probability=0.15, seed=0, precision="fp32")
-    return _val_loss(model, val_corpus, np.arange(len(val_corpus)), tok, special, pc, torch.device("cpu"))
+    return mlm_val_loss(model, val_corpus, np.arange(len(val_corpus)), tok, special, pc, torch.device("cpu"))
 
 
 def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> dict:
@@ -157,7 +157,7 @@ def report(plot: bool = True) -> None:
         for key in ("mlm_val_loss", "cv_test_mae_over_mad"):
             a, b = _fit(n, np.array([r[key] for r in pts], float))
             fits[key] = (a, b)
-            print(f"\nfit at hidden 128: {key} = {a:.3g} * N^(-{b:.3g})  (N = {int(n[0])}..{int(n[-1])})")
+            print(f"\nfit at hidden 128: {key} = {a:.3g} * N^({-b:+.3g})  (N = {int(n[0])}..{int(n[-1])})")
     if not plot or not rows:
         return
     import matplotlib
@@ -181,7 +181,7 @@ def report(plot: bool = True) -> None:
         if key in fits and pts:
             a, b = fits[key]
             xs = np.geomspace(pts[0]["n"], pts[-1]["n"], 50)
-            ax[i].plot(xs, a * xs ** (-b), "k--", lw=0.8, label=f"fit {a:.3g}·N^-{b:.3f}")
+            ax[i].plot(xs, a * xs ** (-b), "k--", lw=0.8, label=f"fit {a:.3g}·N^({-b:+.3f})")
         ax[i].set_xscale("log")
         ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
         ax[i].legend(fontsize=7)

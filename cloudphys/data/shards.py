@@ -45,6 +45,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["CorpusBuild", "TokenCorpus", "build_token_corpus", "key_hash", "string_keys", "vocab_sha256"]
+__all__ = ["CorpusBuild", "TokenCorpus", "build_token_corpus", "key_hash", "leakage_key", "string_keys", "vocab_sha256"]
 
 FORMAT = "cloudphys-token-corpus"
 VERSION = 1
@@ -74,10 +75,23 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
+@lru_cache(maxsize=1 << 16)
+def leakage_key(text: str) -> str:
+    """What two strings must share to be the same crystal: the canonical default-dialect string
+    (the stripped text itself where it does not parse). The leakage rule of ``train.exclude`` and
+    ``pretrain.exclude`` (:mod:`cloudphys.training.exclusion`) uses this same key."""
+    from ..errors import ScopeError
+    from ..scope import canonical_text
+
+    text = str(text).strip()
+    try:
+        return canonical_text(text, "default")
+    except (ScopeError, ValueError, KeyError):
+        return text
+
+
 def string_keys(strings: Sequence[str]) -> np.ndarray:
     """The stored key hashes of SCOPE strings (their canonical default-dialect string, hashed)."""
-    from ..training.exclusion import leakage_key
-
     return np.array([key_hash(leakage_key(s)) for s in strings], dtype=np.uint64)
 
 
@@ -276,7 +290,7 @@ def _exclude_hashes(exclude: Sequence[str], dialect_table: Any,
     return np.unique(np.concatenate(keys)), failures
 
 
-def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     if not len(sorted_set) or not len(values):
         return np.zeros(len(values), dtype=bool)
     pos = np.searchsorted(sorted_set, values)
@@ -422,10 +436,10 @@ def build_token_corpus(
                 tok = np.concatenate(toks) if toks else np.zeros(0, TOKEN_DTYPE)
                 ln = np.concatenate(lens) if lens else np.zeros(0, np.int64)
                 kh = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-                excluded = _in_sorted(kh, ex_hash)
+                excluded = in_sorted(kh, ex_hash)
                 first = np.zeros(len(kh), dtype=bool)
                 first[np.unique(kh, return_index=True)[1]] = True
-                keep = first & ~_in_sorted(kh, seen) & ~excluded
+                keep = first & ~in_sorted(kh, seen) & ~excluded
                 n_dup = int((~keep & ~excluded).sum())
                 starts = np.concatenate([[0], np.cumsum(ln)])
                 sel = np.flatnonzero(keep)

@@ -3,7 +3,7 @@
 Each string is a real space group with a real Wyckoff set and a random composition of real elements:
 
 1. space group ``g`` uniform in 1..230; its symmetry section is the Hall symbol of spglib's default
-   setting (the default dialect, :func:`cloudphys.scope._grammar.hall_tokens`);
+   setting (the default dialect, :func:`cloudphys.scope.symmetry_tokens`);
 2. ``k`` sites, ``k`` uniform in 1..6 (at most the group's number of Wyckoff positions), ``k``
    distinct Wyckoff letters of ``g`` drawn uniformly, each with its conventional-cell multiplicity
    from CLOUD's table ``cloud/wyckoff-position-multiplicities.json`` (ordered by letter);
@@ -32,13 +32,17 @@ __all__ = ["SyntheticScope"]
 MAX_SITES = 6
 MAX_ELEMENTS = 4
 MAX_Z = 94
+LETTERS = "abcdefghijklmnopqrstuvwxyzA"  # Wyckoff letters in ITA order
 
 
 @cache
 def _tables(table_path: str) -> dict[str, Any]:
-    from ..scope import _grammar as G
+    from ..scope import symmetry_tokens
+    from ..scope.vocabulary import token_groups
     from ..tokenizer import build_vocabulary
 
+    groups = token_groups()
+    elements, amounts = groups[3][:MAX_Z], groups[4]  # H..Pu by atomic number; 0.0, 0.01, ..., 1.0
     vocab = build_vocabulary()
     ids = {t: i for i, t in enumerate(vocab)}
     raw = json.loads(Path(table_path).read_text())
@@ -47,20 +51,20 @@ def _tables(table_path: str) -> dict[str, Any]:
     mult = np.zeros((231, 27), dtype=np.int64)
     hall: list[list[int]] = [[]]
     for g in range(1, 231):
-        entries = sorted(raw[str(g)].items(), key=lambda kv: G.WYCKOFF_LETTERS.index(kv[0]))
+        entries = sorted(raw[str(g)].items(), key=lambda kv: LETTERS.index(kv[0]))
         n_letters[g] = len(entries)
         for j, (letter, m) in enumerate(entries):
             label_id[g, j] = ids[f"{int(m)}{letter}"]
             mult[g, j] = int(m)
-        hall.append([ids[t] for t in G.hall_tokens(g)])
+        hall.append([ids[t] for t in symmetry_tokens(g)])
     hall_len = np.array([len(h) for h in hall], dtype=np.int64)
     hall_flat = np.zeros((231, int(hall_len.max())), dtype=np.int64)
     for g in range(1, 231):
         hall_flat[g, : hall_len[g]] = hall[g]
     return {"vocab": np.array(vocab, dtype=object), "ids": ids, "n_letters": n_letters, "label_id": label_id,
             "mult": mult, "hall": hall_flat, "hall_len": hall_len,
-            "element_id": np.array([ids[G.ELEMENTS[z - 1]] for z in range(1, MAX_Z + 1)], dtype=np.int64),
-            "amount_id": np.array([ids[t] for t in G.COMPOSITION_VALUES], dtype=np.int64)}
+            "element_id": np.array([ids[e] for e in elements], dtype=np.int64),
+            "amount_id": np.array([ids[t] for t in amounts], dtype=np.int64)}
 
 
 class SyntheticScope:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,8 @@ import numpy as np
 
 from ..config import PretrainConfig
 from ..data.base import Examples
-from ..errors import ConfigError, DataError, ScopeError
+from ..data.shards import leakage_key
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginRegistry
@@ -55,19 +55,6 @@ def entry_strings(entry: Mapping[str, Any], registry: PluginRegistry, what: str 
         raise ConfigError(f"{what} {name!r}: no split {split!r}; available: {', '.join(spec.splits)}")
     out = spec.load(split=split, **entry)
     return list(out.scope) if isinstance(out, Examples) else [str(s) for s in out]
-
-
-@lru_cache(maxsize=1 << 16)
-def leakage_key(text: str) -> str:
-    """What two strings must share to be the same crystal: the canonical default-dialect string
-    (the stripped text itself where it does not parse)."""
-    from ..scope import canonical_text
-
-    text = str(text).strip()
-    try:
-        return canonical_text(text, "default")
-    except (ScopeError, ValueError, KeyError):
-        return text
 
 
 def excluded_keys(entries: Sequence[Mapping[str, Any]], registry: PluginRegistry, section: str) -> set[str]:

@@ -22,8 +22,6 @@ overwritten), and a resumed run ends with the weights of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping
@@ -34,13 +32,13 @@ import numpy as np
 import torch
 
 from ..config import Config, PretrainConfig, load_config
-from ..encoders.pretrained import load_masked_lm, quiet_transformers
 from ..errors import CheckpointError, ConfigError, DataError
 from ..modeling.encoding import tokenize
 from ..modeling.model import load_tokenizer
 from . import checkpoint as ckpt
 from . import runtime
 from .exclusion import entry_strings, excluded_keys, keep_mask
+from .mlm import mlm_model, restore_last, save_encoder, save_epoch, write_json_atomic
 from .resume import check_resume_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,55 +108,6 @@ def _remove_legacy(out: Path) -> None:
         for name in LEGACY_FILES:
             if name != "pretrain.json":
                 (out / name).unlink(missing_ok=True)
-
-
-def _mlm_model(ep: Mapping[str, Any], tokenizer: Any) -> Any:
-    """A fresh ``BertForMaskedLM`` of the encoder section's sizes (element embeddings if asked)."""
-    from transformers import BertForMaskedLM
-
-    from ..encoders.bert import ScopeBertConfig, bert_config, init_element_embeddings
-
-    vocab = tokenizer.get_vocab()
-    sc = ScopeBertConfig(
-        vocab_size=len(vocab), pad_token_id=int(tokenizer.pad_token_id),
-        hidden_size=ep.get("hidden_size", 256), num_hidden_layers=ep.get("num_layers", 4),
-        num_attention_heads=ep.get("num_heads", 4), intermediate_size=ep.get("intermediate_size"),
-        hidden_dropout_prob=ep.get("dropout", 0.1), attention_probs_dropout_prob=ep.get("dropout", 0.1),
-        max_position_embeddings=ep.get("max_length", 256),
-    )
-    model = BertForMaskedLM(bert_config(sc))
-    if ep.get("element_init"):
-        init_element_embeddings(model.bert.embeddings.word_embeddings.weight, vocab, model.config.initializer_range)
-    return model
-
-
-def _save_encoder(model: Any, tokenizer: Any, path: Path) -> None:
-    with quiet_transformers():
-        model.save_pretrained(path, safe_serialization=True)
-        tokenizer.save_pretrained(path)
-
-
-def _restore(out: Path, model: Any, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Weights, optimizer, RNG and history of ``out/last`` (every tensor accounted for)."""
-    last = out / "last"
-    ckpt.refuse_pickles(last)
-    loaded = load_masked_lm(last, what="checkpoint", remedy="resume with the run's encoder sizes")
-    try:
-        model.load_state_dict(loaded.state_dict())
-    except RuntimeError as exc:
-        raise CheckpointError(f"{last} does not fit this encoder: {exc}") from exc
-    ckpt.optimizer_from_files(opt, last)
-    state, rng = ckpt.load_training_state(last)
-    torch.set_rng_state(rng)
-    history = [h for h in ckpt.read_metrics(out) if h["epoch"] <= state["epoch"]]
-    ckpt.write_metrics(out, history)
-    return state, history
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def _check_config(config: Config) -> tuple[PretrainConfig, dict[str, Any]]:
@@ -249,7 +198,7 @@ def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path,
         order = rng.permutation(len(ids))
         n_val = round(pc.val_fraction * len(ids))
         val_idx, train_idx = order[:n_val], order[n_val:]
-        model = _mlm_model(ep, tokenizer)
+        model = mlm_model(ep, tokenizer)
         model.to(device)
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=pc.mlm_probability,
                                                    return_tensors="pt")
@@ -265,7 +214,7 @@ def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path,
                                  "seconds": 0.0}
         history: list[dict[str, Any]] = []
         if resume:
-            state, history = _restore(out, model, opt)
+            state, history = restore_last(out, model, opt)
         else:
             config.dump(out / "config.yaml")
             for name in ("metrics.jsonl", "metrics.csv"):
@@ -309,26 +258,12 @@ def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path,
                 row["val_mlm_loss"] = _val_loss(model, batch, val_idx, pc, device)
             history.append(row)
             state.update(epoch=epoch, step=step, seconds=time.perf_counter() - t_start)
-            _save_epoch(out, model, tokenizer, opt, state, row)
+            save_epoch(out, model, tokenizer, opt, state, row)
         elapsed = time.perf_counter() - t_start
 
-    ckpt.save_atomic(out / "model", lambda tmp: _save_encoder(model, tokenizer, tmp))
-    _write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
+    ckpt.save_atomic(out / "model", lambda tmp: save_encoder(model, tokenizer, tmp))
+    write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
                                                "seconds": elapsed})
     _remove_legacy(out)
     return {"out_dir": str(out), "corpus": info["corpus"], "steps": step, "seconds": round(elapsed, 1),
             "final": history[-1] if history else None}
-
-
-def _save_epoch(out: Path, model: Any, tokenizer: Any, opt: torch.optim.Optimizer, state: dict[str, Any],
-                row: dict[str, Any]) -> None:
-    """Log the epoch's row, then write ``last/`` (weights, tokenizer, optimizer, RNG) atomically."""
-    ckpt.append_metrics(out, row)
-    rng = torch.get_rng_state()
-
-    def write_last(tmp: Path) -> None:
-        _save_encoder(model, tokenizer, tmp)
-        ckpt.optimizer_to_files(opt, tmp)
-        ckpt.save_training_state(tmp, dict(state), rng)
-
-    ckpt.save_atomic(out / "last", write_last)

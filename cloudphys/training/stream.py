@@ -44,7 +44,7 @@ def corpus_split(corpus: Any, val_fraction: float,
 
     :param excluded: sorted unique key hashes to leave out (``pretrain.exclude``).
     """
-    from ..data.shards import _in_sorted
+    from ..data.shards import in_sorted
 
     cut = np.uint64(min(int(val_fraction * _HASH_RANGE), 2**64 - 1))
     dt = _index_dtype(len(corpus))
@@ -55,7 +55,7 @@ def corpus_split(corpus: Any, val_fraction: float,
         idx = np.arange(base, base + len(keys), dtype=dt)
         ok = np.ones(len(keys), dtype=bool)
         if excluded is not None and len(excluded):
-            ok = ~_in_sorted(keys, excluded)
+            ok = ~in_sorted(keys, excluded)
             n_ex += int((~ok).sum())
         is_val = keys < cut if val_fraction > 0 else np.zeros(len(keys), dtype=bool)
         keep = idx[ok & ~is_val]
@@ -148,7 +148,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
     from . import checkpoint as ckpt
     from . import runtime
     from .exclusion import excluded_keys
-    from .pretrain import _mlm_model, _restore, _save_encoder, _save_epoch, _write_json_atomic
+    from .mlm import mlm_model, restore_last, save_encoder, save_epoch, write_json_atomic
 
     corpus = TokenCorpus(pc.corpus)
     max_len = int(ep.get("max_length", 256))
@@ -170,7 +170,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
         if device.type == "cuda" and world > 1:
             torch.cuda.set_device(device)
         sampler = CorpusSampler(train_idx, pc.batch_size, pc.seed, rank, world)
-        model = _mlm_model(ep, tokenizer).to(device)
+        model = mlm_model(ep, tokenizer).to(device)
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
         no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": pc.weight_decay},
@@ -182,7 +182,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
                                  "seconds": 0.0, "seed": pc.seed, "n_train": int(len(train_idx)), "world": world}
         history: list[dict[str, Any]] = []
         if resume:
-            got, history = _restore(out, model, opt)
+            got, history = restore_last(out, model, opt)
             if "epoch_step" not in got:
                 raise DataError(f"{out}/last was not written by a corpus run; resume it without pretrain.corpus")
             if got.get("n_train") != len(train_idx) or got.get("seed") != pc.seed:
@@ -218,13 +218,13 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
                     rng = torch.get_rng_state()
 
                     def write_last(tmp: Path) -> None:
-                        _save_encoder(model, tokenizer, tmp)
+                        save_encoder(model, tokenizer, tmp)
                         ckpt.optimizer_to_files(opt, tmp)
                         ckpt.save_training_state(tmp, dict(state), rng)
 
                     ckpt.save_atomic(out / "last", write_last)
                 else:
-                    _save_epoch(out, model, tokenizer, opt, dict(state), row)
+                    save_epoch(out, model, tokenizer, opt, dict(state), row)
             runtime.barrier(world)
 
         while epoch <= pc.epochs and step < total:
@@ -266,7 +266,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
             row = {"epoch": epoch, "step": step,
                    "train_mlm_loss": state["loss_sum"] / state["loss_n"] if state["loss_n"] else None}
             if len(val_idx):
-                row["val_mlm_loss"] = _val_loss(model, corpus, val_idx, tokenizer, special, pc, device)
+                row["val_mlm_loss"] = mlm_val_loss(model, corpus, val_idx, tokenizer, special, pc, device)
             history.append(row)
             state["epoch"] = epoch
             save(row)
@@ -274,8 +274,8 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
             epoch, start = epoch + 1, 0
         elapsed = time.perf_counter() - t0
     if rank == 0:
-        ckpt.save_atomic(out / "model", lambda tmp: _save_encoder(model, tokenizer, tmp))
-        _write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
+        ckpt.save_atomic(out / "model", lambda tmp: save_encoder(model, tokenizer, tmp))
+        write_json_atomic(out / "pretrain.json", {"config": config.to_dict(), "corpus": info, "history": history,
                                                    "seconds": elapsed, "world": world})
     return {"out_dir": str(out), "corpus": info["corpus"], "steps": step, "seconds": round(elapsed, 1),
             "final": history[-1] if history else None, "tokens_seen": tokens_seen,
@@ -294,7 +294,7 @@ def _weights_sha256(model: Any) -> str:
     return h.hexdigest()
 
 
-def _val_loss(model: Any, corpus: Any, val_idx: np.ndarray, tok: Any, special: torch.Tensor, pc: Any,
+def mlm_val_loss(model: Any, corpus: Any, val_idx: np.ndarray, tok: Any, special: torch.Tensor, pc: Any,
               device: torch.device) -> float:
     """MLM loss on the evaluated held-out strings with fixed masks (the same every epoch)."""
     from . import runtime
