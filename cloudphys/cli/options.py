@@ -38,6 +38,9 @@ OPTION_BOUNDS: dict[str, tuple[str, Any]] = {
     "max_file_atoms": ("--max-file-atoms", Annotated[int, Bound(ge=1, le=10**9)]),
     "item_timeout": ("--item-timeout", Annotated[
         float, Bound(gt=0, le=86_400, remedy="seconds per item, e.g. 60")]),
+    "shard_size": ("--shard-size", Annotated[
+        int, Bound(ge=1, le=100_000_000, remedy="input items per shard, e.g. 100000")]),
+    "max_length": ("--max-length", Annotated[int, Bound(ge=3, le=65_536, remedy="tokens per string, e.g. 256")]),
 }
 
 
