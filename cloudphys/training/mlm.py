@@ -15,7 +15,7 @@ from ..encoders.pretrained import load_masked_lm, quiet_transformers
 from ..errors import CheckpointError
 from . import checkpoint as ckpt
 
-__all__ = ["mlm_model", "restore_last", "save_encoder", "save_epoch", "write_json_atomic"]
+__all__ = ["mlm_model", "restore_last", "save_encoder", "save_epoch", "save_last", "write_json_atomic"]
 
 
 def mlm_model(ep: Mapping[str, Any], tokenizer: Any) -> Any:
@@ -71,6 +71,11 @@ def save_epoch(out: Path, model: Any, tokenizer: Any, opt: torch.optim.Optimizer
                 row: dict[str, Any]) -> None:
     """Log the epoch's row, then write ``last/`` (weights, tokenizer, optimizer, RNG) atomically."""
     ckpt.append_metrics(out, row)
+    save_last(out, model, tokenizer, opt, state)
+
+
+def save_last(out: Path, model: Any, tokenizer: Any, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Write ``last/`` (weights, tokenizer, optimizer, training state, RNG) atomically."""
     rng = torch.get_rng_state()
 
     def write_last(tmp: Path) -> None:

@@ -148,7 +148,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
     from . import checkpoint as ckpt
     from . import runtime
     from .exclusion import excluded_keys
-    from .mlm import mlm_model, restore_last, save_encoder, save_epoch, write_json_atomic
+    from .mlm import mlm_model, restore_last, save_encoder, save_epoch, save_last, write_json_atomic
 
     corpus = TokenCorpus(pc.corpus)
     max_len = int(ep.get("max_length", 256))
@@ -215,14 +215,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
             state["seconds"] = time.perf_counter() - t0
             if rank == 0:
                 if row is None:  # mid-epoch: only last/
-                    rng = torch.get_rng_state()
-
-                    def write_last(tmp: Path) -> None:
-                        save_encoder(model, tokenizer, tmp)
-                        ckpt.optimizer_to_files(opt, tmp)
-                        ckpt.save_training_state(tmp, dict(state), rng)
-
-                    ckpt.save_atomic(out / "last", write_last)
+                    save_last(out, model, tokenizer, opt, dict(state))
                 else:
                     save_epoch(out, model, tokenizer, opt, dict(state), row)
             runtime.barrier(world)
