@@ -24,7 +24,8 @@ from cloudphys.outputs import text_cell
 
 
 def _reference_write_table(p: Prediction, fh: Any, obs: list[str], spreadsheet_safe: bool) -> None:
-    """The writer before the block writer (commit 886803c), kept verbatim as the reference."""
+    """The writer before the block writer (commit 886803c) reduced to its cell-by-cell path (its
+    %-format fast path gives the same text): the simplest statement of the format, as the reference."""
     g8 = "{:.8g}".format
     cols = p.columns(obs)
     w = csv.writer(fh)

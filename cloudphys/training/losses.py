@@ -86,26 +86,20 @@ def loss(
             y = torch.where(mask, target, torch.zeros_like(target))
             per = -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p))
             per = torch.where(mask, per, torch.zeros_like(per))
-            term = per.sum() / mask.sum().clamp_min(1)
-            if weights:
-                w = float(weights.get(name, 1.0))
-                term = term * w
-                wsum += w
-            total = term if total is None else total + term
-            continue
-        err = pred[name] - target
-        if info["extensive"]:
-            err = err / n
-        err = err / info["scale_per_atom"]
-        err = torch.where(mask, err, torch.zeros_like(err))
-        if kind == "l1":
-            per = err.abs()
-        elif kind == "mse":
-            per = err * err
-        elif kind == "huber":
-            per = torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=1.0)
         else:
-            raise DataError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+            err = pred[name] - target
+            if info["extensive"]:
+                err = err / n
+            err = err / info["scale_per_atom"]
+            err = torch.where(mask, err, torch.zeros_like(err))
+            if kind == "l1":
+                per = err.abs()
+            elif kind == "mse":
+                per = err * err
+            elif kind == "huber":
+                per = torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=1.0)
+            else:
+                raise DataError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
         term = per.sum() / mask.sum().clamp_min(1)
         if weights:
             w = float(weights.get(name, 1.0))

@@ -1,5 +1,5 @@
 """Pieces of MLM pretraining shared by the in-memory loop (:mod:`.pretrain`) and the streamed one
-(:mod:`.stream`): the model, saving and restoring ``last/``."""
+(:mod:`.stream`): the model, the optimizer step, saving and restoring ``last/``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,23 @@ import torch
 from ..encoders.pretrained import load_masked_lm, quiet_transformers
 from ..errors import CheckpointError
 from . import checkpoint as ckpt
+from . import runtime
 
-__all__ = ["mlm_model", "restore_last", "save_encoder", "save_epoch", "save_last", "write_json_atomic"]
+__all__ = ["mlm_model", "mlm_step", "restore_last", "save_encoder", "save_epoch", "save_last", "write_json_atomic"]
+
+
+def mlm_step(net: Any, batch: Mapping[str, torch.Tensor], opt: torch.optim.Optimizer, params: Any, pc: Any,
+             device: Any) -> torch.Tensor:
+    """One optimizer step of the MLM loss of ``batch`` through ``net`` (the model, or its DDP wrapper):
+    autocast as ``pc.precision`` says, gradients of ``params`` clipped to ``pc.grad_clip``; the loss."""
+    with runtime.autocast(device, pc.precision):
+        loss = net(**batch).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if pc.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, pc.grad_clip)
+    opt.step()
+    return loss
 
 
 def mlm_model(ep: Mapping[str, Any], tokenizer: Any) -> Any:

@@ -38,7 +38,7 @@ from ..modeling.model import load_tokenizer
 from . import checkpoint as ckpt
 from . import runtime
 from .exclusion import entry_strings, excluded_keys, keep_mask
-from .mlm import mlm_model, restore_last, save_encoder, save_epoch, write_json_atomic
+from .mlm import mlm_model, mlm_step, restore_last, save_encoder, save_epoch, write_json_atomic
 from .resume import check_resume_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -238,14 +238,7 @@ def _pretrain(config: Config, pc: PretrainConfig, ep: dict[str, Any], out: Path,
                     break
                 for g in opt.param_groups:
                     g["lr"] = pc.lr * runtime.lr_factor(step, total, pc.warmup)
-                b = batch(perm[start : start + pc.batch_size])
-                with runtime.autocast(device, pc.precision):
-                    loss = model(**b).loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if pc.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
-                opt.step()
+                loss = mlm_step(model, batch(perm[start : start + pc.batch_size]), opt, model.parameters(), pc, device)
                 step += 1
                 losses.append(float(loss.detach()))
                 if bar is not None:

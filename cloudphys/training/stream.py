@@ -148,7 +148,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
     from . import checkpoint as ckpt
     from . import runtime
     from .exclusion import excluded_keys
-    from .mlm import mlm_model, restore_last, save_encoder, save_epoch, save_last, write_json_atomic
+    from .mlm import mlm_model, mlm_step, restore_last, save_encoder, save_epoch, save_last, write_json_atomic
 
     corpus = TokenCorpus(pc.corpus)
     max_len = int(ep.get("max_length", 256))
@@ -237,13 +237,7 @@ def train_from_corpus(config: Any, pc: Any, ep: dict[str, Any], out: Path, token
                 b = _batch(corpus, idx, tokenizer, special, pc.mlm_probability, seed, device)
                 tokens_seen += int(b["attention_mask"].sum())
                 torch.manual_seed(seed)  # dropout: a function of the step, not of the history
-                with runtime.autocast(device, pc.precision):
-                    loss = net(**b).loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if pc.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
-                opt.step()
+                loss = mlm_step(net, b, opt, model.parameters(), pc, device)
                 step += 1
                 state["loss_sum"] += float(loss.detach())
                 step_seconds += time.perf_counter() - t_step
