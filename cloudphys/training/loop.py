@@ -221,6 +221,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
     # it every step (float(value)) would make a GPU wait for each step before queueing the next
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     w1_sum = torch.zeros((), dtype=torch.float64, device=device)
+    weights = effective_weights(model.head, tc.loss_weights)  # fixed for the run: once, not per step
     lengths = np.array([len(r) for r in d.train.input_ids]) if tc.group_by_length else None
     it = batch_indices(len(d.train), tc.batch_size, shuffle=True, seed=tc.seed, epoch=epoch, rank=rank, world=world,
                        lengths=lengths)
@@ -236,7 +237,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         with runtime.autocast(device, tc.precision):
             pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
                                         b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
-        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, effective_weights(model.head, tc.loss_weights))
+        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, weights)
         if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
             value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
         if tc.dos_weight > 0 and "dos" in b:  # W1 to the DOS labels, where a material has one (issue 20)
