@@ -41,6 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "scaling.jsonl"
 VAL_FRACTION = 0.02
+OLD_GRID = "max(150, one epoch)"
 
 
 def _load() -> str:
@@ -85,6 +86,7 @@ def _mlm_val_loss(run: Path, val_corpus, hidden: int) -> float:
 
 
 def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> dict:
+    """CLOUD-DEBYE on CLOUD's Cv split (cloud dialect, like the corpus): test MAE and MAE/MAD."""
     import cloudphys
     from cloudphys.modeling.core import load_core
     from cloudphys.training import train
@@ -103,34 +105,85 @@ def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> d
     return {"cv_test_mae": m["mae"], "cv_test_mae_over_mad": m["mae"] / mad, "finetune_seconds": sec}
 
 
-def run_point(work: Path, n_label: str, hidden: int, ft_epochs: int) -> dict:
+PHONONDB_OVERRIDES = ("head.observables=[cv]", "data.observables=[cv]", "data.dialect=cloud")
+_PDB: dict[str, object] = {}
+
+
+def _phonondb(split: str):
+    """phonondb-thermo ``split`` as the fine-tune's data section reads it (loaded once per process: the
+    conversion of ~5k structures to CLOUD's dialect takes ~45 s even from the cache)."""
+    if split not in _PDB:
+        from cloudphys.config import load_config
+        from cloudphys.modeling.encoding import load_split
+
+        cfg = load_config(REPO / "configs" / "phonondb-curves-debye.yaml", overrides=list(PHONONDB_OVERRIDES))
+        _PDB[split] = load_split(cfg, split)
+    return _PDB[split]
+
+
+def _finetune_phonondb(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> dict:
+    """Debye head on phonondb-thermo Cv(T) (stable materials, 20-1000 K; configs/phonondb-curves-debye.yaml
+    with cv only, and the strings in CLOUD's dialect like the corpus): test Cv MAE per mol-atom."""
+    from cloudphys.modeling.core import load_core
+    from cloudphys.training import train
+    from cloudphys.training.evaluation import evaluate_model
+
+    over = ["train.progress=false", "train.num_threads=1", "train.device=cpu", f"train.epochs={epochs}",
+            "train.patience=5", *PHONONDB_OVERRIDES]
+    over += [f"encoder.pretrained={pretrained}"] if pretrained else [f"encoder.hidden_size={hidden}"]
+    data = {"train": _phonondb("train"), "val": _phonondb("val")}
+    t0 = time.perf_counter()
+    train(REPO / "configs" / "phonondb-curves-debye.yaml", run, overrides=over, overwrite=True, examples=data)
+    sec = time.perf_counter() - t0
+    test = _phonondb("test")
+    m = evaluate_model(load_core(run), test, device="cpu")
+    cv = m["observables"]["cv"]
+    return {"pdb_cv_test_mae_per_atom": cv["mae_per_atom"], "pdb_cv_test_mae": cv["mae"],
+            "pdb_cv_test_mae_over_mad": cv.get("mae_over_mad"), "pdb_test_materials": len(test.scope),
+            "pdb_temperatures": len(m["temperatures"]), "pdb_finetune_seconds": sec}
+
+
+def run_point(work: Path, n_label: str, hidden: int, ft_epochs: int, steps: int | None = None,
+              pdb_epochs: int = 0) -> dict:
+    """One grid point. ``steps``: MLM steps for every N (a corpus smaller than ``steps * 64`` strings is
+    cycled over epochs); ``None``: the earlier rule max(150, one epoch). ``pdb_epochs`` > 0 adds the
+    phonondb-thermo Cv(T) fine-tune."""
     from cloudphys.training.pretrain import pretrain
 
     c, pool, val = _split(work)
     val_corpus = c.subset(val, work / "val")
     n = len(pool) if n_label == "all" else int(n_label)
     row: dict = {"n_label": n_label, "n": n, "hidden": hidden, "val_strings": len(val), "pool": len(pool)}
+    row["grid"] = grid_label(steps)
+    tag = f"{n_label}-{hidden}" if steps is None else f"{n_label}-{hidden}-s{steps}"
     pretrained = None
     if n > 0:
         sub = c.subset(pool[:n], work / f"sub-{n_label}")
-        steps = max(150, -(-n // 64))
+        n_steps = max(150, -(-n // 64)) if steps is None else steps
         cfg = {"encoder": {"name": "scope-bert", "hidden_size": hidden, "num_layers": 2, "num_heads": 4,
                            "element_init": True},
                "head": {"name": "debye"},
-               "pretrain": {"corpus": str(sub.path), "epochs": 10_000, "max_steps": steps, "batch_size": 64,
+               "pretrain": {"corpus": str(sub.path), "epochs": 10_000, "max_steps": n_steps, "batch_size": 64,
                             "lr": 1e-3, "val_fraction": 0.0, "device": "cpu", "progress": "false",
                             "num_threads": 1, "seed": 0}}
-        pretrained = work / f"pre-{n_label}-{hidden}"
+        pretrained = work / f"pre-{tag}"
         res = pretrain(cfg, pretrained, overwrite=True)
         row.update(pretrain_steps=res["steps"], pretrain_seconds=res["seconds"],
                    epochs_seen=res["steps"] * 64 / n, tokens_per_s=res["tokens_seen"] / res["step_seconds"],
                    mlm_val_loss=_mlm_val_loss(pretrained, val_corpus, hidden))
-    row.update(_finetune(work / f"ft-{n_label}-{hidden}", pretrained, hidden, ft_epochs))
+    row.update(_finetune(work / f"ft-{tag}", pretrained, hidden, ft_epochs))
+    if pdb_epochs > 0:
+        row.update(_finetune_phonondb(work / f"pdb-{tag}", pretrained, hidden, pdb_epochs), pdb_epochs=pdb_epochs)
     return row
 
 
-def _rows() -> list[dict]:
-    return [json.loads(x) for x in RESULTS.read_text().splitlines() if x.strip()] if RESULTS.is_file() else []
+def grid_label(steps: int | None) -> str:
+    """The grid a row belongs to: ``steps=S`` (the same S MLM steps for every N) or the earlier rule."""
+    return OLD_GRID if steps is None else f"steps={steps}"
+
+
+def _rows(path: Path = RESULTS) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -139,60 +192,97 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.exp(icpt)), float(-slope)
 
 
-def report(plot: bool = True) -> None:
-    rows = _rows()
-    print("| corpus N | hidden | pretrain steps (epochs) | MLM val loss | Cv test MAE J/(K·mol) | MAE/MAD | "
-          "seconds (pretrain + fine-tune) | load |")
-    print("|---|---|---|---|---|---|---|---|")
+def _grid(r: dict) -> str:
+    return r.get("grid", OLD_GRID)
+
+
+def _fmt(v, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown table of ``rows`` (one grid), sorted by hidden size then N."""
+    out = ["| corpus N | hidden | MLM steps (epochs) | MLM val loss | CLOUD Cv test MAE J/(K·mol) | MAE/MAD | "
+           "phonondb Cv(T) test MAE J/(K·mol-atom) | seconds (pretrain + fine-tunes) | load |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["hidden"], r["n"])):
         pre = f"{r['pretrain_steps']} ({r['epochs_seen']:.1f})" if "pretrain_steps" in r else "none"
-        mlm = f"{r['mlm_val_loss']:.3f}" if "mlm_val_loss" in r else ""
-        sec = r.get("pretrain_seconds", 0) + r["finetune_seconds"]
-        print(f"| {r['n']:,} | {r['hidden']} | {pre} | {mlm} | {r['cv_test_mae']:.2f} | "
-              f"{r['cv_test_mae_over_mad']:.3f} | {sec:.0f} | {r['load']} |")
-    pts = sorted((r for r in rows if r["hidden"] == 128 and r["n"] > 0), key=lambda r: r["n"])
-    fits = {}
-    if len(pts) >= 3:
-        n = np.array([r["n"] for r in pts], float)
-        for key in ("mlm_val_loss", "cv_test_mae_over_mad"):
-            a, b = _fit(n, np.array([r[key] for r in pts], float))
-            fits[key] = (a, b)
-            print(f"\nfit at hidden 128: {key} = {a:.3g} * N^({-b:+.3g})  (N = {int(n[0])}..{int(n[-1])})")
-    if not plot or not rows:
+        sec = r.get("pretrain_seconds", 0) + r["finetune_seconds"] + r.get("pdb_finetune_seconds", 0)
+        out.append(f"| {r['n']:,} | {r['hidden']} | {pre} | {_fmt(r.get('mlm_val_loss'), '.3f')} | "
+                   f"{r['cv_test_mae']:.2f} | {r['cv_test_mae_over_mad']:.3f} | "
+                   f"{_fmt(r.get('pdb_cv_test_mae_per_atom'), '.3f')} | {sec:.0f} | {r['load']} |")
+    return out
+
+
+METRICS = (("mlm_val_loss", "MLM validation loss (fixed held-out set)"),
+           ("cv_test_mae_over_mad", "CLOUD Cv test MAE/MAD (one fine-tune)"),
+           ("pdb_cv_test_mae_per_atom", "phonondb Cv(T) test MAE, J/(K·mol-atom)"))
+
+
+def fits(rows: list[dict]) -> dict[tuple[str, int], tuple[float, float, int, int]]:
+    """Power-law fits ``y = a * N**(-b)`` over the pretrained points (N > 0) of each hidden size with
+    at least three of them: ``(metric, hidden) -> (a, b, N_min, N_max)``."""
+    out = {}
+    for hidden in sorted({r["hidden"] for r in rows}):
+        for key, _ in METRICS:
+            pts = sorted((r for r in rows if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None),
+                         key=lambda r: r["n"])
+            if len({r["n"] for r in pts}) >= 3:
+                n = np.array([r["n"] for r in pts], float)
+                a, b = _fit(n, np.array([r[key] for r in pts], float))
+                out[(key, hidden)] = (a, b, int(n[0]), int(n[-1]))
+    return out
+
+
+def report(plot: bool = True, results: Path = RESULTS) -> None:
+    rows = _rows(results)
+    grids = sorted({_grid(r) for r in rows}, key=lambda g: (g == OLD_GRID, g))
+    for g in grids:
+        sel = [r for r in rows if _grid(r) == g]
+        label = f"MLM steps = {g.split('=')[1]} for every N" if g != OLD_GRID else f"earlier grid, steps = {g}"
+        print(f"\n### {label}\n")
+        print("\n".join(table(sel)))
+        for (key, hidden), (a, b, lo, hi) in fits(sel).items():
+            print(f"- fit ({label}), hidden {hidden}: {key} = {a:.3g} * N^({-b:+.3g})  (N = {lo}..{hi})")
+    new = [g for g in grids if g != OLD_GRID]
+    if not plot or not new:
         return
+    g = new[0]
+    sel = [r for r in rows if _grid(r) == g]
+    fit = fits(sel)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for hidden, mark in ((64, "s"), (128, "o"), (256, "^")):
-        sel = sorted((r for r in rows if r["hidden"] == hidden and r["n"] > 0), key=lambda r: r["n"])
-        if sel:
-            ax[0].plot([r["n"] for r in sel], [r["mlm_val_loss"] for r in sel], mark + "-", label=f"hidden {hidden}")
-            ax[1].plot([r["n"] for r in sel], [r["cv_test_mae_over_mad"] for r in sel], mark + "-",
-                       label=f"hidden {hidden}")
-        base = [r for r in rows if r["hidden"] == hidden and r["n"] == 0]
-        if base:
-            ax[1].axhline(base[0]["cv_test_mae_over_mad"], ls=":", color="grey")
-            ax[1].annotate(f"no pretraining, hidden {hidden}", (pts[0]["n"] if pts else 1000,
-                                                                 base[0]["cv_test_mae_over_mad"]), fontsize=7)
-    for i, key in enumerate(("mlm_val_loss", "cv_test_mae_over_mad")):
-        if key in fits and pts:
-            a, b = fits[key]
-            xs = np.geomspace(pts[0]["n"], pts[-1]["n"], 50)
-            ax[i].plot(xs, a * xs ** (-b), "k--", lw=0.8, label=f"fit {a:.3g}·N^({-b:+.3f})")
-        ax[i].set_xscale("log")
-        ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
-        ax[i].legend(fontsize=7)
-    ax[0].set_ylabel("MLM validation loss (fixed held-out set)")
-    ax[1].set_ylabel("CLOUD Cv test MAE/MAD (one fine-tune)")
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    for hidden, mark, colour in ((64, "s", "C0"), (128, "o", "C1"), (256, "^", "C2")):
+        for i, (key, name) in enumerate(METRICS):
+            pts = sorted((r for r in sel if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None),
+                         key=lambda r: r["n"])
+            if pts:
+                ax[i].plot([r["n"] for r in pts], [r[key] for r in pts], mark + "-", color=colour,
+                           label=f"hidden {hidden}")
+            if (key, hidden) in fit:
+                a, b, lo, hi = fit[(key, hidden)]
+                xs = np.geomspace(lo, hi, 50)
+                ax[i].plot(xs, a * xs ** (-b), "--", color=colour, lw=0.8, label=f"fit N^({-b:+.3f})")
+            base = [r for r in sel if r["hidden"] == hidden and r["n"] == 0 and r.get(key) is not None]
+            if base:
+                ax[i].axhline(base[0][key], ls=":", color=colour, lw=1,
+                              label=f"no pretraining, hidden {hidden}")
+            ax[i].set_xscale("log")
+            ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
+            ax[i].set_ylabel(name)
+    for i in range(3):
+        ax[i].legend(fontsize=6)
+    fig.suptitle(f"issue 24 §3: {g} MLM steps for every N, one seed", fontsize=9)
     fig.tight_layout()
     out = REPO / "docs" / "img" / "scaling.png"
     from cloudphys.outputs import atomic_path
 
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, format="png")
     print(f"\nplot: {out}")
 
 
@@ -200,27 +290,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=("build", "run", "report"))
     ap.add_argument("--work", default="/tmp/scaling")
+    ap.add_argument("--results", default=str(RESULTS), help="the jsonl the rows are read from and appended to")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--points", nargs="*", default=["0:128", "1000:128", "3000:128", "10000:128", "30000:128",
                                                     "all:128", "0:64", "10000:64", "0:256", "10000:256"],
                     help="N:HIDDEN (N = 0: no pretraining; all: the whole pool)")
-    ap.add_argument("--ft-epochs", type=int, default=20)
+    ap.add_argument("--ft-epochs", type=int, default=20, help="CLOUD Cv fine-tune epochs")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="MLM steps for every N (compute held fixed; small corpora are cycled over epochs); "
+                         "default: the earlier rule max(150, one epoch)")
+    ap.add_argument("--pdb-epochs", type=int, default=0,
+                    help="phonondb-thermo Cv(T) fine-tune epochs (0: not run)")
     args = ap.parse_args()
-    work = Path(args.work)
+    work, results = Path(args.work), Path(args.results)
     if args.what == "build":
         build(work, args.workers)
     elif args.what == "report":
-        report()
+        report(plot=results == RESULTS, results=results)
     else:
-        done = {(r["n_label"], r["hidden"]) for r in _rows()}
+        if args.steps is not None and args.steps < 1:
+            ap.error(f"--steps must be >= 1, got {args.steps}")
+        done = {(_grid(r), r["n_label"], r["hidden"]) for r in _rows(results)}
         for p in args.points:
             n_label, hidden = p.split(":")
-            if (n_label, int(hidden)) in done:
+            if (grid_label(args.steps), n_label, int(hidden)) in done:
                 continue
-            row = run_point(work, n_label, int(hidden), args.ft_epochs)
+            row = run_point(work, n_label, int(hidden), args.ft_epochs, args.steps, args.pdb_epochs)
             row.update(ft_epochs=args.ft_epochs, load=_load(), time=time.strftime("%H:%M:%SZ", time.gmtime()))
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            with open(RESULTS, "a") as fh:
+            results.parent.mkdir(parents=True, exist_ok=True)
+            with open(results, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
 
