@@ -1,4 +1,5 @@
-"""Benchmark (issue 24 §3): MLM validation loss and CLOUD Cv test MAE/MAD against corpus and encoder size.
+"""Benchmark (issue 24 §3): MLM validation loss, CLOUD Cv and phonondb-thermo Cv(T) test errors against
+corpus and encoder size.
 
 Real strings only, never a test string of a downstream task:
 
@@ -11,18 +12,31 @@ Real strings only, never a test string of a downstream task:
   the rest is the training pool, permuted once (seed 0); a corpus of size N is its first N strings
   (nested subsets, ``TokenCorpus.subset``); ``all`` is the whole pool.
 * ``run``: for each (N, hidden) point: MLM pretraining (``pretrain.corpus``; 2 layers, 4 heads,
-  batch 64, lr 1e-3, max(150, one epoch) steps -- the compute grows with N only past ~10k strings),
-  the MLM loss on the fixed validation set (fixed masks), then CLOUD-DEBYE fine-tuned from it
-  (configs/cloud-cv-debye.yaml, ``--ft-epochs`` epochs, patience 5, one seed) and its CLOUD Cv test
-  MAE and MAE/MAD (MAD = mean |y_test - mean(y_train)|). ``N = 0`` is the fine-tune without pretraining.
-* ``report``: the table, a power-law fit ``L(N) = a * N**(-b)`` (least squares in log-log) of the
-  MLM loss and of MAE/MAD at hidden 128, and the plot ``docs/img/scaling.png``.
+  batch 64, lr 1e-3) for ``--steps S`` steps whatever N (the compute held fixed: a corpus smaller than
+  S * 64 strings is cycled over epochs; without ``--steps`` the earlier rule max(150, one epoch), whose
+  compute grows with N past ~10k strings), the MLM loss on the fixed validation set (fixed masks), then
+  from that encoder
 
-Rows go to ``benchmarks/results/scaling.jsonl`` (a point already there is skipped: a killed run resumes).
+  - CLOUD-DEBYE fine-tuned on CLOUD's Cv split (configs/cloud-cv-debye.yaml, ``--ft-epochs`` epochs,
+    patience 5, one seed): test MAE and MAE/MAD (MAD = mean |y_test - mean(y_train)|);
+  - with ``--pdb-epochs E`` > 0, the Debye head fine-tuned on phonondb-thermo Cv(T) (the stable
+    materials, 20-1000 K; configs/phonondb-curves-debye.yaml with cv only and ``data.dialect=cloud``,
+    the corpus's dialect; E epochs, patience 5, one seed): test Cv MAE per mol-atom over the temperatures.
+
+  ``N = 0`` is the fine-tunes without pretraining. Each row records its grid (``steps=S``; rows without
+  one are the earlier rule).
+* ``report``: one table per grid, power-law fits ``y = a * N**(-b)`` (least squares in log-log) of each
+  metric per hidden size with >= 3 pretrained points, and the plot ``docs/img/scaling.png`` (the
+  fixed-steps grid: the three metrics against N, one line per hidden size).
+
+Rows go to ``benchmarks/results/scaling.jsonl`` (a point already there, in the same grid, is skipped: a
+killed run resumes).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scaling.py build --work /tmp/scaling
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scaling.py run --work /tmp/scaling \
-        --points 0:128 1000:128 3000:128 10000:128 30000:128 all:128 0:64 10000:64 0:256 10000:256
+        --steps 300 --ft-epochs 15 --pdb-epochs 10 \
+        --points 0:128 1000:128 10000:128 all:128 0:64 1000:64 10000:64 all:64 \
+                 0:256 1000:256 10000:256 all:256 3000:128 30000:128
     python benchmarks/bench_scaling.py report
 """
 
