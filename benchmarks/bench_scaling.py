@@ -290,7 +290,7 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
             ax[i].set_ylabel(name)
     for i in range(3):
         ax[i].legend(fontsize=6)
-    fig.suptitle(f"issue 24 §3: {g} MLM steps for every N, one seed", fontsize=9)
+    fig.suptitle(f"issue 24 §3: {g.split('=')[1]} MLM steps for every N, one seed per point", fontsize=9)
     fig.tight_layout()
     out = REPO / "docs" / "img" / "scaling.png"
     from cloudphys.outputs import atomic_path
