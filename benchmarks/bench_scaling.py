@@ -214,17 +214,24 @@ def _fmt(v, spec: str) -> str:
     return "" if v is None else format(v, spec)
 
 
+def _pdb(r: dict) -> str:
+    if r.get("pdb_cv_test_mae_per_atom") is None:
+        return ""
+    ratio = r.get("pdb_cv_test_mae_over_mad")
+    return f"{r['pdb_cv_test_mae_per_atom']:.3f}" + (f" ({ratio:.3f})" if ratio is not None else "")
+
+
 def table(rows: list[dict]) -> list[str]:
     """Markdown table of ``rows`` (one grid), sorted by hidden size then N."""
     out = ["| corpus N | hidden | MLM steps (epochs) | MLM val loss | CLOUD Cv test MAE J/(K·mol) | MAE/MAD | "
-           "phonondb Cv(T) test MAE J/(K·mol-atom) | seconds (pretrain + fine-tunes) | load |",
+           "phonondb Cv(T) test MAE J/(K·mol-atom) (MAE/MAD) | seconds (pretrain + fine-tunes) | load |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["hidden"], r["n"])):
         pre = f"{r['pretrain_steps']} ({r['epochs_seen']:.1f})" if "pretrain_steps" in r else "none"
         sec = r.get("pretrain_seconds", 0) + r["finetune_seconds"] + r.get("pdb_finetune_seconds", 0)
         out.append(f"| {r['n']:,} | {r['hidden']} | {pre} | {_fmt(r.get('mlm_val_loss'), '.3f')} | "
                    f"{r['cv_test_mae']:.2f} | {r['cv_test_mae_over_mad']:.3f} | "
-                   f"{_fmt(r.get('pdb_cv_test_mae_per_atom'), '.3f')} | {sec:.0f} | {r['load']} |")
+                   f"{_pdb(r)} | {sec:.0f} | {r['load']} |")
     return out
 
 
