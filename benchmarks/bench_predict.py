@@ -135,10 +135,17 @@ def main() -> None:
     ap.add_argument("--only-check-cif", action="store_true", help="only the CIF reader comparison")
     ap.add_argument("--check-cif-step", type=int, default=1, help="check every K-th CIF of each source (default 1)")
     ap.add_argument("--only-load", action="store_true", help="only: where loading the model goes (a fresh process)")
+    ap.add_argument("--versus", metavar="MODEL",
+                    help="only: predict the same --n structure files with MODEL and with --model, alternating "
+                         "rounds in this process (issue 20 §4: the new shipped model is not slower than the old)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --versus (default 3)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     if args.only_load:
         _load_costs(args.model)
+        return
+    if args.versus:
+        _versus(args.versus, args.model, n=args.n, rounds=args.rounds, threads=args.threads, fmt=args.format)
         return
     if args.only_check_cif:
         _check_cif(args.check_cif_step)
@@ -373,6 +380,46 @@ def _stages(n: int, model_name: str, *, root: Path, fmt: str = "cif", model: Any
         print(f"| {name} | {t * ms:.1f} | {c * ms:.1f} | {len(paths) / t:,.0f} |")
     print(f"({_load()}; CPU time: reading {t_read_pmg[1] / t_read_fast[1]:.2f} x less, conversion "
           f"{t_conv_pmg[1] / t_conv_fast[1]:.2f} x, re-run {t_conv_fast[1] / t_rerun[1]:.1f} x less than converting)\n")
+
+
+def _versus(old: str, new: str, *, n: int, rounds: int, threads: int, fmt: str) -> None:
+    """Table 6: the same structure files predicted by two models (e.g. the previously shipped model,
+    taken from git, and the shipped one), end to end with the files already converted (SCOPE cache
+    warm, so the conversion -- the same for both -- does not hide the models' difference) and from
+    SCOPE strings; rounds alternate between the models; the median is reported."""
+    import torch
+
+    torch.set_num_threads(threads)  # a benchmark script: the thread count is part of what it measures
+    from cloudphys.models import load_model
+
+    root = Path(tempfile.mkdtemp(prefix="bench-predict-versus-"))
+    os.environ["CLOUDPHYS_CACHE"] = str(root / "cache")
+    paths = _write_structures(n, root, fmt)
+    T = np.linspace(20.0, 1000.0, 24)
+    models = {name: load_model(name) for name in (old, new)}
+    first = models[new].predict(paths, T, workers=1)  # converts every file once (cache now warm)
+    assert not first.errors, list(first.errors.items())[:3]
+    scopes = [{"id": s.name, "scope": s.scope, "n_atoms": s.n_atoms} for s in first]
+    times: dict[str, dict[str, list[float]]] = {name: {"files": [], "scopes": []} for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            t, res = _timed(lambda m=model: m.predict(paths, T, workers=1))
+            assert not res.errors and len(res) == len(paths)
+            times[name]["files"].append(t)
+            t, res = _timed(lambda m=model: m.predict(scopes, T))
+            assert not res.errors and len(res) == len(scopes)
+            times[name]["scopes"].append(t)
+    print(f"| {len(paths)} {fmt.upper()} files, 24 T, one process, torch threads {threads} | members | head bins | "
+          "files -> Prediction s (SCOPE cache warm) | structures/s | SCOPE strings -> Prediction s | structures/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    med = {}
+    for name, model in models.items():
+        f, sc = float(np.median(times[name]["files"])), float(np.median(times[name]["scopes"]))
+        med[name] = (f, sc)
+        bins = getattr(getattr(model, "head", None), "bins", "")
+        print(f"| {name} | {model.members} | {bins} | {f:.2f} | {len(paths) / f:,.0f} | {sc:.2f} | {len(paths) / sc:,.0f} |")
+    print(f"(median of {rounds} alternating rounds; {new} / {old} time: files {med[new][0] / med[old][0]:.2f}, "
+          f"strings {med[new][1] / med[old][1]:.2f}; {_load()})\n")
 
 
 def _load_costs(model_name: str) -> None:
