@@ -1,4 +1,4 @@
-"""Issue 20: whole-curve and phonon-DOS accuracy of phonon-DOS models on the stable phonondb-thermo test split.
+"""Issue 20: whole-curve and phonon-DOS accuracy of phonon-DOS models on the stable phonondb-thermo test (or val) split.
 
 For each model (a registered name such as ``phonondb-dos``, a model/ensemble directory or a run
 directory) on the stable ``test`` materials of phonondb-thermo (``split.json``), per atom:
@@ -16,6 +16,10 @@ directory) on the stable ``test`` materials of phonondb-thermo (``split.json``),
 
     pip install ./plugins/cloudphys-phonon-dos
     CLOUDPHYS_DATA=../shared/data python benchmarks/bench_dos.py phonondb-dos runs/w1 --json dos.json
+
+``--split val`` scores the stable ``val`` materials instead. A model that reads geometric features
+(``encoder.geometric_features``) is given the structures of the materials (their features come with
+the split: :func:`cloudphys.modeling.encoding.load_split`).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def _cell_density(mass: torch.Tensor, edges: torch.Tensor, atom: torch.Tensor | 
     return ((n_hi - n_lo) / (hi - lo)).numpy()
 
 
-def evaluate_dos_model(name: str, *, device: str = "cpu") -> dict[str, Any]:
+def evaluate_dos_model(name: str, *, device: str = "cpu", split: str = "test") -> dict[str, Any]:
     from cloudphys.config import load_config
     from cloudphys.modeling.core import load_core, predict_encoded
     from cloudphys.modeling.encoding import encode, load_split
@@ -74,9 +78,9 @@ def evaluate_dos_model(name: str, *, device: str = "cpu") -> dict[str, Any]:
     model = load_core(_model_path(name))
     config = load_config(model.meta["config"], overrides=["data.temperature_range=[20, 1000]",
                                                           "data.observables=[cv, s, u]", "data.stable=true"])
-    ex = load_split(config, "test")
+    ex = load_split(config, split)  # with the structures' geometric features for a model that reads them
     if ex.dos is None:
-        raise SystemExit("the test split carries no DOS labels: update phonondb-thermo (materials.jsonl.gz with dos)")
+        raise SystemExit(f"the {split} split carries no DOS labels: update phonondb-thermo (materials.jsonl.gz with dos)")
     obs = ["cv", "s", "u"]
     enc = encode(ex, model, obs)
     preds, lat = predict_encoded(model, enc, device=device, observables=obs)
@@ -85,7 +89,7 @@ def evaluate_dos_model(name: str, *, device: str = "cpu") -> dict[str, Any]:
     low = (T >= LOW_T[0]) & (T <= LOW_T[1])
     err = {o: (preds[o] - ex.targets[o]) / n[:, None] for o in obs}
     out: dict[str, Any] = {
-        "model": name, "head": model.head.name, "bins": getattr(model.head, "bins", None), "materials": len(ex),
+        "model": name, "split": split, "head": model.head.name, "bins": getattr(model.head, "bins", None), "materials": len(ex),
         "cv_mae": float(np.abs(err["cv"]).mean()), "cv_mae_20_150": float(np.abs(err["cv"][:, low]).mean()),
         "s_mae": float(np.abs(err["s"]).mean()), "u_mae": float(np.abs(err["u"]).mean()),
         "s_signed": float(err["s"].mean()), "u_signed": float(err["u"].mean()),
@@ -165,10 +169,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="registered names, model/ensemble or run directories")
+    ap.add_argument("--split", default="test", choices=("test", "val"),
+                    help="the stable materials of this phonondb-thermo split (default test; val: where decisions are made)")
     ap.add_argument("--json", help="also write the numbers here (atomically)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    results = [evaluate_dos_model(m) for m in args.models]
+    results = [evaluate_dos_model(m, split=args.split) for m in args.models]
+    print(f"phonondb-thermo {args.split} split (stable materials)\n")
     print(markdown(results))
     for r in results:
         extra = {k: r[k] for k in ("dos_w1_thz_median", "dos_w1_floor_thz", "mean_freq_mae_thz",
