@@ -10,9 +10,9 @@ import pytest
 import torch
 
 pytest.importorskip("pymatgen")
-from pymatgen.core import Lattice, Structure  # noqa: E402
+from pymatgen.core import Lattice, Structure
 
-from cloudphys.encoders.geometry import (  # noqa: E402
+from cloudphys.encoders.geometry import (
     GEOMETRIC_FEATURES,
     GEOMETRY_MEAN,
     GEOMETRY_STD,
@@ -21,7 +21,7 @@ from cloudphys.encoders.geometry import (  # noqa: E402
     geometric_features,
     raw_geometric_features,
 )
-from cloudphys.errors import DataError, StructureError  # noqa: E402
+from cloudphys.errors import DataError, StructureError
 
 A_NACL = 5.64
 M_NA, M_CL = 22.98976928, 35.453
@@ -119,9 +119,9 @@ TINY_GEO = {
 
 
 def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path) -> None:
-    from cloudphys.modeling.model import build_model
     from cloudphys.encoders.bert import ScopeBertConfig, n_latent_features
     from cloudphys.encoders.descriptors import n_composition_features
+    from cloudphys.modeling.model import build_model
 
     model = build_model(TINY_GEO)
     cfg = model.encoder.config
@@ -174,9 +174,9 @@ def test_geometric_model_saves_loads_predicts_and_refuses_a_bare_string(tmp_path
 
 
 def test_training_data_without_geometry_is_refused_by_name() -> None:
-    from cloudphys.modeling.model import build_model
     from cloudphys.data.base import Examples
     from cloudphys.modeling.encoding import encode
+    from cloudphys.modeling.model import build_model
 
     model = build_model(TINY_GEO)
     text = _scope_of(_nacl())

@@ -288,7 +288,8 @@ def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
     ta, tb = a.tokenizer, b.tokenizer
     ca, cb = getattr(a.encoder, "config", None), getattr(b.encoder, "config", None)
     return (ta.get_vocab() == tb.get_vocab() and ta.model_max_length == tb.model_max_length
-            and all(getattr(ca, k, None) == getattr(cb, k, None) for k in ("composition_features", "feature_layout", "geometric_features")))
+            and all(getattr(ca, k, None) == getattr(cb, k, None)
+                    for k in ("composition_features", "feature_layout", "geometric_features")))
 
 
 def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray,
