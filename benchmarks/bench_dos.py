@@ -147,7 +147,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         lines.append(f"| {r['model']} | {r['bins']} | {r['cv_mae']:.3f} | {r['cv_mae_20_150']:.3f} | {r['s_mae']:.3f} | "
                      f"{r['u_mae']:.1f} | {r['s_signed']:+.3f} | {r['u_signed']:+.1f} | {r['dos_w1_thz']:.3f} |")
-    lines += ["", "Published metrics on our test split (51 points 0-1000 cm⁻¹):", "",
+    lines += ["", f"Published metrics on our {results[0].get('split', 'test')} split (51 points 0-1000 cm⁻¹):", "",
               "| model | MaxNorm MSE | MaxNorm MAE | MaxNorm R² | SumNorm WD (cm⁻¹) | exact W1 (cm⁻¹) | "
               "Cv(300 K) MAE (J/(K·mol-atom)) | Cv(300 K) MAE (J/(K·mol-cell)) | ω̄ MAE (cm⁻¹) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
