@@ -166,16 +166,55 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+CARD_TEMPERATURES = ("20", "50", "100", "150", "300", "1000")
+
+
+def card_metrics(r: dict[str, Any]) -> str:
+    """The metrics block of a model card (between :data:`CARD_START` and :data:`CARD_END`), from one
+    :func:`evaluate_dos_model` result: what ``--card`` prints and ``tests/test_model_card_numbers.py``
+    recomputes for the shipped ``phonondb-dos``."""
+    pt = r["per_temperature"]
+    lines = [
+        CARD_START,
+        f"On the {r['materials']} stable `{r.get('split', 'test')}` materials, 20–1000 K ({len(pt)} temperatures), per atom:",
+        "",
+        "| observable | MAE per atom |",
+        "|---|---|",
+        f"| cv, 20–1000 K | {r['cv_mae']:.3f} J/(K·mol-atom) |",
+        f"| cv, 20–150 K | {r['cv_mae_20_150']:.3f} J/(K·mol-atom) |",
+        f"| s | {r['s_mae']:.3f} J/(K·mol-atom) (signed mean {r['s_signed']:+.3f}) |",
+        f"| u | {r['u_mae']:.1f} J/mol-atom (signed mean {r['u_signed']:+.1f}) |",
+        f"| DOS, Wasserstein-1 to phonopy's DOS | {r['dos_w1_thz']:.3f} THz per mode (median {r['dos_w1_thz_median']:.3f}) |",
+        f"| mean frequency ω̄ | {r['mean_freq_mae_thz']:.3f} THz |",
+        "",
+        "cv MAE per atom by temperature: " + ", ".join(f"{pt[t]['cv']:.3f} ({t} K)" for t in CARD_TEMPERATURES
+                                                       if t in pt) + ".",
+        f"u at 20 K (almost all zero-point energy): {pt['20']['u']:.1f} J/mol-atom." if "20" in pt else "",
+        "In the metrics of published DOS predictors (51 points 0–1000 cm⁻¹): "
+        f"MaxNorm MSE {r['maxnorm_mse']:.4f}, MAE {r['maxnorm_mae']:.4f}, R² {r['maxnorm_r2']:.3f}; "
+        f"SumNorm WD {r['sumnorm_wd_cm']:.1f} cm⁻¹; Cv(300 K) MAE {r['cv300_mae_per_atom']:.3f} J/(K·mol-atom); "
+        f"ω̄ MAE {r['mean_freq_mae_cm']:.1f} cm⁻¹.",
+        CARD_END,
+    ]
+    return "\n".join(line for line in lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="registered names, model/ensemble or run directories")
     ap.add_argument("--split", default="test", choices=("test", "val"),
                     help="the stable materials of this phonondb-thermo split (default test; val: where decisions are made)")
     ap.add_argument("--json", help="also write the numbers here (atomically)")
+    ap.add_argument("--card", action="store_true",
+                    help="also print each model's model-card metrics block (what the shipped card carries)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     results = [evaluate_dos_model(m, split=args.split) for m in args.models]
     print(f"phonondb-thermo {args.split} split (stable materials)\n")
+    if args.card:
+        for r in results:
+            print(f"model card block of {r['model']}:\n{card_metrics(r)}\n")
     print(markdown(results))
     for r in results:
         extra = {k: r[k] for k in ("dos_w1_thz_median", "dos_w1_floor_thz", "mean_freq_mae_thz",
