@@ -189,3 +189,25 @@ def test_training_data_without_geometry_is_refused_by_name() -> None:
     ex.geometry[1] = ex.geometry[0]
     enc = encode(ex, model)
     assert enc.features is not None and enc.features.shape[1] == model.encoder.latent_layer.n_features
+
+
+def test_a_model_saved_before_the_option_loads_and_predicts_as_before(tmp_path: Path) -> None:
+    """A config.json without ``geometric_features`` (every model saved before it existed) reads no
+    geometry: it loads, takes bare SCOPE strings and predicts exactly what it did."""
+    from cloudphys.modeling.model import build_model
+    from cloudphys.models import load_model
+
+    torch.manual_seed(0)
+    plain = {**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": False}}
+    build_model(plain).save_pretrained(tmp_path / "m")
+    text = _scope_of(_nacl())
+    before = load_model(str(tmp_path / "m")).predict([text, _nacl()], [50.0, 300.0]).observables["cv"]
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["geometric_features"]
+    cfg_path.write_text(json.dumps(cfg))
+    old = load_model(str(tmp_path / "m"))
+    assert not old.core.reads_geometry
+    pred = old.predict([text, _nacl()], [50.0, 300.0])
+    assert not pred.errors
+    np.testing.assert_array_equal(pred.observables["cv"], before)
