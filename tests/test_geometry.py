@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure
@@ -211,3 +213,20 @@ def test_a_model_saved_before_the_option_loads_and_predicts_as_before(tmp_path: 
     pred = old.predict([text, _nacl()], [50.0, 300.0])
     assert not pred.errors
     np.testing.assert_array_equal(pred.observables["cv"], before)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), det=st.sampled_from([1, 2, 3]))
+def test_property_any_cell_of_the_crystal_gives_the_same_features(seed: int, det: int) -> None:
+    """Hypothesis: a random integer supercell (determinant 1-3, skewing the basis), then a random
+    rotation and translation, leaves the features unchanged."""
+    rng = np.random.default_rng(seed)
+    s = _random(seed % 5)
+    m = np.eye(3, dtype=int)
+    m[0, 0] = det
+    m[np.triu_indices(3, 1)] = rng.integers(-2, 3, 3)  # upper triangular: determinant det
+    sup = s * m
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    moved = Structure(sup.lattice.matrix @ q.T, sup.species, sup.cart_coords @ q.T + rng.normal(size=3),
+                      coords_are_cartesian=True)
+    np.testing.assert_allclose(raw_geometric_features(moved), raw_geometric_features(s), rtol=1e-9, atol=1e-9)
