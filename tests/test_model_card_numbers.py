@@ -1,7 +1,7 @@
-"""The shipped ``phonondb-dos`` card states the numbers its named command computes (issue 20 §5).
+"""The shipped phonon-DOS models' cards state the numbers their named command computes (issue 20 §5).
 
 The card's metrics block (between ``<!-- metrics:start -->`` and ``<!-- metrics:end -->``) is the
-text ``python benchmarks/bench_dos.py phonondb-dos --card`` prints. Here it is recomputed from the
+text ``python benchmarks/bench_dos.py NAME --card`` prints. Here it is recomputed from the
 shipped weights on the stable phonondb-thermo test split and compared number by number: each may
 differ from the card by at most one unit in its last printed digit (float rounding on another CPU),
 so a retrained model with a stale card, or a card edited by hand, fails.
@@ -44,15 +44,22 @@ def test_numbers_compare_with_one_unit_in_the_last_digit() -> None:
     assert _numbers("cv 0.268 u 105.4 (signed -20.2)") == [(0.268, 0.001), (105.4, 0.1), (-20.2, 0.1)]
 
 
-@pytest.mark.skipif("phonondb-dos" not in cloudphys.list_models(), reason="the phonon-DOS plugin is not installed")
-def test_the_phonondb_dos_card_states_what_its_command_computes() -> None:
+SHIPPED_DOS_MODELS = ("phonondb-dos", "phonondb-dos-geo")
+
+
+@pytest.mark.parametrize("name", SHIPPED_DOS_MODELS)
+def test_the_shipped_dos_cards_state_what_their_command_computes(name: str) -> None:
+    if name not in cloudphys.list_models(include_unavailable=True):
+        pytest.skip(f"{name} is not shipped in this checkout")
+    if name not in cloudphys.list_models():
+        pytest.skip("the phonon-DOS plugin is not installed")
     if not (data_dir() / "phonondb-thermo" / "materials.jsonl.gz").exists():
         pytest.skip("phonondb-thermo is not in the data directory")
     bench = _bench_dos()
-    card = cloudphys.models.model_spec("phonondb-dos").card
-    assert "benchmarks/bench_dos.py phonondb-dos" in card  # the card names the command
+    card = cloudphys.models.model_spec(name).card
+    assert f"benchmarks/bench_dos.py {name} --card" in card  # the card names the command
     stated = _block(card, bench.CARD_START, bench.CARD_END)
-    result = bench.evaluate_dos_model("phonondb-dos")
+    result = bench.evaluate_dos_model(name)
     computed = bench.card_metrics(result)
     words = re.compile(r"[A-Za-z]+")
     assert words.findall(stated) == words.findall(computed), "the card's metrics block is not the command's text"
