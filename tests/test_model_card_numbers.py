@@ -49,7 +49,7 @@ SHIPPED_DOS_MODELS = ("phonondb-dos", "phonondb-dos-geo")
 
 @pytest.mark.parametrize("name", SHIPPED_DOS_MODELS)
 def test_the_shipped_dos_cards_state_what_their_command_computes(name: str) -> None:
-    if name not in cloudphys.list_models(include_unavailable=True):
+    if name not in cloudphys.models.list_models(include_unavailable=True):
         pytest.skip(f"{name} is not shipped in this checkout")
     if name not in cloudphys.list_models():
         pytest.skip("the phonon-DOS plugin is not installed")
