@@ -1,4 +1,4 @@
-"""Issue 20: whole-curve and phonon-DOS accuracy of phonon-DOS models on the stable phonondb-thermo test split.
+"""Issue 20: whole-curve and phonon-DOS accuracy of phonon-DOS models on the stable phonondb-thermo test (or val) split.
 
 For each model (a registered name such as ``phonondb-dos``, a model/ensemble directory or a run
 directory) on the stable ``test`` materials of phonondb-thermo (``split.json``), per atom:
@@ -16,6 +16,10 @@ directory) on the stable ``test`` materials of phonondb-thermo (``split.json``),
 
     pip install ./plugins/cloudphys-phonon-dos
     CLOUDPHYS_DATA=../shared/data python benchmarks/bench_dos.py phonondb-dos runs/w1 --json dos.json
+
+``--split val`` scores the stable ``val`` materials instead. A model that reads geometric features
+(``encoder.geometric_features``) is given the structures of the materials (their features come with
+the split: :func:`cloudphys.modeling.encoding.load_split`).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def _cell_density(mass: torch.Tensor, edges: torch.Tensor, atom: torch.Tensor | 
     return ((n_hi - n_lo) / (hi - lo)).numpy()
 
 
-def evaluate_dos_model(name: str, *, device: str = "cpu") -> dict[str, Any]:
+def evaluate_dos_model(name: str, *, device: str = "cpu", split: str = "test") -> dict[str, Any]:
     from cloudphys.config import load_config
     from cloudphys.modeling.core import load_core, predict_encoded
     from cloudphys.modeling.encoding import encode, load_split
@@ -74,9 +78,9 @@ def evaluate_dos_model(name: str, *, device: str = "cpu") -> dict[str, Any]:
     model = load_core(_model_path(name))
     config = load_config(model.meta["config"], overrides=["data.temperature_range=[20, 1000]",
                                                           "data.observables=[cv, s, u]", "data.stable=true"])
-    ex = load_split(config, "test")
+    ex = load_split(config, split)  # with the structures' geometric features for a model that reads them
     if ex.dos is None:
-        raise SystemExit("the test split carries no DOS labels: update phonondb-thermo (materials.jsonl.gz with dos)")
+        raise SystemExit(f"the {split} split carries no DOS labels: update phonondb-thermo (materials.jsonl.gz with dos)")
     obs = ["cv", "s", "u"]
     enc = encode(ex, model, obs)
     preds, lat = predict_encoded(model, enc, device=device, observables=obs)
@@ -85,7 +89,7 @@ def evaluate_dos_model(name: str, *, device: str = "cpu") -> dict[str, Any]:
     low = (T >= LOW_T[0]) & (T <= LOW_T[1])
     err = {o: (preds[o] - ex.targets[o]) / n[:, None] for o in obs}
     out: dict[str, Any] = {
-        "model": name, "head": model.head.name, "bins": getattr(model.head, "bins", None), "materials": len(ex),
+        "model": name, "split": split, "head": model.head.name, "bins": getattr(model.head, "bins", None), "materials": len(ex),
         "cv_mae": float(np.abs(err["cv"]).mean()), "cv_mae_20_150": float(np.abs(err["cv"][:, low]).mean()),
         "s_mae": float(np.abs(err["s"]).mean()), "u_mae": float(np.abs(err["u"]).mean()),
         "s_signed": float(err["s"].mean()), "u_signed": float(err["u"].mean()),
@@ -143,7 +147,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         lines.append(f"| {r['model']} | {r['bins']} | {r['cv_mae']:.3f} | {r['cv_mae_20_150']:.3f} | {r['s_mae']:.3f} | "
                      f"{r['u_mae']:.1f} | {r['s_signed']:+.3f} | {r['u_signed']:+.1f} | {r['dos_w1_thz']:.3f} |")
-    lines += ["", "Published metrics on our test split (51 points 0-1000 cm⁻¹):", "",
+    lines += ["", f"Published metrics on our {results[0].get('split', 'test')} split (51 points 0-1000 cm⁻¹):", "",
               "| model | MaxNorm MSE | MaxNorm MAE | MaxNorm R² | SumNorm WD (cm⁻¹) | exact W1 (cm⁻¹) | "
               "Cv(300 K) MAE (J/(K·mol-atom)) | Cv(300 K) MAE (J/(K·mol-cell)) | ω̄ MAE (cm⁻¹) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -173,7 +177,7 @@ def card_metrics(r: dict[str, Any]) -> str:
     pt = r["per_temperature"]
     lines = [
         CARD_START,
-        f"On the {r['materials']} stable `test` materials, 20–1000 K ({len(pt)} temperatures), per atom:",
+        f"On the {r['materials']} stable `{r.get('split', 'test')}` materials, 20–1000 K ({len(pt)} temperatures), per atom:",
         "",
         "| observable | MAE per atom |",
         "|---|---|",
@@ -199,12 +203,15 @@ def card_metrics(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="registered names, model/ensemble or run directories")
+    ap.add_argument("--split", default="test", choices=("test", "val"),
+                    help="the stable materials of this phonondb-thermo split (default test; val: where decisions are made)")
     ap.add_argument("--json", help="also write the numbers here (atomically)")
     ap.add_argument("--card", action="store_true",
                     help="also print each model's model-card metrics block (what the shipped card carries)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    results = [evaluate_dos_model(m) for m in args.models]
+    results = [evaluate_dos_model(m, split=args.split) for m in args.models]
+    print(f"phonondb-thermo {args.split} split (stable materials)\n")
     if args.card:
         for r in results:
             print(f"model card block of {r['model']}:\n{card_metrics(r)}\n")

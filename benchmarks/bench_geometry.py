@@ -12,7 +12,8 @@ split a decision is made on) and ``test``, with three feature sets:
 * ``comp+geo``: those plus the geometric features below;
 * ``geo``: the geometric features alone.
 
-Geometric features (intensive, from the structure as given; 27 periodic images): log volume per atom
+Geometric features (``cloudphys.encoders.geometry.raw_geometric_features``: intensive, the same for
+any cell of the crystal, every periodic image within reach; unstandardised here): log volume per atom
 (Å³), mass density (u/Å³), mean / min / spread of each atom's nearest-neighbour distance (Å), mean
 coordination (neighbours within 1.2× the nearest distance), log mean atomic mass, and two
 Lindemann-style combinations (log V^(1/3) − ½ log M and log d_nn − ½ log M).
@@ -22,6 +23,10 @@ energy, i.e. the mean frequency).
 
     pip install scikit-learn       # or the `bench` extra
     CLOUDPHYS_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_geometry.py
+
+``--constants`` prints the mean and standard deviation of each feature over the stable ``train``
+materials instead: the fixed constants ``GEOMETRY_MEAN`` / ``GEOMETRY_STD`` of
+``cloudphys/encoders/geometry.py`` (what a model with ``encoder.geometric_features`` reads).
 """
 
 from __future__ import annotations
@@ -34,56 +39,50 @@ import time
 
 import numpy as np
 
-_SHIFTS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.float64)
 GEOMETRIC = ["log V/atom", "density", "d_nn mean", "d_nn min", "d_nn std", "coordination", "log mass",
              "log V^(1/3) - log M / 2", "log d_nn - log M / 2"]
 TARGETS = [("cv", 20.0), ("cv", 50.0), ("cv", 100.0), ("cv", 300.0), ("s", 300.0), ("u", 20.0)]
 
 
-def geometric_features(structure: dict) -> list[float]:
-    """The features above from a pymatgen ``Structure.as_dict()`` (ordered sites)."""
-    from pymatgen.core import Element
-
-    lattice = np.asarray(structure["lattice"]["matrix"], dtype=np.float64)
-    frac = np.asarray([s["abc"] for s in structure["sites"]], dtype=np.float64) % 1.0
-    n = len(frac)
-    cart = frac @ lattice
-    images = _SHIFTS @ lattice
-    d = np.linalg.norm(cart[:, None, None, :] - cart[None, :, None, :] - images[None, None, :, :], axis=-1)
-    d[np.arange(n), np.arange(n), 13] = np.inf  # an atom and itself
-    d = d.reshape(n, -1)
-    nearest = d.min(1)
-    coordination = (d < 1.2 * nearest[:, None]).sum(1)
-    volume = abs(float(np.linalg.det(lattice))) / n
-    mass = float(np.mean([Element(s["species"][0]["element"]).atomic_mass for s in structure["sites"]]))
-    return [math_log(volume), mass / volume, float(nearest.mean()), float(nearest.min()), float(nearest.std()),
-            float(coordination.mean()), math_log(mass), math_log(volume) / 3 - 0.5 * math_log(mass),
-            math_log(float(nearest.mean())) - 0.5 * math_log(mass)]
-
-
-def math_log(x: float) -> float:
-    return float(np.log(x))
-
-
 def _table(split: str, structures: dict[str, dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from cloudphys.data.phonondb import load_phonondb_thermo
     from cloudphys.encoders.descriptors import composition_features
+    from cloudphys.encoders.geometry import raw_geometric_features
 
     temps = sorted({t for _, t in TARGETS})
     ex = load_phonondb_thermo(split, observables=["cv", "s", "u"], temperatures=temps, stable=True)
     comp = composition_features(ex.scope, ex.n_atoms, layout=3)
-    geo = np.asarray([geometric_features(structures[i]) for i in ex.ids], dtype=np.float64)
+    geo = np.asarray([raw_geometric_features(structures[i]) for i in ex.ids], dtype=np.float64)
     y = np.stack([ex.targets[o][:, temps.index(t)] / ex.n_atoms for o, t in TARGETS], 1)
     return comp, geo, y
+
+
+def constants() -> None:
+    """Mean and std of the raw features over the stable train materials (GEOMETRY_MEAN / GEOMETRY_STD)."""
+    from cloudphys.data.base import data_dir
+    from cloudphys.data.phonondb import load_phonondb_thermo
+    from cloudphys.data.thermo_jsonl import iter_jsonl
+    from cloudphys.encoders.geometry import raw_geometric_features
+
+    ids = set(load_phonondb_thermo("train", observables=["cv"], stable=True).ids)
+    rows = [r for _, r in iter_jsonl(data_dir() / "phonondb-thermo" / "materials.jsonl.gz") if str(r.get("id")) in ids]
+    x = np.asarray([raw_geometric_features(r["structure"]) for r in rows], dtype=np.float64)
+    print(f"{len(x)} stable train materials")
+    print("GEOMETRY_MEAN = np.array([" + ", ".join(f"{v:.6f}" for v in x.mean(0)) + "])")
+    print("GEOMETRY_STD = np.array([" + ", ".join(f"{v:.6f}" for v in x.std(0)) + "])")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=400, help="boosting iterations (default 400)")
+    ap.add_argument("--constants", action="store_true",
+                    help="print the standardisation constants (stable train materials) and stop")
     args = ap.parse_args()
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
     from cloudphys.data.base import data_dir
+
+    if args.constants:
+        return constants()
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
     t0 = time.perf_counter()
     structures: dict[str, dict] = {}

@@ -74,6 +74,10 @@ class Examples:
     :param dos_fmax_thz: ``[N]`` upper edge (THz) of each example's DOS bins (NaN where no DOS).
     :param dos_atom: ``[N]`` modes at or below 0 THz (phonondb-thermo's ``dos_nonpositive_modes``),
         so that ``dos.sum(1) + dos_atom`` is the cell's 3·n_atoms modes (0 where not given).
+    :param geometry: standardised geometric features of each example's structure (issue 20 §3,
+        :func:`cloudphys.encoders.geometry.geometric_features`), shape ``[N, 9]``; a NaN row where
+        there is no structure. ``None``: not computed (only a model with
+        ``encoder.geometric_features`` reads them; loaders compute them when asked, ``geometry=True``).
     """
 
     ids: list[str]
@@ -87,9 +91,14 @@ class Examples:
     dos: np.ndarray | None = None
     dos_fmax_thz: np.ndarray | None = None
     dos_atom: np.ndarray | None = None
+    geometry: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if self.geometry is not None:
+            self.geometry = np.asarray(self.geometry, dtype=np.float64)
+            if self.geometry.ndim != 2 or self.geometry.shape[0] != n:
+                raise ValueError(f"geometry must have shape [N, F] with N = {n} examples, got {self.geometry.shape}")
         if len(self.scope) != n or len(self.n_atoms) != n:
             raise ValueError("ids, scope and n_atoms must have the same length")
         if self.n_atoms_primitive is not None and len(self.n_atoms_primitive) != n:

@@ -77,6 +77,7 @@ def load_phonondb_thermo(
     progress: bool = False,
     min_freq_thz: float | None = None,
     stability: bool = False,
+    geometry: bool = False,
     **unknown: Any,
 ) -> Examples:
     """Phonon thermodynamics curves of phonondb crystals.
@@ -93,6 +94,8 @@ def load_phonondb_thermo(
         unstable) and ``min_freq_thz`` (THz) for a stability head; the curves of the unstable ones
         are missing labels (NaN), so thermodynamic heads still learn from stable materials only
         (``stable`` is then ignored; ``min_freq_thz``, if given, is the threshold of the label).
+    :param geometry: also compute each structure's geometric features (``Examples.geometry``; a
+        model with ``encoder.geometric_features`` asks for them itself).
     :param limit: keep only the first ``limit`` materials (file order) after filtering.
     :param dialect: SCOPE dialect (``default``; ``cloud`` reads ``cloud/generator.json``).
     :param symprec: spglib tolerance for the conversion (Å).
@@ -120,7 +123,7 @@ def load_phonondb_thermo(
         temperatures=temperatures, temperature_range=temperature_range, stable=stable, limit=limit,
         dialect=dialect, symprec=symprec, workers=workers, on_error=on_error, progress=progress,
         min_freq_thz=min_freq_thz, stability=stability, grid_source=f"meta.json ({meta_path})",
-        split_source=f"split.json ({split_path})",
+        split_source=f"split.json ({split_path})", geometry=geometry,
     )
 
 

@@ -130,6 +130,7 @@ def load_thermo_rows(
     grid_source: str = "the data set's grid",
     split_source: str | None = None,
     stability: bool = False,
+    geometry: bool = False,
 ) -> Examples:
     """Examples from a JSON-lines file of thermo rows (phonondb-thermo format).
 
@@ -159,6 +160,9 @@ def load_thermo_rows(
         ``min_freq_thz`` threshold when one is given -- 0 otherwise) and ``min_freq_thz`` (THz), the
         same at every temperature; the curves of unstable materials become missing labels (NaN), so
         thermodynamic heads still learn from the stable materials only.
+    :param geometry: also compute the geometric features of each structure (``Examples.geometry``,
+        :mod:`cloudphys.encoders.geometry`; what a model with ``encoder.geometric_features`` reads).
+        A structure they cannot be computed for gets a NaN row (such a model names it and refuses).
     """
     obs = observables_of(name, observables)
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 0):
@@ -273,6 +277,7 @@ def load_thermo_rows(
             spectra["dos"][unstable] = np.nan
     return Examples(
         **spectra,
+        geometry=structure_geometry(rows) if geometry else None,
         ids=[str(r["id"]) for r in rows],
         scope=kept_scope,
         n_atoms=np.asarray([r["n_atoms"] for r in rows], dtype=np.float64).reshape(len(rows)),
@@ -281,6 +286,21 @@ def load_thermo_rows(
         units=units,
         dialect=dialect,
     )
+
+
+def structure_geometry(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """``[N, 9]`` standardised geometric features of the rows' structures (NaN row where they cannot
+    be computed: the model that reads them names such a row)."""
+    from ..encoders.geometry import N_GEOMETRIC_FEATURES, geometric_features
+    from ..errors import StructureError
+
+    out = np.full((len(rows), N_GEOMETRIC_FEATURES), np.nan)
+    for k, r in enumerate(rows):
+        try:
+            out[k] = geometric_features(r["structure"])
+        except (StructureError, KeyError, TypeError, ValueError):
+            pass
+    return out
 
 
 def _is_unstable(row: Mapping[str, Any], min_freq_thz: float | None) -> bool:
@@ -333,6 +353,7 @@ def load_thermo_jsonl(
     on_error: str = "warn",
     progress: bool = False,
     stability: bool = False,
+    geometry: bool = False,
     **unknown: Any,
 ) -> Examples:
     """Your own thermo rows (``cloudphys data from-phonopy`` / ``build-phonondb`` output).
@@ -370,4 +391,5 @@ def load_thermo_jsonl(
         temperature_range=temperature_range, stable=stable, limit=limit, dialect=dialect, symprec=symprec,
         workers=workers, on_error=on_error, progress=progress, split_seed=seed, valid_size=valid_size,
         test_size=test_size, split_source=f"split_file {split_file}" if split_file else None, stability=stability,
+        geometry=geometry,
     )

@@ -50,6 +50,9 @@ class ScopeBertConfig(PretrainedConfig):
     :param pooling: ``"cls"`` (the [CLS] state) or ``"mean"`` (mean over non-padding tokens).
     :param feature_layout: layout of the composition features (see
         :mod:`cloudphys.encoders.descriptors`); a saved config without it is layout 1 (legacy).
+    :param geometric_features: the latent layer also reads the geometric features of the structure
+        (:mod:`cloudphys.encoders.geometry`, after the composition features); a saved config
+        without it reads none (``False``).
     """
 
     model_type = "scope-bert"
@@ -71,6 +74,7 @@ class ScopeBertConfig(PretrainedConfig):
         pooling: str = "cls",
         feature_layout: int | None = None,
         features_in_mlp: bool = False,
+        geometric_features: bool = False,
         **kwargs: Any,
     ) -> None:
         self.vocab_size = int(vocab_size)
@@ -89,6 +93,7 @@ class ScopeBertConfig(PretrainedConfig):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.feature_layout = int(feature_layout) if feature_layout is not None else LEGACY_FEATURE_LAYOUT
+        self.geometric_features = bool(geometric_features)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
 
@@ -122,7 +127,7 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         self.latent_layer = LatentLayer(
             config.hidden_size,
             config.latents,
-            n_features=n_composition_features(config.feature_layout) if config.composition_features else 0,
+            n_features=n_latent_features(config),
             mlp_size=config.latent_mlp,
             dropout=config.hidden_dropout_prob,
             features_in_mlp=config.features_in_mlp,
@@ -138,11 +143,32 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         self.bert._init_weights(module)
 
     # -- inputs that are not tokens -----------------------------------------------------
-    def featurize(self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray | None:
-        """Per-sample features the latent layer expects (``None`` if it expects none)."""
-        if not self.config.composition_features:
+    def featurize(
+        self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray, geometry: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Per-sample features the latent layer expects (``None`` if it expects none):
+        ``[composition features, geometric features]``, each part where the config asks for it.
+
+        :param geometry: ``[N, 9]`` standardised geometric features
+            (:func:`cloudphys.encoders.geometry.geometric_features`), required (finite) when
+            ``config.geometric_features``; ignored otherwise.
+        """
+        parts = []
+        if self.config.composition_features:
+            parts.append(np.asarray(composition_features(scope, n_atoms, layout=self.config.feature_layout)))
+        if getattr(self.config, "geometric_features", False):
+            from .geometry import N_GEOMETRIC_FEATURES
+
+            g = None if geometry is None else np.asarray(geometry, dtype=np.float64)
+            want = (len(scope), N_GEOMETRIC_FEATURES)
+            if g is None or g.shape != want or not np.isfinite(g).all():
+                got = "none" if g is None else (f"shape {g.shape}" if g.shape != want else "non-finite rows")
+                raise ValueError(f"this encoder reads geometric features (encoder.geometric_features): featurize "
+                                 f"needs a finite {list(want)} geometry array, got {got}")
+            parts.append(g)
+        if not parts:
             return None
-        return composition_features(scope, n_atoms, layout=self.config.feature_layout)
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
 
     def init_element_embeddings(self, vocab: Mapping[str, int], std: float | None = None) -> int:
         """Initialise element-token embeddings from physical descriptors (see :func:`init_element_embeddings`)."""
@@ -198,6 +224,16 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         return self.latent_layer(pooled, features)
 
 
+def n_latent_features(config: ScopeBertConfig) -> int:
+    """How many features the latent layer of ``config`` reads beside the encoder state."""
+    n = n_composition_features(config.feature_layout) if config.composition_features else 0
+    if getattr(config, "geometric_features", False):
+        from .geometry import N_GEOMETRIC_FEATURES
+
+        n += N_GEOMETRIC_FEATURES
+    return n
+
+
 @torch.no_grad()
 def init_element_embeddings(weight: Tensor, vocab: Mapping[str, int], std: float = 0.02) -> int:
     """Set the rows of element tokens of an embedding matrix from physical descriptors.
@@ -241,6 +277,7 @@ def build_scope_bert(
     pretrained: str | None = None,
     features_in_mlp: bool = False,
     feature_layout: Literal[2, 3, 4] = FEATURE_LAYOUT,
+    geometric_features: bool = False,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 
@@ -256,6 +293,10 @@ def build_scope_bert(
     :param feature_layout: composition features: 2 (the default set), 3 (plus the elemental
         lattice-dynamics descriptors) or 4 (3 plus the record's symmetry descriptors); see
         :mod:`cloudphys.encoders.descriptors`.
+    :param geometric_features: the latent layer also reads the geometric features of each
+        material's structure (volume per atom, density, nearest-neighbour distances, ...:
+        :mod:`cloudphys.encoders.geometry`; issue 20 §3). Such a model needs structures, in
+        training (the data set computes them) and in prediction (a bare SCOPE string is refused).
     :param pooling: ``cls`` or ``mean``.
     :param pretrained: directory of an MLM-pretrained encoder (``cloudphys pretrain``) whose BERT
         weights (and sizes) are loaded.
@@ -298,6 +339,7 @@ def build_scope_bert(
         pooling=pooling,
         feature_layout=int(feature_layout),
         features_in_mlp=features_in_mlp,
+        geometric_features=geometric_features,
         **sizes,
     )
     model = ScopeBertEncoder(cfg)

@@ -136,13 +136,18 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
     # to_records parsed every string (.record) already: vocabulary and length remain to check
     tokens, reasons = check_tokens(model.tokenizer, [str(items[k].scope) for k in pending], validate=False)
     good, good_tokens, feats = [], [], []
+    geometric = bool(getattr(model, "reads_geometry", False))
     for k, tok, why in zip(pending, tokens, reasons):
         it = items[k]
         if why is not None:
             it.fail(f"SCOPE string {why}")
             continue
+        geo = _item_geometry(it) if geometric else None
+        if geometric and geo is None:
+            continue  # the item's error says why
         try:  # composition features: an element the descriptors do not know is this item's error
-            f = model.featurize([it.scope], [it.n_atoms])
+            f = (model.featurize([it.scope], [it.n_atoms], geometry=geo[None]) if geometric
+                 else model.featurize([it.scope], [it.n_atoms]))
         except Exception as exc:  # any featurizer failure is this item's error
             it.fail(f"{type(exc).__name__}: {exc}")
             continue
@@ -150,6 +155,27 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
         good_tokens.append(tok)
         feats.append(None if f is None else np.asarray(f)[0])
     return good, good_tokens, feats
+
+
+def _item_geometry(it: Any) -> np.ndarray | None:
+    """The standardised geometric features of an item's structure (:mod:`cloudphys.encoders.geometry`),
+    for a model that reads them; ``None`` with the item's error set where there are none (a bare
+    SCOPE string, a structure they cannot be computed from)."""
+    from ..encoders.geometry import NEEDS_STRUCTURE, geometric_features
+
+    if it.raw is None and it._structure is None:
+        it.fail(NEEDS_STRUCTURE)
+        return None
+    structure = it.structure  # parsed on first use (a parse failure is the item's error)
+    if structure is None:
+        if it.error is None:
+            it.fail(NEEDS_STRUCTURE)
+        return None
+    try:
+        return geometric_features(structure)
+    except Exception as exc:  # any failure is this item's error, the rest of the batch goes on
+        it.fail(f"no geometric features ({type(exc).__name__}: {exc})")
+        return None
 
 
 def _primitive_atoms(model: ScopePhysicsModel, items: list[Any], symprec: float | str = DEFAULT_SYMPREC,
@@ -262,7 +288,8 @@ def _same_inputs(a: ScopePhysicsModel, b: ScopePhysicsModel) -> bool:
     ta, tb = a.tokenizer, b.tokenizer
     ca, cb = getattr(a.encoder, "config", None), getattr(b.encoder, "config", None)
     return (ta.get_vocab() == tb.get_vocab() and ta.model_max_length == tb.model_max_length
-            and all(getattr(ca, k, None) == getattr(cb, k, None) for k in ("composition_features", "feature_layout")))
+            and all(getattr(ca, k, None) == getattr(cb, k, None)
+                    for k in ("composition_features", "feature_layout", "geometric_features")))
 
 
 def _encode_items(model: ScopePhysicsModel, items: list[Any], temperatures: np.ndarray,

@@ -194,7 +194,12 @@ def encode(
     targets = {k: np.asarray(v, dtype=np.float64) for k, v in examples.targets.items()}
     if observables is not None:
         targets = {k: v for k, v in targets.items() if k in observables}
-    feats = features if features is not None and given else model.featurize(scope, n)
+    if features is not None and given:
+        feats = features
+    elif getattr(model, "reads_geometry", False):
+        feats = model.featurize(scope, n, geometry=_geometry_of(examples, ids))
+    else:
+        feats = model.featurize(scope, n)
     # atoms per primitive cell: where the examples know them (from structures), else the given cell
     # (a SCOPE string cannot tell: its record's sites_per_primitive_cell is only a lower bound, low
     # wherever two orbits share a Wyckoff letter -- 468 of phonondb-thermo's 629 test materials)
@@ -215,6 +220,29 @@ def encode(
         dos_fmax_thz=getattr(examples, "dos_fmax_thz", None),
         dos_atom=getattr(examples, "dos_atom", None),
     )
+
+
+def _geometry_of(examples: Examples, ids: Sequence[str]) -> np.ndarray:
+    """``examples.geometry`` for a model that reads it, or a :class:`DataError` naming the examples
+    without (finite) geometric features and why."""
+    from ..encoders.geometry import N_GEOMETRIC_FEATURES, NEEDS_STRUCTURE
+
+    geo = getattr(examples, "geometry", None)
+    if geo is None:
+        raise DataError(
+            f"{NEEDS_STRUCTURE}: these {len(ids)} examples carry no geometric features (Examples.geometry; data "
+            "sets of structures compute them with geometry=True)"
+        )
+    geo = np.asarray(geo, dtype=np.float64)
+    if geo.shape != (len(ids), N_GEOMETRIC_FEATURES):
+        raise DataError(f"Examples.geometry has shape {geo.shape}, expected {(len(ids), N_GEOMETRIC_FEATURES)}")
+    bad = np.flatnonzero(~np.isfinite(geo).all(1))
+    if bad.size:
+        names = ", ".join(str(ids[k]) for k in bad[:MAX_LISTED]) + (f" and {bad.size - MAX_LISTED} more"
+                                                                    if bad.size > MAX_LISTED else "")
+        raise DataError(f"{bad.size} of {len(ids)} examples have no geometric features ({names}): no structure, or "
+                        f"one they cannot be computed from; {NEEDS_STRUCTURE}")
+    return geo
 
 
 def collate(enc: Encoded, idx: np.ndarray, pad_id: int, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -257,7 +285,16 @@ def load_split(config: Any, split: str, registry: PluginRegistry | None = None) 
     spec = registry.dataset(config.data.name)
     if split not in spec.splits:
         raise ConfigError(f"data set {config.data.name!r} has no split {split!r}; available: {', '.join(spec.splits)}")
-    out = spec.load(split=split, **config.data.params)
+    params = dict(config.data.params)
+    if reads_geometry_config(config) and "geometry" in spec.params:
+        params.setdefault("geometry", True)  # the structures' geometric features, for an encoder that reads them
+    out = spec.load(split=split, **params)
     if not isinstance(out, Examples):
         raise DataError(f"data set {config.data.name!r} is unlabelled; it cannot be used for supervised training")
     return out
+
+
+def reads_geometry_config(config: Any) -> bool:
+    """Whether the encoder of ``config`` reads geometric features (``encoder.geometric_features``)."""
+    enc = getattr(config, "encoder", None)
+    return bool(getattr(enc, "params", {}).get("geometric_features", False)) if enc is not None else False

@@ -32,7 +32,8 @@ __all__ = ["EnsembleEncoder", "ensemble_model", "load_ensemble"]
 
 
 def _feature_kind(encoder: nn.Module) -> Any:
-    return getattr(getattr(encoder, "config", None), "composition_features", None)
+    cfg = getattr(encoder, "config", None)
+    return (getattr(cfg, "composition_features", None), bool(getattr(cfg, "geometric_features", False)))
 
 
 class EnsembleEncoder(nn.Module, Encoder):
@@ -49,14 +50,21 @@ class EnsembleEncoder(nn.Module, Encoder):
         kinds = {_feature_kind(m) for m in members}
         if len(kinds) > 1:
             raise ConfigError(
-                "ensemble members disagree on encoder.composition_features; they must read the same inputs"
+                "ensemble members disagree on encoder.composition_features or encoder.geometric_features; "
+                "they must read the same inputs"
             )
         self.members = nn.ModuleList(members)
         self.config = members[0].config  # latents: what ScopePhysicsModel checks against the head
 
-    def featurize(self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray | None:
+    def featurize(
+        self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray, geometry: np.ndarray | None = None
+    ) -> np.ndarray | None:
         first = self.members[0]
-        return first.featurize(scope, n_atoms) if isinstance(first, Encoder) else None
+        if not isinstance(first, Encoder):
+            return None
+        if _feature_kind(first)[1]:
+            return first.featurize(scope, n_atoms, geometry=geometry)  # type: ignore[call-arg]
+        return first.featurize(scope, n_atoms)
 
     def member_latents(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, features: Tensor | None = None

@@ -80,10 +80,25 @@ class ScopePhysicsModel(nn.Module):
             raise ConfigError(f"encoder produces latents {sorted(made)} but head {head.name!r} needs {sorted(names)}")
 
     # -- inputs ---------------------------------------------------------------------------
-    def featurize(self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray) -> np.ndarray | None:
+    def featurize(
+        self, scope: Sequence[str], n_atoms: Sequence[float] | np.ndarray, geometry: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """The encoder's per-item features (:meth:`cloudphys.encoders.base.Encoder.featurize`), or
-        ``None`` for an encoder that declares no features (not an :class:`Encoder`)."""
-        return self.encoder.featurize(scope, n_atoms) if isinstance(self.encoder, Encoder) else None
+        ``None`` for an encoder that declares no features (not an :class:`Encoder`). ``geometry``
+        (``[N, 9]``, :mod:`cloudphys.encoders.geometry`) goes to an encoder that reads it only."""
+        if not isinstance(self.encoder, Encoder):
+            return None
+        if self.reads_geometry:
+            return self.encoder.featurize(scope, n_atoms, geometry=geometry)  # type: ignore[call-arg]
+        return self.encoder.featurize(scope, n_atoms)
+
+    @property
+    def reads_geometry(self) -> bool:
+        """Whether the encoder reads geometric features (``encoder.geometric_features``): it then needs
+        a structure for every item, never a bare SCOPE string."""
+        from ..encoders.geometry import reads_geometry
+
+        return reads_geometry(self.encoder)
 
     # -- forward --------------------------------------------------------------------------
     def latents(self, input_ids: Tensor, attention_mask: Tensor, features: Tensor | None = None) -> dict[str, Tensor]:

@@ -307,9 +307,14 @@ class Model:
         pred = self.predict(structures, [0.0], observables=self.observables[:1])
         if pred.errors:
             raise DataError("cannot encode: " + "; ".join(f"{k}: {v}" for k, v in pred.errors.items()))
+        geometry = None
+        if self.core.reads_geometry:  # the structures' geometric features (encoder.geometric_features)
+            from ..encoders.geometry import geometry_rows
+
+            geometry = geometry_rows([it.structure for it in pred.items])
         ex = Examples(ids=[it.name for it in pred.items], scope=[str(it.scope) for it in pred.items],  # type: ignore[misc]
                       n_atoms=np.asarray([it.n_atoms for it in pred.items], dtype=np.float64),
-                      temperatures=np.zeros(1))
+                      temperatures=np.zeros(1), geometry=geometry)
         enc = encode(ex, self.core)
         batch = collate(enc, np.arange(len(enc)), int(self.core.tokenizer.pad_token_id), device)
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],

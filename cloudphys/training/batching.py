@@ -63,7 +63,7 @@ def batch_indices(
 
 
 def load_extra(entries: Sequence[Any], base: Examples, registry: PluginRegistry | None = None,
-               base_name: str | None = None) -> tuple[Examples, list[dict[str, Any]]]:
+               base_name: str | None = None, geometry: bool = False) -> tuple[Examples, list[dict[str, Any]]]:
     """``base`` (a training split) with the examples of every ``train.extra_data`` entry appended.
 
     An entry is ``{name: DATASET, split: train, **params}`` (a registered labelled data set). Its
@@ -72,7 +72,8 @@ def load_extra(entries: Sequence[Any], base: Examples, registry: PluginRegistry 
     are NaN there (missing labels, left out of the loss). An entry of the data set ``base`` comes
     from (``base_name``) adds only the examples whose ids are not in ``base`` already (e.g. the
     mildly unstable materials beside the stable ones). Returns the joined examples and one count
-    per entry (``examples`` added, ``duplicates`` skipped).
+    per entry (``examples`` added, ``duplicates`` skipped). ``geometry``: ask every data set that
+    takes the parameter for its structures' geometric features (an encoder that reads them).
     """
     if registry is None:
         from ..plugins import get_registry
@@ -88,6 +89,8 @@ def load_extra(entries: Sequence[Any], base: Examples, registry: PluginRegistry 
         spec = registry.dataset(name)
         if split not in spec.splits:
             raise ConfigError(f"{what} {name!r}: no split {split!r}; available: {', '.join(spec.splits)}")
+        if geometry and "geometry" in spec.params:
+            params.setdefault("geometry", True)
         ex = spec.load(split=split, **params)
         if not isinstance(ex, Examples):
             raise DataError(f"{what} {name!r} is unlabelled; extra training data need labels")
@@ -124,6 +127,7 @@ def concat(a: Examples, b: Examples) -> Examples:
 
     both_none = getattr(a, "n_atoms_primitive", None) is None and getattr(b, "n_atoms_primitive", None) is None
     return Examples(
+        geometry=_concat_geometry(a, b),
         **_concat_dos(a, b),
         ids=[*a.ids, *b.ids],
         scope=[*a.scope, *b.scope],
@@ -134,6 +138,18 @@ def concat(a: Examples, b: Examples) -> Examples:
         dialect=a.dialect or b.dialect,
         n_atoms_primitive=None if both_none else np.concatenate([prim(a), prim(b)]),
     )
+
+
+def _concat_geometry(a: Examples, b: Examples) -> np.ndarray | None:
+    """The geometric features of ``a`` then ``b``: NaN rows where one side has none (``None`` if neither has)."""
+    ga, gb = getattr(a, "geometry", None), getattr(b, "geometry", None)
+    if ga is None and gb is None:
+        return None
+    width = (ga if ga is not None else gb).shape[1]
+    rows = [g if g is not None else np.full((len(ex), width), np.nan) for ex, g in ((a, ga), (b, gb))]
+    if rows[0].shape[1] != rows[1].shape[1]:
+        raise DataError(f"geometric features of {rows[0].shape[1]} and {rows[1].shape[1]} columns cannot be joined")
+    return np.concatenate(rows)
 
 
 def _concat_dos(a: Examples, b: Examples) -> dict[str, Any]:
@@ -162,7 +178,9 @@ def take(ex: Examples, idx: np.ndarray) -> Examples:
     """The examples at positions ``idx`` (``train.limit``, ``train.exclude``)."""
     prim = getattr(ex, "n_atoms_primitive", None)
     dos = getattr(ex, "dos", None)
+    geo = getattr(ex, "geometry", None)
     return Examples(
+        geometry=None if geo is None else geo[idx],
         dos=None if dos is None else dos[idx],
         dos_fmax_thz=None if dos is None else np.asarray(ex.dos_fmax_thz)[idx],
         dos_atom=None if dos is None else np.asarray(ex.dos_atom)[idx],

@@ -32,7 +32,7 @@ from ..config import Config, TrainConfig, load_config
 from ..data.base import Examples
 from ..errors import ConfigError, DataError
 from ..modeling.core import predict_encoded
-from ..modeling.encoding import Encoded, collate, encode, load_split
+from ..modeling.encoding import Encoded, collate, encode, load_split, reads_geometry_config
 from ..modeling.model import ScopePhysicsModel, build_model
 from . import checkpoint as ckpt
 from . import runtime
@@ -153,7 +153,8 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: PluginRegi
     extra: list[dict[str, Any]] = []
     if tc.extra_data:  # more labelled data sets in the training split (one encoder, one head)
         train_ex, extra = load_extra(tc.extra_data, train_ex, registry,
-                                     base_name=config.data.name if config.data is not None else None)
+                                     base_name=config.data.name if config.data is not None else None,
+                                     geometry=reads_geometry_config(config))
         primary = np.arange(len(train_ex)) < len(primary)
     excluded = None
     if tc.exclude:  # the leakage rule: crystals of the excluded sets never enter training or validation

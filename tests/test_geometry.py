@@ -1,0 +1,232 @@
+"""Geometric features of a structure (issue 20 §3): values, invariances, the opt-in encoder option."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("pymatgen")
+from pymatgen.core import Lattice, Structure
+
+from cloudphys.encoders.geometry import (
+    GEOMETRIC_FEATURES,
+    GEOMETRY_MEAN,
+    GEOMETRY_STD,
+    N_GEOMETRIC_FEATURES,
+    NEEDS_STRUCTURE,
+    geometric_features,
+    raw_geometric_features,
+)
+from cloudphys.errors import DataError, StructureError
+
+A_NACL = 5.64
+M_NA, M_CL = 22.98976928, 35.453
+
+
+def _nacl(conventional: bool = True) -> Structure:
+    if conventional:
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(A_NACL), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    a = A_NACL / 2
+    return Structure(Lattice([[0, a, a], [a, 0, a], [a, a, 0]]), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _random(seed: int) -> Structure:
+    """A triclinic, skewed, 5-atom crystal (atoms at least 1.5 Å apart)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        lat = np.diag(rng.uniform(3.5, 6.0, 3)) + np.triu(rng.uniform(-2.0, 2.0, (3, 3)), 1)
+        frac = rng.random((5, 3))
+        s = Structure(lat, ["Mg", "O", "O", "Si", "Fe"], frac)
+        if s.distance_matrix[np.triu_indices(5, 1)].min() > 1.5:
+            return s
+
+
+def test_rock_salt_values_by_hand() -> None:
+    """NaCl: every atom has 6 neighbours at a/2; V/atom = a³/8; mass the mean of Na and Cl."""
+    for conventional in (True, False):
+        f = raw_geometric_features(_nacl(conventional))
+        assert f.dtype == np.float64 and f.shape == (N_GEOMETRIC_FEATURES,) == (len(GEOMETRIC_FEATURES),)
+        mass, vol = (M_NA + M_CL) / 2, A_NACL**3 / 8
+        expected = [np.log(vol), mass / vol, A_NACL / 2, A_NACL / 2, 0.0, 6.0, np.log(mass),
+                    np.log(vol) / 3 - 0.5 * np.log(mass), np.log(A_NACL / 2) - 0.5 * np.log(mass)]
+        np.testing.assert_allclose(f, expected, rtol=1e-4, atol=1e-12)  # pymatgen's masses: 4 digits
+    np.testing.assert_allclose(geometric_features(_nacl()), (raw_geometric_features(_nacl()) - GEOMETRY_MEAN)
+                               / GEOMETRY_STD, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_same_crystal_other_cell_same_features(seed: int) -> None:
+    """Supercell (non-diagonal too), rotation, translation, site order and another lattice basis of one
+    crystal give the same features (float64 rounding only)."""
+    s = _random(seed)
+    ref = raw_geometric_features(s)
+    assert np.isfinite(ref).all()
+    rng = np.random.default_rng(100 + seed)
+    variants = [s * (2, 1, 3), s * [[1, 1, 0], [0, 1, 0], [0, 0, 2]]]
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    rot = Structure(s.lattice.matrix @ q.T, s.species, s.cart_coords @ q.T, coords_are_cartesian=True)
+    variants.append(rot)
+    variants.append(Structure(s.lattice, s.species, s.frac_coords + rng.random(3)))
+    perm = rng.permutation(len(s))
+    variants.append(Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm]))
+    u = np.array([[1, 3, 0], [0, 1, -2], [0, 0, 1]])  # unimodular: a much more skewed basis of the lattice
+    variants.append(Structure(u @ s.lattice.matrix, s.species, s.cart_coords, coords_are_cartesian=True))
+    for v in variants:
+        np.testing.assert_allclose(raw_geometric_features(v), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_every_input_kind_gives_the_same_numbers(tmp_path: Path) -> None:
+    s = _random(3)
+    ref = raw_geometric_features(s)
+    np.testing.assert_array_equal(raw_geometric_features(s.as_dict()), ref)
+    path = tmp_path / "POSCAR"
+    s.to(filename=str(path), fmt="poscar")
+    np.testing.assert_allclose(raw_geometric_features(path), ref, rtol=1e-6)  # POSCAR keeps ~16 digits
+    ase = pytest.importorskip("pymatgen.io.ase")
+    np.testing.assert_allclose(raw_geometric_features(ase.AseAtomsAdaptor.get_atoms(s)), ref, rtol=1e-12)
+
+
+def test_bad_structures_are_refused_with_a_reason() -> None:
+    s = _nacl(False)
+    with pytest.raises(StructureError, match="apart"):
+        raw_geometric_features(Structure(s.lattice, ["Na", "Cl"], [[0, 0, 0], [0.001, 0, 0]]))
+    with pytest.raises(StructureError, match="dummy"):
+        raw_geometric_features(Structure(s.lattice, ["Na", "X"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+
+
+def test_phonondb_loader_geometry_matches_the_function(tmp_path: Path) -> None:
+    """thermo rows with geometry=True carry the standardised features of their structures, NaN where none."""
+    from cloudphys.data.thermo_jsonl import structure_geometry
+
+    rows = [{"structure": _nacl(False).as_dict()}, {"structure": {"not": "a structure"}}]
+    g = structure_geometry(rows)
+    np.testing.assert_allclose(g[0], geometric_features(_nacl(False)), rtol=1e-12)
+    assert np.isnan(g[1]).all()
+
+
+# -- the encoder option -------------------------------------------------------------------------------
+
+TINY_GEO = {
+    "encoder": {"name": "scope-bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "dropout": 0.0,
+                "composition_features": True, "feature_layout": 3, "latent_mlp": 8, "features_in_mlp": True,
+                "geometric_features": True},
+    "head": {"name": "debye", "observables": ["cv"]},
+}
+
+
+def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path) -> None:
+    from cloudphys.encoders.bert import ScopeBertConfig, n_latent_features
+    from cloudphys.encoders.descriptors import n_composition_features
+    from cloudphys.modeling.model import build_model
+
+    model = build_model(TINY_GEO)
+    cfg = model.encoder.config
+    assert cfg.geometric_features and n_latent_features(cfg) == n_composition_features(3) + N_GEOMETRIC_FEATURES
+    assert model.reads_geometry
+    model.save_pretrained(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["geometric_features"] is True
+    saved.pop("geometric_features")  # a model saved before the option existed
+    old = ScopeBertConfig.from_dict(saved)
+    assert old.geometric_features is False and n_latent_features(old) == n_composition_features(3)
+    plain = build_model({**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": False}})
+    assert not plain.reads_geometry
+    text = _scope_of(_nacl())
+    assert plain.featurize([text], [2.0]).shape == (1, n_composition_features(3))
+    with pytest.raises(ValueError, match="geometric features"):
+        model.featurize([text], [2.0])  # no geometry: never a silent zero
+    geo = geometric_features(_nacl())[None]
+    f = model.featurize([text], [2.0], geometry=geo)
+    assert f.shape == (1, n_composition_features(3) + N_GEOMETRIC_FEATURES)
+    np.testing.assert_allclose(f[0, -N_GEOMETRIC_FEATURES:], geo[0])
+
+
+def _scope_of(structure: Structure) -> str:
+    from cloudphys.scope import from_structure
+
+    return from_structure(structure).render()
+
+
+def test_geometric_model_saves_loads_predicts_and_refuses_a_bare_string(tmp_path: Path) -> None:
+    from cloudphys.modeling.model import build_model
+    from cloudphys.models import load_model
+
+    torch.manual_seed(0)
+    build_model(TINY_GEO).save_pretrained(tmp_path / "m")
+    model = load_model(str(tmp_path / "m"))
+    bare = _scope_of(_nacl())
+    pred = model.predict([_nacl(), bare, _random(0)], [50.0, 300.0])
+    assert [it.error is None for it in pred.items] == [True, False, True]  # the rest of the batch predicted
+    assert NEEDS_STRUCTURE in pred.items[1].error
+    cv = pred.observables["cv"]
+    assert np.isfinite(cv[[0, 2]]).all() and np.isnan(cv[1]).all()
+    # the geometry reaches the prediction: the same string with another cell volume predicts otherwise
+    squeezed = _nacl().copy()
+    squeezed.scale_lattice(squeezed.volume * 0.7)
+    other = model.predict([squeezed], [50.0, 300.0]).observables["cv"]
+    assert not np.allclose(other[0], cv[0])
+    again = load_model(str(tmp_path / "m")).predict([_nacl()], [50.0, 300.0]).observables["cv"]
+    np.testing.assert_array_equal(again[0], cv[0])
+
+
+def test_training_data_without_geometry_is_refused_by_name() -> None:
+    from cloudphys.data.base import Examples
+    from cloudphys.modeling.encoding import encode
+    from cloudphys.modeling.model import build_model
+
+    model = build_model(TINY_GEO)
+    text = _scope_of(_nacl())
+    ex = Examples(ids=["nacl", "kcl"], scope=[text, text], n_atoms=np.array([8.0, 8.0]), temperatures=np.array([300.0]))
+    with pytest.raises(DataError, match="no geometric features"):
+        encode(ex, model)
+    ex.geometry = np.vstack([geometric_features(_nacl()), np.full(N_GEOMETRIC_FEATURES, np.nan)])
+    with pytest.raises(DataError, match="kcl"):
+        encode(ex, model)
+    ex.geometry[1] = ex.geometry[0]
+    enc = encode(ex, model)
+    assert enc.features is not None and enc.features.shape[1] == model.encoder.latent_layer.n_features
+
+
+def test_a_model_saved_before_the_option_loads_and_predicts_as_before(tmp_path: Path) -> None:
+    """A config.json without ``geometric_features`` (every model saved before it existed) reads no
+    geometry: it loads, takes bare SCOPE strings and predicts exactly what it did."""
+    from cloudphys.modeling.model import build_model
+    from cloudphys.models import load_model
+
+    torch.manual_seed(0)
+    plain = {**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": False}}
+    build_model(plain).save_pretrained(tmp_path / "m")
+    text = _scope_of(_nacl())
+    before = load_model(str(tmp_path / "m")).predict([text, _nacl()], [50.0, 300.0]).observables["cv"]
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["geometric_features"]
+    cfg_path.write_text(json.dumps(cfg))
+    old = load_model(str(tmp_path / "m"))
+    assert not old.core.reads_geometry
+    pred = old.predict([text, _nacl()], [50.0, 300.0])
+    assert not pred.errors
+    np.testing.assert_array_equal(pred.observables["cv"], before)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), det=st.sampled_from([1, 2, 3]))
+def test_property_any_cell_of_the_crystal_gives_the_same_features(seed: int, det: int) -> None:
+    """Hypothesis: a random integer supercell (determinant 1-3, skewing the basis), then a random
+    rotation and translation, leaves the features unchanged."""
+    rng = np.random.default_rng(seed)
+    s = _random(seed % 5)
+    m = np.eye(3, dtype=int)
+    m[0, 0] = det
+    m[np.triu_indices(3, 1)] = rng.integers(-2, 3, 3)  # upper triangular: determinant det
+    sup = s * m
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    moved = Structure(sup.lattice.matrix @ q.T, sup.species, sup.cart_coords @ q.T + rng.normal(size=3),
+                      coords_are_cartesian=True)
+    np.testing.assert_allclose(raw_geometric_features(moved), raw_geometric_features(s), rtol=1e-9, atol=1e-9)
