@@ -338,7 +338,8 @@ def test_ctrl_c_during_start_up_in_a_real_process_exits_130(tmp_path: Path) -> N
     import sys
     import time
 
-    (tmp_path / "reltest_slow.py").write_text("import time\ntime.sleep(60)\n")
+    (tmp_path / "reltest_slow.py").write_text(
+        "import sys, time\nprint('importing', file=sys.stderr, flush=True)\ntime.sleep(60)\n")
     launcher = (
         "import importlib, importlib.metadata as md, sys\n"
         "class EP:\n    name = 'reltest-slow'; dist = None\n"
@@ -356,8 +357,9 @@ def test_ctrl_c_during_start_up_in_a_real_process_exits_130(tmp_path: Path) -> N
     )
     assert proc.stderr is not None
     assert proc.stderr.readline().strip() == "ready"
-    time.sleep(1.0)  # now inside the slow plugin's import
+    assert proc.stderr.readline().strip() == "importing"  # now inside the slow plugin's import
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted" and out == "" and "Traceback" not in err
