@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import cloudphys
 from cloudphys.data.base import data_dir
+from cloudphys.models import list_models, model_spec
 
 REPO = Path(__file__).resolve().parents[3]
 NUMBER = re.compile(r"[+-]?\d+\.\d+")
@@ -49,14 +49,14 @@ SHIPPED_DOS_MODELS = ("phonondb-dos", "phonondb-dos-geo")
 
 @pytest.mark.parametrize("name", SHIPPED_DOS_MODELS)
 def test_the_shipped_dos_cards_state_what_their_command_computes(name: str) -> None:
-    if name not in cloudphys.models.list_models(include_unavailable=True):
+    if name not in list_models(include_unavailable=True):
         pytest.skip(f"{name} is not shipped in this checkout")
-    if name not in cloudphys.list_models():
+    if name not in list_models():
         pytest.skip("the phonon-DOS plugin is not installed")
     if not (data_dir() / "phonondb-thermo" / "materials.jsonl.gz").exists():
         pytest.skip("phonondb-thermo is not in the data directory")
     bench = _bench_dos()
-    card = cloudphys.models.model_spec(name).card
+    card = model_spec(name).card
     assert f"benchmarks/bench_dos.py {name} --card" in card  # the card names the command
     stated = _block(card, bench.CARD_START, bench.CARD_END)
     result = bench.evaluate_dos_model(name)
