@@ -16,7 +16,7 @@ import cloudphys
 from cloudphys.models import list_models, model_spec, verify_checksums
 
 R = 8.314462618
-SHIPPED = ("cloud-debye", "phonondb-dos")
+SHIPPED = ("cloud-debye", "phonondb-dos", "phonondb-dos-geo")
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_shipped_model_predicts_offline_for_structure_and_atoms(name, offline) -
         np.testing.assert_allclose(s.values("f"), s.values("u") - p.temperatures * s.values("s"), rtol=1e-4, atol=1e-3)
         text = repr(p)
         assert "cv" in text and "±" in text
-    if name == "phonondb-dos":
+    if name.startswith("phonondb-dos"):
         theta, g, sd = m.predict(mgo, [300]).ok[0].dos
         np.testing.assert_allclose(g.sum(), 3.0, rtol=1e-5)  # modes per atom
         assert sd is not None and np.all(theta > 0)
@@ -88,3 +88,18 @@ def test_si_conventional_and_primitive_cells_agree_per_atom(offline) -> None:
     p = cloudphys.load_model("cloud-debye").predict([conv, prim], temperatures=[100, 300])
     np.testing.assert_allclose(p[0].values("cv"), p[1].values("cv"), rtol=1e-5)
     np.testing.assert_allclose(p[0].values("cv", "cell"), 4 * p[1].values("cv", "cell"), rtol=1e-5)
+
+
+def test_the_geometric_model_refuses_a_bare_scope_string_and_predicts_the_rest(offline) -> None:
+    """phonondb-dos-geo reads the structure's geometry: a SCOPE string alone gets an error row with the
+    reason, the structures of the same batch are predicted."""
+    if "phonondb-dos-geo" not in cloudphys.list_models():
+        pytest.skip("phonondb-dos-geo: its head's plugin is not installed")
+    m = cloudphys.load_model("phonondb-dos-geo")
+    mgo, _ = _crystals()
+    scope = cloudphys.load_model("phonondb-dos").predict(mgo, temperatures=[300]).ok[0].scope
+    p = m.predict([mgo, {"id": "bare", "scope": scope, "n_atoms": 2}], temperatures=[300])
+    assert len(p.ok) == 1 and list(p.errors) == ["bare"]
+    assert "geometric" in p.errors["bare"] and "structure" in p.errors["bare"]
+    cv = p.ok[0].values("cv")
+    assert 0 < cv[0] <= 3 * R
