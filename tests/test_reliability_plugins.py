@@ -340,7 +340,10 @@ def test_ctrl_c_during_start_up_in_a_real_process_exits_130(tmp_path: Path) -> N
 
     (tmp_path / "reltest_slow.py").write_text(
         "import sys, time\nprint('importing', file=sys.stderr, flush=True)\ntime.sleep(60)\n")
+    # The child gets Python's Ctrl-C handler even where this test's process ignores SIGINT (a shell
+    # starts background jobs with SIGINT ignored, and a Python started so keeps ignoring it).
     launcher = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import importlib, importlib.metadata as md, sys\n"
         "class EP:\n    name = 'reltest-slow'; dist = None\n"
         "    def load(self): return importlib.import_module('reltest_slow')\n"
