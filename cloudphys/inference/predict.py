@@ -146,8 +146,7 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
         if geometric and geo is None:
             continue  # the item's error says why
         try:  # composition features: an element the descriptors do not know is this item's error
-            f = (model.featurize([it.scope], [it.n_atoms], geometry=geo[None]) if geometric
-                 else model.featurize([it.scope], [it.n_atoms]))
+            f = model.featurize([it.scope], [it.n_atoms], geometry=None if geo is None else geo[None])
         except Exception as exc:  # any featurizer failure is this item's error
             it.fail(f"{type(exc).__name__}: {exc}")
             continue

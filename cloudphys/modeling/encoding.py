@@ -196,10 +196,9 @@ def encode(
         targets = {k: v for k, v in targets.items() if k in observables}
     if features is not None and given:
         feats = features
-    elif getattr(model, "reads_geometry", False):
-        feats = model.featurize(scope, n, geometry=_geometry_of(examples, ids))
-    else:
-        feats = model.featurize(scope, n)
+    else:  # the model passes geometry on only to an encoder that reads it
+        geometry = _geometry_of(examples, ids) if getattr(model, "reads_geometry", False) else None
+        feats = model.featurize(scope, n, geometry=geometry)
     # atoms per primitive cell: where the examples know them (from structures), else the given cell
     # (a SCOPE string cannot tell: its record's sites_per_primitive_cell is only a lower bound, low
     # wherever two orbits share a Wyckoff letter -- 468 of phonondb-thermo's 629 test materials)
