@@ -15,12 +15,16 @@ pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure
 
 from cloudphys.encoders.geometry import (
+    ALL_GEOMETRIC_FEATURES,
+    BOND_FEATURES,
     GEOMETRIC_FEATURES,
     GEOMETRY_MEAN,
     GEOMETRY_STD,
     N_GEOMETRIC_FEATURES,
     NEEDS_STRUCTURE,
     geometric_features,
+    geometry_layout,
+    n_geometric_features,
     raw_geometric_features,
 )
 from cloudphys.errors import DataError, StructureError
@@ -47,15 +51,40 @@ def _random(seed: int) -> Structure:
             return s
 
 
+def _radius_en(element: str) -> tuple[float, float]:
+    from pymatgen.core import Element
+
+    e = Element(element)
+    return float(e.atomic_radius), float(e.X)
+
+
 def test_rock_salt_values_by_hand() -> None:
-    """NaCl: every atom has 6 neighbours at a/2; V/atom = a³/8; mass the mean of Na and Cl."""
+    """NaCl: every atom has 6 neighbours at a/2; V/atom = a³/8; mass the mean of Na and Cl; every
+    bond Na-Cl at a/2 (layout 2)."""
+    assert len(ALL_GEOMETRIC_FEATURES) == N_GEOMETRIC_FEATURES == n_geometric_features(2) == 35
+    assert ALL_GEOMETRIC_FEATURES[:9] == GEOMETRIC_FEATURES and n_geometric_features(1) == 9
+    (r_na, x_na), (r_cl, x_cl) = _radius_en("Na"), _radius_en("Cl")
     for conventional in (True, False):
         f = raw_geometric_features(_nacl(conventional))
-        assert f.dtype == np.float64 and f.shape == (N_GEOMETRIC_FEATURES,) == (len(GEOMETRIC_FEATURES),)
-        mass, vol = (M_NA + M_CL) / 2, A_NACL**3 / 8
-        expected = [np.log(vol), mass / vol, A_NACL / 2, A_NACL / 2, 0.0, 6.0, np.log(mass),
-                    np.log(vol) / 3 - 0.5 * np.log(mass), np.log(A_NACL / 2) - 0.5 * np.log(mass)]
-        np.testing.assert_allclose(f, expected, rtol=1e-4, atol=1e-12)  # pymatgen's masses: 4 digits
+        assert f.dtype == np.float64 and f.shape == (N_GEOMETRIC_FEATURES,)
+        mass, vol, d = (M_NA + M_CL) / 2, A_NACL**3 / 8, A_NACL / 2
+        expected = [np.log(vol), mass / vol, d, d, 0.0, 6.0, np.log(mass),
+                    np.log(vol) / 3 - 0.5 * np.log(mass), np.log(d) - 0.5 * np.log(mass)]
+        np.testing.assert_allclose(f[:9], expected, rtol=1e-4, atol=1e-12)  # pymatgen's masses: 4 digits
+        mu = M_NA * M_CL / (M_NA + M_CL)
+        bond = {"bond_log_length": np.log(d), "bond_log_reduced_mass": np.log(mu),
+                "bond_strain": np.log(d / (r_na + r_cl)), "bond_en_difference": abs(x_na - x_cl),
+                "bond_frequency": -0.5 * np.log(mu) - 1.5 * np.log(d)}
+        got = dict(zip(ALL_GEOMETRIC_FEATURES, f))
+        for q, v in bond.items():  # one kind of bond: mean = min = max, no spread
+            np.testing.assert_allclose([got[f"{q}_{a}"] for a in ("mean", "min", "max")], [v] * 3, rtol=1e-4)
+            assert abs(got[f"{q}_std"]) < 1e-9
+        packing = 4 / 3 * np.pi * (r_na**3 + r_cl**3) / (2 * vol)
+        np.testing.assert_allclose(got["log_packing_fraction"], np.log(packing), rtol=1e-6)
+        site_na, site_cl = (-0.5 * np.log(m) - 1.5 * np.log(d) for m in (M_NA, M_CL))
+        # half the atoms are Cl (lower proxy): quantiles 0, 1/4, 1/2 are Cl's, 3/4 and 1 Na's (inverted CDF)
+        np.testing.assert_allclose([got[f"site_frequency_q{q}"] for q in (0, 25, 50, 75, 100)],
+                                   [site_cl, site_cl, site_cl, site_na, site_na], rtol=1e-4)
     np.testing.assert_allclose(geometric_features(_nacl()), (raw_geometric_features(_nacl()) - GEOMETRY_MEAN)
                                / GEOMETRY_STD, rtol=1e-12)
 
@@ -92,6 +121,23 @@ def test_every_input_kind_gives_the_same_numbers(tmp_path: Path) -> None:
     np.testing.assert_allclose(raw_geometric_features(ase.AseAtomsAdaptor.get_atoms(s)), ref, rtol=1e-12)
 
 
+def test_a_disordered_site_reads_its_occupancy_weighted_elements() -> None:
+    """A site shared by Na and K (half each) bonds like an atom of their mean mass, radius and
+    electronegativity: the same features from a pymatgen Structure and its dict."""
+    s = _nacl(False)
+    mixed = Structure(s.lattice, [{"Na": 0.5, "K": 0.5}, "Cl"], s.frac_coords)
+    f = dict(zip(ALL_GEOMETRIC_FEATURES, raw_geometric_features(mixed)))
+    from pymatgen.core import Element
+
+    m_site = (M_NA + float(Element("K").atomic_mass)) / 2
+    mu = m_site * M_CL / (m_site + M_CL)
+    np.testing.assert_allclose(f["bond_log_reduced_mass_mean"], np.log(mu), rtol=1e-9)
+    (r_na, x_na), (r_k, x_k), (r_cl, x_cl) = _radius_en("Na"), _radius_en("K"), _radius_en("Cl")
+    np.testing.assert_allclose(f["bond_strain_mean"], np.log(A_NACL / 2 / ((r_na + r_k) / 2 + r_cl)), rtol=1e-9)
+    np.testing.assert_allclose(f["bond_en_difference_mean"], abs((x_na + x_k) / 2 - x_cl), rtol=1e-9)
+    np.testing.assert_array_equal(raw_geometric_features(mixed.as_dict()), raw_geometric_features(mixed))
+
+
 def test_bad_structures_are_refused_with_a_reason() -> None:
     s = _nacl(False)
     with pytest.raises(StructureError, match="apart"):
@@ -120,21 +166,25 @@ TINY_GEO = {
 }
 
 
-def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", [True, 2])
+def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path, option: bool | int) -> None:
     from cloudphys.encoders.bert import ScopeBertConfig, n_latent_features
     from cloudphys.encoders.descriptors import n_composition_features
     from cloudphys.modeling.model import build_model
 
-    model = build_model(TINY_GEO)
+    layout = geometry_layout(option)
+    k = n_geometric_features(layout)
+    model = build_model({**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": option}})
     cfg = model.encoder.config
-    assert cfg.geometric_features and n_latent_features(cfg) == n_composition_features(3) + N_GEOMETRIC_FEATURES
+    assert cfg.geometric_features == layout and n_latent_features(cfg) == n_composition_features(3) + k
     assert model.reads_geometry
     model.save_pretrained(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert saved["geometric_features"] is True
+    assert saved["geometric_features"] == layout  # a model saved with `true` reads as layout 1
+    assert ScopeBertConfig.from_dict(saved).geometric_features == layout
     saved.pop("geometric_features")  # a model saved before the option existed
     old = ScopeBertConfig.from_dict(saved)
-    assert old.geometric_features is False and n_latent_features(old) == n_composition_features(3)
+    assert old.geometric_features == 0 and n_latent_features(old) == n_composition_features(3)
     plain = build_model({**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": False}})
     assert not plain.reads_geometry
     text = _scope_of(_nacl())
@@ -142,9 +192,33 @@ def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path) ->
     with pytest.raises(ValueError, match="geometric features"):
         model.featurize([text], [2.0])  # no geometry: never a silent zero
     geo = geometric_features(_nacl())[None]
-    f = model.featurize([text], [2.0], geometry=geo)
-    assert f.shape == (1, n_composition_features(3) + N_GEOMETRIC_FEATURES)
-    np.testing.assert_allclose(f[0, -N_GEOMETRIC_FEATURES:], geo[0])
+    f = model.featurize([text], [2.0], geometry=geo)  # a full row: the layout reads its first k
+    assert f.shape == (1, n_composition_features(3) + k)
+    np.testing.assert_allclose(f[0, -k:], geo[0, :k])
+    np.testing.assert_array_equal(model.featurize([text], [2.0], geometry=geo[:, :k]), f)  # or exactly k
+    with pytest.raises(ValueError, match="geometry array, got shape"):
+        model.featurize([text], [2.0], geometry=geo[:, :k - 1])
+
+
+@pytest.mark.parametrize("bad", [3, -1, "yes", 1.5])
+def test_an_unknown_geometric_layout_is_refused_by_value(bad: object) -> None:
+    from cloudphys.modeling.model import build_model
+
+    with pytest.raises(ValueError, match=r"geometric_features must be .*got"):
+        build_model({**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": bad}})
+
+
+def test_ensemble_members_of_two_geometric_layouts_are_refused() -> None:
+    from cloudphys.errors import ConfigError
+    from cloudphys.modeling.ensemble import EnsembleEncoder
+    from cloudphys.modeling.model import build_model
+
+    one = build_model(TINY_GEO).encoder
+    two = build_model({**TINY_GEO, "encoder": {**TINY_GEO["encoder"], "geometric_features": 2}}).encoder
+    with pytest.raises(ConfigError, match="geometric_features"):
+        EnsembleEncoder([one, two])
+    assert EnsembleEncoder([two, two]).featurize([_scope_of(_nacl())], [2.0], geometry=geometric_features(
+        _nacl())[None]).shape[1] == two.latent_layer.n_features
 
 
 def _scope_of(structure: Structure) -> str:

@@ -289,7 +289,7 @@ def load_thermo_rows(
 
 
 def structure_geometry(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """``[N, 9]`` standardised geometric features of the rows' structures (NaN row where they cannot
+    """``[N, N_GEOMETRIC_FEATURES]`` standardised geometric features of the rows' structures (NaN row where they cannot
     be computed: the model that reads them names such a row)."""
     from ..encoders.geometry import N_GEOMETRIC_FEATURES, geometric_features
     from ..errors import StructureError

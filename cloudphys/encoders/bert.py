@@ -27,6 +27,7 @@ from transformers import (
 from ..bounds import Bound
 from ..physics.contract import LatentSpec
 from .base import Encoder
+from .geometry import geometry_layout
 from .descriptors import (
     FEATURE_LAYOUT,
     LEGACY_FEATURE_LAYOUT,
@@ -51,8 +52,9 @@ class ScopeBertConfig(PretrainedConfig):
     :param feature_layout: layout of the composition features (see
         :mod:`cloudphys.encoders.descriptors`); a saved config without it is layout 1 (legacy).
     :param geometric_features: the latent layer also reads the geometric features of the structure
-        (:mod:`cloudphys.encoders.geometry`, after the composition features); a saved config
-        without it reads none (``False``).
+        (:mod:`cloudphys.encoders.geometry`, after the composition features): ``True``/``1`` the
+        nine cell features (layout 1), ``2`` those plus the bond and site features (layout 2);
+        stored as the layout number; a saved config without it reads none (``False``).
     """
 
     model_type = "scope-bert"
@@ -74,7 +76,7 @@ class ScopeBertConfig(PretrainedConfig):
         pooling: str = "cls",
         feature_layout: int | None = None,
         features_in_mlp: bool = False,
-        geometric_features: bool = False,
+        geometric_features: bool | int = False,
         **kwargs: Any,
     ) -> None:
         self.vocab_size = int(vocab_size)
@@ -93,7 +95,7 @@ class ScopeBertConfig(PretrainedConfig):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.feature_layout = int(feature_layout) if feature_layout is not None else LEGACY_FEATURE_LAYOUT
-        self.geometric_features = bool(geometric_features)
+        self.geometric_features = geometry_layout(geometric_features)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
 
@@ -149,22 +151,27 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         """Per-sample features the latent layer expects (``None`` if it expects none):
         ``[composition features, geometric features]``, each part where the config asks for it.
 
-        :param geometry: ``[N, 9]`` standardised geometric features
+        :param geometry: ``[N, N_GEOMETRIC_FEATURES]`` (or ``[N, k]``, the layout's own k) standardised geometric features
             (:func:`cloudphys.encoders.geometry.geometric_features`), required (finite) when
             ``config.geometric_features``; ignored otherwise.
         """
         parts = []
         if self.config.composition_features:
             parts.append(np.asarray(composition_features(scope, n_atoms, layout=self.config.feature_layout)))
-        if getattr(self.config, "geometric_features", False):
-            from .geometry import N_GEOMETRIC_FEATURES
+        layout = geometry_layout(getattr(self.config, "geometric_features", False))
+        if layout:
+            from .geometry import N_GEOMETRIC_FEATURES, n_geometric_features
 
             g = None if geometry is None else np.asarray(geometry, dtype=np.float64)
-            want = (len(scope), N_GEOMETRIC_FEATURES)
-            if g is None or g.shape != want or not np.isfinite(g).all():
-                got = "none" if g is None else (f"shape {g.shape}" if g.shape != want else "non-finite rows")
-                raise ValueError(f"this encoder reads geometric features (encoder.geometric_features): featurize "
-                                 f"needs a finite {list(want)} geometry array, got {got}")
+            k = n_geometric_features(layout)
+            ok = g is not None and g.ndim == 2 and g.shape[0] == len(scope) and g.shape[1] in (k, N_GEOMETRIC_FEATURES)
+            if ok:
+                g = g[:, :k]  # a full geometry row carries every layout's features; this one reads the first k
+            if not ok or not np.isfinite(g).all():
+                got = "none" if g is None else ("non-finite rows" if ok else f"shape {g.shape}")
+                raise ValueError(f"this encoder reads geometric features (encoder.geometric_features: layout "
+                                 f"{layout}): featurize needs a finite [{len(scope)}, {k}] (or "
+                                 f"[{len(scope)}, {N_GEOMETRIC_FEATURES}]) geometry array, got {got}")
             parts.append(g)
         if not parts:
             return None
@@ -227,11 +234,9 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
 def n_latent_features(config: ScopeBertConfig) -> int:
     """How many features the latent layer of ``config`` reads beside the encoder state."""
     n = n_composition_features(config.feature_layout) if config.composition_features else 0
-    if getattr(config, "geometric_features", False):
-        from .geometry import N_GEOMETRIC_FEATURES
+    from .geometry import n_geometric_features
 
-        n += N_GEOMETRIC_FEATURES
-    return n
+    return n + n_geometric_features(geometry_layout(getattr(config, "geometric_features", False)))
 
 
 @torch.no_grad()
@@ -277,7 +282,7 @@ def build_scope_bert(
     pretrained: str | None = None,
     features_in_mlp: bool = False,
     feature_layout: Literal[2, 3, 4] = FEATURE_LAYOUT,
-    geometric_features: bool = False,
+    geometric_features: bool | int = False,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 
@@ -295,8 +300,9 @@ def build_scope_bert(
         :mod:`cloudphys.encoders.descriptors`.
     :param geometric_features: the latent layer also reads the geometric features of each
         material's structure (volume per atom, density, nearest-neighbour distances, ...:
-        :mod:`cloudphys.encoders.geometry`; issue 20 §3). Such a model needs structures, in
-        training (the data set computes them) and in prediction (a bare SCOPE string is refused).
+        :mod:`cloudphys.encoders.geometry`; issue 20 §3): ``true`` (layout 1, nine cell features)
+        or ``2`` (layout 2: plus 26 features of the bonds and sites). Such a model needs structures,
+        in training (the data set computes them) and in prediction (a bare SCOPE string is refused).
     :param pooling: ``cls`` or ``mean``.
     :param pretrained: directory of an MLM-pretrained encoder (``cloudphys pretrain``) whose BERT
         weights (and sizes) are loaded.

@@ -17,10 +17,24 @@ given, :func:`geometric_features` adds nine intensive numbers computed from it:
  8    ``lindemann_nn``                         log(nn_mean) − log(mass) / 2
 ====  =======================================  ==========================================
 
+Layout 2 (``encoder.geometric_features: 2``) adds 26 features of the sites and their bonds
+(:data:`BOND_FEATURES`): a bond ``i``–``j`` is each neighbour of atom ``i`` within 1.2 × its nearest
+distance, and its log length, log reduced mass, strain log(length / (r_i + r_j)) (atomic radii),
+electronegativity difference and a Badger-like frequency proxy −½ log μ − 3/2 log length enter as
+mean, spread, min and max over the bonds (each atom counts once); then the log packing fraction
+Σ 4/3 π r³ / V and the quantiles 0, ¼, ½, ¾, 1 of each atom's proxy −½ log m − 3/2 log d_nn.
+Force constants set the phonon frequencies, and they follow from which elements bond, at what
+length and how ionic: a cell's mean volume and distances alone do not say that.
+
+A geometry row (:func:`geometric_features`, ``Examples.geometry``) always carries every layout's
+features (:data:`ALL_GEOMETRIC_FEATURES`, :data:`N_GEOMETRIC_FEATURES` columns); a model reads the
+first ``n_geometric_features(layout)``, so the nine of layout 1 keep their values and constants.
+
 They are invariant under the choice of cell: a supercell, a rotated or translated cell, a reordering
 of the sites or another (reduced or not) basis of the same lattice give the same values (up to
 float rounding). Neighbours are searched in all periodic images that can lie within the cutoff
-(the image range follows from the reciprocal lattice), so skewed cells are handled too.
+(the image range follows from the reciprocal lattice), so skewed cells are handled too; quantiles
+are read off the inverted CDF, which a supercell's repeated atoms do not change.
 
 :func:`standardise` maps them to O(1) numbers with fixed constants (:data:`GEOMETRY_MEAN`,
 :data:`GEOMETRY_STD`) -- what the latent layer of a model with ``encoder.geometric_features: true``
@@ -39,32 +53,79 @@ import numpy as np
 from ..errors import StructureError
 
 __all__ = [
+    "ALL_GEOMETRIC_FEATURES",
+    "BOND_FEATURES",
     "GEOMETRIC_FEATURES",
+    "GEOMETRY_LAYOUTS",
     "GEOMETRY_MEAN",
     "GEOMETRY_STD",
     "N_GEOMETRIC_FEATURES",
     "geometric_features",
+    "geometry_layout",
     "geometry_rows",
+    "n_geometric_features",
     "raw_geometric_features",
     "reads_geometry",
     "standardise",
 ]
 
+#: Layout 1 (``encoder.geometric_features: true`` or ``1``): nine features of the cell.
 GEOMETRIC_FEATURES = (
     "log_volume_per_atom", "density", "nn_mean", "nn_min", "nn_std", "coordination", "log_mass",
     "lindemann_volume", "lindemann_nn",
 )
-N_GEOMETRIC_FEATURES = len(GEOMETRIC_FEATURES)
+_BOND_QUANTITIES = ("bond_log_length", "bond_log_reduced_mass", "bond_strain", "bond_en_difference",
+                    "bond_frequency")
+#: Layout 2 (``encoder.geometric_features: 2``) adds these 26 features of the bonds and sites.
+BOND_FEATURES = tuple(f"{q}_{a}" for q in _BOND_QUANTITIES for a in ("mean", "std", "min", "max")) + (
+    "log_packing_fraction",
+) + tuple(f"site_frequency_q{q}" for q in (0, 25, 50, 75, 100))
+#: Every feature, in the order of a geometry row (a layout reads the first ``n_geometric_features(layout)``).
+ALL_GEOMETRIC_FEATURES = GEOMETRIC_FEATURES + BOND_FEATURES
+#: Columns of a geometry row (``Examples.geometry``, :func:`geometry_rows`): every layout's features.
+N_GEOMETRIC_FEATURES = len(ALL_GEOMETRIC_FEATURES)
+#: Feature count of each geometric layout.
+GEOMETRY_LAYOUTS = {1: len(GEOMETRIC_FEATURES), 2: len(ALL_GEOMETRIC_FEATURES)}
+_SITE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 #: Neighbours of an atom within this factor of its nearest distance count towards its coordination.
 SHELL = 1.2
 
-#: Mean and standard deviation of each raw feature over the 4,122 stable ``train`` materials of
+#: Mean and standard deviation of each raw feature (:data:`ALL_GEOMETRIC_FEATURES`) over the 4,122 stable ``train`` materials of
 #: phonondb-thermo (``load_phonondb_thermo("train", stable=True)``'s ids, their ``structure`` in
 #: ``materials.jsonl.gz``; ``python benchmarks/bench_geometry.py --constants`` prints them). Fixed
 #: here so that a saved model reads the same numbers forever; never refitted.
-GEOMETRY_MEAN = np.array([2.904566, 3.049097, 2.287796, 2.119486, 0.233068, 4.453654, 3.947546, -1.005584, -1.165868])
-GEOMETRY_STD = np.array([0.400265, 1.129812, 0.445606, 0.480208, 0.175892, 1.724392, 0.587742, 0.212805, 0.189205])
+GEOMETRY_MEAN = np.array([
+    2.904566, 3.049097, 2.287796, 2.119486, 0.233068, 4.453654, 3.947546, -1.005584, -1.165868,  # layout 1
+    0.827244, 0.120379, 0.723300, 1.079670, 2.733091, 0.224689, 2.492951, 3.132116, 0.015761, 0.065960,
+    -0.058692, 0.175041, 1.344363, 0.385104, 0.801594, 1.878275, -2.607411, 0.244079, -3.121275, -2.393548,
+    -0.606801, -3.734984, -3.405486, -2.910919, -2.672736, -2.561394,
+])
+GEOMETRY_STD = np.array([
+    0.400265, 1.129812, 0.445606, 0.480208, 0.175892, 1.724392, 0.587742, 0.212805, 0.189205,  # layout 1
+    0.213751, 0.085021, 0.242826, 0.209823, 0.833359, 0.247118, 0.912446, 0.798141, 0.076940, 0.084639,
+    0.068894, 0.258467, 0.609317, 0.248978, 0.731112, 0.677838, 0.688603, 0.208103, 0.629650, 0.770221,
+    0.391266, 0.463775, 0.642644, 0.753272, 0.767544, 0.804397,
+])
+
+
+def geometry_layout(value: Any) -> int:
+    """The geometric layout an ``encoder.geometric_features`` value asks for: 0 (none) for
+    ``False``/``None``/``0``, 1 for ``True``/``1`` (the nine cell features), 2 for ``2`` (those plus
+    :data:`BOND_FEATURES`). Raises ``ValueError`` for anything else."""
+    if value is None or value is False:
+        return 0
+    if value is True:
+        return 1
+    if isinstance(value, (int, np.integer)) and int(value) in (0, *GEOMETRY_LAYOUTS):
+        return int(value)
+    raise ValueError(f"encoder.geometric_features must be false, true (layout 1) or one of "
+                     f"{sorted(GEOMETRY_LAYOUTS)}, got {value!r}")
+
+
+def n_geometric_features(layout: int) -> int:
+    """How many features (the first of a geometry row) a geometric ``layout`` reads (0 for none)."""
+    return 0 if layout == 0 else GEOMETRY_LAYOUTS[geometry_layout(layout)]
 
 
 @lru_cache(maxsize=256)
@@ -122,16 +183,17 @@ def _distances(red: np.ndarray, frac: np.ndarray, reach: np.ndarray, rows: slice
     return d
 
 
-def _nearest_and_coordination(lattice: np.ndarray, frac: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Per atom: the nearest-neighbour distance (Å, any periodic image, the atom's own images
-    included) and the number of neighbours within :data:`SHELL` × that distance."""
+def _neighbours(lattice: np.ndarray, frac: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per atom, the nearest-neighbour distance (Å, any periodic image, the atom's own images
+    included); and the bonds ``(i, j, length)``: every neighbour ``j`` (any image) of atom ``i``
+    within :data:`SHELL` × ``i``'s nearest distance (their count is ``i``'s coordination)."""
     cart = frac @ lattice
     red = _lll(lattice)
     frac = np.linalg.solve(red.T, cart.T).T  # positions in the reduced basis
     n = len(frac)
     recip = np.linalg.norm(np.linalg.inv(red), axis=0)  # |b_i|: 1 / spacing of the lattice planes i
     nearest = np.empty(n)
-    coordination = np.empty(n)
+    bonds_i, bonds_j, lengths = [], [], []
     for s in range(0, n, chunk):
         rows = slice(s, min(s + chunk, n))
         # an upper bound of each atom's nearest distance from the nearest images, then every image
@@ -142,34 +204,99 @@ def _nearest_and_coordination(lattice: np.ndarray, frac: np.ndarray, chunk: int 
         d = _distances(red, frac, reach, rows)
         near = d.min(1)
         nearest[rows] = near
-        coordination[rows] = (d <= SHELL * near[:, None] * (1.0 + 1e-9)).sum(1)
-    return nearest, coordination
+        i, col = np.nonzero(d <= SHELL * near[:, None] * (1.0 + 1e-9))
+        bonds_i.append(i + s)
+        bonds_j.append(col // (d.shape[1] // n))  # columns: atom-major, then image
+        lengths.append(d[i, col])
+    return nearest, np.concatenate(bonds_i), np.concatenate(bonds_j), np.concatenate(lengths)
+
+
+def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> list[float]:
+    """Weighted mean, (population) standard deviation, min and max of ``values``."""
+    mean = float(weights @ values)
+    return [mean, math.sqrt(max(float(weights @ (values - mean) ** 2), 0.0)), float(values.min()), float(values.max())]
+
+
+def _site_properties(cell: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per site: mass (u), atomic radius (Å) and Pauling electronegativity, occupancy-weighted
+    over a disordered site's elements (``descriptors.element_table``'s values, missing ones its means)."""
+    from .descriptors import DESCRIPTORS, element_table
+
+    index, _, raw = element_table()
+    per_type: dict[int, tuple[float, float, float]] = {}
+    for t in set(cell.types):
+        species = cell.type_species.get(t)
+        if not species:
+            raise StructureError(f"atom type {t} has no element; geometric features need the species of every site")
+        if "X" in species:
+            raise StructureError("the dummy species X has no mass; geometric features need real elements")
+        unknown = sorted(e for e in species if e not in index)
+        if unknown:
+            raise StructureError(f"no element data for {', '.join(unknown)}; geometric features need known elements")
+        occ = np.asarray(list(species.values()), dtype=np.float64)
+        occ = occ / occ.sum()
+        rows = [index[e] for e in species]
+        per_type[t] = (float(occ @ [_mass(e) for e in species]),
+                       float(occ @ raw[rows, DESCRIPTORS.index("radius")]),
+                       float(occ @ raw[rows, DESCRIPTORS.index("electronegativity")]))
+    props = np.asarray([per_type[t] for t in cell.types], dtype=np.float64)
+    return props[:, 0], props[:, 1], props[:, 2]
+
+
+def _bond_features(mass: np.ndarray, radius: np.ndarray, en: np.ndarray, volume: float, nearest: np.ndarray,
+                   bond_i: np.ndarray, bond_j: np.ndarray, length: np.ndarray) -> list[float]:
+    """The :data:`BOND_FEATURES` (layout 2) of a cell's sites and bonds.
+
+    Per bond ``i``-``j`` (each neighbour in ``i``'s first shell; an atom's bonds weigh ``1 / its
+    coordination`` so that every atom counts once): log length, log reduced mass, strain
+    log(length / (r_i + r_j)) with the elements' atomic radii, electronegativity difference and a
+    frequency proxy −½ log μ − 3/2 log length (Badger-like: stiffness ∝ length⁻³); their mean,
+    spread, min and max. Then the log packing fraction Σ 4/3 π r³ / V and the quantiles
+    (0, ¼, ½, ¾, 1; inverted CDF, the same for any cell of the crystal) of the per-atom proxy
+    −½ log m − 3/2 log d_nn."""
+    n = len(mass)
+    coordination = np.bincount(bond_i, minlength=n).astype(np.float64)
+    w = 1.0 / (n * coordination[bond_i])
+    log_mu = np.log(mass[bond_i] * mass[bond_j] / (mass[bond_i] + mass[bond_j]))
+    log_d = np.log(length)
+    out: list[float] = []
+    for q in (log_d, log_mu, np.log(length / (radius[bond_i] + radius[bond_j])),
+              np.abs(en[bond_i] - en[bond_j]), -0.5 * log_mu - 1.5 * log_d):
+        out += _weighted_stats(q, w)
+    out.append(math.log(float((4.0 / 3.0 * math.pi * radius ** 3).sum()) / volume))
+    site = -0.5 * np.log(mass) - 1.5 * np.log(nearest)
+    out += [float(v) for v in np.quantile(site, _SITE_QUANTILES, method="inverted_cdf")]
+    return out
 
 
 def raw_geometric_features(structure: Any) -> np.ndarray:
-    """The nine features of :data:`GEOMETRIC_FEATURES` (float64, unstandardised) of ``structure``:
-    anything :func:`cloudphys.scope.structure.structure_cell` reads (pymatgen ``Structure``, its
-    ``as_dict()``, ASE ``Atoms``, a file path). Raises :class:`~cloudphys.errors.StructureError`
-    for a cell without volume, overlapping atoms or a dummy species."""
+    """The :data:`N_GEOMETRIC_FEATURES` features of :data:`ALL_GEOMETRIC_FEATURES` (float64,
+    unstandardised) of ``structure``: anything :func:`cloudphys.scope.structure.structure_cell`
+    reads (pymatgen ``Structure``, its ``as_dict()``, ASE ``Atoms``, a file path). Raises
+    :class:`~cloudphys.errors.StructureError` for a cell without volume, overlapping atoms, a
+    dummy species or an element unknown to the descriptor tables."""
     from ..scope.structure import structure_cell
 
-    cell = structure_cell(structure)
+    cell = structure_cell(structure, allow_disordered=True)  # a mixed site: its elements' occupancy-weighted mean
     lattice = np.asarray(cell.lattice, dtype=np.float64).reshape(3, 3)
     frac = np.asarray(cell.positions, dtype=np.float64).reshape(-1, 3)
     n = len(frac)
     volume = abs(float(np.linalg.det(lattice)))
     if not (math.isfinite(volume) and volume > 1e-6 * max(1.0, float(np.abs(lattice).max())) ** 3):
         raise StructureError(f"the cell has no volume ({volume:.3g} Å³); geometric features need a 3D cell")
+    site_mass, radius, en = _site_properties(cell)
     total = sum(float(a) for a in cell.amounts.values())
     mass = sum(float(a) * _mass(el) for el, a in cell.amounts.items()) / total
-    nearest, coordination = _nearest_and_coordination(lattice, frac)
+    nearest, bond_i, bond_j, length = _neighbours(lattice, frac)
     if float(nearest.min()) < 0.1:
         raise StructureError(f"two atoms are {float(nearest.min()):.3g} Å apart; the structure overlaps itself")
+    coordination = np.bincount(bond_i, minlength=n)
     v = math.log(volume / n)
     lm = math.log(mass)
     nn_mean = float(nearest.mean())
-    return np.array([v, mass / (volume / n), nn_mean, float(nearest.min()), float(nearest.std()),
-                     float(coordination.mean()), lm, v / 3.0 - 0.5 * lm, math.log(nn_mean) - 0.5 * lm],
+    base = [v, mass / (volume / n), nn_mean, float(nearest.min()), float(nearest.std()),
+            float(coordination.mean()), lm, v / 3.0 - 0.5 * lm, math.log(nn_mean) - 0.5 * lm]
+    return np.array(base + _bond_features(site_mass, radius, en, volume, nearest, bond_i, bond_j, length),
                     dtype=np.float64)
 
 
@@ -179,12 +306,13 @@ def standardise(raw: np.ndarray) -> np.ndarray:
 
 
 def geometric_features(structure: Any) -> np.ndarray:
-    """The standardised geometric features ``[9]`` (float64) of one structure (see the module)."""
+    """The standardised geometric features ``[N_GEOMETRIC_FEATURES]`` (float64) of one structure,
+    every layout's (see the module; layout ``k`` reads the first ``n_geometric_features(k)``)."""
     return standardise(raw_geometric_features(structure))
 
 
 def geometry_rows(structures: Sequence[Any]) -> np.ndarray:
-    """``[N, 9]`` standardised features of ``structures``; a NaN row where one is ``None``."""
+    """``[N, N_GEOMETRIC_FEATURES]`` standardised features of ``structures``; a NaN row where one is ``None``."""
     out = np.full((len(structures), N_GEOMETRIC_FEATURES), np.nan)
     for k, s in enumerate(structures):
         if s is not None:
@@ -207,4 +335,4 @@ def reads_geometry(model: Any) -> bool:
     members = getattr(model, "members", None)
     if members is not None and len(members):
         return reads_geometry(members[0])
-    return bool(getattr(getattr(model, "config", None), "geometric_features", False))
+    return geometry_layout(getattr(getattr(model, "config", None), "geometric_features", False)) > 0

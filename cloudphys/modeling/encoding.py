@@ -296,4 +296,6 @@ def load_split(config: Any, split: str, registry: PluginRegistry | None = None) 
 def reads_geometry_config(config: Any) -> bool:
     """Whether the encoder of ``config`` reads geometric features (``encoder.geometric_features``)."""
     enc = getattr(config, "encoder", None)
-    return bool(getattr(enc, "params", {}).get("geometric_features", False)) if enc is not None else False
+    from ..encoders.geometry import geometry_layout
+
+    return geometry_layout(getattr(enc, "params", {}).get("geometric_features", False)) > 0 if enc is not None else False

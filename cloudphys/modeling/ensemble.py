@@ -32,8 +32,10 @@ __all__ = ["EnsembleEncoder", "ensemble_model", "load_ensemble"]
 
 
 def _feature_kind(encoder: nn.Module) -> Any:
+    from ..encoders.geometry import geometry_layout
+
     cfg = getattr(encoder, "config", None)
-    return (getattr(cfg, "composition_features", None), bool(getattr(cfg, "geometric_features", False)))
+    return (getattr(cfg, "composition_features", None), geometry_layout(getattr(cfg, "geometric_features", False)))
 
 
 class EnsembleEncoder(nn.Module, Encoder):

@@ -52,15 +52,17 @@ _Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
 class _Cell:
     """What spglib needs plus the composition, in pymatgen's order."""
 
-    __slots__ = ("amounts", "lattice", "magmoms", "positions", "types")
+    __slots__ = ("amounts", "lattice", "magmoms", "positions", "type_species", "types")
 
     def __init__(self, lattice: Any, positions: Any, types: list[int], magmoms: list[Any] | None,
-                 amounts: dict[str, Fraction | int]) -> None:
+                 amounts: dict[str, Fraction | int], type_species: dict[int, dict[str, float]] | None = None) -> None:
         self.lattice = lattice
         self.positions = positions
         self.types = types
         self.magmoms = magmoms
         self.amounts = amounts
+        #: atom type -> {element: occupancy} of a site of that type (what geometric features read)
+        self.type_species = type_species or {}
 
     def spglib_cell(self) -> tuple[Any, ...]:
         if self.magmoms is not None:
@@ -89,6 +91,7 @@ def _cell_from_pymatgen(structure: Any, allow_disordered: bool) -> _Cell:
     mixed: list[Any] = []  # disordered sites: compositions compared with ==, as pymatgen does
     types: list[int] = []
     per_species: dict[Any, Fraction | int] = {}  # species → amount, in order of first appearance
+    type_species: dict[int, dict[str, float]] = {}
     has_magmom = False
     for i, site in enumerate(structure):
         comp = site.species
@@ -101,6 +104,7 @@ def _cell_from_pymatgen(structure: Any, allow_disordered: bool) -> _Cell:
             t = type_of.get(key)
             if t is None:
                 t = type_of[key] = len(type_of) + len(mixed) + 1
+                type_species[t] = {key.symbol: 1.0}
             per_species[key] = per_species.get(key, 0) + 1
         else:
             if not allow_disordered:
@@ -112,6 +116,9 @@ def _cell_from_pymatgen(structure: Any, allow_disordered: bool) -> _Cell:
             else:
                 t = len(type_of) + len(mixed) + 1
                 mixed.append((comp, t))
+                type_species[t] = {}
+                for sp, amt in comp.items():
+                    type_species[t][sp.symbol] = type_species[t].get(sp.symbol, 0.0) + float(amt)
             for sp, amt in comp.items():
                 per_species[sp] = per_species.get(sp, 0) + _frac(amt)
         types.append(t)
@@ -139,7 +146,7 @@ def _cell_from_pymatgen(structure: Any, allow_disordered: bool) -> _Cell:
             else:
                 magmoms.append(0)
         magmoms = _magmom_values(magmoms)
-    return _Cell(structure.lattice.matrix, structure.frac_coords, types, magmoms, amounts)
+    return _Cell(structure.lattice.matrix, structure.frac_coords, types, magmoms, amounts, type_species)
 
 
 def _magmom_values(magmoms: list[Any]) -> list[Any]:
@@ -164,6 +171,7 @@ def _cell_from_dict(d: Mapping[str, Any], allow_disordered: bool) -> _Cell:
     except (KeyError, TypeError) as exc:
         raise StructureError(f"not a pymatgen Structure dict (missing {exc})") from None
     type_of: dict[Any, int] = {}
+    type_species: dict[int, dict[str, float]] = {}
     types: list[int] = []
     amounts: dict[str, Fraction | int] = {}
     magmoms: list[Any] = []
@@ -181,6 +189,9 @@ def _cell_from_dict(d: Mapping[str, Any], allow_disordered: bool) -> _Cell:
         t = type_of.get(key)
         if t is None:
             t = type_of[key] = len(type_of) + 1
+            type_species[t] = {}
+            for el, _, _, occ in key:
+                type_species[t][el] = type_species[t].get(el, 0.0) + occ
         types.append(t)
         for sp in species:
             el = sp.get("element")
@@ -198,46 +209,48 @@ def _cell_from_dict(d: Mapping[str, Any], allow_disordered: bool) -> _Cell:
             magmoms.append(0)
     if not types:
         raise StructureError("the structure has no sites")
-    return _Cell(matrix, positions, types, _magmom_values(magmoms) if any_magmom else None, amounts)
+    return _Cell(matrix, positions, types, _magmom_values(magmoms) if any_magmom else None, amounts, type_species)
 
 
-def _species_types(numbers: Iterable[Any]) -> tuple[list[int], dict[str, Fraction | int]]:
-    """spglib atom types from atomic numbers (numbered by first appearance; 0 is a dummy atom) and
-    the number of atoms of each element."""
+def _species_types(numbers: Iterable[Any]) -> tuple[list[int], dict[str, Fraction | int], dict[int, dict[str, float]]]:
+    """spglib atom types from atomic numbers (numbered by first appearance; 0 is a dummy atom), the
+    number of atoms of each element and the element of each type."""
     type_of: dict[int, int] = {}
+    type_species: dict[int, dict[str, float]] = {}
     types = []
     amounts: dict[str, Fraction | int] = {}
     for i, z in enumerate(numbers):
         z = int(z)
         if not 0 <= z <= len(G.ELEMENTS):
             raise StructureError(f"atom {i}: atomic number {z} is not a chemical element")
+        el = G.ELEMENTS[z - 1] if z else G.DUMMY_SYMBOL
         t = type_of.get(z)
         if t is None:
             t = type_of[z] = len(type_of) + 1
+            type_species[t] = {el: 1.0}
         types.append(t)
-        el = G.ELEMENTS[z - 1] if z else G.DUMMY_SYMBOL
         amounts[el] = amounts.get(el, 0) + 1
-    return types, amounts
+    return types, amounts, type_species
 
 
 def _cell_from_ase(atoms: Any) -> _Cell:
     numbers = [int(z) for z in atoms.numbers]
     if not numbers:
         raise StructureError("the structure has no atoms")
-    types, amounts = _species_types(numbers)
+    types, amounts, type_species = _species_types(numbers)
     magmoms = None
     if atoms.has("initial_magmoms"):
         magmoms = _magmom_values(list(atoms.get_initial_magnetic_moments()))
-    return _Cell(np.asarray(atoms.cell), atoms.get_scaled_positions(wrap=False), types, magmoms, amounts)
+    return _Cell(np.asarray(atoms.cell), atoms.get_scaled_positions(wrap=False), types, magmoms, amounts, type_species)
 
 
 def _cell_from_tuple(cell: Sequence[Any]) -> _Cell:
     lattice, positions, numbers = cell[0], cell[1], cell[2]
-    types, amounts = _species_types(numbers)
+    types, amounts, type_species = _species_types(numbers)
     if not types:
         raise StructureError("the structure has no atoms")
     magmoms = _magmom_values(list(cell[3])) if len(cell) > 3 and cell[3] is not None else None
-    return _Cell(lattice, positions, types, magmoms, amounts)
+    return _Cell(lattice, positions, types, magmoms, amounts, type_species)
 
 
 _MONTY_NAMES = re.compile(r"json|mson|yaml|yml", re.IGNORECASE)
