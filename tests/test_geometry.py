@@ -16,7 +16,6 @@ from pymatgen.core import Lattice, Structure
 
 from cloudphys.encoders.geometry import (
     ALL_GEOMETRIC_FEATURES,
-    BOND_FEATURES,
     GEOMETRIC_FEATURES,
     GEOMETRY_MEAN,
     GEOMETRY_STD,
@@ -304,3 +303,81 @@ def test_property_any_cell_of_the_crystal_gives_the_same_features(seed: int, det
     moved = Structure(sup.lattice.matrix @ q.T, sup.species, sup.cart_coords @ q.T + rng.normal(size=3),
                       coords_are_cartesian=True)
     np.testing.assert_allclose(raw_geometric_features(moved), raw_geometric_features(s), rtol=1e-9, atol=1e-9)
+
+
+def _reference_raw_features(s: Structure) -> np.ndarray:
+    """The 35 raw features written out plainly on pymatgen's neighbour search
+    (``Structure.get_all_neighbors``, every periodic image within the radius), to check the vectorised
+    search (minimum image, the 27 nearest images, then the images a bound says can reach) against."""
+    from pymatgen.core import Element
+
+    n, volume = len(s), s.volume
+    radius = 1.0
+    while True:  # a radius within which every atom has a neighbour
+        found = s.get_all_neighbors(radius)
+        if all(found):
+            break
+        radius *= 1.5
+    nearest = np.array([min(nb.nn_distance for nb in row) for row in found])
+    found = s.get_all_neighbors(SHELL_REF * float(nearest.max()) * 1.01)
+    bonds = [(i, nb.index, nb.nn_distance) for i, row in enumerate(found) for nb in row
+             if nb.nn_distance <= SHELL_REF * nearest[i] * (1 + 1e-9)]
+    mass = np.array([float(Element(sp.symbol).atomic_mass) for sp in s.species])
+    radius_en = np.array([_radius_en(sp.symbol) for sp in s.species])
+    coordination = np.bincount([b[0] for b in bonds], minlength=n)
+    m = mass.mean()
+    v = np.log(volume / n)
+    out = [v, m / (volume / n), nearest.mean(), nearest.min(), nearest.std(), coordination.mean(), np.log(m),
+           v / 3 - 0.5 * np.log(m), np.log(nearest.mean()) - 0.5 * np.log(m)]
+    w = np.array([1.0 / (n * coordination[i]) for i, _, _ in bonds])
+    per_bond: list[list[float]] = [[], [], [], [], []]
+    for i, j, d in bonds:
+        mu = mass[i] * mass[j] / (mass[i] + mass[j])
+        per_bond[0].append(np.log(d))
+        per_bond[1].append(np.log(mu))
+        per_bond[2].append(np.log(d / (radius_en[i, 0] + radius_en[j, 0])))
+        per_bond[3].append(abs(radius_en[i, 1] - radius_en[j, 1]))
+        per_bond[4].append(-0.5 * np.log(mu) - 1.5 * np.log(d))
+    for q in map(np.array, per_bond):
+        mean = float(w @ q)
+        out += [mean, np.sqrt(float(w @ (q - mean) ** 2)), q.min(), q.max()]
+    out.append(np.log((4 / 3 * np.pi * radius_en[:, 0] ** 3).sum() / volume))
+    site = -0.5 * np.log(mass) - 1.5 * np.log(nearest)
+    out += list(np.quantile(site, [0, 0.25, 0.5, 0.75, 1], method="inverted_cdf"))
+    return np.array(out, dtype=np.float64)
+
+
+SHELL_REF = 1.2
+
+
+def _skewed_cells() -> list[Structure]:
+    cells = []
+    for seed in range(4):
+        s = _random(seed)
+        u = np.array([[1, 2, 0], [0, 1, -3], [0, 0, 1]])  # unimodular: a very skewed basis
+        cells += [s, s * [[1, 1, 0], [0, 1, 0], [0, 0, 2]],
+                  Structure(u @ s.lattice.matrix, s.species, s.cart_coords, coords_are_cartesian=True)]
+    # a long thin cell: its images beyond the nearest 27 are needed along the short axes
+    cells.append(Structure(Lattice([[2.1, 0, 0], [1.0, 2.3, 0], [0.4, 0.3, 9.0]]), ["Si", "O"],
+                           [[0, 0, 0], [0.5, 0.5, 0.25]]))
+    return cells
+
+
+@pytest.mark.parametrize("k", range(13))
+def test_vectorised_neighbour_search_equals_pymatgen_reference(k: int) -> None:
+    """The fast search (squared distances, the nearest images reused, only the images that can reach
+    added) gives every feature of the plain pymatgen-based reference, to 1e-9, on skewed cells,
+    non-diagonal supercells and a long thin cell."""
+    assert SHELL_REF == __import__("cloudphys.encoders.geometry", fromlist=["SHELL"]).SHELL
+    s = _skewed_cells()[k]
+    np.testing.assert_allclose(raw_geometric_features(s), _reference_raw_features(s), rtol=1e-9, atol=1e-9)
+
+
+def test_site_quantiles_are_numpy_inverted_cdf_quantiles() -> None:
+    from cloudphys.encoders.geometry import _quantiles
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 80):
+        v = rng.normal(size=n)
+        v[rng.integers(0, n, n // 3)] = v[0]  # ties
+        assert _quantiles(v) == [float(x) for x in np.quantile(v, [0, 0.25, 0.5, 0.75, 1], method="inverted_cdf")]

@@ -91,10 +91,10 @@ _SITE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Neighbours of an atom within this factor of its nearest distance count towards its coordination.
 SHELL = 1.2
 
-#: Mean and standard deviation of each raw feature (:data:`ALL_GEOMETRIC_FEATURES`) over the 4,122 stable ``train`` materials of
-#: phonondb-thermo (``load_phonondb_thermo("train", stable=True)``'s ids, their ``structure`` in
-#: ``materials.jsonl.gz``; ``python benchmarks/bench_geometry.py --constants`` prints them). Fixed
-#: here so that a saved model reads the same numbers forever; never refitted.
+#: Mean and standard deviation of each raw feature (:data:`ALL_GEOMETRIC_FEATURES`) over the 4,122
+#: stable ``train`` materials of phonondb-thermo (``load_phonondb_thermo("train", stable=True)``'s
+#: ids, their ``structure`` in ``materials.jsonl.gz``; ``python benchmarks/bench_geometry.py
+#: --constants`` prints them). Fixed here so that a saved model reads the same numbers forever; never refitted.
 GEOMETRY_MEAN = np.array([
     2.904566, 3.049097, 2.287796, 2.119486, 0.233068, 4.453654, 3.947546, -1.005584, -1.165868,  # layout 1
     0.827244, 0.120379, 0.723300, 1.079670, 2.733091, 0.224689, 2.492951, 3.132116, 0.015761, 0.065960,
@@ -171,43 +171,75 @@ def _lll(basis: np.ndarray, delta: float = 0.75) -> np.ndarray:
     return b
 
 
-def _distances(red: np.ndarray, frac: np.ndarray, reach: np.ndarray, rows: slice) -> np.ndarray:
-    """``[len(rows), N * I]`` distances (Å) from the atoms ``rows`` to every atom in the images
-    ``-reach..reach`` (per axis) around the minimum-image offset; the atom itself is ``inf``."""
+@lru_cache(maxsize=64)
+def _images(reach: tuple[int, int, int]) -> np.ndarray:
+    """The integer image offsets ``-reach..reach`` (per axis) as floats ``[I, 3]``: the 27 with every
+    component in -1..1 first (in the same order for any ``reach``), then the others."""
     grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
-    df = frac[None, :, :] - frac[rows, None, :]
-    df -= np.round(df)  # each fractional offset in [-0.5, 0.5]
-    diff = (df[:, :, None, :] + grid[None, None, :, :]) @ red  # [r, N, I, 3]
-    d = np.sqrt(np.einsum("abik,abik->abi", diff, diff)).reshape(diff.shape[0], -1)
-    d[d < 1e-8] = np.inf  # the atom itself (an atom on top of another is refused by the caller)
-    return d
+    inner = np.abs(grid).max(1) <= 1
+    out = np.concatenate([grid[inner], grid[~inner]]).astype(np.float64)
+    out.flags.writeable = False
+    return out
 
 
-def _neighbours(lattice: np.ndarray, frac: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _squared(x: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``[r, N, I]`` squared lengths (Å²) of the offsets ``x`` ``[r, N, 3]`` (Cartesian, minimum image)
+    shifted by each of the lattice vectors ``images`` ``[I, 3]`` (Cartesian); the atom itself is ``inf``."""
+    d2 = (x[:, :, 0, None] + images[:, 0]) ** 2
+    d2 += (x[:, :, 1, None] + images[:, 1]) ** 2
+    d2 += (x[:, :, 2, None] + images[:, 2]) ** 2
+    tiny = d2 < 1e-15
+    if tiny.any():  # the atom itself: a distance below 1e-8 Å (an atom on top of another is refused by the caller)
+        d2[tiny] = np.where(np.sqrt(d2[tiny]) < 1e-8, np.inf, d2[tiny])
+    return d2
+
+
+def _neighbours(lattice: np.ndarray, frac: np.ndarray,
+                chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per atom, the nearest-neighbour distance (Å, any periodic image, the atom's own images
     included); and the bonds ``(i, j, length)``: every neighbour ``j`` (any image) of atom ``i``
-    within :data:`SHELL` × ``i``'s nearest distance (their count is ``i``'s coordination)."""
+    within :data:`SHELL` × ``i``'s nearest distance (their count is ``i``'s coordination).
+
+    Squared distances throughout (a square root is monotonic: the nearest is the root of the
+    smallest square; a bond is tested on its own root, so the threshold reads lengths exactly as
+    written); the 27 nearest images give an upper bound of each atom's nearest distance, and only
+    the images beyond them that can lie within :data:`SHELL` × that bound are added (those within
+    reach along the reduced axes whose shift is not longer than the cutoff plus the longest offset)."""
     cart = frac @ lattice
     red = _lll(lattice)
     frac = np.linalg.solve(red.T, cart.T).T  # positions in the reduced basis
     n = len(frac)
     recip = np.linalg.norm(np.linalg.inv(red), axis=0)  # |b_i|: 1 / spacing of the lattice planes i
+    inner = _images((1, 1, 1)) @ red
     nearest = np.empty(n)
     bonds_i, bonds_j, lengths = [], [], []
     for s in range(0, n, chunk):
         rows = slice(s, min(s + chunk, n))
+        df = frac[None, :, :] - frac[rows, None, :]
+        df -= np.round(df)  # each fractional offset in [-0.5, 0.5]
+        x = df @ red  # [r, N, 3] Cartesian minimum-image offsets
+        d2 = _squared(x, inner)
         # an upper bound of each atom's nearest distance from the nearest images, then every image
         # that can lie within SHELL x that bound (offsets within +-1/2 along each reduced axis)
-        bound = _distances(red, frac, np.ones(3, dtype=int), rows).min(1)
-        cutoff = SHELL * float(bound.max()) * (1.0 + 1e-9)
+        cutoff = SHELL * math.sqrt(float(d2.min(axis=(1, 2)).max())) * (1.0 + 1e-9)
         reach = np.ceil(cutoff * recip + 0.5).astype(int)
-        d = _distances(red, frac, reach, rows)
-        near = d.min(1)
+        if (reach > 1).any():
+            far = _images(tuple(int(r) for r in reach))[27:] @ red
+            # an image whose shift is longer than the cutoff plus the longest offset cannot reach
+            # (triangle inequality; a hair loose for rounding)
+            longest = math.sqrt(float(np.einsum("abk,abk->ab", x, x).max()))
+            far = far[np.linalg.norm(far, axis=1) <= (cutoff + longest) * (1.0 + 1e-9)]
+            if len(far):
+                d2 = np.concatenate([d2, _squared(x, far)], axis=2)
+        near = np.sqrt(d2.min(axis=(1, 2)))
         nearest[rows] = near
-        i, col = np.nonzero(d <= SHELL * near[:, None] * (1.0 + 1e-9))
-        bonds_i.append(i + s)
-        bonds_j.append(col // (d.shape[1] // n))  # columns: atom-major, then image
-        lengths.append(d[i, col])
+        limit = SHELL * near * (1.0 + 1e-9)
+        i, j, k = np.nonzero(d2 <= (limit * (1.0 + 1e-12))[:, None, None] ** 2)  # candidates (a hair loose)
+        d = np.sqrt(d2[i, j, k])
+        keep = d <= limit[i]
+        bonds_i.append(i[keep] + s)
+        bonds_j.append(j[keep])
+        lengths.append(d[keep])
     return nearest, np.concatenate(bonds_i), np.concatenate(bonds_j), np.concatenate(lengths)
 
 
@@ -265,8 +297,16 @@ def _bond_features(mass: np.ndarray, radius: np.ndarray, en: np.ndarray, volume:
         out += _weighted_stats(q, w)
     out.append(math.log(float((4.0 / 3.0 * math.pi * radius ** 3).sum()) / volume))
     site = -0.5 * np.log(mass) - 1.5 * np.log(nearest)
-    out += [float(v) for v in np.quantile(site, _SITE_QUANTILES, method="inverted_cdf")]
+    out += _quantiles(site)
     return out
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    """``np.quantile(values, _SITE_QUANTILES, method="inverted_cdf")``: the sorted values at
+    ``ceil(n p) - 1`` (at least 0; ``n p`` is exact for these ``p``), without its overhead."""
+    v = np.sort(values)
+    n = len(v)
+    return [float(v[max(math.ceil(n * p) - 1, 0)]) for p in _SITE_QUANTILES]
 
 
 def raw_geometric_features(structure: Any) -> np.ndarray:
