@@ -63,7 +63,7 @@ def _generator_table(dialect: str) -> Any:
 def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator_table: Any = None,
                   strings_per_atom: bool = False, allow_disordered: bool = False,
                   symprec: float | str = DEFAULT_SYMPREC,
-                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> list[Any]:
+                  angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, geometry: bool = False) -> list[Any]:
     """SCOPE strings (``.scope``, ``.record``) for every item in place: structures converted to
     ``dialect``, given strings parsed (default-dialect ones made canonical by
     :func:`~cloudphys.inputs.to_records`; for a default-dialect model a cloud string too). Errors
@@ -77,16 +77,19 @@ def prepare_items(items: list[Any], dialect: str, *, workers: int = 1, generator
     :param symprec: spglib's distance tolerance (Å) or ``"auto"`` for converting structures
         (:mod:`cloudphys.scope.symmetry`); ``angle_tolerance`` in degrees. An item whose symmetry is
         far lower than at a looser tolerance gets ``.symmetry_warning``.
+    :param geometry: also give every item its geometric features (``.geometry``; for a model with
+        ``encoder.geometric_features``): computed with the conversion and kept in the SCOPE cache
+        beside the strings of items read from files (:func:`~cloudphys.inputs.to_records`).
     """
     from ..inputs import to_records
 
     if any(it.error is None and it.scope is None for it in items):
         table = generator_table if generator_table is not None or dialect != "cloud" else _generator_table(dialect)
         to_records(items, dialect=dialect, workers=workers, generator_table=table, allow_disordered=allow_disordered,
-                   symprec=symprec, angle_tolerance=angle_tolerance)
+                   symprec=symprec, angle_tolerance=angle_tolerance, geometry=geometry)
     else:  # SCOPE strings only: parsed as given (the dialect only matters for converting structures,
         # and the cloud generator table is not needed -- nor fetched -- to parse cloud strings)
-        to_records(items, dialect="default", workers=workers)
+        to_records(items, dialect="default", workers=workers, geometry=geometry)
     for it in items:
         if it.error is None and it.record is not None and dialect == "default":
             it.scope = it.record.render()  # a cloud string read by a default-dialect model: its canonical string
@@ -158,23 +161,12 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
 
 def _item_geometry(it: Any) -> np.ndarray | None:
     """The standardised geometric features of an item's structure (:mod:`cloudphys.encoders.geometry`),
-    for a model that reads them; ``None`` with the item's error set where there are none (a bare
-    SCOPE string, a structure they cannot be computed from)."""
-    from ..encoders.geometry import NEEDS_STRUCTURE, geometric_features
+    for a model that reads them: ``.geometry`` as :func:`prepare_items` gave it (computed with the
+    conversion, or read from the SCOPE cache), else computed now; ``None`` with the item's error set
+    where there are none (a bare SCOPE string, a structure they cannot be computed from)."""
+    from ..inputs import item_geometry
 
-    if it.raw is None and it._structure is None:
-        it.fail(NEEDS_STRUCTURE)
-        return None
-    structure = it.structure  # parsed on first use (a parse failure is the item's error)
-    if structure is None:
-        if it.error is None:
-            it.fail(NEEDS_STRUCTURE)
-        return None
-    try:
-        return geometric_features(structure)
-    except Exception as exc:  # any failure is this item's error, the rest of the batch goes on
-        it.fail(f"no geometric features ({type(exc).__name__}: {exc})")
-        return None
+    return item_geometry(it)
 
 
 def _primitive_atoms(model: ScopePhysicsModel, items: list[Any], symprec: float | str = DEFAULT_SYMPREC,
@@ -231,7 +223,8 @@ def predict_with_members(
     obs_names = list(observables) if observables is not None else [s.name for s in model.head.observables]
     prepare_items(items, dialect or model_dialect(model), workers=workers, generator_table=generator_table,
                   strings_per_atom=strings_per_atom, allow_disordered=allow_disordered, symprec=symprec,
-                  angle_tolerance=angle_tolerance)
+                  angle_tolerance=angle_tolerance,
+                  geometry=any(bool(getattr(m, "reads_geometry", False)) for m in (model, *members)))
     dev = resolve_device(device)
     enc_cache: dict[int, tuple[list[int], Any]] = {}
 

@@ -173,6 +173,9 @@ class Prediction:
     :param level: nominal coverage of the central interval.
     :param dos: ``{"theta_K": [N, K], "modes": [N, K] per cell, "modes_std": ...}`` for DOS heads.
     :param zero_point: zero-point energy u(T = 0) per mole of the given cell, J/mol, shape ``[N]``.
+    :param geometry: for a model that reads geometric inputs (``encoder.geometric_features``), the
+        standardised geometric features of each item's structure, ``[N, N_GEOMETRIC_FEATURES]``
+        (NaN rows for failed items); ``None`` otherwise.
     """
 
     temperatures: np.ndarray
@@ -189,6 +192,7 @@ class Prediction:
     model: str = ""
     head: str = ""
     members: int = 1
+    geometry: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.temperatures = np.asarray(self.temperatures, dtype=np.float64).reshape(-1)

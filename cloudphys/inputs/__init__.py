@@ -21,8 +21,8 @@ from typing import Any
 #: public name → the submodule defining it (imported on first use, so that ``cloudphys.inputs.limits``
 #: -- e.g. the CLI's option definitions -- costs no numpy/spglib import)
 _EXPORTS: dict[str, str] = {
-    "ScopeCache": "cache", "cache_dir": "cache", "converter_fingerprint": "cache",
-    "convert_inputs": "convert", "to_records": "convert",
+    "ScopeCache": "cache", "cache_dir": "cache", "converter_fingerprint": "cache", "geometry_fingerprint": "cache",
+    "convert_inputs": "convert", "item_geometry": "convert", "to_records": "convert",
     "LOOKED_FOR": "formats", "STRUCTURE_PREFIXES": "formats", "STRUCTURE_SUFFIXES": "formats",
     "DeferredStructure": "formats", "structure_kind": "formats",
     "ID_COLUMNS": "items", "STRING_COLUMNS": "items", "STRUCTURE_COLUMNS": "items", "InputItem": "items",

@@ -14,6 +14,14 @@ per-item limits); any change makes a new key. Inside, item names map to strings 
 types, a string that does not parse, an ``n_atoms`` that is not a positive finite number) is never
 fatal: the damaged entries are converted again and the file rewritten.
 Converted items may also carry a low-symmetry warning (``warnings``).
+
+Beside its string, an item may keep its standardised geometric features
+(:func:`cloudphys.encoders.geometry.geometric_features`, the row a model with
+``encoder.geometric_features`` reads) or the reason there are none (``geometry`` section). Those rows
+are trusted only while :func:`geometry_fingerprint` (a hash of the geometry and descriptor sources
+and the pymatgen version) is the one they were computed with; otherwise, and for a damaged row (not
+a list of :data:`~cloudphys.encoders.geometry.N_GEOMETRIC_FEATURES` finite numbers), the features are
+computed again -- the strings stay valid.
 """
 
 from __future__ import annotations
@@ -22,12 +30,11 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ScopeCache", "cache_dir", "converter_fingerprint", "file_sha256"]
+__all__ = ["ScopeCache", "cache_dir", "converter_fingerprint", "file_sha256", "geometry_fingerprint"]
 
 _FORMAT = 4  # 4: content hash + symmetry warnings
 
@@ -66,6 +73,41 @@ def converter_fingerprint() -> str:
                 h.update(f"{dist}=none".encode())
         _FINGERPRINT = h.hexdigest()[:16]
     return _FINGERPRINT
+
+
+_GEOMETRY_FINGERPRINT: str | None = None
+
+
+def geometry_fingerprint() -> str:
+    """Hash of the sources that compute geometric features (``cloudphys/encoders/geometry.py`` and
+    ``descriptors.py``) and the pymatgen version (masses, radii): cached geometry rows computed under
+    another one are computed again. (How structures are read is in :func:`converter_fingerprint`.)"""
+    global _GEOMETRY_FINGERPRINT
+    if _GEOMETRY_FINGERPRINT is None:
+        import importlib.metadata as md
+
+        h = hashlib.sha256()
+        encoders = Path(__file__).resolve().parent.parent / "encoders"
+        for name in ("geometry.py", "descriptors.py"):
+            h.update(name.encode())
+            h.update((encoders / name).read_bytes())
+        try:
+            h.update(f"pymatgen={md.version('pymatgen')}".encode())
+        except md.PackageNotFoundError:
+            h.update(b"pymatgen=none")
+        _GEOMETRY_FINGERPRINT = h.hexdigest()[:16]
+    return _GEOMETRY_FINGERPRINT
+
+
+def _geometry_row(value: Any) -> list[float] | None:
+    """A cached geometry row if it is sound (a list of N_GEOMETRIC_FEATURES finite numbers), else None."""
+    from ..encoders.geometry import N_GEOMETRIC_FEATURES
+
+    if not isinstance(value, list) or len(value) != N_GEOMETRIC_FEATURES:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return None
+    return [float(v) for v in value]
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -112,6 +154,9 @@ class ScopeCache:
         self.n_atoms: dict[str, float] = {}
         self.errors: dict[str, str] = {}
         self.warnings: dict[str, str] = {}  # symmetry_warning of converted items that have one
+        #: standardised geometric features of converted items, or why there are none (geometry_fingerprint)
+        self.geometry: dict[str, list[float]] = {}
+        self.geometry_errors: dict[str, str] = {}
         self._meta = {"sha256": content, "converter": converter_fingerprint(), "settings": settings,
                       "format": _FORMAT}
         self._read()
@@ -138,15 +183,31 @@ class ScopeCache:
         for k in [k for k in self.scope if k in n_atoms and k not in self.n_atoms]:  # a damaged count: redo
             del self.scope[k]
         self.warnings = {str(k): v for k, v in warnings.items() if isinstance(v, str) and str(k) in self.scope}
+        geo = blob.get("geometry")
+        self.geometry, self.geometry_errors = {}, {}
+        if isinstance(geo, dict) and geo.get("fingerprint") == geometry_fingerprint():
+            rows, errors = geo.get("rows"), geo.get("errors")
+            for k, v in (rows.items() if isinstance(rows, dict) else ()):
+                row = _geometry_row(v)
+                if row is not None and str(k) in self.scope:  # a damaged row: computed again
+                    self.geometry[str(k)] = row
+            self.geometry_errors = {str(k): v for k, v in (errors.items() if isinstance(errors, dict) else ())
+                                    if isinstance(v, str) and str(k) in self.scope and str(k) not in self.geometry}
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys among ``keys`` that have neither a string nor an error cached."""
         return [k for k in keys if k not in self.scope and k not in self.errors]
 
+    def geometry_missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys among ``keys`` (converted items) that have neither a geometry row nor its error cached."""
+        return [k for k in keys if k not in self.geometry and k not in self.geometry_errors]
+
     def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str],
-               warnings: dict[str, str] | None = None) -> None:
-        """Add results (``warnings``: the symmetry warnings of converted items) and write the cache file
-        atomically (silently skipped if not writable)."""
+               warnings: dict[str, str] | None = None, *, geometry: dict[str, list[float]] | None = None,
+               geometry_errors: dict[str, str] | None = None) -> None:
+        """Add results (``warnings``: the symmetry warnings of converted items; ``geometry``: their
+        standardised geometric features, ``geometry_errors``: why an item has none) and write the
+        cache file atomically (silently skipped if not writable)."""
         self._read()  # merge with what a concurrent process may have written
         self.scope.update(scope)
         self.n_atoms.update(n_atoms)
@@ -154,13 +215,28 @@ class ScopeCache:
         for key in scope:
             self.errors.pop(key, None)
             self.warnings.pop(key, None)
+        for key in errors:  # an item that no longer converts has no geometry either
+            self.geometry.pop(key, None)
+            self.geometry_errors.pop(key, None)
         self.warnings.update(warnings or {})
+        for key, row in (geometry or {}).items():
+            if key in self.scope and _geometry_row(row) is not None:
+                self.geometry[key] = [float(v) for v in row]
+                self.geometry_errors.pop(key, None)
+        for key, why in (geometry_errors or {}).items():
+            if key in self.scope:
+                self.geometry_errors[key] = why
+                self.geometry.pop(key, None)
+        blob = {"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors,
+                "warnings": self.warnings}
+        if self.geometry or self.geometry_errors:
+            blob["geometry"] = {"fingerprint": geometry_fingerprint(), "rows": self.geometry,
+                                "errors": self.geometry_errors}
+        from ..outputs import atomic_write
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".scope.", suffix=".json", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"meta": self._meta, "scope": self.scope, "n_atoms": self.n_atoms, "errors": self.errors,
-                           "warnings": self.warnings}, fh)
-            os.replace(tmp, self.path)
+            with atomic_write(self.path, "w", fsync=False) as fh:  # a cache: no fsync
+                json.dump(blob, fh)
         except OSError:
             pass

@@ -73,6 +73,9 @@ class InputItem:
         usable column, a folder without structure files): no item of it could be read.
     :param symmetry_warning: set by ``to_records`` where the symmetry found is far lower than at a
         looser tolerance (:func:`cloudphys.scope.symmetry.low_symmetry_warning`).
+    :param geometry: set by ``to_records(geometry=True)``: the standardised geometric features of its
+        structure (:func:`cloudphys.encoders.geometry.geometric_features`, float64
+        ``[N_GEOMETRIC_FEATURES]``), or ``None``.
     """
 
     name: str
@@ -87,6 +90,7 @@ class InputItem:
     symmetry_warning: str | None = None
     raw: Any = field(default=None, repr=False)  # what the converter gets: deferred text, plain dict, object
     _structure: Any = field(default=None, repr=False)
+    geometry: Any = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

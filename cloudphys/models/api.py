@@ -255,11 +255,19 @@ class Model:
                           symmetry_warning=getattr(items[k], "symmetry_warning", None))
                  for k in range(len(items))]
         cal = self.calibration if self.is_ensemble else None
+        geometry = None
+        if self.core.reads_geometry:  # the rows the model read (from the SCOPE cache where it had them)
+            from ..encoders.geometry import N_GEOMETRIC_FEATURES
+
+            geometry = np.full((len(items), N_GEOMETRIC_FEATURES), np.nan)
+            for k, it in enumerate(items):
+                if errors[k] is None and getattr(it, "geometry", None) is not None:
+                    geometry[k] = it.geometry
         return Prediction(
             temperatures=T, items=infos, observables=obs_arr, quantities=quantities_from_head(self.head), latents=lats,
             member_std=spreads, scale=float(cal["scale"]) if cal else 1.0,
             level=float(cal.get("level", DEFAULT_LEVEL)) if cal else DEFAULT_LEVEL, calibration=cal, dos=dos,
-            zero_point=zero, model=self.name, head=self.head.name, members=self.members,
+            zero_point=zero, model=self.name, head=self.head.name, members=self.members, geometry=geometry,
         )
 
     def predict_structure(self, structure: Any, temperatures: Any = 300.0, **kwargs: Any) -> Any:
@@ -307,11 +315,8 @@ class Model:
         pred = self.predict(structures, [0.0], observables=self.observables[:1])
         if pred.errors:
             raise DataError("cannot encode: " + "; ".join(f"{k}: {v}" for k, v in pred.errors.items()))
-        geometry = None
-        if self.core.reads_geometry:  # the structures' geometric features (encoder.geometric_features)
-            from ..encoders.geometry import geometry_rows
-
-            geometry = geometry_rows([it.structure for it in pred.items])
+        # the structures' geometric features (encoder.geometric_features): the rows the prediction read
+        geometry = pred.geometry if self.core.reads_geometry else None
         ex = Examples(ids=[it.name for it in pred.items], scope=[str(it.scope) for it in pred.items],  # type: ignore[misc]
                       n_atoms=np.asarray([it.n_atoms for it in pred.items], dtype=np.float64),
                       temperatures=np.zeros(1), geometry=geometry)

@@ -38,6 +38,10 @@ class ConversionResult:
     timed_out: bool = False
     #: the symmetry found is far lower than at a looser tolerance (:mod:`cloudphys.scope.symmetry`)
     symmetry_warning: str | None = None
+    #: with ``convert_many(geometry=True)``: the standardised geometric features of a converted
+    #: structure (:func:`cloudphys.encoders.geometry.geometric_features`), or why there are none
+    geometry: tuple[float, ...] | None = None
+    geometry_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,6 +65,7 @@ class _Settings:
     symprec: float | str
     angle_tolerance: float
     allow_disordered: bool
+    geometry: bool = False
 
 
 _SETTINGS: _Settings | None = None  # set in each worker by _worker_init
@@ -78,11 +83,27 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
                 structure = structure.load_structure()
             n_atoms = _atom_count(structure)
             rec, sym = analyze(structure, st.symprec, st.angle_tolerance, allow_disordered=st.allow_disordered)
-        return ConversionResult(ident, rec.render(st.dialect, st.table), None, n_atoms, symmetry_warning=sym.warning)
+            scope = rec.render(st.dialect, st.table)
+        geo, geo_error = _geometry(structure) if st.geometry else (None, None)
+        return ConversionResult(ident, scope, None, n_atoms, symmetry_warning=sym.warning, geometry=geo,
+                                geometry_error=geo_error)
     except CloudphysError as exc:
         return ConversionResult(ident, None, str(exc), n_atoms)
     except Exception as exc:
         return ConversionResult(ident, None, f"{type(exc).__name__}: {exc}", n_atoms)
+
+
+def _geometry(structure: Any) -> tuple[tuple[float, ...] | None, str | None]:
+    """The standardised geometric features of a converted structure, or why there are none (the
+    message :func:`cloudphys.inference.predict` gives an item)."""
+    from ..encoders.geometry import geometric_features
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tuple(float(v) for v in geometric_features(structure)), None
+    except Exception as exc:  # any failure is this item's reason, the batch goes on
+        return None, f"no geometric features ({type(exc).__name__}: {exc})"
 
 
 def _atom_count(structure: Any) -> int | None:
@@ -114,6 +135,7 @@ def convert_many(
     allow_disordered: bool = False,
     chunksize: int | None = None,
     timeout: float | None = None,
+    geometry: bool = False,
 ) -> list[ConversionResult]:
     """Convert many structures; one result per input, in input order.
 
@@ -131,12 +153,15 @@ def convert_many(
     :param timeout: seconds one item may take (``None``: no watchdog). When set, items run in
         ``workers`` processes; one still running ``timeout`` s after its turn came is stopped and
         gets an error row (``timed_out=True``), its worker replaced, and the batch goes on.
+    :param geometry: also compute each converted structure's standardised geometric features
+        (``.geometry``, or ``.geometry_error``; :func:`cloudphys.encoders.geometry.geometric_features`)
+        where it is converted -- in the workers, on the structure they loaded.
     """
     if dialect not in DIALECTS:
         raise ScopeError(f"unknown SCOPE dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     table = load_generator_table(generator_table) if dialect == "cloud" else None
     symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance, error=ScopeError)
-    settings = _Settings(dialect, table, symprec, angle_tolerance, bool(allow_disordered))
+    settings = _Settings(dialect, table, symprec, angle_tolerance, bool(allow_disordered), bool(geometry))
     jobs = [_split_item(i, item) for i, item in enumerate(items)]
     if not jobs:
         return []
