@@ -27,6 +27,11 @@ energy, i.e. the mean frequency).
 ``--constants`` prints the mean and standard deviation of each feature over the stable ``train``
 materials instead: the fixed constants ``GEOMETRY_MEAN`` / ``GEOMETRY_STD`` of
 ``cloudphys/encoders/geometry.py`` (what a model with ``encoder.geometric_features`` reads).
+
+``--speed N`` times ``raw_geometric_features`` instead: the first ``N`` structures of
+``materials.jsonl.gz`` (parsed into pymatgen ``Structure`` objects first, not timed), ms per
+structure (median of ``--rounds`` passes); with ``--save FILE.npy`` the rows are kept, so that two
+versions of the code can be compared value for value (``--compare OTHER.npy``).
 """
 
 from __future__ import annotations
@@ -72,13 +77,52 @@ def constants() -> None:
     print("GEOMETRY_STD = np.array([" + ", ".join(f"{v:.6f}" for v in x.std(0)) + "])")
 
 
+def speed(n: int, rounds: int, save: str | None, compare: str | None) -> None:
+    """ms per structure of raw_geometric_features on the first n phonondb-thermo structures."""
+    from pymatgen.core import Structure
+
+    from cloudphys.data.base import data_dir
+    from cloudphys.encoders.geometry import raw_geometric_features
+
+    structures = []
+    with gzip.open(data_dir() / "phonondb-thermo" / "materials.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if len(structures) >= n:
+                break
+            structures.append(Structure.from_dict(json.loads(line)["structure"]))
+    sizes = np.array([len(s) for s in structures])
+    for s in structures[:5]:  # warm: imports, element tables
+        raw_geometric_features(s)
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        rows = np.array([raw_geometric_features(s) for s in structures])
+        times.append(time.perf_counter() - t)
+    ms = 1000.0 * float(np.median(times)) / len(structures)
+    print(f"raw_geometric_features: {len(structures)} phonondb-thermo structures (atoms per cell median "
+          f"{np.median(sizes):g}, max {sizes.max()}): {ms:.2f} ms/structure (median of {rounds}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    if save:
+        np.save(save, rows)
+    if compare:
+        other = np.load(compare)
+        print(f"largest difference from {compare}: {float(np.abs(rows - other).max()):.3g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=400, help="boosting iterations (default 400)")
     ap.add_argument("--constants", action="store_true",
                     help="print the standardisation constants (stable train materials) and stop")
+    ap.add_argument("--speed", type=int, metavar="N", help="time raw_geometric_features on N structures and stop")
+    ap.add_argument("--rounds", type=int, default=3, help="passes of --speed (default 3)")
+    ap.add_argument("--save", help="--speed: keep the rows in this .npy file")
+    ap.add_argument("--compare", help="--speed: largest difference from the rows of this .npy file")
     args = ap.parse_args()
     from cloudphys.data.base import data_dir
+
+    if args.speed:
+        return speed(args.speed, args.rounds, args.save, args.compare)
 
     if args.constants:
         return constants()
