@@ -139,13 +139,16 @@ def main() -> None:
                     help="only: predict the same --n structure files with MODEL and with --model, alternating "
                          "rounds in this process (issue 20 §4: the new shipped model is not slower than the old)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of --versus (default 3)")
+    ap.add_argument("--cold", action="store_true",
+                    help="--versus: first time each model once from an empty SCOPE cache of its own (one worker)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     if args.only_load:
         _load_costs(args.model)
         return
     if args.versus:
-        _versus(args.versus, args.model, n=args.n, rounds=args.rounds, threads=args.threads, fmt=args.format)
+        _versus(args.versus, args.model, n=args.n, rounds=args.rounds, threads=args.threads, fmt=args.format,
+                cold=args.cold)
         return
     if args.only_check_cif:
         _check_cif(args.check_cif_step)
@@ -382,7 +385,7 @@ def _stages(n: int, model_name: str, *, root: Path, fmt: str = "cif", model: Any
           f"{t_conv_pmg[1] / t_conv_fast[1]:.2f} x, re-run {t_conv_fast[1] / t_rerun[1]:.1f} x less than converting)\n")
 
 
-def _versus(old: str, new: str, *, n: int, rounds: int, threads: int, fmt: str) -> None:
+def _versus(old: str, new: str, *, n: int, rounds: int, threads: int, fmt: str, cold: bool = False) -> None:
     """Table 6: the same structure files predicted by two models (e.g. the previously shipped model,
     taken from git, and the shipped one), end to end with the files already converted (SCOPE cache
     warm, so the conversion -- the same for both -- does not hide the models' difference) and from
@@ -397,6 +400,15 @@ def _versus(old: str, new: str, *, n: int, rounds: int, threads: int, fmt: str) 
     paths = _write_structures(n, root, fmt)
     T = np.linspace(20.0, 1000.0, 24)
     models = {name: load_model(name) for name in (old, new)}
+    if cold:  # files never seen before: conversion (and a geometric model's geometry) included
+        for name, model in models.items():
+            os.environ["CLOUDPHYS_CACHE"] = str(root / f"cold-{name}")
+            t, res = _timed(lambda m=model: m.predict(paths, T, workers=1))
+            assert not res.errors and len(res) == len(paths)
+            print(f"{name}: {len(paths)} {fmt.upper()} files -> Prediction from an empty SCOPE cache, one worker: "
+                  f"{t:.2f} s ({len(paths) / t:,.0f} structures/s; {_load()})")
+        print()
+        os.environ["CLOUDPHYS_CACHE"] = str(root / "cache")
     first = models[new].predict(paths, T, workers=1)  # converts every file once (cache now warm)
     assert not first.errors, list(first.errors.items())[:3]
     scopes = [{"id": s.name, "scope": s.scope, "n_atoms": s.n_atoms} for s in first]

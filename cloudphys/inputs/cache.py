@@ -198,10 +198,6 @@ class ScopeCache:
         """The keys among ``keys`` that have neither a string nor an error cached."""
         return [k for k in keys if k not in self.scope and k not in self.errors]
 
-    def geometry_missing(self, keys: Iterable[str]) -> list[str]:
-        """The keys among ``keys`` (converted items) that have neither a geometry row nor its error cached."""
-        return [k for k in keys if k not in self.geometry and k not in self.geometry_errors]
-
     def update(self, scope: dict[str, str], n_atoms: dict[str, float], errors: dict[str, str],
                warnings: dict[str, str] | None = None, *, geometry: dict[str, list[float]] | None = None,
                geometry_errors: dict[str, str] | None = None) -> None:
