@@ -282,7 +282,7 @@ def build_scope_bert(
     pretrained: str | None = None,
     features_in_mlp: bool = False,
     feature_layout: Literal[2, 3, 4] = FEATURE_LAYOUT,
-    geometric_features: bool | int = False,
+    geometric_features: bool | Literal[1, 2] = False,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 
