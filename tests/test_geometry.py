@@ -16,7 +16,6 @@ from pymatgen.core import Lattice, Structure
 
 from cloudphys.encoders.geometry import (
     ALL_GEOMETRIC_FEATURES,
-    BOND_FEATURES,
     GEOMETRIC_FEATURES,
     GEOMETRY_MEAN,
     GEOMETRY_STD,

@@ -91,10 +91,10 @@ _SITE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Neighbours of an atom within this factor of its nearest distance count towards its coordination.
 SHELL = 1.2
 
-#: Mean and standard deviation of each raw feature (:data:`ALL_GEOMETRIC_FEATURES`) over the 4,122 stable ``train`` materials of
-#: phonondb-thermo (``load_phonondb_thermo("train", stable=True)``'s ids, their ``structure`` in
-#: ``materials.jsonl.gz``; ``python benchmarks/bench_geometry.py --constants`` prints them). Fixed
-#: here so that a saved model reads the same numbers forever; never refitted.
+#: Mean and standard deviation of each raw feature (:data:`ALL_GEOMETRIC_FEATURES`) over the 4,122
+#: stable ``train`` materials of phonondb-thermo (``load_phonondb_thermo("train", stable=True)``'s
+#: ids, their ``structure`` in ``materials.jsonl.gz``; ``python benchmarks/bench_geometry.py
+#: --constants`` prints them). Fixed here so that a saved model reads the same numbers forever; never refitted.
 GEOMETRY_MEAN = np.array([
     2.904566, 3.049097, 2.287796, 2.119486, 0.233068, 4.453654, 3.947546, -1.005584, -1.165868,  # layout 1
     0.827244, 0.120379, 0.723300, 1.079670, 2.733091, 0.224689, 2.492951, 3.132116, 0.015761, 0.065960,
@@ -183,7 +183,8 @@ def _distances(red: np.ndarray, frac: np.ndarray, reach: np.ndarray, rows: slice
     return d
 
 
-def _neighbours(lattice: np.ndarray, frac: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _neighbours(lattice: np.ndarray, frac: np.ndarray,
+                chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per atom, the nearest-neighbour distance (Å, any periodic image, the atom's own images
     included); and the bonds ``(i, j, length)``: every neighbour ``j`` (any image) of atom ``i``
     within :data:`SHELL` × ``i``'s nearest distance (their count is ``i``'s coordination)."""
