@@ -9,8 +9,10 @@ on the stable ``train`` materials of phonondb-thermo and reports the MAE per ato
 split a decision is made on) and ``test``, with three feature sets:
 
 * ``comp``: the composition features of layout 3 (``cloudphys.encoders.descriptors``);
-* ``comp+geo``: those plus the geometric features below;
-* ``geo``: the geometric features alone.
+* ``comp+geo``: those plus the nine geometric features of layout 1 below;
+* ``comp+geo2``: those plus every feature of layout 2 (the nine and the 26 bond and site features:
+  ``cloudphys.encoders.geometry.BOND_FEATURES``);
+* ``geo``: the nine geometric features alone.
 
 Geometric features (``cloudphys.encoders.geometry.raw_geometric_features``: intensive, the same for
 any cell of the crystal, every periodic image within reach; unstandardised here): log volume per atom
@@ -57,7 +59,7 @@ def _table(split: str, structures: dict[str, dict]) -> tuple[np.ndarray, np.ndar
     temps = sorted({t for _, t in TARGETS})
     ex = load_phonondb_thermo(split, observables=["cv", "s", "u"], temperatures=temps, stable=True)
     comp = composition_features(ex.scope, ex.n_atoms, layout=3)
-    geo = np.asarray([raw_geometric_features(structures[i]) for i in ex.ids], dtype=np.float64)
+    geo = np.asarray([raw_geometric_features(structures[i]) for i in ex.ids], dtype=np.float64)  # layout 2: all 35
     y = np.stack([ex.targets[o][:, temps.index(t)] / ex.n_atoms for o, t in TARGETS], 1)
     return comp, geo, y
 
@@ -106,6 +108,8 @@ def speed(n: int, rounds: int, save: str | None, compare: str | None) -> None:
         np.save(save, rows)
     if compare:
         other = np.load(compare)
+        if other.shape != rows.shape:
+            raise SystemExit(f"{compare} holds {other.shape} rows, this run {rows.shape}: use the same --speed N")
         print(f"largest difference from {compare}: {float(np.abs(rows - other).max()):.3g}")
 
 
@@ -138,9 +142,10 @@ def main() -> None:
     print(f"features: {time.perf_counter() - t0:.0f} s; materials train/val/test "
           f"{', '.join(str(len(tables[s][2])) for s in tables)}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    sets = {"comp": lambda c, g: c, "comp+geo": lambda c, g: np.hstack([c, g]), "geo": lambda c, g: g}
-    print("| target (per atom) | split | " + " | ".join(sets) + " | comp+geo vs comp |")
-    print("|---|---|" + "---:|" * (len(sets) + 1))
+    sets = {"comp": lambda c, g: c, "comp+geo": lambda c, g: np.hstack([c, g[:, :9]]),
+            "comp+geo2": lambda c, g: np.hstack([c, g]), "geo": lambda c, g: g[:, :9]}
+    print("| target (per atom) | split | " + " | ".join(sets) + " | comp+geo vs comp | comp+geo2 vs comp+geo |")
+    print("|---|---|" + "---:|" * (len(sets) + 2))
     for k, (obs, temp) in enumerate(TARGETS):
         c_tr, g_tr, y_tr = tables["train"]
         maes: dict[str, dict[str, float]] = {"val": {}, "test": {}}
@@ -153,7 +158,9 @@ def main() -> None:
         for split in ("val", "test"):
             m = maes[split]
             rel = 100.0 * (m["comp+geo"] / m["comp"] - 1.0)
-            print(f"| {obs} at {temp:g} K | {split} | " + " | ".join(f"{m[n]:.3f}" for n in sets) + f" | {rel:+.1f} % |")
+            rel2 = 100.0 * (m["comp+geo2"] / m["comp+geo"] - 1.0)
+            print(f"| {obs} at {temp:g} K | {split} | " + " | ".join(f"{m[n]:.3f}" for n in sets)
+                  + f" | {rel:+.1f} % | {rel2:+.1f} % |")
     print(f"\n(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
 

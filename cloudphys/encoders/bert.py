@@ -27,7 +27,6 @@ from transformers import (
 from ..bounds import Bound
 from ..physics.contract import LatentSpec
 from .base import Encoder
-from .geometry import geometry_layout
 from .descriptors import (
     FEATURE_LAYOUT,
     LEGACY_FEATURE_LAYOUT,
@@ -35,6 +34,7 @@ from .descriptors import (
     element_vector,
     n_composition_features,
 )
+from .geometry import geometry_layout
 from .latent import LatentLayer
 
 __all__ = ["ScopeBertConfig", "ScopeBertEncoder", "bert_config", "build_scope_bert"]
@@ -151,8 +151,8 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         """Per-sample features the latent layer expects (``None`` if it expects none):
         ``[composition features, geometric features]``, each part where the config asks for it.
 
-        :param geometry: ``[N, N_GEOMETRIC_FEATURES]`` (or ``[N, k]``, the layout's own k) standardised geometric features
-            (:func:`cloudphys.encoders.geometry.geometric_features`), required (finite) when
+        :param geometry: ``[N, N_GEOMETRIC_FEATURES]`` (or ``[N, k]``, the layout's own k) standardised
+            geometric features (:func:`cloudphys.encoders.geometry.geometric_features`), required (finite) when
             ``config.geometric_features``; ignored otherwise.
         """
         parts = []
@@ -282,7 +282,7 @@ def build_scope_bert(
     pretrained: str | None = None,
     features_in_mlp: bool = False,
     feature_layout: Literal[2, 3, 4] = FEATURE_LAYOUT,
-    geometric_features: bool | int = False,
+    geometric_features: bool | Literal[1, 2] = False,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 

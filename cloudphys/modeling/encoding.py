@@ -298,4 +298,6 @@ def reads_geometry_config(config: Any) -> bool:
     enc = getattr(config, "encoder", None)
     from ..encoders.geometry import geometry_layout
 
-    return geometry_layout(getattr(enc, "params", {}).get("geometric_features", False)) > 0 if enc is not None else False
+    if enc is None:
+        return False
+    return geometry_layout(getattr(enc, "params", {}).get("geometric_features", False)) > 0
