@@ -11,10 +11,10 @@ split a decision is made on) and ``test``, with three feature sets:
 * ``comp``: the composition features of layout 3 (``cloudphys.encoders.descriptors``);
 * ``comp+geo``: those plus the nine geometric features of layout 1 below;
 * ``comp+geo2``: those plus every feature of layout 2 (the nine and the 26 bond and site features:
-  ``cloudphys.encoders.geometry.BOND_FEATURES``);
+  ``cloudphys.scope.geometry.BOND_FEATURES``);
 * ``geo``: the nine geometric features alone.
 
-Geometric features (``cloudphys.encoders.geometry.raw_geometric_features``: intensive, the same for
+Geometric features (``cloudphys.scope.geometry.raw_geometric_features``: intensive, the same for
 any cell of the crystal, every periodic image within reach; unstandardised here): log volume per atom
 (Å³), mass density (u/Å³), mean / min / spread of each atom's nearest-neighbour distance (Å), mean
 coordination (neighbours within 1.2× the nearest distance), log mean atomic mass, and two
@@ -28,7 +28,7 @@ energy, i.e. the mean frequency).
 
 ``--constants`` prints the mean and standard deviation of each feature over the stable ``train``
 materials instead: the fixed constants ``GEOMETRY_MEAN`` / ``GEOMETRY_STD`` of
-``cloudphys/encoders/geometry.py`` (what a model with ``encoder.geometric_features`` reads).
+``cloudphys/scope/geometry.py`` (what a model with ``encoder.geometric_features`` reads).
 
 ``--speed N`` times ``raw_geometric_features`` instead: the first ``N`` structures of
 ``materials.jsonl.gz`` (parsed into pymatgen ``Structure`` objects first, not timed), ms per
@@ -54,7 +54,7 @@ TARGETS = [("cv", 20.0), ("cv", 50.0), ("cv", 100.0), ("cv", 300.0), ("s", 300.0
 def _table(split: str, structures: dict[str, dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from cloudphys.data.phonondb import load_phonondb_thermo
     from cloudphys.encoders.descriptors import composition_features
-    from cloudphys.encoders.geometry import raw_geometric_features
+    from cloudphys.scope.geometry import raw_geometric_features
 
     temps = sorted({t for _, t in TARGETS})
     ex = load_phonondb_thermo(split, observables=["cv", "s", "u"], temperatures=temps, stable=True)
@@ -69,7 +69,7 @@ def constants() -> None:
     from cloudphys.data.base import data_dir
     from cloudphys.data.phonondb import load_phonondb_thermo
     from cloudphys.data.thermo_jsonl import iter_jsonl
-    from cloudphys.encoders.geometry import raw_geometric_features
+    from cloudphys.scope.geometry import raw_geometric_features
 
     ids = set(load_phonondb_thermo("train", observables=["cv"], stable=True).ids)
     rows = [r for _, r in iter_jsonl(data_dir() / "phonondb-thermo" / "materials.jsonl.gz") if str(r.get("id")) in ids]
@@ -84,7 +84,7 @@ def speed(n: int, rounds: int, save: str | None, compare: str | None) -> None:
     from pymatgen.core import Structure
 
     from cloudphys.data.base import data_dir
-    from cloudphys.encoders.geometry import raw_geometric_features
+    from cloudphys.scope.geometry import raw_geometric_features
 
     structures = []
     with gzip.open(data_dir() / "phonondb-thermo" / "materials.jsonl.gz", "rt", encoding="utf-8") as fh:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure
 
-from cloudphys.encoders.geometry import (
+from cloudphys.errors import DataError, StructureError
+from cloudphys.scope.geometry import (
     ALL_GEOMETRIC_FEATURES,
     GEOMETRIC_FEATURES,
     GEOMETRY_MEAN,
@@ -26,7 +27,6 @@ from cloudphys.encoders.geometry import (
     n_geometric_features,
     raw_geometric_features,
 )
-from cloudphys.errors import DataError, StructureError
 
 A_NACL = 5.64
 M_NA, M_CL = 22.98976928, 35.453
@@ -368,13 +368,13 @@ def test_vectorised_neighbour_search_equals_pymatgen_reference(k: int) -> None:
     """The fast search (squared distances, the nearest images reused, only the images that can reach
     added) gives every feature of the plain pymatgen-based reference, to 1e-9, on skewed cells,
     non-diagonal supercells and a long thin cell."""
-    assert SHELL_REF == __import__("cloudphys.encoders.geometry", fromlist=["SHELL"]).SHELL
+    assert SHELL_REF == __import__("cloudphys.scope.geometry", fromlist=["SHELL"]).SHELL
     s = _skewed_cells()[k]
     np.testing.assert_allclose(raw_geometric_features(s), _reference_raw_features(s), rtol=1e-9, atol=1e-9)
 
 
 def test_site_quantiles_are_numpy_inverted_cdf_quantiles() -> None:
-    from cloudphys.encoders.geometry import _quantiles
+    from cloudphys.scope.geometry import _quantiles
 
     rng = np.random.default_rng(0)
     for n in range(1, 80):

@@ -15,9 +15,9 @@ import torch
 pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure
 
-import cloudphys.encoders.geometry as geometry_module
 import cloudphys.inputs.cache as cache_module
-from cloudphys.encoders.geometry import N_GEOMETRIC_FEATURES, NEEDS_STRUCTURE, geometric_features
+import cloudphys.scope.geometry as geometry_module
+from cloudphys.scope.geometry import N_GEOMETRIC_FEATURES, NEEDS_STRUCTURE, geometric_features
 
 TINY_GEO = {
     "encoder": {"name": "scope-bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "dropout": 0.0,

@@ -75,7 +75,7 @@ class Examples:
     :param dos_atom: ``[N]`` modes at or below 0 THz (phonondb-thermo's ``dos_nonpositive_modes``),
         so that ``dos.sum(1) + dos_atom`` is the cell's 3·n_atoms modes (0 where not given).
     :param geometry: standardised geometric features of each example's structure (issue 20 §3,
-        :func:`cloudphys.encoders.geometry.geometric_features`), shape ``[N, N_GEOMETRIC_FEATURES]``; a NaN row where
+        :func:`cloudphys.scope.geometry.geometric_features`), shape ``[N, N_GEOMETRIC_FEATURES]``; a NaN row where
         there is no structure. ``None``: not computed (only a model with
         ``encoder.geometric_features`` reads them; loaders compute them when asked, ``geometry=True``).
     """

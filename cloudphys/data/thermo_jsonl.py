@@ -161,7 +161,7 @@ def load_thermo_rows(
         same at every temperature; the curves of unstable materials become missing labels (NaN), so
         thermodynamic heads still learn from the stable materials only.
     :param geometry: also compute the geometric features of each structure (``Examples.geometry``,
-        :mod:`cloudphys.encoders.geometry`; what a model with ``encoder.geometric_features`` reads).
+        :mod:`cloudphys.scope.geometry`; what a model with ``encoder.geometric_features`` reads).
         A structure they cannot be computed for gets a NaN row (such a model names it and refuses).
     """
     obs = observables_of(name, observables)

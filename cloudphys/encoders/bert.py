@@ -52,7 +52,7 @@ class ScopeBertConfig(PretrainedConfig):
     :param feature_layout: layout of the composition features (see
         :mod:`cloudphys.encoders.descriptors`); a saved config without it is layout 1 (legacy).
     :param geometric_features: the latent layer also reads the geometric features of the structure
-        (:mod:`cloudphys.encoders.geometry`, after the composition features): ``True``/``1`` the
+        (:mod:`cloudphys.scope.geometry`, after the composition features): ``True``/``1`` the
         nine cell features (layout 1), ``2`` those plus the bond and site features (layout 2);
         stored as the layout number; a saved config without it reads none (``False``).
     """
@@ -152,7 +152,7 @@ class ScopeBertEncoder(PreTrainedModel, Encoder):
         ``[composition features, geometric features]``, each part where the config asks for it.
 
         :param geometry: ``[N, N_GEOMETRIC_FEATURES]`` (or ``[N, k]``, the layout's own k) standardised
-            geometric features (:func:`cloudphys.encoders.geometry.geometric_features`), required (finite) when
+            geometric features (:func:`cloudphys.scope.geometry.geometric_features`), required (finite) when
             ``config.geometric_features``; ignored otherwise.
         """
         parts = []
@@ -300,7 +300,7 @@ def build_scope_bert(
         :mod:`cloudphys.encoders.descriptors`.
     :param geometric_features: the latent layer also reads the geometric features of each
         material's structure (volume per atom, density, nearest-neighbour distances, ...:
-        :mod:`cloudphys.encoders.geometry`; issue 20 §3): ``true`` (layout 1, nine cell features)
+        :mod:`cloudphys.scope.geometry`; issue 20 §3): ``true`` (layout 1, nine cell features)
         or ``2`` (layout 2: plus 26 features of the bonds and sites). Such a model needs structures,
         in training (the data set computes them) and in prediction (a bare SCOPE string is refused).
     :param pooling: ``cls`` or ``mean``.

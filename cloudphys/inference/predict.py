@@ -160,7 +160,7 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
 
 
 def _item_geometry(it: Any) -> np.ndarray | None:
-    """The standardised geometric features of an item's structure (:mod:`cloudphys.encoders.geometry`),
+    """The standardised geometric features of an item's structure (:mod:`cloudphys.scope.geometry`),
     for a model that reads them: ``.geometry`` as :func:`prepare_items` gave it (computed with the
     conversion, or read from the SCOPE cache), else computed now; ``None`` with the item's error set
     where there are none (a bare SCOPE string, a structure they cannot be computed from)."""

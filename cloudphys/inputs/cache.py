@@ -16,11 +16,11 @@ fatal: the damaged entries are converted again and the file rewritten.
 Converted items may also carry a low-symmetry warning (``warnings``).
 
 Beside its string, an item may keep its standardised geometric features
-(:func:`cloudphys.encoders.geometry.geometric_features`, the row a model with
+(:func:`cloudphys.scope.geometry.geometric_features`, the row a model with
 ``encoder.geometric_features`` reads) or the reason there are none (``geometry`` section). Those rows
 are trusted only while :func:`geometry_fingerprint` (a hash of the geometry and descriptor sources
 and the pymatgen version) is the one they were computed with; otherwise, and for a damaged row (not
-a list of :data:`~cloudphys.encoders.geometry.N_GEOMETRIC_FEATURES` finite numbers), the features are
+a list of :data:`~cloudphys.scope.geometry.N_GEOMETRIC_FEATURES` finite numbers), the features are
 computed again -- the strings stay valid.
 """
 
@@ -79,18 +79,18 @@ _GEOMETRY_FINGERPRINT: str | None = None
 
 
 def geometry_fingerprint() -> str:
-    """Hash of the sources that compute geometric features (``cloudphys/encoders/geometry.py`` and
-    ``descriptors.py``) and the pymatgen version (masses, radii): cached geometry rows computed under
+    """Hash of the sources that compute geometric features (``cloudphys/scope/geometry.py`` and
+    ``elements.py``) and the pymatgen version (masses, radii): cached geometry rows computed under
     another one are computed again. (How structures are read is in :func:`converter_fingerprint`.)"""
     global _GEOMETRY_FINGERPRINT
     if _GEOMETRY_FINGERPRINT is None:
         import importlib.metadata as md
 
         h = hashlib.sha256()
-        encoders = Path(__file__).resolve().parent.parent / "encoders"
-        for name in ("geometry.py", "descriptors.py"):
+        scope = Path(__file__).resolve().parent.parent / "scope"
+        for name in ("geometry.py", "elements.py"):
             h.update(name.encode())
-            h.update((encoders / name).read_bytes())
+            h.update((scope / name).read_bytes())
         try:
             h.update(f"pymatgen={md.version('pymatgen')}".encode())
         except md.PackageNotFoundError:
@@ -101,7 +101,7 @@ def geometry_fingerprint() -> str:
 
 def _geometry_row(value: Any) -> list[float] | None:
     """A cached geometry row if it is sound (a list of N_GEOMETRIC_FEATURES finite numbers), else None."""
-    from ..encoders.geometry import N_GEOMETRIC_FEATURES
+    from ..scope.geometry import N_GEOMETRIC_FEATURES
 
     if not isinstance(value, list) or len(value) != N_GEOMETRIC_FEATURES:
         return None

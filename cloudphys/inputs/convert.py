@@ -7,7 +7,7 @@ optional per-item watchdog); items read from files are looked up in / added to t
 
 With ``geometry=True`` (a model that reads geometric inputs, ``encoder.geometric_features``) every
 item also gets ``.geometry``, its standardised geometric features
-(:func:`cloudphys.encoders.geometry.geometric_features`), or the reason there are none as its error:
+(:func:`cloudphys.scope.geometry.geometric_features`), or the reason there are none as its error:
 computed where the structure is converted (in the workers too) and kept in the SCOPE cache beside the
 string of an item read from a file, so predicting the same files again computes nothing.
 """
@@ -61,7 +61,7 @@ def to_records(
     :param geometry: also give every item ``.geometry`` (the ``[N_GEOMETRIC_FEATURES]`` standardised
         geometric features of its structure; computed with the conversion, in the workers too, and
         for items read from files kept in the cache beside their strings) or, where there are none,
-        the reason as its error (:data:`~cloudphys.encoders.geometry.NEEDS_STRUCTURE` for a SCOPE
+        the reason as its error (:data:`~cloudphys.scope.geometry.NEEDS_STRUCTURE` for a SCOPE
         string given without a structure). Items given as objects are computed on every call.
     :raises ScopeError: an unknown dialect or a missing/invalid generator table (before any work).
     :raises ConfigError: a tolerance out of range (before any work).
@@ -176,7 +176,7 @@ def _compute_geometry(it: InputItem) -> tuple[np.ndarray | None, str | None]:
     """Compute the item's geometry here: ``(row, None)`` (also set as ``.geometry``), or ``(None,
     reason)`` with the item failed for a reason worth keeping (``(None, None)``: the structure could
     not be read, or there is none -- the item's error says why)."""
-    from ..encoders.geometry import NEEDS_STRUCTURE, geometric_features
+    from ..scope.geometry import NEEDS_STRUCTURE, geometric_features
 
     if it.raw is None and it._structure is None:
         it.fail(NEEDS_STRUCTURE)

@@ -74,7 +74,7 @@ class InputItem:
     :param symmetry_warning: set by ``to_records`` where the symmetry found is far lower than at a
         looser tolerance (:func:`cloudphys.scope.symmetry.low_symmetry_warning`).
     :param geometry: set by ``to_records(geometry=True)``: the standardised geometric features of its
-        structure (:func:`cloudphys.encoders.geometry.geometric_features`, float64
+        structure (:func:`cloudphys.scope.geometry.geometric_features`, float64
         ``[N_GEOMETRIC_FEATURES]``), or ``None``.
     """
 

@@ -85,7 +85,7 @@ class ScopePhysicsModel(nn.Module):
     ) -> np.ndarray | None:
         """The encoder's per-item features (:meth:`cloudphys.encoders.base.Encoder.featurize`), or
         ``None`` for an encoder that declares no features (not an :class:`Encoder`). ``geometry``
-        (``[N, N_GEOMETRIC_FEATURES]``, :mod:`cloudphys.encoders.geometry`) goes to an encoder that reads it only."""
+        (``[N, N_GEOMETRIC_FEATURES]``, :mod:`cloudphys.scope.geometry`) goes to an encoder that reads it only."""
         if not isinstance(self.encoder, Encoder):
             return None
         if self.reads_geometry:

@@ -39,7 +39,7 @@ class ConversionResult:
     #: the symmetry found is far lower than at a looser tolerance (:mod:`cloudphys.scope.symmetry`)
     symmetry_warning: str | None = None
     #: with ``convert_many(geometry=True)``: the standardised geometric features of a converted
-    #: structure (:func:`cloudphys.encoders.geometry.geometric_features`), or why there are none
+    #: structure (:func:`cloudphys.scope.geometry.geometric_features`), or why there are none
     geometry: tuple[float, ...] | None = None
     geometry_error: str | None = None
 
@@ -96,7 +96,7 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
 def _geometry(structure: Any) -> tuple[tuple[float, ...] | None, str | None]:
     """The standardised geometric features of a converted structure, or why there are none (the
     message :func:`cloudphys.inference.predict` gives an item)."""
-    from ..encoders.geometry import geometric_features
+    from .geometry import geometric_features
 
     try:
         with warnings.catch_warnings():
@@ -154,7 +154,7 @@ def convert_many(
         ``workers`` processes; one still running ``timeout`` s after its turn came is stopped and
         gets an error row (``timed_out=True``), its worker replaced, and the batch goes on.
     :param geometry: also compute each converted structure's standardised geometric features
-        (``.geometry``, or ``.geometry_error``; :func:`cloudphys.encoders.geometry.geometric_features`)
+        (``.geometry``, or ``.geometry_error``; :func:`cloudphys.scope.geometry.geometric_features`)
         where it is converted -- in the workers, on the structure they loaded.
     """
     if dialect not in DIALECTS:

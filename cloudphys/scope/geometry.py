@@ -1,0 +1,378 @@
+"""Geometric inputs a SCOPE string lacks (issue 20 §3): volume, density, nearest-neighbour distances.
+
+A SCOPE string carries symmetry, Wyckoff sites and composition but no lengths. Where a structure is
+given, :func:`geometric_features` adds nine intensive numbers computed from it:
+
+====  =======================================  ==========================================
+ #    name                                      unit / definition
+====  =======================================  ==========================================
+ 0    ``log_volume_per_atom``                  log(V / N), V in Å³
+ 1    ``density``                              mean atomic mass / (V / N), u/Å³
+ 2    ``nn_mean``                              mean over atoms of the nearest-neighbour distance, Å
+ 3    ``nn_min``                               smallest nearest-neighbour distance, Å
+ 4    ``nn_std``                               spread (population std) of the atoms' nearest distances, Å
+ 5    ``coordination``                         mean number of neighbours within 1.2 × each atom's nearest
+ 6    ``log_mass``                             log of the mean atomic mass (u)
+ 7    ``lindemann_volume``                     log(V / N) / 3 − log(mass) / 2
+ 8    ``lindemann_nn``                         log(nn_mean) − log(mass) / 2
+====  =======================================  ==========================================
+
+Layout 2 (``encoder.geometric_features: 2``) adds 26 features of the sites and their bonds
+(:data:`BOND_FEATURES`): a bond ``i``–``j`` is each neighbour of atom ``i`` within 1.2 × its nearest
+distance, and its log length, log reduced mass, strain log(length / (r_i + r_j)) (atomic radii),
+electronegativity difference and a Badger-like frequency proxy −½ log μ − 3/2 log length enter as
+mean, spread, min and max over the bonds (each atom counts once); then the log packing fraction
+Σ 4/3 π r³ / V and the quantiles 0, ¼, ½, ¾, 1 of each atom's proxy −½ log m − 3/2 log d_nn.
+Force constants set the phonon frequencies, and they follow from which elements bond, at what
+length and how ionic: a cell's mean volume and distances alone do not say that.
+
+A geometry row (:func:`geometric_features`, ``Examples.geometry``) always carries every layout's
+features (:data:`ALL_GEOMETRIC_FEATURES`, :data:`N_GEOMETRIC_FEATURES` columns); a model reads the
+first ``n_geometric_features(layout)``, so the nine of layout 1 keep their values and constants.
+
+They are invariant under the choice of cell: a supercell, a rotated or translated cell, a reordering
+of the sites or another (reduced or not) basis of the same lattice give the same values (up to
+float rounding). Neighbours are searched in all periodic images that can lie within the cutoff
+(the image range follows from the reciprocal lattice), so skewed cells are handled too; quantiles
+are read off the inverted CDF, which a supercell's repeated atoms do not change.
+
+:func:`standardise` maps them to O(1) numbers with fixed constants (:data:`GEOMETRY_MEAN`,
+:data:`GEOMETRY_STD`) -- what the latent layer of a model with ``encoder.geometric_features: true``
+reads after the composition features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..errors import StructureError
+
+__all__ = [
+    "ALL_GEOMETRIC_FEATURES",
+    "BOND_FEATURES",
+    "GEOMETRIC_FEATURES",
+    "GEOMETRY_LAYOUTS",
+    "GEOMETRY_MEAN",
+    "GEOMETRY_STD",
+    "N_GEOMETRIC_FEATURES",
+    "geometric_features",
+    "geometry_layout",
+    "geometry_rows",
+    "n_geometric_features",
+    "raw_geometric_features",
+    "reads_geometry",
+    "standardise",
+]
+
+#: Layout 1 (``encoder.geometric_features: true`` or ``1``): nine features of the cell.
+GEOMETRIC_FEATURES = (
+    "log_volume_per_atom", "density", "nn_mean", "nn_min", "nn_std", "coordination", "log_mass",
+    "lindemann_volume", "lindemann_nn",
+)
+_BOND_QUANTITIES = ("bond_log_length", "bond_log_reduced_mass", "bond_strain", "bond_en_difference",
+                    "bond_frequency")
+#: Layout 2 (``encoder.geometric_features: 2``) adds these 26 features of the bonds and sites.
+BOND_FEATURES = tuple(f"{q}_{a}" for q in _BOND_QUANTITIES for a in ("mean", "std", "min", "max")) + (
+    "log_packing_fraction",
+) + tuple(f"site_frequency_q{q}" for q in (0, 25, 50, 75, 100))
+#: Every feature, in the order of a geometry row (a layout reads the first ``n_geometric_features(layout)``).
+ALL_GEOMETRIC_FEATURES = GEOMETRIC_FEATURES + BOND_FEATURES
+#: Columns of a geometry row (``Examples.geometry``, :func:`geometry_rows`): every layout's features.
+N_GEOMETRIC_FEATURES = len(ALL_GEOMETRIC_FEATURES)
+#: Feature count of each geometric layout.
+GEOMETRY_LAYOUTS = {1: len(GEOMETRIC_FEATURES), 2: len(ALL_GEOMETRIC_FEATURES)}
+_SITE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+#: Neighbours of an atom within this factor of its nearest distance count towards its coordination.
+SHELL = 1.2
+
+#: Mean and standard deviation of each raw feature (:data:`ALL_GEOMETRIC_FEATURES`) over the 4,122
+#: stable ``train`` materials of phonondb-thermo (``load_phonondb_thermo("train", stable=True)``'s
+#: ids, their ``structure`` in ``materials.jsonl.gz``; ``python benchmarks/bench_geometry.py
+#: --constants`` prints them). Fixed here so that a saved model reads the same numbers forever; never refitted.
+GEOMETRY_MEAN = np.array([
+    2.904566, 3.049097, 2.287796, 2.119486, 0.233068, 4.453654, 3.947546, -1.005584, -1.165868,  # layout 1
+    0.827244, 0.120379, 0.723300, 1.079670, 2.733091, 0.224689, 2.492951, 3.132116, 0.015761, 0.065960,
+    -0.058692, 0.175041, 1.344363, 0.385104, 0.801594, 1.878275, -2.607411, 0.244079, -3.121275, -2.393548,
+    -0.606801, -3.734984, -3.405486, -2.910919, -2.672736, -2.561394,
+])
+GEOMETRY_STD = np.array([
+    0.400265, 1.129812, 0.445606, 0.480208, 0.175892, 1.724392, 0.587742, 0.212805, 0.189205,  # layout 1
+    0.213751, 0.085021, 0.242826, 0.209823, 0.833359, 0.247118, 0.912446, 0.798141, 0.076940, 0.084639,
+    0.068894, 0.258467, 0.609317, 0.248978, 0.731112, 0.677838, 0.688603, 0.208103, 0.629650, 0.770221,
+    0.391266, 0.463775, 0.642644, 0.753272, 0.767544, 0.804397,
+])
+
+
+def geometry_layout(value: Any) -> int:
+    """The geometric layout an ``encoder.geometric_features`` value asks for: 0 (none) for
+    ``False``/``None``/``0``, 1 for ``True``/``1`` (the nine cell features), 2 for ``2`` (those plus
+    :data:`BOND_FEATURES`). Raises ``ValueError`` for anything else."""
+    if value is None or value is False:
+        return 0
+    if value is True:
+        return 1
+    if isinstance(value, (int, np.integer)) and int(value) in (0, *GEOMETRY_LAYOUTS):
+        return int(value)
+    raise ValueError(f"encoder.geometric_features must be false, true (layout 1) or one of "
+                     f"{sorted(GEOMETRY_LAYOUTS)}, got {value!r}")
+
+
+def n_geometric_features(layout: int) -> int:
+    """How many features (the first of a geometry row) a geometric ``layout`` reads (0 for none)."""
+    return 0 if layout == 0 else GEOMETRY_LAYOUTS[geometry_layout(layout)]
+
+
+@lru_cache(maxsize=256)
+def _mass(element: str) -> float:
+    if element == "X":
+        raise StructureError("the dummy species X has no mass; geometric features need real elements")
+    from pymatgen.core import Element
+
+    return float(Element(element).atomic_mass)
+
+
+def _lll(basis: np.ndarray, delta: float = 0.75) -> np.ndarray:
+    """An LLL-reduced basis (rows) of the lattice spanned by the rows of ``basis`` (float64)."""
+    b = basis.astype(np.float64).copy()
+    n = b.shape[0]
+
+    def gram_schmidt(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bs = np.zeros_like(b)
+        mu = np.zeros((n, n))
+        for i in range(n):
+            bs[i] = b[i]
+            for j in range(i):
+                mu[i, j] = b[i] @ bs[j] / (bs[j] @ bs[j])
+                bs[i] = bs[i] - mu[i, j] * bs[j]
+        return bs, mu
+
+    bs, mu = gram_schmidt(b)
+    k = 1
+    for _ in range(1000):
+        if k >= n:
+            break
+        for j in range(k - 1, -1, -1):
+            q = round(mu[k, j])
+            if q:
+                b[k] = b[k] - q * b[j]
+                bs, mu = gram_schmidt(b)
+        if bs[k] @ bs[k] >= (delta - mu[k, k - 1] ** 2) * (bs[k - 1] @ bs[k - 1]):
+            k += 1
+        else:
+            b[[k, k - 1]] = b[[k - 1, k]]
+            bs, mu = gram_schmidt(b)
+            k = max(k - 1, 1)
+    return b
+
+
+@lru_cache(maxsize=64)
+def _images(reach: tuple[int, int, int]) -> np.ndarray:
+    """The integer image offsets ``-reach..reach`` (per axis) as floats ``[I, 3]``: the 27 with every
+    component in -1..1 first (in the same order for any ``reach``), then the others."""
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
+    inner = np.abs(grid).max(1) <= 1
+    out = np.concatenate([grid[inner], grid[~inner]]).astype(np.float64)
+    out.flags.writeable = False
+    return out
+
+
+def _squared(x: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``[r, N, I]`` squared lengths (Å²) of the offsets ``x`` ``[r, N, 3]`` (Cartesian, minimum image)
+    shifted by each of the lattice vectors ``images`` ``[I, 3]`` (Cartesian); the atom itself is ``inf``."""
+    d2 = (x[:, :, 0, None] + images[:, 0]) ** 2
+    d2 += (x[:, :, 1, None] + images[:, 1]) ** 2
+    d2 += (x[:, :, 2, None] + images[:, 2]) ** 2
+    tiny = d2 < 1e-15
+    if tiny.any():  # the atom itself: a distance below 1e-8 Å (an atom on top of another is refused by the caller)
+        d2[tiny] = np.where(np.sqrt(d2[tiny]) < 1e-8, np.inf, d2[tiny])
+    return d2
+
+
+def _neighbours(lattice: np.ndarray, frac: np.ndarray,
+                chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per atom, the nearest-neighbour distance (Å, any periodic image, the atom's own images
+    included); and the bonds ``(i, j, length)``: every neighbour ``j`` (any image) of atom ``i``
+    within :data:`SHELL` × ``i``'s nearest distance (their count is ``i``'s coordination).
+
+    Squared distances throughout (a square root is monotonic: the nearest is the root of the
+    smallest square; a bond is tested on its own root, so the threshold reads lengths exactly as
+    written); the 27 nearest images give an upper bound of each atom's nearest distance, and only
+    the images beyond them that can lie within :data:`SHELL` × that bound are added (those within
+    reach along the reduced axes whose shift is not longer than the cutoff plus the longest offset)."""
+    cart = frac @ lattice
+    red = _lll(lattice)
+    frac = np.linalg.solve(red.T, cart.T).T  # positions in the reduced basis
+    n = len(frac)
+    recip = np.linalg.norm(np.linalg.inv(red), axis=0)  # |b_i|: 1 / spacing of the lattice planes i
+    inner = _images((1, 1, 1)) @ red
+    nearest = np.empty(n)
+    bonds_i, bonds_j, lengths = [], [], []
+    for s in range(0, n, chunk):
+        rows = slice(s, min(s + chunk, n))
+        df = frac[None, :, :] - frac[rows, None, :]
+        df -= np.round(df)  # each fractional offset in [-0.5, 0.5]
+        x = df @ red  # [r, N, 3] Cartesian minimum-image offsets
+        d2 = _squared(x, inner)
+        # an upper bound of each atom's nearest distance from the nearest images, then every image
+        # that can lie within SHELL x that bound (offsets within +-1/2 along each reduced axis)
+        cutoff = SHELL * math.sqrt(float(d2.min(axis=(1, 2)).max())) * (1.0 + 1e-9)
+        reach = np.ceil(cutoff * recip + 0.5).astype(int)
+        if (reach > 1).any():
+            far = _images(tuple(int(r) for r in reach))[27:] @ red
+            # an image whose shift is longer than the cutoff plus the longest offset cannot reach
+            # (triangle inequality; a hair loose for rounding)
+            longest = math.sqrt(float(np.einsum("abk,abk->ab", x, x).max()))
+            far = far[np.linalg.norm(far, axis=1) <= (cutoff + longest) * (1.0 + 1e-9)]
+            if len(far):
+                d2 = np.concatenate([d2, _squared(x, far)], axis=2)
+        near = np.sqrt(d2.min(axis=(1, 2)))
+        nearest[rows] = near
+        limit = SHELL * near * (1.0 + 1e-9)
+        i, j, k = np.nonzero(d2 <= (limit * (1.0 + 1e-12))[:, None, None] ** 2)  # candidates (a hair loose)
+        d = np.sqrt(d2[i, j, k])
+        keep = d <= limit[i]
+        bonds_i.append(i[keep] + s)
+        bonds_j.append(j[keep])
+        lengths.append(d[keep])
+    return nearest, np.concatenate(bonds_i), np.concatenate(bonds_j), np.concatenate(lengths)
+
+
+def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> list[float]:
+    """Weighted mean, (population) standard deviation, min and max of ``values``."""
+    mean = float(weights @ values)
+    return [mean, math.sqrt(max(float(weights @ (values - mean) ** 2), 0.0)), float(values.min()), float(values.max())]
+
+
+def _site_properties(cell: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per site: mass (u), atomic radius (Å) and Pauling electronegativity, occupancy-weighted
+    over a disordered site's elements (``descriptors.element_table``'s values, missing ones its means)."""
+    from .elements import DESCRIPTORS, element_table
+
+    index, _, raw = element_table()
+    per_type: dict[int, tuple[float, float, float]] = {}
+    for t in set(cell.types):
+        species = cell.type_species.get(t)
+        if not species:
+            raise StructureError(f"atom type {t} has no element; geometric features need the species of every site")
+        if "X" in species:
+            raise StructureError("the dummy species X has no mass; geometric features need real elements")
+        unknown = sorted(e for e in species if e not in index)
+        if unknown:
+            raise StructureError(f"no element data for {', '.join(unknown)}; geometric features need known elements")
+        occ = np.asarray(list(species.values()), dtype=np.float64)
+        occ = occ / occ.sum()
+        rows = [index[e] for e in species]
+        per_type[t] = (float(occ @ [_mass(e) for e in species]),
+                       float(occ @ raw[rows, DESCRIPTORS.index("radius")]),
+                       float(occ @ raw[rows, DESCRIPTORS.index("electronegativity")]))
+    props = np.asarray([per_type[t] for t in cell.types], dtype=np.float64)
+    return props[:, 0], props[:, 1], props[:, 2]
+
+
+def _bond_features(mass: np.ndarray, radius: np.ndarray, en: np.ndarray, volume: float, nearest: np.ndarray,
+                   bond_i: np.ndarray, bond_j: np.ndarray, length: np.ndarray) -> list[float]:
+    """The :data:`BOND_FEATURES` (layout 2) of a cell's sites and bonds.
+
+    Per bond ``i``-``j`` (each neighbour in ``i``'s first shell; an atom's bonds weigh ``1 / its
+    coordination`` so that every atom counts once): log length, log reduced mass, strain
+    log(length / (r_i + r_j)) with the elements' atomic radii, electronegativity difference and a
+    frequency proxy −½ log μ − 3/2 log length (Badger-like: stiffness ∝ length⁻³); their mean,
+    spread, min and max. Then the log packing fraction Σ 4/3 π r³ / V and the quantiles
+    (0, ¼, ½, ¾, 1; inverted CDF, the same for any cell of the crystal) of the per-atom proxy
+    −½ log m − 3/2 log d_nn."""
+    n = len(mass)
+    coordination = np.bincount(bond_i, minlength=n).astype(np.float64)
+    w = 1.0 / (n * coordination[bond_i])
+    log_mu = np.log(mass[bond_i] * mass[bond_j] / (mass[bond_i] + mass[bond_j]))
+    log_d = np.log(length)
+    out: list[float] = []
+    for q in (log_d, log_mu, np.log(length / (radius[bond_i] + radius[bond_j])),
+              np.abs(en[bond_i] - en[bond_j]), -0.5 * log_mu - 1.5 * log_d):
+        out += _weighted_stats(q, w)
+    out.append(math.log(float((4.0 / 3.0 * math.pi * radius ** 3).sum()) / volume))
+    site = -0.5 * np.log(mass) - 1.5 * np.log(nearest)
+    out += _quantiles(site)
+    return out
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    """``np.quantile(values, _SITE_QUANTILES, method="inverted_cdf")``: the sorted values at
+    ``ceil(n p) - 1`` (at least 0; ``n p`` is exact for these ``p``), without its overhead."""
+    v = np.sort(values)
+    n = len(v)
+    return [float(v[max(math.ceil(n * p) - 1, 0)]) for p in _SITE_QUANTILES]
+
+
+def raw_geometric_features(structure: Any) -> np.ndarray:
+    """The :data:`N_GEOMETRIC_FEATURES` features of :data:`ALL_GEOMETRIC_FEATURES` (float64,
+    unstandardised) of ``structure``: anything :func:`cloudphys.scope.structure.structure_cell`
+    reads (pymatgen ``Structure``, its ``as_dict()``, ASE ``Atoms``, a file path). Raises
+    :class:`~cloudphys.errors.StructureError` for a cell without volume, overlapping atoms, a
+    dummy species or an element unknown to the descriptor tables."""
+    from .structure import structure_cell
+
+    cell = structure_cell(structure, allow_disordered=True)  # a mixed site: its elements' occupancy-weighted mean
+    lattice = np.asarray(cell.lattice, dtype=np.float64).reshape(3, 3)
+    frac = np.asarray(cell.positions, dtype=np.float64).reshape(-1, 3)
+    n = len(frac)
+    volume = abs(float(np.linalg.det(lattice)))
+    if not (math.isfinite(volume) and volume > 1e-6 * max(1.0, float(np.abs(lattice).max())) ** 3):
+        raise StructureError(f"the cell has no volume ({volume:.3g} Å³); geometric features need a 3D cell")
+    site_mass, radius, en = _site_properties(cell)
+    total = sum(float(a) for a in cell.amounts.values())
+    mass = sum(float(a) * _mass(el) for el, a in cell.amounts.items()) / total
+    nearest, bond_i, bond_j, length = _neighbours(lattice, frac)
+    if float(nearest.min()) < 0.1:
+        raise StructureError(f"two atoms are {float(nearest.min()):.3g} Å apart; the structure overlaps itself")
+    coordination = np.bincount(bond_i, minlength=n)
+    v = math.log(volume / n)
+    lm = math.log(mass)
+    nn_mean = float(nearest.mean())
+    base = [v, mass / (volume / n), nn_mean, float(nearest.min()), float(nearest.std()),
+            float(coordination.mean()), lm, v / 3.0 - 0.5 * lm, math.log(nn_mean) - 0.5 * lm]
+    return np.array(base + _bond_features(site_mass, radius, en, volume, nearest, bond_i, bond_j, length),
+                    dtype=np.float64)
+
+
+def standardise(raw: np.ndarray) -> np.ndarray:
+    """``(raw - GEOMETRY_MEAN) / GEOMETRY_STD`` (rows of raw features; NaN rows stay NaN)."""
+    return (np.asarray(raw, dtype=np.float64) - GEOMETRY_MEAN) / GEOMETRY_STD
+
+
+def geometric_features(structure: Any) -> np.ndarray:
+    """The standardised geometric features ``[N_GEOMETRIC_FEATURES]`` (float64) of one structure,
+    every layout's (see the module; layout ``k`` reads the first ``n_geometric_features(k)``)."""
+    return standardise(raw_geometric_features(structure))
+
+
+def geometry_rows(structures: Sequence[Any]) -> np.ndarray:
+    """``[N, N_GEOMETRIC_FEATURES]`` standardised features of ``structures``; a NaN row where one is ``None``."""
+    out = np.full((len(structures), N_GEOMETRIC_FEATURES), np.nan)
+    for k, s in enumerate(structures):
+        if s is not None:
+            out[k] = geometric_features(s)
+    return out
+
+
+#: What a model that reads geometric features says of an item without a structure.
+NEEDS_STRUCTURE = ("this model reads geometric inputs (encoder.geometric_features); give a structure, "
+                   "not a bare SCOPE string")
+
+
+def reads_geometry(model: Any) -> bool:
+    """Whether ``model`` (a :class:`~cloudphys.modeling.ScopePhysicsModel`, an encoder or a user
+    :class:`~cloudphys.models.api.Model`) reads geometric features (``encoder.geometric_features``)."""
+    for attr in ("core", "encoder"):
+        inner = getattr(model, attr, None)
+        if inner is not None and inner is not model:
+            return reads_geometry(inner)
+    members = getattr(model, "members", None)
+    if members is not None and len(members):
+        return reads_geometry(members[0])
+    return geometry_layout(getattr(getattr(model, "config", None), "geometric_features", False)) > 0
