@@ -4,39 +4,7 @@ cache can compute them), re-exported here where the encoders read them."""
 
 from __future__ import annotations
 
-from ..scope.geometry import (  # noqa: F401
-    ALL_GEOMETRIC_FEATURES,
-    BOND_FEATURES,
-    GEOMETRIC_FEATURES,
-    GEOMETRY_LAYOUTS,
-    GEOMETRY_MEAN,
-    GEOMETRY_STD,
-    N_GEOMETRIC_FEATURES,
-    NEEDS_STRUCTURE,
-    SHELL,
-    geometric_features,
-    geometry_layout,
-    geometry_rows,
-    n_geometric_features,
-    raw_geometric_features,
-    reads_geometry,
-    standardise,
-)
+from ..scope import geometry as _home
+from ..scope.geometry import *  # noqa: F403  (the public names of the home module)
 
-__all__ = [
-    "ALL_GEOMETRIC_FEATURES",
-    "BOND_FEATURES",
-    "GEOMETRIC_FEATURES",
-    "GEOMETRY_LAYOUTS",
-    "GEOMETRY_MEAN",
-    "GEOMETRY_STD",
-    "N_GEOMETRIC_FEATURES",
-    "NEEDS_STRUCTURE",
-    "geometric_features",
-    "geometry_layout",
-    "geometry_rows",
-    "n_geometric_features",
-    "raw_geometric_features",
-    "reads_geometry",
-    "standardise",
-]
+__all__ = list(_home.__all__)

@@ -60,6 +60,7 @@ __all__ = [
     "GEOMETRY_MEAN",
     "GEOMETRY_STD",
     "N_GEOMETRIC_FEATURES",
+    "NEEDS_STRUCTURE",
     "geometric_features",
     "geometry_layout",
     "geometry_rows",
