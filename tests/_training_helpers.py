@@ -1,9 +1,11 @@
-"""Helpers shared by the training tests: small real data and the SCOPE tokenizer."""
+"""Helpers shared by the tests: small real data, the SCOPE tokenizer, benchmark scripts as modules."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -37,3 +39,13 @@ TINY = {
     "head": {"name": "debye", "observables": ["cv"]},
     "train": {"epochs": 3, "batch_size": 16, "lr": 1.0e-3, "progress": "false", "patience": 0},
 }
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` of this repository as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

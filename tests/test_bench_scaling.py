@@ -5,7 +5,6 @@ Nothing is trained here: the rows are synthetic or read from ``benchmarks/result
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -16,11 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scaling", REPO / "benchmarks" / "bench_scaling.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from _training_helpers import load_benchmark
+
+    return load_benchmark("bench_scaling")
 
 
 def _row(n: int, hidden: int, **extra) -> dict:

@@ -13,7 +13,6 @@ check is skipped (the documentation checks still run).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -28,11 +27,9 @@ REMEDY = ("if the change is meant: `python benchmarks/bench_main_job.py --record
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_main_job", REPO / "benchmarks" / "bench_main_job.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from _training_helpers import load_benchmark
+
+    return load_benchmark("bench_main_job")
 
 
 def _record() -> dict:

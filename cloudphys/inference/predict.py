@@ -138,6 +138,8 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
     pending = [k for k, it in enumerate(items) if it.error is None]
     # to_records parsed every string (.record) already: vocabulary and length remain to check
     tokens, reasons = check_tokens(model.tokenizer, [str(items[k].scope) for k in pending], validate=False)
+    from ..inputs import item_geometry
+
     good, good_tokens, feats = [], [], []
     geometric = bool(getattr(model, "reads_geometry", False))
     for k, tok, why in zip(pending, tokens, reasons):
@@ -145,7 +147,7 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
         if why is not None:
             it.fail(f"SCOPE string {why}")
             continue
-        geo = _item_geometry(it) if geometric else None
+        geo = item_geometry(it) if geometric else None  # cached / converted row, or computed now
         if geometric and geo is None:
             continue  # the item's error says why
         try:  # composition features: an element the descriptors do not know is this item's error
@@ -157,16 +159,6 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
         good_tokens.append(tok)
         feats.append(None if f is None else np.asarray(f)[0])
     return good, good_tokens, feats
-
-
-def _item_geometry(it: Any) -> np.ndarray | None:
-    """The standardised geometric features of an item's structure (:mod:`cloudphys.scope.geometry`),
-    for a model that reads them: ``.geometry`` as :func:`prepare_items` gave it (computed with the
-    conversion, or read from the SCOPE cache), else computed now; ``None`` with the item's error set
-    where there are none (a bare SCOPE string, a structure they cannot be computed from)."""
-    from ..inputs import item_geometry
-
-    return item_geometry(it)
 
 
 def _primitive_atoms(model: ScopePhysicsModel, items: list[Any], symprec: float | str = DEFAULT_SYMPREC,
