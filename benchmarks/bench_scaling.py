@@ -24,19 +24,25 @@ Real strings only, never a test string of a downstream task:
     the corpus's dialect; E epochs, patience 5, one seed): test Cv MAE per mol-atom over the temperatures.
 
   ``N = 0`` is the fine-tunes without pretraining. Each row records its grid (``steps=S``; rows without
-  one are the earlier rule).
-* ``report``: one table per grid, power-law fits ``y = a * N**(-b)`` (least squares in log-log) of each
-  metric per hidden size with >= 3 pretrained points, and the plot ``docs/img/scaling.png`` (the
-  fixed-steps grid: the three metrics against N, one line per hidden size).
+  one are the earlier rule) and its ``seed`` (``--seed S``, default 0: the MLM pretraining seed and both
+  fine-tunes' ``train.seed``; the validation masks stay fixed; rows without one are seed 0; the work
+  directories of a seed S != 0 end in ``-seedS``).
+* ``report``: per grid, where a point has several seeds a table of mean ± sample sd over the seeds, then
+  every run; power-law fits ``y = a * N**(-b)`` (least squares in log-log, on the per-point means) of each
+  metric per hidden size with >= 3 pretrained points; the seed noise (pooled sd) against the largest
+  difference between the means of the multi-seed points; and the plot ``docs/img/scaling.png`` (the
+  300-step grid: the three metrics against N, one line per hidden size, error bars = seed sd).
 
-Rows go to ``benchmarks/results/scaling.jsonl`` (a point already there, in the same grid, is skipped: a
-killed run resumes).
+Rows go to ``benchmarks/results/scaling.jsonl`` (a point already there, in the same grid and seed, is
+skipped: a killed run resumes).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scaling.py build --work /tmp/scaling
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scaling.py run --work /tmp/scaling \
         --steps 300 --ft-epochs 15 --pdb-epochs 10 \
         --points 0:128 1000:128 10000:128 all:128 0:64 1000:64 10000:64 all:64 \
                  0:256 1000:256 10000:256 all:256 3000:128 30000:128
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scaling.py run --work /tmp/scaling \
+        --steps 300 --ft-epochs 15 --pdb-epochs 10 --seed 1 --points 0:128 1000:128 10000:128 all:128
     python benchmarks/bench_scaling.py report
 """
 
@@ -99,7 +105,7 @@ def _mlm_val_loss(run: Path, val_corpus, hidden: int) -> float:
     return mlm_val_loss(model, val_corpus, np.arange(len(val_corpus)), tok, special, pc, torch.device("cpu"))
 
 
-def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> dict:
+def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int, seed: int = 0) -> dict:
     """CLOUD-DEBYE on CLOUD's Cv split (cloud dialect, like the corpus): test MAE and MAE/MAD."""
     import cloudphys
     from cloudphys.modeling.core import load_core
@@ -107,7 +113,7 @@ def _finetune(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> d
     from cloudphys.training.evaluation import evaluate_model
 
     over = ["train.progress=false", "train.num_threads=1", "train.device=cpu", f"train.epochs={epochs}",
-            "train.patience=5"]
+            "train.patience=5", f"train.seed={seed}"]
     over += [f"encoder.pretrained={pretrained}"] if pretrained else [f"encoder.hidden_size={hidden}"]
     t0 = time.perf_counter()
     train(REPO / "configs" / "cloud-cv-debye.yaml", run, overrides=over, overwrite=True)
@@ -135,7 +141,7 @@ def _phonondb(split: str):
     return _PDB[split]
 
 
-def _finetune_phonondb(run: Path, pretrained: Path | None, hidden: int, epochs: int) -> dict:
+def _finetune_phonondb(run: Path, pretrained: Path | None, hidden: int, epochs: int, seed: int = 0) -> dict:
     """Debye head on phonondb-thermo Cv(T) (stable materials, 20-1000 K; configs/phonondb-curves-debye.yaml
     with cv only, and the strings in CLOUD's dialect like the corpus): test Cv MAE per mol-atom."""
     from cloudphys.modeling.core import load_core
@@ -143,7 +149,7 @@ def _finetune_phonondb(run: Path, pretrained: Path | None, hidden: int, epochs: 
     from cloudphys.training.evaluation import evaluate_model
 
     over = ["train.progress=false", "train.num_threads=1", "train.device=cpu", f"train.epochs={epochs}",
-            "train.patience=5", *PHONONDB_OVERRIDES]
+            "train.patience=5", f"train.seed={seed}", *PHONONDB_OVERRIDES]
     over += [f"encoder.pretrained={pretrained}"] if pretrained else [f"encoder.hidden_size={hidden}"]
     data = {"train": _phonondb("train"), "val": _phonondb("val")}
     t0 = time.perf_counter()
@@ -158,10 +164,11 @@ def _finetune_phonondb(run: Path, pretrained: Path | None, hidden: int, epochs: 
 
 
 def run_point(work: Path, n_label: str, hidden: int, ft_epochs: int, steps: int | None = None,
-              pdb_epochs: int = 0) -> dict:
+              pdb_epochs: int = 0, seed: int = 0) -> dict:
     """One grid point. ``steps``: MLM steps for every N (a corpus smaller than ``steps * 64`` strings is
     cycled over epochs); ``None``: the earlier rule max(150, one epoch). ``pdb_epochs`` > 0 adds the
-    phonondb-thermo Cv(T) fine-tune."""
+    phonondb-thermo Cv(T) fine-tune. ``seed`` seeds the MLM pretraining and both fine-tunes (the
+    validation masks stay fixed); work directories of a seed other than 0 get a ``-seed{S}`` suffix."""
     from cloudphys.training.pretrain import pretrain
 
     c, pool, val = _split(work)
@@ -169,7 +176,9 @@ def run_point(work: Path, n_label: str, hidden: int, ft_epochs: int, steps: int 
     n = len(pool) if n_label == "all" else int(n_label)
     row: dict = {"n_label": n_label, "n": n, "hidden": hidden, "val_strings": len(val), "pool": len(pool)}
     row["grid"] = grid_label(steps)
+    row["seed"] = seed
     tag = f"{n_label}-{hidden}" if steps is None else f"{n_label}-{hidden}-s{steps}"
+    tag += f"-seed{seed}" if seed else ""
     pretrained = None
     if n > 0:
         sub = c.subset(pool[:n], work / f"sub-{n_label}")
@@ -179,16 +188,31 @@ def run_point(work: Path, n_label: str, hidden: int, ft_epochs: int, steps: int 
                "head": {"name": "debye"},
                "pretrain": {"corpus": str(sub.path), "epochs": 10_000, "max_steps": n_steps, "batch_size": 64,
                             "lr": 1e-3, "val_fraction": 0.0, "device": "cpu", "progress": "false",
-                            "num_threads": 1, "seed": 0}}
+                            "num_threads": 1, "seed": seed}}
         pretrained = work / f"pre-{tag}"
         res = pretrain(cfg, pretrained, overwrite=True)
         row.update(pretrain_steps=res["steps"], pretrain_seconds=res["seconds"],
                    epochs_seen=res["steps"] * 64 / n, tokens_per_s=res["tokens_seen"] / res["step_seconds"],
                    mlm_val_loss=_mlm_val_loss(pretrained, val_corpus, hidden))
-    row.update(_finetune(work / f"ft-{tag}", pretrained, hidden, ft_epochs))
+    row.update(_finetune(work / f"ft-{tag}", pretrained, hidden, ft_epochs, seed))
     if pdb_epochs > 0:
-        row.update(_finetune_phonondb(work / f"pdb-{tag}", pretrained, hidden, pdb_epochs), pdb_epochs=pdb_epochs)
+        row.update(_finetune_phonondb(work / f"pdb-{tag}", pretrained, hidden, pdb_epochs, seed),
+                   pdb_epochs=pdb_epochs)
     return row
+
+
+def pending(points: list[str], rows: list[dict], steps: int | None, seed: int) -> list[tuple[str, int]]:
+    """The ``N:HIDDEN`` points still to run: those without a row of the same grid, N, hidden size and
+    seed (rows without a seed are seed 0) — a killed run resumes, another seed adds its own rows."""
+    done = {(_grid(r), r["n_label"], r["hidden"], _seed(r)) for r in rows}
+    out = []
+    for p in points:
+        n_label, sep, hidden = p.partition(":")
+        if not sep or not hidden.isdigit() or not (n_label == "all" or n_label.isdigit()):
+            raise ValueError(f"point {p!r}: expected N:HIDDEN (N an integer or 'all', HIDDEN an integer)")
+        if (grid_label(steps), n_label, int(hidden), seed) not in done:
+            out.append((n_label, int(hidden)))
+    return out
 
 
 def grid_label(steps: int | None) -> str:
@@ -210,6 +234,11 @@ def _grid(r: dict) -> str:
     return r.get("grid", OLD_GRID)
 
 
+def _seed(r: dict) -> int:
+    """The row's seed (MLM pretraining and both fine-tunes); rows without one are seed 0."""
+    return int(r.get("seed", 0))
+
+
 def _fmt(v, spec: str) -> str:
     return "" if v is None else format(v, spec)
 
@@ -222,32 +251,97 @@ def _pdb(r: dict) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    """Markdown table of ``rows`` (one grid), sorted by hidden size then N."""
-    out = ["| corpus N | hidden | MLM steps (epochs) | MLM val loss | CLOUD Cv test MAE J/(K·mol) | MAE/MAD | "
-           "phonondb Cv(T) test MAE J/(K·mol-atom) (MAE/MAD) | seconds (pretrain + fine-tunes) | load |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["hidden"], r["n"])):
+    """Markdown table of ``rows`` (one grid), one line per run, sorted by hidden size, N, then seed."""
+    out = ["| corpus N | hidden | seed | MLM steps (epochs) | MLM val loss | CLOUD Cv test MAE J/(K·mol) | "
+           "MAE/MAD | phonondb Cv(T) test MAE J/(K·mol-atom) (MAE/MAD) | seconds (pretrain + fine-tunes) | load |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["hidden"], r["n"], _seed(r))):
         pre = f"{r['pretrain_steps']} ({r['epochs_seen']:.1f})" if "pretrain_steps" in r else "none"
         sec = r.get("pretrain_seconds", 0) + r["finetune_seconds"] + r.get("pdb_finetune_seconds", 0)
-        out.append(f"| {r['n']:,} | {r['hidden']} | {pre} | {_fmt(r.get('mlm_val_loss'), '.3f')} | "
+        out.append(f"| {r['n']:,} | {r['hidden']} | {_seed(r)} | {pre} | {_fmt(r.get('mlm_val_loss'), '.3f')} | "
                    f"{r['cv_test_mae']:.2f} | {r['cv_test_mae_over_mad']:.3f} | "
                    f"{_pdb(r)} | {sec:.0f} | {r['load']} |")
     return out
 
 
 METRICS = (("mlm_val_loss", "MLM validation loss (fixed held-out set)"),
-           ("cv_test_mae_over_mad", "CLOUD Cv test MAE/MAD (one fine-tune)"),
+           ("cv_test_mae_over_mad", "CLOUD Cv test MAE/MAD"),
            ("pdb_cv_test_mae_per_atom", "phonondb Cv(T) test MAE, J/(K·mol-atom)"))
+SUMMARY = (("mlm_val_loss", ".3f"), ("cv_test_mae", ".2f"), ("cv_test_mae_over_mad", ".3f"),
+           ("pdb_cv_test_mae_per_atom", ".3f"))
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One point per (hidden, N) of ``rows`` (one grid): ``seeds`` (sorted), and per metric of
+    ``SUMMARY`` its mean over the seeds (``key``) and sample standard deviation (``key + "_sd"``,
+    ddof = 1; ``None`` with one seed). A metric missing in some seed's row is averaged over the others."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["hidden"], r["n"]), []).append(r)
+    out = []
+    for (hidden, n), rs in sorted(groups.items()):
+        seeds = sorted(_seed(r) for r in rs)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"scaling rows: hidden {hidden}, N {n} has seed(s) recorded twice: {seeds}")
+        pt: dict = {"hidden": hidden, "n": n, "seeds": seeds}
+        for key, _ in SUMMARY:
+            v = np.array([r[key] for r in rs if r.get(key) is not None], float)
+            pt[key] = float(v.mean()) if len(v) else None
+            pt[key + "_sd"] = float(v.std(ddof=1)) if len(v) > 1 else None
+            pt[key + "_k"] = len(v)
+        out.append(pt)
+    return out
+
+
+def _pm(pt: dict, key: str, spec: str) -> str:
+    if pt[key] is None:
+        return ""
+    return format(pt[key], spec) + ("" if pt[key + "_sd"] is None else f" ± {format(pt[key + '_sd'], spec)}")
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    """Markdown table of ``rows`` (one grid), one line per (hidden, N): mean ± sd over the seeds."""
+    out = ["| corpus N | hidden | seeds | MLM val loss | CLOUD Cv test MAE J/(K·mol) | MAE/MAD | "
+           "phonondb Cv(T) test MAE J/(K·mol-atom) |", "|---|---|---|---|---|---|---|"]
+    for pt in aggregate(rows):
+        seeds = f"{len(pt['seeds'])} ({', '.join(map(str, pt['seeds']))})"
+        out.append(f"| {pt['n']:,} | {pt['hidden']} | {seeds} | "
+                   + " | ".join(_pm(pt, key, spec) for key, spec in SUMMARY) + " |")
+    return out
+
+
+def spread(rows: list[dict]) -> dict[tuple[str, int], dict]:
+    """Seed noise against the differences between N, per (metric, hidden) with >= 2 points of >= 2
+    seeds each: ``pooled_sd`` (root mean of the per-point variances of those points), ``k`` (their
+    smallest seed count), ``se_diff`` (the sd of a difference of two k-seed means, pooled_sd * sqrt(2/k)),
+    ``max_diff`` (the largest difference between the means of those points, N = 0 included) and
+    ``ratio`` = max_diff / se_diff; ``points``: their N."""
+    out = {}
+    pts = aggregate(rows)
+    for hidden in sorted({p["hidden"] for p in pts}):
+        for key, _ in METRICS:
+            sel = [p for p in pts if p["hidden"] == hidden and p[key] is not None and p[key + "_k"] >= 2]
+            if len(sel) < 2:
+                continue
+            pooled = float(np.sqrt(np.mean([p[key + "_sd"] ** 2 for p in sel])))
+            k = min(p[key + "_k"] for p in sel)
+            means = [p[key] for p in sel]
+            se = pooled * float(np.sqrt(2.0 / k))
+            diff = max(means) - min(means)
+            out[(key, hidden)] = {"pooled_sd": pooled, "k": k, "se_diff": se, "max_diff": diff,
+                                  "ratio": diff / se if se > 0 else float("inf"), "points": [p["n"] for p in sel]}
+    return out
 
 
 def fits(rows: list[dict]) -> dict[tuple[str, int], tuple[float, float, int, int]]:
     """Power-law fits ``y = a * N**(-b)`` over the pretrained points (N > 0) of each hidden size with
-    at least three of them: ``(metric, hidden) -> (a, b, N_min, N_max)``."""
+    at least three of them, on the mean over the seeds of each point: ``(metric, hidden) -> (a, b,
+    N_min, N_max)``."""
     out = {}
-    for hidden in sorted({r["hidden"] for r in rows}):
+    pts_all = aggregate(rows)
+    for hidden in sorted({r["hidden"] for r in pts_all}):
         for key, _ in METRICS:
-            pts = sorted((r for r in rows if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None),
-                         key=lambda r: r["n"])
+            pts = [r for r in pts_all if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None]
             if len({r["n"] for r in pts}) >= 3:
                 n = np.array([r["n"] for r in pts], float)
                 a, b = _fit(n, np.array([r[key] for r in pts], float))
@@ -262,15 +356,26 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
         sel = [r for r in rows if _grid(r) == g]
         label = f"MLM steps = {g.split('=')[1]} for every N" if g != OLD_GRID else f"earlier grid, steps = {g}"
         print(f"\n### {label}\n")
+        if any(len(p["seeds"]) > 1 for p in aggregate(sel)):
+            print("Mean ± sample sd over the seeds (one value: one seed):\n")
+            print("\n".join(summary_table(sel)))
+            print("\nEvery run:\n")
         print("\n".join(table(sel)))
+        print()
         for (key, hidden), (a, b, lo, hi) in fits(sel).items():
             print(f"- fit ({label}), hidden {hidden}: {key} = {a:.3g} * N^({-b:+.3g})  (N = {lo}..{hi})")
+        for (key, hidden), sp in spread(sel).items():
+            print(f"- seed noise ({label}), hidden {hidden}: {key}: pooled seed sd {sp['pooled_sd']:.3g} "
+                  f"(>= {sp['k']} seeds at N = {', '.join(f'{n:,}' for n in sp['points'])}); largest "
+                  f"difference between those means {sp['max_diff']:.3g} = {sp['ratio']:.2f} x the sd of a "
+                  f"difference of two means ({sp['se_diff']:.3g})")
     new = [g for g in grids if g != OLD_GRID]
     if not plot or not new:
         return
-    g = new[0]
+    g = "steps=300" if "steps=300" in new else new[0]
     sel = [r for r in rows if _grid(r) == g]
     fit = fits(sel)
+    agg = aggregate(sel)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,25 +384,31 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     for hidden, mark, colour in ((64, "s", "C0"), (128, "o", "C1"), (256, "^", "C2")):
         for i, (key, name) in enumerate(METRICS):
-            pts = sorted((r for r in sel if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None),
-                         key=lambda r: r["n"])
+            pts = [r for r in agg if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None]
             if pts:
-                ax[i].plot([r["n"] for r in pts], [r[key] for r in pts], mark + "-", color=colour,
-                           label=f"hidden {hidden}")
+                ax[i].errorbar([r["n"] for r in pts], [r[key] for r in pts],
+                               yerr=[r[key + "_sd"] or 0.0 for r in pts], fmt=mark + "-", color=colour,
+                               capsize=3, label=f"hidden {hidden}")
             if (key, hidden) in fit:
                 a, b, lo, hi = fit[(key, hidden)]
                 xs = np.geomspace(lo, hi, 50)
                 ax[i].plot(xs, a * xs ** (-b), "--", color=colour, lw=0.8, label=f"fit N^({-b:+.3f})")
-            base = [r for r in sel if r["hidden"] == hidden and r["n"] == 0 and r.get(key) is not None]
+            base = [r for r in agg if r["hidden"] == hidden and r["n"] == 0 and r.get(key) is not None]
             if base:
                 ax[i].axhline(base[0][key], ls=":", color=colour, lw=1,
                               label=f"no pretraining, hidden {hidden}")
+                if base[0][key + "_sd"]:
+                    ax[i].axhspan(base[0][key] - base[0][key + "_sd"], base[0][key] + base[0][key + "_sd"],
+                                  color=colour, alpha=0.12, lw=0)
             ax[i].set_xscale("log")
             ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
             ax[i].set_ylabel(name)
     for i in range(3):
         ax[i].legend(fontsize=6)
-    fig.suptitle(f"issue 24 §3: {g.split('=')[1]} MLM steps for every N, one seed per point", fontsize=9)
+    multi = sorted({len(p["seeds"]) for p in agg})
+    seeds = "one seed per point" if multi == [1] else \
+        f"mean ± sd over {'/'.join(map(str, multi))} seeds per point (bars and bands)"
+    fig.suptitle(f"issue 24 §3: {g.split('=')[1]} MLM steps for every N, {seeds}", fontsize=9)
     fig.tight_layout()
     out = REPO / "docs" / "img" / "scaling.png"
     from cloudphys.outputs import atomic_path
@@ -322,6 +433,9 @@ def main() -> None:
                          "default: the earlier rule max(150, one epoch)")
     ap.add_argument("--pdb-epochs", type=int, default=0,
                     help="phonondb-thermo Cv(T) fine-tune epochs (0: not run)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the MLM pretraining and of both fine-tunes (default 0; another seed "
+                         "writes its own rows and work directories, suffix -seedS)")
     args = ap.parse_args()
     work, results = Path(args.work), Path(args.results)
     if args.what == "build":
@@ -331,12 +445,14 @@ def main() -> None:
     else:
         if args.steps is not None and args.steps < 1:
             ap.error(f"--steps must be >= 1, got {args.steps}")
-        done = {(_grid(r), r["n_label"], r["hidden"]) for r in _rows(results)}
-        for p in args.points:
-            n_label, hidden = p.split(":")
-            if (grid_label(args.steps), n_label, int(hidden)) in done:
-                continue
-            row = run_point(work, n_label, int(hidden), args.ft_epochs, args.steps, args.pdb_epochs)
+        if not 0 <= args.seed <= 2**32 - 1:
+            ap.error(f"--seed must be an integer from 0 to 2**32 - 1, got {args.seed}")
+        try:
+            todo = pending(args.points, _rows(results), args.steps, args.seed)
+        except ValueError as e:
+            ap.error(str(e))
+        for n_label, hidden in todo:
+            row = run_point(work, n_label, hidden, args.ft_epochs, args.steps, args.pdb_epochs, args.seed)
             row.update(ft_epochs=args.ft_epochs, load=_load(), time=time.strftime("%H:%M:%SZ", time.gmtime()))
             results.parent.mkdir(parents=True, exist_ok=True)
             with open(results, "a") as fh:
