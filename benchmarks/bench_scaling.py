@@ -351,7 +351,7 @@ def fits(rows: list[dict]) -> dict[tuple[str, int], tuple[float, float, int, int
 
 def report(plot: bool = True, results: Path = RESULTS) -> None:
     rows = _rows(results)
-    grids = sorted({_grid(r) for r in rows}, key=lambda g: (g == OLD_GRID, g))
+    grids = sorted({_grid(r) for r in rows}, key=lambda g: (g == OLD_GRID, int(g.split("=")[1]) if g != OLD_GRID else 0))
     for g in grids:
         sel = [r for r in rows if _grid(r) == g]
         label = f"MLM steps = {g.split('=')[1]} for every N" if g != OLD_GRID else f"earlier grid, steps = {g}"
@@ -403,12 +403,24 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
             ax[i].set_xscale("log")
             ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
             ax[i].set_ylabel(name)
+    colours = {64: ("s", "C0"), 128: ("o", "C1"), 256: ("^", "C2")}
+    for g2 in (x for x in new if x != g):      # other fixed-step grids: open markers, no fit
+        agg2 = [p for p in aggregate([r for r in rows if _grid(r) == g2]) if p["n"] > 0]
+        for hidden in sorted({p["hidden"] for p in agg2}):
+            mark, colour = colours.get(hidden, ("d", "C3"))
+            for i, (key, _) in enumerate(METRICS):
+                pts = [p for p in agg2 if p["hidden"] == hidden and p.get(key) is not None]
+                if pts:
+                    ax[i].errorbar([p["n"] for p in pts], [p[key] for p in pts],
+                                   yerr=[p[key + "_sd"] or 0.0 for p in pts], fmt=mark + "-.", color=colour,
+                                   mfc="none", capsize=3, label=f"hidden {hidden}, {g2.split('=')[1]} MLM steps")
     for i in range(3):
         ax[i].legend(fontsize=6)
     multi = sorted({len(p["seeds"]) for p in agg})
     seeds = "one seed per point" if multi == [1] else \
         f"mean ± sd over {'/'.join(map(str, multi))} seeds per point (bars and bands)"
-    fig.suptitle(f"issue 24 §3: {g.split('=')[1]} MLM steps for every N, {seeds}", fontsize=9)
+    others = "".join(f"; open markers: {x.split('=')[1]} MLM steps" for x in new if x != g)
+    fig.suptitle(f"issue 24 §3: {g.split('=')[1]} MLM steps for every N, {seeds}{others}", fontsize=9)
     fig.tight_layout()
     out = REPO / "docs" / "img" / "scaling.png"
     from cloudphys.outputs import atomic_path
