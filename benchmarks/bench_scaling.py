@@ -310,12 +310,32 @@ def summary_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def anova(groups: list[list[float]]) -> tuple[float, float | None]:
+    """One-way ANOVA of ``groups`` (each >= 2 values): (F, p) — p from scipy's F distribution, ``None``
+    where scipy is not installed; F = between-group mean square / within-group mean square."""
+    allv = np.concatenate([np.asarray(g, float) for g in groups])
+    g, n = len(groups), len(allv)
+    ssb = sum(len(x) * (np.mean(x) - allv.mean()) ** 2 for x in groups)
+    ssw = sum(((np.asarray(x, float) - np.mean(x)) ** 2).sum() for x in groups)
+    f = float((ssb / (g - 1)) / (ssw / (n - g))) if ssw > 0 else float("inf")
+    try:
+        from scipy.stats import f as fdist
+    except ImportError:
+        return f, None
+    return f, float(fdist.sf(f, g - 1, n - g))
+
+
+def _values(rows: list[dict], key: str, hidden: int, n: int) -> list[float]:
+    return [r[key] for r in rows if r["hidden"] == hidden and r["n"] == n and r.get(key) is not None]
+
+
 def spread(rows: list[dict]) -> dict[tuple[str, int], dict]:
     """Seed noise against the differences between N, per (metric, hidden) with >= 2 points of >= 2
     seeds each: ``pooled_sd`` (root mean of the per-point variances of those points), ``k`` (their
     smallest seed count), ``se_diff`` (the sd of a difference of two k-seed means, pooled_sd * sqrt(2/k)),
-    ``max_diff`` (the largest difference between the means of those points, N = 0 included) and
-    ``ratio`` = max_diff / se_diff; ``points``: their N."""
+    ``max_diff`` (the largest difference between the means of those points, N = 0 included),
+    ``ratio`` = max_diff / se_diff, ``F``/``p``: one-way ANOVA of the seeds' values over those points
+    (``p_pretrained``: over the pretrained ones only, where >= 2; else ``None``); ``points``: their N."""
     out = {}
     pts = aggregate(rows)
     for hidden in sorted({p["hidden"] for p in pts}):
@@ -328,8 +348,13 @@ def spread(rows: list[dict]) -> dict[tuple[str, int], dict]:
             means = [p[key] for p in sel]
             se = pooled * float(np.sqrt(2.0 / k))
             diff = max(means) - min(means)
+            f, pval = anova([_values(rows, key, hidden, p["n"]) for p in sel])
+            pre = [p for p in sel if p["n"] > 0]
+            p_pre = (anova([_values(rows, key, hidden, p["n"]) for p in pre])[1]
+                     if 2 <= len(pre) < len(sel) else None)
             out[(key, hidden)] = {"pooled_sd": pooled, "k": k, "se_diff": se, "max_diff": diff,
-                                  "ratio": diff / se if se > 0 else float("inf"), "points": [p["n"] for p in sel]}
+                                  "ratio": diff / se if se > 0 else float("inf"), "points": [p["n"] for p in sel],
+                                  "F": f, "p": pval, "p_pretrained": p_pre}
     return out
 
 
@@ -368,7 +393,9 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
             print(f"- seed noise ({label}), hidden {hidden}: {key}: pooled seed sd {sp['pooled_sd']:.3g} "
                   f"(>= {sp['k']} seeds at N = {', '.join(f'{n:,}' for n in sp['points'])}); largest "
                   f"difference between those means {sp['max_diff']:.3g} = {sp['ratio']:.2f} x the sd of a "
-                  f"difference of two means ({sp['se_diff']:.3g})")
+                  f"difference of two means ({sp['se_diff']:.3g}); one-way ANOVA over those N: F = {sp['F']:.2f}"
+                  + ("" if sp["p"] is None else f", p = {sp['p']:.2g}")
+                  + ("" if sp["p_pretrained"] is None else f" (pretrained N only: p = {sp['p_pretrained']:.2g})"))
     new = [g for g in grids if g != OLD_GRID]
     if not plot or not new:
         return

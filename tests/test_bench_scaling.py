@@ -92,6 +92,12 @@ def test_spread_compares_seed_noise_with_the_differences_between_n():
     assert sp["max_diff"] == pytest.approx(0.04, rel=1e-9)
     assert sp["ratio"] == pytest.approx(0.04 / sd, rel=1e-9)                 # sd of a 2-seed difference = sd
     assert ("mlm_val_loss", 128) not in b.spread(rows)                       # no such metric in the rows
+    from scipy.stats import f_oneway
+
+    ref = f_oneway([0.08, 0.10], [0.12, 0.14])
+    assert sp["F"] == pytest.approx(ref.statistic, rel=1e-9) and sp["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert sp["F"] == pytest.approx(8.0, rel=1e-9)    # between 2 * 2 * 0.02**2 / 1, within 4 * 0.01**2 / 2
+    assert sp["p_pretrained"] is None                                         # no N = 0 point to leave out
 
 
 def test_pending_skips_a_point_only_for_the_same_grid_n_hidden_and_seed():
