@@ -442,7 +442,10 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
                                    yerr=[p[key + "_sd"] or 0.0 for p in pts], fmt=mark + "-.", color=colour,
                                    mfc="none", capsize=3, label=f"hidden {hidden}, {g2.split('=')[1]} MLM steps")
     for i in range(3):
-        ax[i].legend(fontsize=6)
+        if i == 0:  # between the hidden-128 and hidden-256 lines, clear of the points
+            ax[i].legend(fontsize=6, ncol=2, loc="center", bbox_to_anchor=(0.5, 0.47))
+        else:
+            ax[i].legend(fontsize=6)
     multi = sorted({len(p["seeds"]) for p in agg})
     seeds = "one seed per point" if multi == [1] else \
         f"mean ± sd over {'/'.join(map(str, multi))} seeds per point (bars and bands)"
