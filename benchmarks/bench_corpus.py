@@ -180,13 +180,15 @@ def report() -> None:
     import statistics
 
     rows = [json.loads(x) for x in RESULTS.read_text().splitlines() if x.strip()]
-    print("| corpus | N strings | build s | disk MB | peak RSS of the build MB | load at build |")
-    print("|---|---:|---:|---:|---:|---|")
-    for r in rows:
-        if r["step"] in ("build", "direct"):
-            what = f"built from text, {r['workers']} workers" if r["step"] == "build" else "written from token ids"
-            print(f"| {what} | {r['n']:,} | {r['seconds']:.1f} | {r['disk_mb']:.1f} | {r['peak_rss_mb']:.0f} | "
-                  f"{r['load']} |")
+    print("| corpus | N strings | kept (duplicates removed) | build s | strings/s | disk MB | peak RSS of the build MB "
+          "| load at build |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    builds = sorted((r for r in rows if r["step"] in ("build", "direct")), key=lambda r: (r["step"] != "build", r["n"]))
+    for r in builds:
+        what = f"built from text, {r['workers']} workers" if r["step"] == "build" else "written from token ids"
+        kept = f"{r['strings']:,} ({r['duplicates']:,})" if "duplicates" in r else f"{r.get('strings', r['n']):,} (not de-duplicated)"
+        print(f"| {what} | {r['n']:,} | {kept} | {r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | {r['disk_mb']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['load']} |")
     train = [r for r in rows if r["step"] == "train"]
     if not train:
         return
