@@ -267,6 +267,8 @@ def table(rows: list[dict]) -> list[str]:
 METRICS = (("mlm_val_loss", "MLM validation loss (fixed held-out set)"),
            ("cv_test_mae_over_mad", "CLOUD Cv test MAE/MAD"),
            ("pdb_cv_test_mae_per_atom", "phonondb Cv(T) test MAE, J/(K·mol-atom)"))
+#: Marker and colour of each hidden size in the plot.
+STYLES = {64: ("s", "C0"), 128: ("o", "C1"), 256: ("^", "C2")}
 SUMMARY = (("mlm_val_loss", ".3f"), ("cv_test_mae", ".2f"), ("cv_test_mae_over_mad", ".3f"),
            ("pdb_cv_test_mae_per_atom", ".3f"))
 
@@ -274,7 +276,8 @@ SUMMARY = (("mlm_val_loss", ".3f"), ("cv_test_mae", ".2f"), ("cv_test_mae_over_m
 def aggregate(rows: list[dict]) -> list[dict]:
     """One point per (hidden, N) of ``rows`` (one grid): ``seeds`` (sorted), and per metric of
     ``SUMMARY`` its mean over the seeds (``key``) and sample standard deviation (``key + "_sd"``,
-    ddof = 1; ``None`` with one seed). A metric missing in some seed's row is averaged over the others."""
+    ddof = 1; ``None`` with one seed), its count (``key + "_k"``) and the values themselves (``key + "_values"``).
+    A metric missing in some seed's row is averaged over the others."""
     groups: dict[tuple[int, int], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["hidden"], r["n"]), []).append(r)
@@ -286,6 +289,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         pt: dict = {"hidden": hidden, "n": n, "seeds": seeds}
         for key, _ in SUMMARY:
             v = np.array([r[key] for r in rs if r.get(key) is not None], float)
+            pt[key + "_values"] = v
             pt[key] = float(v.mean()) if len(v) else None
             pt[key + "_sd"] = float(v.std(ddof=1)) if len(v) > 1 else None
             pt[key + "_k"] = len(v)
@@ -325,10 +329,6 @@ def anova(groups: list[list[float]]) -> tuple[float, float | None]:
     return f, float(fdist.sf(f, g - 1, n - g))
 
 
-def _values(rows: list[dict], key: str, hidden: int, n: int) -> list[float]:
-    return [r[key] for r in rows if r["hidden"] == hidden and r["n"] == n and r.get(key) is not None]
-
-
 def spread(rows: list[dict]) -> dict[tuple[str, int], dict]:
     """Seed noise against the differences between N, per (metric, hidden) with >= 2 points of >= 2
     seeds each: ``pooled_sd`` (root mean of the per-point variances of those points), ``k`` (their
@@ -348,9 +348,9 @@ def spread(rows: list[dict]) -> dict[tuple[str, int], dict]:
             means = [p[key] for p in sel]
             se = pooled * float(np.sqrt(2.0 / k))
             diff = max(means) - min(means)
-            f, pval = anova([_values(rows, key, hidden, p["n"]) for p in sel])
+            f, pval = anova([p[key + "_values"] for p in sel])
             pre = [p for p in sel if p["n"] > 0]
-            p_pre = (anova([_values(rows, key, hidden, p["n"]) for p in pre])[1]
+            p_pre = (anova([p[key + "_values"] for p in pre])[1]
                      if 2 <= len(pre) < len(sel) else None)
             out[(key, hidden)] = {"pooled_sd": pooled, "k": k, "se_diff": se, "max_diff": diff,
                                   "ratio": diff / se if se > 0 else float("inf"), "points": [p["n"] for p in sel],
@@ -409,7 +409,7 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    for hidden, mark, colour in ((64, "s", "C0"), (128, "o", "C1"), (256, "^", "C2")):
+    for hidden, (mark, colour) in STYLES.items():
         for i, (key, name) in enumerate(METRICS):
             pts = [r for r in agg if r["hidden"] == hidden and r["n"] > 0 and r.get(key) is not None]
             if pts:
@@ -430,11 +430,10 @@ def report(plot: bool = True, results: Path = RESULTS) -> None:
             ax[i].set_xscale("log")
             ax[i].set_xlabel("pretraining corpus size N (distinct real crystals)")
             ax[i].set_ylabel(name)
-    colours = {64: ("s", "C0"), 128: ("o", "C1"), 256: ("^", "C2")}
     for g2 in (x for x in new if x != g):      # other fixed-step grids: open markers, no fit
         agg2 = [p for p in aggregate([r for r in rows if _grid(r) == g2]) if p["n"] > 0]
         for hidden in sorted({p["hidden"] for p in agg2}):
-            mark, colour = colours.get(hidden, ("d", "C3"))
+            mark, colour = STYLES.get(hidden, ("d", "C3"))
             for i, (key, _) in enumerate(METRICS):
                 pts = [p for p in agg2 if p["hidden"] == hidden and p.get(key) is not None]
                 if pts:

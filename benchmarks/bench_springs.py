@@ -35,8 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 NAMES = ("log_mean_w", "mean_log_w", "log_rms_w", "log_q10", "log_q25", "log_q90", "floppy_fraction",
          "log_inv_w2", "log_v_debye", "log_v_min", "log_theta_estimate")
 KT = 0.3  # sideways / stretch stiffness of a spring
@@ -88,6 +86,7 @@ def spring_features(structure, mesh: int = 2, second: float = 0.1) -> np.ndarray
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script bench_geometry.py
     import bench_geometry as bg
     from pymatgen.core import Structure
     from sklearn.ensemble import HistGradientBoostingRegressor

@@ -291,8 +291,8 @@ def load_thermo_rows(
 def structure_geometry(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """``[N, N_GEOMETRIC_FEATURES]`` standardised geometric features of the rows' structures (NaN row where they cannot
     be computed: the model that reads them names such a row)."""
-    from ..encoders.geometry import N_GEOMETRIC_FEATURES, geometric_features
     from ..errors import StructureError
+    from ..scope.geometry import N_GEOMETRIC_FEATURES, geometric_features
 
     out = np.full((len(rows), N_GEOMETRIC_FEATURES), np.nan)
     for k, r in enumerate(rows):
