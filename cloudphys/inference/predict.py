@@ -140,7 +140,7 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
     tokens, reasons = check_tokens(model.tokenizer, [str(items[k].scope) for k in pending], validate=False)
     from ..inputs import item_geometry
 
-    good, good_tokens, feats = [], [], []
+    ready, ready_tokens, geos = [], [], []
     geometric = bool(getattr(model, "reads_geometry", False))
     for k, tok, why in zip(pending, tokens, reasons):
         it = items[k]
@@ -150,6 +150,28 @@ def _check_items(model: ScopePhysicsModel, items: list[Any]) -> tuple[list[int],
         geo = item_geometry(it) if geometric else None  # cached / converted row, or computed now
         if geometric and geo is None:
             continue  # the item's error says why
+        ready.append(k)
+        ready_tokens.append(tok)
+        geos.append(geo)
+    if not ready:
+        return [], [], []
+    try:  # every row at once (the featurizer works row by row: the same numbers as one call per item)
+        f = model.featurize([items[k].scope for k in ready], [items[k].n_atoms for k in ready],
+                            geometry=np.stack(geos) if geometric else None)
+    except Exception:  # some item fails: one call per item says which (its error), the others go on
+        return _featurize_each(model, items, ready, ready_tokens, geos)
+    if f is None:
+        return ready, ready_tokens, [None] * len(ready)
+    f = np.asarray(f)
+    return ready, ready_tokens, [f[j] for j in range(len(ready))]
+
+
+def _featurize_each(model: ScopePhysicsModel, items: list[Any], ready: list[int], tokens: list[np.ndarray],
+                    geos: list[Any]) -> tuple[list[int], list[np.ndarray], list[Any]]:
+    """:func:`_check_items`' features one item at a time, a failing item's exception its error."""
+    good, good_tokens, feats = [], [], []
+    for k, tok, geo in zip(ready, tokens, geos):
+        it = items[k]
         try:  # composition features: an element the descriptors do not know is this item's error
             f = model.featurize([it.scope], [it.n_atoms], geometry=None if geo is None else geo[None])
         except Exception as exc:  # any featurizer failure is this item's error

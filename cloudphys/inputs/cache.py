@@ -230,9 +230,10 @@ class ScopeCache:
                                 "errors": self.geometry_errors}
         from ..outputs import atomic_write
 
+        text = json.dumps(blob)  # one string, then one write: json.dump's many small writes cost more (same bytes)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.path, "w", fsync=False) as fh:  # a cache: no fsync
-                json.dump(blob, fh)
+                fh.write(text)
         except OSError:
             pass

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CloudphysError, ConfigError, ScopeError
-from ..scope import DIALECTS, convert_many, dialect_of, load_generator_table, parse
+from ..scope import DIALECTS, convert_many, dialect_of, load_generator_table, parse, parse_cached
 from ..scope.symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, check_tolerances
 from .cache import ScopeCache
 from .items import InputItem
@@ -233,8 +233,8 @@ def _finish(it: InputItem, scope: str | None, n_atoms: float | None, error: str 
     it.symmetry_warning = symmetry_warning
     if it.n_atoms is None and n_atoms is not None:
         it.n_atoms = float(n_atoms)
-    try:
-        it.record = parse(scope)
+    try:  # the cached parse: featurizing reads the same string's record again (parse_cached)
+        it.record = parse_cached(scope)
     except CloudphysError as exc:  # pragma: no cover - the converter renders parseable strings
         it.fail(f"internal error: the converted string does not parse ({exc})")
 

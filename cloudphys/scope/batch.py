@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import CloudphysError, ScopeError
 from .generators import DIALECTS, load_generator_table
-from .structure import analyze
+from .structure import analyze_cell
 from .symmetry import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, check_tolerances
 
 __all__ = ["ConversionResult", "convert_many", "write_results"]
@@ -82,9 +82,10 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
             if hasattr(structure, "load_structure"):
                 structure = structure.load_structure()
             n_atoms = _atom_count(structure)
-            rec, sym = analyze(structure, st.symprec, st.angle_tolerance, allow_disordered=st.allow_disordered)
+            rec, sym, cell = analyze_cell(structure, st.symprec, st.angle_tolerance,
+                                          allow_disordered=st.allow_disordered)
             scope = rec.render(st.dialect, st.table)
-        geo, geo_error = _geometry(structure) if st.geometry else (None, None)
+        geo, geo_error = _geometry(cell) if st.geometry else (None, None)  # the cell just read, not built again
         return ConversionResult(ident, scope, None, n_atoms, symmetry_warning=sym.warning, geometry=geo,
                                 geometry_error=geo_error)
     except CloudphysError as exc:
@@ -94,8 +95,9 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
 
 
 def _geometry(structure: Any) -> tuple[tuple[float, ...] | None, str | None]:
-    """The standardised geometric features of a converted structure, or why there are none (the
-    message :func:`cloudphys.inference.predict` gives an item)."""
+    """The standardised geometric features of a converted structure (or of its cell, from
+    :func:`~cloudphys.scope.structure.analyze_cell`), or why there are none (the message
+    :func:`cloudphys.inference.predict` gives an item)."""
     from .geometry import geometric_features
 
     try:

@@ -43,7 +43,7 @@ from .symmetry import (
     choose_symmetry,
 )
 
-__all__ = ["analyze", "from_structure", "primitive_atoms", "read_structure", "structure_cell"]
+__all__ = ["analyze", "analyze_cell", "from_structure", "primitive_atoms", "read_structure", "structure_cell"]
 
 _Z = {symbol: z for z, symbol in enumerate(G.ELEMENTS, start=1)}
 _Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
@@ -288,7 +288,11 @@ def _derives_from(obj: Any, module: str) -> bool:
 
 
 def structure_cell(structure: Any, *, allow_disordered: bool = False) -> _Cell:
-    """The spglib cell and composition of any supported input (see :func:`from_structure`)."""
+    """The spglib cell and composition of any supported input (see :func:`from_structure`); a cell
+    this function built already is returned as it is (:func:`analyze_cell` hands its cell on, so the
+    geometric features of a converted structure do not build it again)."""
+    if isinstance(structure, _Cell):
+        return structure
     if isinstance(structure, Mapping):
         return _cell_from_dict(structure, allow_disordered)
     if isinstance(structure, (str, os.PathLike)):
@@ -466,12 +470,28 @@ def analyze(
     """:func:`from_structure`'s record and the :class:`~cloudphys.scope.symmetry.SymmetryChoice` it
     was read from (the tolerance used, the RMS displacement to the symmetrized structure, and the
     low-symmetry warning, if any). Arguments and errors as :func:`from_structure`'s."""
+    return analyze_cell(structure, symprec, angle_tolerance, allow_disordered=allow_disordered,
+                        canonical=canonical)[:2]
+
+
+def analyze_cell(
+    structure: Any,
+    symprec: float | str = DEFAULT_SYMPREC,
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
+    *,
+    allow_disordered: bool = False,
+    canonical: bool = False,
+) -> tuple[ScopeRecord, SymmetryChoice, _Cell]:
+    """:func:`analyze`'s record and symmetry, and the cell they were read from (what
+    :func:`structure_cell` builds; give it back to :func:`structure_cell` -- e.g. to
+    :func:`cloudphys.scope.geometry.geometric_features` -- instead of building it again). The cell of
+    a structure that converts is the same with or without ``allow_disordered``."""
     symprec, angle_tolerance = check_tolerances(symprec, angle_tolerance, error=StructureError)
     try:
         cell = structure_cell(structure, allow_disordered=allow_disordered)
         choice = _symmetry(cell, symprec, angle_tolerance)
         record = _record(cell, choice.dataset)
-        return (record.canonical() if canonical else record), choice
+        return (record.canonical() if canonical else record), choice, cell
     except StructureError as exc:
         where = os.fspath(structure) if isinstance(structure, (str, os.PathLike)) else None
         if where is None or str(exc).startswith(where):
