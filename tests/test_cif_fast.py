@@ -141,3 +141,24 @@ def test_random_structures_written_by_pymatgen_read_identically(n: int, seed: in
     species = list(rng.choice(_ELEMENTS, n))
     s = Structure(lattice, species, coords)
     _assert_same(*_both(str(CifWriter(s))))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.5, 30.0), min_size=3, max_size=3), st.lists(st.floats(20.0, 160.0), min_size=3, max_size=3),
+       st.lists(st.floats(-8.0, 8.0), min_size=9, max_size=9))
+def test_axis_plane_spacings_are_pymatgens_d_hkl_bit_for_bit(lengths: list[float], angles: list[float],
+                                                            matrix: list[float]) -> None:
+    """The thin-cell check reads pymatgen's ``d_hkl`` of (100), (010), (001) without its lattices:
+    the same bits, for lattices from parameters (what the reader builds) and for any matrix."""
+    from pymatgen.core import Lattice
+
+    lattices = [Lattice(np.reshape(matrix, (3, 3)))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lattices.append(Lattice.from_parameters(*lengths, *angles))
+    for lat in lattices:
+        if not (abs(np.linalg.det(lat.matrix)) > 1e-6 and np.isfinite(lat.matrix).all()):
+            continue
+        want = [lat.d_hkl(h) for h in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+        got = formats._axis_plane_spacings(lat.matrix)
+        assert [float(x).hex() for x in got] == [float(x).hex() for x in want]

@@ -115,3 +115,26 @@ def test_cache_file_is_what_json_dump_writes_and_records_are_shared(tmp_path: Pa
     assert files[0].read_bytes() == (tmp_path / "ref.json").read_bytes()
     c = ScopeCache(str(path), settings=blob["meta"]["settings"])
     assert c.scope == {"": items[0].scope} and c.geometry[""] == items[0].geometry.tolist()
+
+
+def test_a_non_finite_value_fails_its_item_only(model: Any) -> None:
+    from cloudphys.inference.predict import _collect
+    from cloudphys.inputs import make_item
+
+    core = model.core
+    items = [make_item(f"s{k}", "-P 1 | 1a | Na 1") for k in range(4)]
+    good = [0, 1, 3]
+    cv = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    theta = np.array([300.0, 310.0, 320.0])
+    cv_bad, theta_bad = cv.copy(), theta.copy()
+    cv_bad[0, 1] = np.inf  # item 0: an observable
+    theta_bad[2] = np.nan  # item 3: a latent
+    out = _collect(core, items, good, ({"cv": cv_bad}, {"theta_D": theta_bad}), np.array(T), ["cv"])
+    assert [e is None for e in out.errors] == [False, True, True, False]  # item 2: not predicted, no error here
+    assert "non-finite" in str(out.errors[0]) and "non-finite" in str(out.errors[3])
+    assert np.isnan(out.observables["cv"][[0, 2, 3]]).all() and out.observables["cv"][1].tolist() == [3.0, 4.0]
+    assert out.latents["theta_D"][1] == 310.0
+    items = [make_item(f"s{k}", "-P 1 | 1a | Na 1") for k in range(4)]
+    out = _collect(core, items, [0, 1, 2, 3], ({"cv": np.ones((4, 2))}, {"theta_D": np.array([1.0, 2.0, np.nan, 3.0])}),
+                   np.array(T), ["cv"])
+    assert [e is None for e in out.errors] == [True, True, False, True]

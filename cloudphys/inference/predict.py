@@ -330,9 +330,12 @@ def _collect(model: ScopePhysicsModel, items: list[Any], good: list[int],
         for name, v in lat.items():
             lats[name] = np.full((N, *v.shape[1:]), np.nan)
             lats[name][rows] = v
+        finite = np.ones(len(good), dtype=bool)  # per good item: every value finite (one check per array)
+        for arr in (*(p[o] for o in obs_names), *lat.values()):
+            a = np.asarray(arr)
+            finite &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
         for j, k in enumerate(good):  # never pass NaN along as a prediction
-            finite = all(np.isfinite(p[o][j]).all() for o in obs_names)
-            if items[k].error is None and not (finite and all(np.isfinite(v[j]).all() for v in lat.values())):
+            if items[k].error is None and not finite[j]:
                 items[k].fail("the model produced a non-finite value (NaN or inf) for this input")
             if items[k].error is not None:
                 for arr in (*preds.values(), *lats.values()):

@@ -285,12 +285,25 @@ def _plain_p1_structure(data: dict[str, Any]) -> Any:
         if close.any():  # pymatgen would merge them: its rules, not ours
             return None
     lattice = Lattice.from_parameters(*(float(data[t]) for t in _CELL_TAGS))
-    if min(lattice.d_hkl(h) for h in ((1, 0, 0), (0, 1, 0), (0, 0, 1))) < 0.02:
+    if min(_axis_plane_spacings(lattice.matrix)) < 0.02:
         return None  # pymatgen's thin-cell refusal, with its message
     coords = raw - np.floor(raw)
     # get_sorted_structure()'s order: by electronegativity, then symbol, stable
     order = sorted(range(n), key=lambda i: (electroneg[symbols[i]], symbols[i]))
     return Structure(lattice, [symbols[i] for i in order], coords[order], labels=[str(labels[i]) for i in order])
+
+
+def _axis_plane_spacings(matrix: Any) -> list[float]:
+    """``[lattice.d_hkl(h) for h in (100), (010), (001)]`` of the pymatgen ``Lattice`` with this
+    ``matrix``, by pymatgen's own operations in its order (the same bits; ``tests/test_cif_fast.py``
+    checks it) without the two lattices ``d_hkl`` builds on each call."""
+    import numpy as np
+
+    reciprocal = np.linalg.inv(np.asarray(matrix, dtype=np.float64)).T * 2 * np.pi  # Lattice.reciprocal_lattice
+    crystallographic = reciprocal / (2 * np.pi)  # .reciprocal_lattice_crystallographic
+    g_star = np.dot(crystallographic, crystallographic.T)  # its metric_tensor
+    return [1 / ((np.dot(np.dot(hkl, g_star), hkl.T)) ** (1 / 2))
+            for hkl in (np.array((1, 0, 0)), np.array((0, 1, 0)), np.array((0, 0, 1)))]
 
 
 _TYPE_TAGS = ("_atom_site_type_symbol", "_atom_site.type_symbol")
