@@ -54,6 +54,37 @@ def _assert_same(a: Any, b: Any) -> None:
     assert a.labels == b.labels and a.site_properties == b.site_properties
 
 
+def _converter_input(text: str) -> tuple[Any, Any]:
+    """(what the converter reads from the CIF: a cell for a plain P1 block, else the structure; the
+    cell ``structure_cell`` builds from the structure pymatgen reads) -- errors as text."""
+    from cloudphys.scope.structure import structure_cell
+
+    out = []
+    for load in (lambda d: d.load_for_conversion(), lambda d: structure_cell(d.load_structure())):
+        try:
+            out.append(load(formats.DeferredStructure("cif", text, Limits())))
+        except Exception as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out[0], out[1]
+
+
+def _assert_same_cell(text: str) -> bool:
+    """The converter's input from the direct reader is the cell of pymatgen's structure, bit for bit;
+    returns whether the direct reader gave a cell."""
+    got, want = _converter_input(text)
+    if type(got).__name__ != "_Cell":  # load_structure()'s structure or error, as before (_assert_same)
+        return False
+    assert type(want).__name__ == "_Cell" and len(got) == len(want)
+    for a, b in ((got.lattice, want.lattice), (got.positions, want.positions)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    assert got.types == want.types and got.magmoms == want.magmoms
+    assert list(got.amounts.items()) == list(want.amounts.items())
+    assert [type(v) for v in got.amounts.values()] == [type(v) for v in want.amounts.values()]
+    assert got.type_species == want.type_species
+    return True
+
+
 def _data_cifs(root: Path, per_file: int) -> list[str]:
     from pymatgen.core import Structure
     from pymatgen.io.cif import CifWriter
@@ -75,10 +106,13 @@ def test_the_shared_data_cifs_read_identically(data_root: Path) -> None:
     cifs = _data_cifs(data_root, 25)
     assert len(cifs) >= 100
     taken = 0
+    cells = 0
     for text in cifs:
         taken += _fast_taken(text)
         _assert_same(*_both(text))
+        cells += _assert_same_cell(text)
     assert taken >= 0.9 * len(cifs)  # the common case is the direct path
+    assert cells == taken  # and the converter reads its cell without a Structure
 
 
 def _cif(cell: str = "4 4 4 90 90 90", ops: str = "'x, y, z'", sites: str = " Na1 Na 0 0 0 1\n Cl1 Cl 0.5 0.5 0.5 1\n",
@@ -106,6 +140,7 @@ def _cif(cell: str = "4 4 4 90 90 90", ops: str = "'x, y, z'", sites: str = " Na
 def test_anything_unusual_goes_to_pymatgen(text: str) -> None:
     assert not _fast_taken(text)
     _assert_same(*_both(text))
+    assert not _assert_same_cell(text)
 
 
 def test_a_plain_cif_takes_the_direct_path() -> None:
@@ -115,6 +150,18 @@ def test_a_plain_cif_takes_the_direct_path() -> None:
     _assert_same(fast, ref)
     assert [s.species_string for s in fast] == ["Na", "Na", "Cl"]  # pymatgen's order (electronegativity)
     assert fast.frac_coords[2, 2] == 2 / 3 and fast.frac_coords[0, 0] == 0.75  # its 2/3 rounding and its wrap
+    assert _assert_same_cell(text)
+
+
+def test_the_cell_path_leaves_what_it_cannot_say_to_the_structure() -> None:
+    from cloudphys.scope.structure import cell_from_symbols
+
+    lattice, coords = np.eye(3) * 4.0, np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    cell = cell_from_symbols(lattice, coords, ["Na", "Cl"])
+    assert cell is not None and len(cell) == 2 and cell.amounts == {"Na": 1, "Cl": 1}
+    assert cell_from_symbols(lattice, coords, ["Na", "D"]) is None  # not an element of the SCOPE grammar
+    assert cell_from_symbols(lattice, coords, ["X", "Cl"]) is None  # the dummy species
+    assert cell_from_symbols(lattice, coords[:0], []) is None
 
 
 _ELEMENTS = ["H", "Li", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "S", "Cl", "K", "Ti", "Fe", "Cu", "Zn", "Ga",
@@ -141,6 +188,7 @@ def test_random_structures_written_by_pymatgen_read_identically(n: int, seed: in
     species = list(rng.choice(_ELEMENTS, n))
     s = Structure(lattice, species, coords)
     _assert_same(*_both(str(CifWriter(s))))
+    _assert_same_cell(str(CifWriter(s)))
 
 
 @settings(max_examples=200, deadline=None)

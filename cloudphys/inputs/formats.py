@@ -85,6 +85,15 @@ class DeferredStructure:
 
     def load_structure(self) -> Any:
         """The pymatgen ``Structure`` (or ``ase.Atoms``); :class:`StructureError` naming the reason."""
+        return self._load(cell=False)
+
+    def load_for_conversion(self) -> Any:
+        """What the converter reads (:func:`cloudphys.scope.convert_many`): :meth:`load_structure`'s
+        structure, or for a plain P1 CIF its cell (:func:`cloudphys.scope.structure.structure_cell`'s,
+        the same lattice, coordinates, types and amounts) read without building the ``Structure``."""
+        return self._load(cell=True)
+
+    def _load(self, *, cell: bool) -> Any:
         if self.path is not None and not self.text:
             from .textio import READ_ERRORS, read_error_reason
 
@@ -94,12 +103,12 @@ class DeferredStructure:
                 raise StructureError(f"cannot read the file: {read_error_reason(exc)}") from None
             if text is None:
                 raise self.limits.too_big("the file", size, "max_bytes")
-            return DeferredStructure(self.kind, text, self.limits).load_structure()
+            return DeferredStructure(self.kind, text, self.limits)._load(cell=cell)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pymatgen's parsers warn about every oddity
                 if self.kind == "cif":
-                    s = parse_cif_block(self.text, self.limits)
+                    s = _parse_cif_block(self.text, self.limits, cell=cell)
                 elif self.kind == "poscar":
                     s = _parse_poscar(self.text, self.limits)
                 elif self.kind == "extxyz":
@@ -159,6 +168,12 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
     """One CIF data block → pymatgen ``Structure``, refusing what pymatgen would silently get wrong
     (a negative, zero or non-numeric occupancy: pymatgen drops the site) or take minutes on (more
     than ``max_symops`` symmetry operations, more than ``max_atoms`` sites or symmetry images)."""
+    return _parse_cif_block(text, limits, cell=False)
+
+
+def _parse_cif_block(text: str, limits: Limits, *, cell: bool) -> Any:
+    """:func:`parse_cif_block`; with ``cell``, a plain P1 block read directly gives the converter's
+    cell of its structure instead (:meth:`_P1Parts.cell`: the same cell, no ``Structure`` built)."""
     from pymatgen.io.cif import CifFile, CifParser
 
     try:
@@ -193,9 +208,10 @@ def parse_cif_block(text: str, limits: Limits) -> Any:
                                      "pymatgen would drop the site)")
     expected = _cif_elements(data)
     if len(blocks) == 1 and FAST_CIF:
-        fast = _plain_p1_structure(data)
-        if fast is not None:
-            return fast
+        parts = _plain_p1_parts(data)
+        if parts is not None:
+            direct = parts.cell() if cell else None
+            return direct if direct is not None else parts.structure()
     try:
         parser = CifParser(io.StringIO(text))
         structures = parser.parse_structures(primitive=False, on_error="raise")
@@ -223,9 +239,9 @@ _CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle
               "_cell_angle_gamma")
 
 
-def _plain_p1_structure(data: dict[str, Any]) -> Any:
-    """The pymatgen ``Structure`` that ``CifParser(...).parse_structures(primitive=False)`` builds from
-    ``data`` (one parsed CIF block), built directly -- or ``None`` when the block is anything but the
+def _plain_p1_parts(data: dict[str, Any]) -> _P1Parts | None:
+    """The parts of the pymatgen ``Structure`` that ``CifParser(...).parse_structures(primitive=False)``
+    builds from ``data`` (one parsed CIF block), read directly -- or ``None`` when the block is anything but the
     plain common case: the one symmetry operation ``x, y, z``; a cell and fractional coordinates
     written as plain numbers (no uncertainties); each site's type symbol a plain element symbol with
     an electronegativity; occupancies absent or 1; no oxidation states, magnetic or other
@@ -260,7 +276,7 @@ def _plain_p1_structure(data: dict[str, Any]) -> Any:
     if any(not (isinstance(v, str) and _PLAIN_FLOAT.match(v) and float(v) == 1.0)
            for v in cols.get("_atom_site_occupancy", ())):
         return None
-    from pymatgen.core import Element, Lattice, Structure
+    from pymatgen.core import Element, Lattice
 
     if not all(isinstance(s, str) and _SYMBOL.match(s) and Element.is_valid_symbol(s) for s in symbols):
         return None
@@ -290,7 +306,37 @@ def _plain_p1_structure(data: dict[str, Any]) -> Any:
     coords = raw - np.floor(raw)
     # get_sorted_structure()'s order: by electronegativity, then symbol, stable
     order = sorted(range(n), key=lambda i: (electroneg[symbols[i]], symbols[i]))
-    return Structure(lattice, [symbols[i] for i in order], coords[order], labels=[str(labels[i]) for i in order])
+    return _P1Parts(lattice, [symbols[i] for i in order], coords[order], [str(labels[i]) for i in order])
+
+
+@dataclass(frozen=True)
+class _P1Parts:
+    """What :func:`_plain_p1_parts` read: the pymatgen ``Lattice``, the sites' element symbols,
+    fractional coordinates ``[N, 3]`` and labels, in pymatgen's order."""
+
+    lattice: Any
+    symbols: list[str]
+    coords: Any
+    labels: list[str]
+
+    def structure(self) -> Any:
+        """The pymatgen ``Structure`` (what ``CifParser`` builds)."""
+        from pymatgen.core import Structure
+
+        return Structure(self.lattice, self.symbols, self.coords, labels=self.labels)
+
+    def cell(self) -> Any:
+        """The converter's cell of :meth:`structure` built without the ``Structure``
+        (:func:`cloudphys.scope.structure.cell_from_symbols`; ``None`` where it cannot say the same)."""
+        from ..scope.structure import cell_from_symbols
+
+        return cell_from_symbols(self.lattice.matrix, self.coords, self.symbols)
+
+
+def _plain_p1_structure(data: dict[str, Any]) -> Any:
+    """The pymatgen ``Structure`` of :func:`_plain_p1_parts`, or ``None`` where it reads none."""
+    parts = _plain_p1_parts(data)
+    return None if parts is None else parts.structure()
 
 
 def _axis_plane_spacings(matrix: Any) -> list[float]:

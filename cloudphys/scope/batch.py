@@ -79,7 +79,9 @@ def _convert_one(job: tuple[str, Any], settings: _Settings | None = None) -> Con
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen's parsers warn about every oddity
-            if hasattr(structure, "load_structure"):
+            if hasattr(structure, "load_for_conversion"):  # a plain P1 CIF: its cell, no Structure built
+                structure = structure.load_for_conversion()
+            elif hasattr(structure, "load_structure"):
                 structure = structure.load_structure()
             n_atoms = _atom_count(structure)
             rec, sym, cell = analyze_cell(structure, st.symprec, st.angle_tolerance,
@@ -144,7 +146,8 @@ def convert_many(
     :param items: each an ``(id, structure)`` pair, a mapping with ``id`` and ``structure`` (a row of
         phonondb's ``materials.jsonl.gz``), a path (its id), or a bare structure (id = its index).
         A structure is anything :func:`~cloudphys.scope.from_structure` accepts, or an object
-        with a ``load_structure()`` method returning one (called in the worker).
+        with a ``load_structure()`` method returning one (called in the worker; a
+        ``load_for_conversion()`` method, if it has one, instead: the direct CIF reader's cell).
     :param dialect: ``"default"`` or ``"cloud"`` (then ``generator_table`` or
         ``$CLOUDPHYS_GENERATOR_TABLE`` is required; checked before any work starts).
     :param symprec: spglib distance tolerance in Å, or ``"auto"`` (see :mod:`cloudphys.scope.symmetry`);

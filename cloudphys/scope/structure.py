@@ -43,7 +43,8 @@ from .symmetry import (
     choose_symmetry,
 )
 
-__all__ = ["analyze", "analyze_cell", "from_structure", "primitive_atoms", "read_structure", "structure_cell"]
+__all__ = ["analyze", "analyze_cell", "cell_from_symbols", "from_structure", "primitive_atoms", "read_structure",
+           "structure_cell"]
 
 _Z = {symbol: z for z, symbol in enumerate(G.ELEMENTS, start=1)}
 _Z[G.DUMMY_SYMBOL] = 0  # pymatgen's DummySpecies("X"), ASE's atomic number 0
@@ -63,6 +64,9 @@ class _Cell:
         self.amounts = amounts
         #: atom type -> {element: occupancy} of a site of that type (what geometric features read)
         self.type_species = type_species or {}
+
+    def __len__(self) -> int:
+        return len(self.types)
 
     def spglib_cell(self) -> tuple[Any, ...]:
         if self.magmoms is not None:
@@ -231,6 +235,29 @@ def _species_types(numbers: Iterable[Any]) -> tuple[list[int], dict[str, Fractio
         types.append(t)
         amounts[el] = amounts.get(el, 0) + 1
     return types, amounts, type_species
+
+
+def cell_from_symbols(lattice: Any, frac_coords: Any, symbols: Sequence[str]) -> _Cell | None:
+    """The cell :func:`structure_cell` builds from the ordered pymatgen ``Structure(Lattice(lattice),
+    symbols, frac_coords)`` (plain element symbols, every site fully occupied, no magnetic moments),
+    built without the ``Structure`` (what the direct CIF reader hands the converter); ``None`` for a
+    symbol that is not an element here (the ``Structure`` then says why)."""
+    type_of: dict[str, int] = {}
+    type_species: dict[int, dict[str, float]] = {}
+    types: list[int] = []
+    amounts: dict[str, Fraction | int] = {}
+    for el in symbols:
+        t = type_of.get(el)
+        if t is None:
+            if el not in _Z or el == G.DUMMY_SYMBOL:
+                return None
+            t = type_of[el] = len(type_of) + 1
+            type_species[t] = {el: 1.0}
+        types.append(t)
+        amounts[el] = amounts.get(el, 0) + 1
+    if not types:
+        return None
+    return _Cell(lattice, frac_coords, types, None, amounts, type_species)
 
 
 def _cell_from_ase(atoms: Any) -> _Cell:
