@@ -138,3 +138,14 @@ def test_a_non_finite_value_fails_its_item_only(model: Any) -> None:
     out = _collect(core, items, [0, 1, 2, 3], ({"cv": np.ones((4, 2))}, {"theta_D": np.array([1.0, 2.0, np.nan, 3.0])}),
                    np.array(T), ["cv"])
     assert [e is None for e in out.errors] == [True, True, False, True]
+
+
+def test_the_tabulated_general_letters_are_spglibs() -> None:
+    from cloudphys.scope import _grammar as G
+
+    for n in range(1, 231):
+        assert G.general_wyckoff_letter(n) == G._general_wyckoff_letter_spglib(n), n
+    assert G.general_wyckoff_letter(np.int64(225)) == G._general_wyckoff_letter_spglib(225)
+    for bad in (0, 231, -1):  # not a space group: refused as before (by the spglib path)
+        with pytest.raises(KeyError):  # what the Hall-number lookup raised before the table
+            G.general_wyckoff_letter(bad)

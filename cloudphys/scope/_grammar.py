@@ -227,10 +227,28 @@ def _orbit(rotations: np.ndarray, translations: np.ndarray, point: np.ndarray) -
     return images[np.sort(first)]
 
 
-@cache
+#: :func:`general_wyckoff_letter` of the space groups 1..230, in order: what
+#: :func:`_general_wyckoff_letter_spglib` finds (``tests/test_fast_predict.py`` checks every group),
+#: written out because finding one costs a spglib run (~2 ms per group, once per process).
+_GENERAL_LETTERS = (
+    "aieaccabaofjgefuecaclkkdicedacbcacfbdfdcbebeccAmrmleifieehgdcdhgrmoiphokfjdadacbhglkggifpgdbpgdbkggdeddcfce"
+    "dcbonfeljiijijeunnklikgrpknikhjomigdaabgflgccccfeddccblijgifdaacccllincckkifdddollirmlljhfbclhighdekmjhjeeijih"
+    "ihenillljihlh"
+)
+
+
 def general_wyckoff_letter(number: int) -> str:
     """The Wyckoff letter of the general position of group ``number``: the group's last letter
-    (ITA order), so letters after it do not exist in the group. Found by spglib from one generic orbit."""
+    (ITA order), so letters after it do not exist in the group. Found by spglib from one generic orbit
+    (:func:`_general_wyckoff_letter_spglib`; the 230 answers are tabulated)."""
+    if isinstance(number, (int, np.integer)) and not isinstance(number, bool) and 1 <= number <= 230:
+        return _GENERAL_LETTERS[int(number) - 1]
+    return _general_wyckoff_letter_spglib(number)
+
+
+@cache
+def _general_wyckoff_letter_spglib(number: int) -> str:
+    """:func:`general_wyckoff_letter` found by spglib from one generic orbit."""
     import spglib
 
     ops = spglib.get_symmetry_from_database(default_hall_number(number))
