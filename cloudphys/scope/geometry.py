@@ -364,7 +364,6 @@ def _cube_orbit(points: np.ndarray) -> np.ndarray:
 #: sphere and its images under the 48 signed permutations of the frame's axes (so that a sign or order
 #: the reduction leaves open does not change the set).
 _DIRECTIONS = _cube_orbit(_fibonacci(8))
-_DIRECTION_PAIRS = (_DIRECTIONS[:, :, None] * _DIRECTIONS[:, None, :]).reshape(-1, 9)  # n_d n_e
 
 
 def _row_basis(rows: np.ndarray) -> np.ndarray:
@@ -463,7 +462,7 @@ def _frame(lattice: np.ndarray) -> np.ndarray:
 
     try:
         red = spglib.niggli_reduce(lattice)
-    except Exception:  # noqa: BLE001 - spglib's error types vary across versions
+    except Exception:  # spglib's error types vary across versions
         red = None
     red = _lll(lattice) if red is None else np.asarray(red, dtype=np.float64)
     q, r = np.linalg.qr(red.T)
@@ -473,15 +472,17 @@ def _frame(lattice: np.ndarray) -> np.ndarray:
 def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, site_mass: np.ndarray,
                      neighbours: tuple[np.ndarray, ...] | None = None) -> list[float]:
     """The :data:`SPRING_FEATURES` (layout 3) of a cell (atom types ``types``, masses ``site_mass`` in
-    u), read on its primitive cell (:func:`_primitive`).
+    u), read on its primitive cell (:func:`_primitive`; the spectrum and the elastic tensor:
+    :func:`_spring_network`).
 
     A Born-von Kármán network: each atom ``i`` puts a spring on every neighbour within
     :data:`SECOND_SHELL` × its nearest distance d (stiffness d⁻³, Badger-like; :data:`SECOND_STIFFNESS`
     of that beyond :data:`SHELL` × the nearest), half of it from each end, resisting stretch (k) and
     sideways motion (:data:`TRANSVERSE` k). Frequencies (units of √(Å⁻³/u), an unknown overall scale:
-    the logs carry it as an offset) at Gamma (the 3 acoustic zeros left out) and, for a primitive cell
-    of at most :data:`MESH_ATOMS` atoms, the 7 zone-boundary points G/2: log mean, mean log, log rms (exactly √(Tr D / 3n), the same at
-    any q), log of the 10/25/90 % quantiles, the fraction of floppy modes, log ⟨ω⁻²⟩. Sound
+    the logs carry it as an offset) at Gamma (the 3 acoustic zeros left out) and, for a primitive
+    cell of at most :data:`MESH_ATOMS` atoms, the 7 zone-boundary points G/2: log mean, mean log, log
+    rms (the Brillouin-zone average ⟨ω²⟩^½ = √(Σ_i Tr Φ_ii / m_i / 3n), exact), log of the 10/25/90 % quantiles, the fraction of
+    floppy modes, log ⟨ω⁻²⟩. Sound
     velocities from the relaxed-ion long-wave limit (the network's elastic tensor with the
     sublattices relaxed, then Christoffel's equation) along 384 directions fixed to the lattice
     (:func:`_frame`, :data:`_DIRECTIONS`): log of their Debye
@@ -489,6 +490,39 @@ def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, s
     constant). Invariant under the choice of cell and its orientation: the mesh is the same for any basis
     of the primitive lattice, the directions are fixed to its reduced basis. ``neighbours``: the
     cell's own :func:`_neighbours` within :data:`SECOND_SHELL` (with vectors), used where it is primitive."""
+    w2, rms, c, total_mass, lat, n = _spring_network(lattice, frac, types, site_mass, neighbours)
+    om = np.sqrt(np.clip(w2, 0.0, None))
+    floppy = float(np.mean(om < _FLOOR * rms))
+    om = np.maximum(om, _FLOOR * rms)
+    frame = _frame(lat)
+    vel = _sound_velocities(c, total_mass, _DIRECTIONS @ frame.T).ravel()
+    vel = np.maximum(vel, _FLOOR * rms)
+    vd = float(np.mean(vel**-3.0)) ** (-1.0 / 3.0)
+    volume = abs(float(np.linalg.det(lat)))
+    return [math.log(float(om.mean())), float(np.log(om).mean()), math.log(rms),
+            *(math.log(x) for x in _quantiles_at(om, (0.1, 0.25, 0.9))), floppy,
+            math.log(float(np.mean(om**-2.0))), math.log(vd), math.log(float(vel.min())),
+            math.log(vd) + math.log(n / volume) / 3.0]
+
+
+def _sound_velocities(c: np.ndarray, total_mass: float, directions: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` sound velocities (ascending) along the unit ``directions`` ``[N, 3]`` (Cartesian) of
+    a lattice with elastic quadratic form ``c`` ``[3, 3, 3, 3]`` (``C_adce``: energy per cell
+    ½ Σ C_adce G_ad G_ce of a displacement gradient G) and mass ``total_mass`` per cell: Christoffel's
+    equation M v² p = Γ p, Γ_ac = Σ C_adce n_d n_e."""
+    pairs = (directions[:, :, None] * directions[:, None, :]).reshape(-1, 9)  # n_d n_e
+    gamma = (pairs @ c.transpose(1, 3, 0, 2).reshape(9, 9)).reshape(-1, 3, 3)
+    return np.sqrt(np.clip(_eigvalsh3(gamma), 0.0, None) / total_mass)
+
+
+def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, site_mass: np.ndarray,
+                    neighbours: tuple[np.ndarray, ...] | None = None
+                    ) -> tuple[np.ndarray, float, np.ndarray, float, np.ndarray, int]:
+    """The spring network of :func:`_spring_features` on the primitive cell: the squared frequencies
+    it samples (Gamma without the 3 acoustic zeros; the zone boundary for small cells), the rms
+    frequency over the Brillouin zone (the on-site force constants' trace), the relaxed-ion elastic quadratic form ``C_adce`` ``[3, 3, 3, 3]`` (energy
+    per primitive cell; Cartesian axes of the given cell), the mass of the primitive cell, its
+    lattice and its number of atoms."""
     lat, rep = _primitive(lattice, frac, types)
     m = site_mass[rep]
     n = len(rep)
@@ -529,9 +563,6 @@ def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, s
         signs = 1.0 - 2.0 * ((cells @ _MESH.T) % 2)  # [B, 7]
         w2 = np.concatenate([w2, np.linalg.eigvalsh(np.stack([dynamical(sg) for sg in signs.T])).ravel()])
     rms = math.sqrt(float(np.einsum("iaa,i->", onsite, 1.0 / m)) / (3 * n))
-    om = np.sqrt(np.clip(w2, 0.0, None))
-    floppy = float(np.mean(om < _FLOOR * rms))
-    om = np.maximum(om, _FLOOR * rms)
     # long waves: energy (1/2) g^T C g of a displacement gradient g = G (9 numbers G_ad), the
     # sublattices relaxed: C = Hgg - F D^+ F^T with F the mass-weighted gradient-displacement block
     a = np.einsum("bac,bd->bacd", kb, vec)  # K'_ac r_d
@@ -545,24 +576,13 @@ def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, s
     if int((lam <= tiny).sum()) == 3:  # connected: D plus the translations' projector is invertible
         shift = np.sqrt(m)[:, None, None] * np.eye(3)[None]  # [n, 3, 3]: the 3 translations, mass-weighted
         shift = shift.reshape(3 * n, 3) / math.sqrt(float(m.sum()))
-        relaxed = np.linalg.solve(gamma_point + float(lam.max()) * shift @ shift.T, f.T)
+        scale = float(lam.max()) if lam.max() > 0 else 1.0  # one atom: nothing to relax (f = 0)
+        relaxed = np.linalg.solve(gamma_point + scale * shift @ shift.T, f.T)
     else:  # floppy parts: the pseudo-inverse
         lam, modes = np.linalg.eigh(gamma_point)
         good = lam > tiny
         relaxed = modes[:, good] @ ((modes[:, good].T @ f.T) / lam[good, None])
-    c = (hgg - f @ relaxed).reshape(3, 3, 3, 3)
-    # Christoffel: M v^2 p = Gamma p, Gamma_ac = C_adce n_d n_e
-    frame = _frame(lat)
-    gamma = (_DIRECTION_PAIRS @ np.einsum("adce,dD,eE->acDE", c, frame, frame).transpose(2, 3, 0, 1).reshape(9, 9))
-    gamma = gamma.reshape(-1, 3, 3)
-    vel = np.sqrt(np.clip(_eigvalsh3(gamma), 0.0, None) / float(m.sum())).ravel()
-    vel = np.maximum(vel, _FLOOR * rms)
-    vd = float(np.mean(vel**-3.0)) ** (-1.0 / 3.0)
-    volume = abs(float(np.linalg.det(lat)))
-    return [math.log(float(om.mean())), float(np.log(om).mean()), math.log(rms),
-            *(math.log(x) for x in _quantiles_at(om, (0.1, 0.25, 0.9))), floppy,
-            math.log(float(np.mean(om**-2.0))), math.log(vd), math.log(float(vel.min())),
-            math.log(vd) + math.log(n / volume) / 3.0]
+    return w2, rms, (hgg - f @ relaxed).reshape(3, 3, 3, 3), float(m.sum()), lat, n
 
 
 def _quantiles_at(values: np.ndarray, ps: Sequence[float]) -> list[float]:
