@@ -480,9 +480,9 @@ def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, s
     of that beyond :data:`SHELL` × the nearest), half of it from each end, resisting stretch (k) and
     sideways motion (:data:`TRANSVERSE` k). Frequencies (units of √(Å⁻³/u), an unknown overall scale:
     the logs carry it as an offset) at Gamma (the 3 acoustic zeros left out) and, for a primitive
-    cell of at most :data:`MESH_ATOMS` atoms, the 7 zone-boundary points G/2: log mean, mean log, log
-    rms (the Brillouin-zone average ⟨ω²⟩^½ = √(Σ_i Tr Φ_ii / m_i / 3n), exact), log of the 10/25/90 % quantiles, the fraction of
-    floppy modes, log ⟨ω⁻²⟩. Sound
+    cell of at most :data:`MESH_ATOMS` atoms, the 7 zone-boundary points G/2: log mean, mean log,
+    log rms (the Brillouin-zone average ⟨ω²⟩^½ = √(Σ_i Tr Φ_ii / m_i / 3n), exact), log of the
+    10/25/90 % quantiles, the fraction of floppy modes, log ⟨ω⁻²⟩. Sound
     velocities from the relaxed-ion long-wave limit (the network's elastic tensor with the
     sublattices relaxed, then Christoffel's equation) along 384 directions fixed to the lattice
     (:func:`_frame`, :data:`_DIRECTIONS`): log of their Debye
@@ -520,9 +520,9 @@ def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, si
                     ) -> tuple[np.ndarray, float, np.ndarray, float, np.ndarray, int]:
     """The spring network of :func:`_spring_features` on the primitive cell: the squared frequencies
     it samples (Gamma without the 3 acoustic zeros; the zone boundary for small cells), the rms
-    frequency over the Brillouin zone (the on-site force constants' trace), the relaxed-ion elastic quadratic form ``C_adce`` ``[3, 3, 3, 3]`` (energy
-    per primitive cell; Cartesian axes of the given cell), the mass of the primitive cell, its
-    lattice and its number of atoms."""
+    frequency over the Brillouin zone (the on-site force constants' trace), the relaxed-ion elastic
+    quadratic form ``C_adce`` ``[3, 3, 3, 3]`` (energy per primitive cell; Cartesian axes of the
+    given cell), the mass of the primitive cell, its lattice and its number of atoms."""
     lat, rep = _primitive(lattice, frac, types)
     m = site_mass[rep]
     n = len(rep)
