@@ -166,7 +166,7 @@ TINY_GEO = {
 }
 
 
-@pytest.mark.parametrize("option", [True, 2])
+@pytest.mark.parametrize("option", [True, 2, 3])
 def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path, option: bool | int) -> None:
     from cloudphys.encoders.bert import ScopeBertConfig, n_latent_features
     from cloudphys.encoders.descriptors import n_composition_features
@@ -200,7 +200,7 @@ def test_encoder_option_round_trips_and_old_configs_read_none(tmp_path: Path, op
         model.featurize([text], [2.0], geometry=geo[:, :k - 1])
 
 
-@pytest.mark.parametrize("bad", [3, -1, "yes", 1.5])
+@pytest.mark.parametrize("bad", [4, -1, "yes", 1.5])
 def test_an_unknown_geometric_layout_is_refused_by_value(bad: object) -> None:
     from cloudphys.modeling.model import build_model
 
