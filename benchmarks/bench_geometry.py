@@ -12,6 +12,8 @@ split a decision is made on) and ``test``, with three feature sets:
 * ``comp+geo``: those plus the nine geometric features of layout 1 below;
 * ``comp+geo2``: those plus every feature of layout 2 (the nine and the 26 bond and site features:
   ``cloudphys.scope.geometry.BOND_FEATURES``);
+* ``comp+geo3``: those plus the 11 spring-network features of layout 3
+  (``cloudphys.scope.geometry.SPRING_FEATURES``);
 * ``geo``: the nine geometric features alone.
 
 Geometric features (``cloudphys.scope.geometry.raw_geometric_features``: intensive, the same for
@@ -59,7 +61,7 @@ def _table(split: str, structures: dict[str, dict]) -> tuple[np.ndarray, np.ndar
     temps = sorted({t for _, t in TARGETS})
     ex = load_phonondb_thermo(split, observables=["cv", "s", "u"], temperatures=temps, stable=True)
     comp = composition_features(ex.scope, ex.n_atoms, layout=3)
-    geo = np.asarray([raw_geometric_features(structures[i]) for i in ex.ids], dtype=np.float64)  # layout 2: all 35
+    geo = np.asarray([raw_geometric_features(structures[i]) for i in ex.ids], dtype=np.float64)  # layout 3: all 46
     y = np.stack([ex.targets[o][:, temps.index(t)] / ex.n_atoms for o, t in TARGETS], 1)
     return comp, geo, y
 
@@ -143,9 +145,10 @@ def main() -> None:
           f"{', '.join(str(len(tables[s][2])) for s in tables)}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     sets = {"comp": lambda c, g: c, "comp+geo": lambda c, g: np.hstack([c, g[:, :9]]),
-            "comp+geo2": lambda c, g: np.hstack([c, g]), "geo": lambda c, g: g[:, :9]}
-    print("| target (per atom) | split | " + " | ".join(sets) + " | comp+geo vs comp | comp+geo2 vs comp+geo |")
-    print("|---|---|" + "---:|" * (len(sets) + 2))
+            "comp+geo2": lambda c, g: np.hstack([c, g[:, :35]]), "comp+geo3": lambda c, g: np.hstack([c, g]),
+            "geo": lambda c, g: g[:, :9]}
+    print("| target (per atom) | split | " + " | ".join(sets) + " | comp+geo vs comp | comp+geo2 vs comp+geo | comp+geo3 vs comp+geo2 |")
+    print("|---|---|" + "---:|" * (len(sets) + 3))
     for k, (obs, temp) in enumerate(TARGETS):
         c_tr, g_tr, y_tr = tables["train"]
         maes: dict[str, dict[str, float]] = {"val": {}, "test": {}}
@@ -159,8 +162,9 @@ def main() -> None:
             m = maes[split]
             rel = 100.0 * (m["comp+geo"] / m["comp"] - 1.0)
             rel2 = 100.0 * (m["comp+geo2"] / m["comp+geo"] - 1.0)
+            rel3 = 100.0 * (m["comp+geo3"] / m["comp+geo2"] - 1.0)
             print(f"| {obs} at {temp:g} K | {split} | " + " | ".join(f"{m[n]:.3f}" for n in sets)
-                  + f" | {rel:+.1f} % | {rel2:+.1f} % |")
+                  + f" | {rel:+.1f} % | {rel2:+.1f} % | {rel3:+.1f} % |")
     print(f"\n(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
 

@@ -53,7 +53,8 @@ class ScopeBertConfig(PretrainedConfig):
         :mod:`cloudphys.encoders.descriptors`); a saved config without it is layout 1 (legacy).
     :param geometric_features: the latent layer also reads the geometric features of the structure
         (:mod:`cloudphys.scope.geometry`, after the composition features): ``True``/``1`` the
-        nine cell features (layout 1), ``2`` those plus the bond and site features (layout 2);
+        nine cell features (layout 1), ``2`` those plus the bond and site features (layout 2), ``3``
+        those plus the spring-network features (layout 3);
         stored as the layout number; a saved config without it reads none (``False``).
     """
 
@@ -282,7 +283,7 @@ def build_scope_bert(
     pretrained: str | None = None,
     features_in_mlp: bool = False,
     feature_layout: Literal[2, 3, 4] = FEATURE_LAYOUT,
-    geometric_features: bool | Literal[1, 2] = False,
+    geometric_features: bool | Literal[1, 2, 3] = False,
 ) -> ScopeBertEncoder:
     """Factory of the ``scope-bert`` encoder (the config's ``encoder:`` section).
 

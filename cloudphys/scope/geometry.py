@@ -61,6 +61,7 @@ __all__ = [
     "GEOMETRY_STD",
     "N_GEOMETRIC_FEATURES",
     "NEEDS_STRUCTURE",
+    "SPRING_FEATURES",
     "geometric_features",
     "geometry_layout",
     "geometry_rows",
@@ -81,12 +82,18 @@ _BOND_QUANTITIES = ("bond_log_length", "bond_log_reduced_mass", "bond_strain", "
 BOND_FEATURES = tuple(f"{q}_{a}" for q in _BOND_QUANTITIES for a in ("mean", "std", "min", "max")) + (
     "log_packing_fraction",
 ) + tuple(f"site_frequency_q{q}" for q in (0, 25, 50, 75, 100))
+#: Layout 3 (``encoder.geometric_features: 3``) adds these 11 features of a spring network on the
+#: primitive cell (:func:`_spring_features`): the spectrum on a q-mesh and the sound velocities.
+SPRING_FEATURES = ("spring_log_mean_w", "spring_mean_log_w", "spring_log_rms_w", "spring_log_w_q10",
+                   "spring_log_w_q25", "spring_log_w_q90", "spring_floppy_fraction", "spring_log_inv_w2",
+                   "spring_log_v_debye", "spring_log_v_min", "spring_log_theta")
 #: Every feature, in the order of a geometry row (a layout reads the first ``n_geometric_features(layout)``).
-ALL_GEOMETRIC_FEATURES = GEOMETRIC_FEATURES + BOND_FEATURES
+ALL_GEOMETRIC_FEATURES = GEOMETRIC_FEATURES + BOND_FEATURES + SPRING_FEATURES
 #: Columns of a geometry row (``Examples.geometry``, :func:`geometry_rows`): every layout's features.
 N_GEOMETRIC_FEATURES = len(ALL_GEOMETRIC_FEATURES)
 #: Feature count of each geometric layout.
-GEOMETRY_LAYOUTS = {1: len(GEOMETRIC_FEATURES), 2: len(ALL_GEOMETRIC_FEATURES)}
+GEOMETRY_LAYOUTS = {1: len(GEOMETRIC_FEATURES), 2: len(GEOMETRIC_FEATURES) + len(BOND_FEATURES),
+                    3: len(ALL_GEOMETRIC_FEATURES)}
 _SITE_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 #: Neighbours of an atom within this factor of its nearest distance count towards its coordination.
@@ -101,12 +108,16 @@ GEOMETRY_MEAN = np.array([
     0.827244, 0.120379, 0.723300, 1.079670, 2.733091, 0.224689, 2.492951, 3.132116, 0.015761, 0.065960,
     -0.058692, 0.175041, 1.344363, 0.385104, 0.801594, 1.878275, -2.607411, 0.244079, -3.121275, -2.393548,
     -0.606801, -3.734984, -3.405486, -2.910919, -2.672736, -2.561394,
+    -2.643942, -2.796742, -2.549634, -3.549148, -3.217362, -2.133047,
+    0.000549, 6.331364, -3.035794, -3.212800, -4.003982,  # layout 3
 ])
 GEOMETRY_STD = np.array([
     0.400265, 1.129812, 0.445606, 0.480208, 0.175892, 1.724392, 0.587742, 0.212805, 0.189205,  # layout 1
     0.213751, 0.085021, 0.242826, 0.209823, 0.833359, 0.247118, 0.912446, 0.798141, 0.076940, 0.084639,
     0.068894, 0.258467, 0.609317, 0.248978, 0.731112, 0.677838, 0.688603, 0.208103, 0.629650, 0.770221,
     0.391266, 0.463775, 0.642644, 0.753272, 0.767544, 0.804397,
+    0.593677, 0.545157, 0.630081, 0.530964, 0.539820, 0.679956,
+    0.007247, 1.440105, 0.416648, 0.477006, 0.506998,  # layout 3
 ])
 
 
@@ -195,11 +206,12 @@ def _squared(x: np.ndarray, images: np.ndarray) -> np.ndarray:
     return d2
 
 
-def _neighbours(lattice: np.ndarray, frac: np.ndarray,
-                chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _neighbours(lattice: np.ndarray, frac: np.ndarray, chunk: int = 64, shell: float = SHELL,
+                vectors: bool = False) -> tuple[np.ndarray, ...]:
     """Per atom, the nearest-neighbour distance (Å, any periodic image, the atom's own images
     included); and the bonds ``(i, j, length)``: every neighbour ``j`` (any image) of atom ``i``
-    within :data:`SHELL` × ``i``'s nearest distance (their count is ``i``'s coordination).
+    within ``shell`` (:data:`SHELL`) × ``i``'s nearest distance (their count is ``i``'s coordination);
+    with ``vectors``, also each bond's Cartesian vector from ``i`` to that image of ``j`` ``[B, 3]``.
 
     Squared distances throughout (a square root is monotonic: the nearest is the root of the
     smallest square; a bond is tested on its own root, so the threshold reads lengths exactly as
@@ -213,16 +225,17 @@ def _neighbours(lattice: np.ndarray, frac: np.ndarray,
     recip = np.linalg.norm(np.linalg.inv(red), axis=0)  # |b_i|: 1 / spacing of the lattice planes i
     inner = _images((1, 1, 1)) @ red
     nearest = np.empty(n)
-    bonds_i, bonds_j, lengths = [], [], []
+    bonds_i, bonds_j, lengths, vecs = [], [], [], []
     for s in range(0, n, chunk):
         rows = slice(s, min(s + chunk, n))
         df = frac[None, :, :] - frac[rows, None, :]
         df -= np.round(df)  # each fractional offset in [-0.5, 0.5]
         x = df @ red  # [r, N, 3] Cartesian minimum-image offsets
         d2 = _squared(x, inner)
+        shifts = inner
         # an upper bound of each atom's nearest distance from the nearest images, then every image
-        # that can lie within SHELL x that bound (offsets within +-1/2 along each reduced axis)
-        cutoff = SHELL * math.sqrt(float(d2.min(axis=(1, 2)).max())) * (1.0 + 1e-9)
+        # that can lie within shell x that bound (offsets within +-1/2 along each reduced axis)
+        cutoff = shell * math.sqrt(float(d2.min(axis=(1, 2)).max())) * (1.0 + 1e-9)
         reach = np.ceil(cutoff * recip + 0.5).astype(int)
         if (reach > 1).any():
             far = _images(tuple(int(r) for r in reach))[27:] @ red
@@ -232,16 +245,20 @@ def _neighbours(lattice: np.ndarray, frac: np.ndarray,
             far = far[np.linalg.norm(far, axis=1) <= (cutoff + longest) * (1.0 + 1e-9)]
             if len(far):
                 d2 = np.concatenate([d2, _squared(x, far)], axis=2)
+                shifts = np.concatenate([inner, far])
         near = np.sqrt(d2.min(axis=(1, 2)))
         nearest[rows] = near
-        limit = SHELL * near * (1.0 + 1e-9)
+        limit = shell * near * (1.0 + 1e-9)
         i, j, k = np.nonzero(d2 <= (limit * (1.0 + 1e-12))[:, None, None] ** 2)  # candidates (a hair loose)
         d = np.sqrt(d2[i, j, k])
         keep = d <= limit[i]
         bonds_i.append(i[keep] + s)
         bonds_j.append(j[keep])
         lengths.append(d[keep])
-    return nearest, np.concatenate(bonds_i), np.concatenate(bonds_j), np.concatenate(lengths)
+        if vectors:
+            vecs.append(x[i[keep], j[keep]] + shifts[k[keep]])
+    out = (nearest, np.concatenate(bonds_i), np.concatenate(bonds_j), np.concatenate(lengths))
+    return (*out, np.concatenate(vecs)) if vectors else out
 
 
 def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> list[float]:
@@ -310,6 +327,270 @@ def _quantiles(values: np.ndarray) -> list[float]:
     return [float(v[max(math.ceil(n * p) - 1, 0)]) for p in _SITE_QUANTILES]
 
 
+#: A spring to every neighbour within this factor of an atom's nearest distance (layout 3) ...
+SECOND_SHELL = 1.6
+#: ... with this fraction of a first-shell spring's stiffness beyond :data:`SHELL` ×.
+SECOND_STIFFNESS = 0.1
+#: Sideways (transverse) stiffness of a spring, as a fraction of its stretching stiffness.
+TRANSVERSE = 0.3
+#: Tolerance (Å) of the primitive-cell search of layout 3: a translation of the cell that maps every
+#: atom onto one of its kind within this distance is a lattice translation (loose, so that the noise of a
+#: relaxed structure does not hide that a cell is a supercell).
+PRIMITIVE_TOLERANCE = 0.1
+#: The unshifted 2x2x2 q-mesh (Gamma and the 7 zone-boundary points q = G/2): the same 8 points for any
+#: basis of the primitive lattice (the cosets of half the reciprocal lattice), and real force constants.
+_MESH = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)][1:])
+#: Primitive cells of at most this many atoms also read the zone boundary (:data:`_MESH`).
+MESH_ATOMS = 12
+_FLOOR = 1e-3  # frequencies and velocities below this x the rms frequency count as floppy (logs floored there)
+
+
+def _fibonacci(n: int) -> np.ndarray:
+    k = np.arange(n) + 0.5
+    phi, theta = np.arccos(1 - 2 * k / n), np.pi * (1 + 5**0.5) * k
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
+
+
+def _cube_orbit(points: np.ndarray) -> np.ndarray:
+    """``points`` and their images under the 48 signed permutations of the axes."""
+    import itertools
+
+    out = [points[:, list(p)] * np.array(sg) for p in itertools.permutations(range(3))
+           for sg in itertools.product((1.0, -1.0), repeat=3)]
+    return np.concatenate(out)
+
+
+#: Directions of the sound-velocity average in the frame of the reduced primitive basis: a Fibonacci
+#: sphere and its images under the 48 signed permutations of the frame's axes (so that a sign or order
+#: the reduction leaves open does not change the set).
+_DIRECTIONS = _cube_orbit(_fibonacci(8))
+
+
+def _row_basis(rows: np.ndarray) -> np.ndarray:
+    """A basis (3 rows) of the integer lattice spanned by the integer ``rows`` ``[k, 3]`` (full rank):
+    Euclid's algorithm column by column (a Hermite normal form up to signs)."""
+    left = [[int(x) for x in r] for r in rows]
+    basis = []
+    for col in range(3):
+        while True:
+            nz = [r for r in left if r[col]]
+            if len(nz) <= 1:
+                break
+            pivot = min(nz, key=lambda r: abs(r[col]))
+            for r in nz:
+                if r is not pivot:
+                    q = r[col] // pivot[col]
+                    for c in range(3):
+                        r[c] -= q * pivot[c]
+        nz = [r for r in left if r[col]]
+        basis.append(nz[0])
+        left = [r for r in left if r is not nz[0]]
+    return np.array(basis, dtype=np.int64)
+
+
+def _primitive(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The primitive cell of a cell: its lattice ``[3, 3]`` (rows, any basis) and the index of one atom
+    of each orbit of the lattice translations (the cell's own atoms where it is primitive already).
+
+    The translations are those ``x_j - x_0`` (``0`` the first atom of the rarest type, ``j`` the
+    others of that type) that map every atom onto an atom of its type within
+    :data:`PRIMITIVE_TOLERANCE` (a one-to-one map); the primitive lattice is spanned by them and the cell."""
+    n = len(frac)
+    kinds, counts = np.unique(types, return_counts=True)
+    rare = np.flatnonzero(types == kinds[np.argmin(counts)])
+    if len(rare) == 1:
+        return lattice, np.arange(n)
+    groups = [rare] + [np.flatnonzero(types == t) for t in kinds if t != types[rare[0]]]
+    shifts = frac[rare[1:]] - frac[rare[0]]
+    # a translation must first map the rarest kind onto itself (all candidates at once)
+    d = frac[rare][None, None, :, :] - (frac[rare][None, :, None, :] + shifts[:, None, None, :])
+    d -= np.round(d)
+    ok = (np.linalg.norm(d @ lattice, axis=3).min(axis=2) <= PRIMITIVE_TOLERANCE).all(axis=1)
+    valid, maps = [], []
+    for j in rare[1:][ok]:
+        t = frac[j] - frac[rare[0]]
+        image = np.empty(n, dtype=np.int64)
+        for g in groups:
+            d = frac[g][None, :, :] - (frac[g] + t)[:, None, :]
+            d -= np.round(d)
+            dist = np.linalg.norm(d @ lattice, axis=2)  # [from, to]
+            best = dist.argmin(axis=1)
+            if dist[np.arange(len(g)), best].max() > PRIMITIVE_TOLERANCE or len(set(best.tolist())) != len(g):
+                break
+            image[g] = g[best]
+        else:
+            valid.append(t - np.floor(t + 1e-9))
+            maps.append(image)
+    if not valid:
+        return lattice, np.arange(n)
+    order = len(valid) + 1
+    gens = np.vstack([order * np.eye(3), np.round(order * np.asarray(valid))]).astype(np.int64)
+    basis = _row_basis(gens) / order
+    prim = basis @ lattice
+    # one atom per orbit: an atom is kept unless a translation maps a smaller index onto it
+    keep = np.ones(n, dtype=bool)
+    for image in maps:  # the group acts transitively on an orbit: its smallest index is kept
+        keep[image[image > np.arange(n)]] = False
+    if keep.sum() * order != n or not math.isclose(abs(np.linalg.det(basis)), 1.0 / order, rel_tol=1e-6):
+        return lattice, np.arange(n)  # not a group within the tolerance (a much distorted cell): the cell itself
+    return prim, np.flatnonzero(keep)
+
+
+def _eigvalsh3(a: np.ndarray) -> np.ndarray:
+    """Eigenvalues ``[N, 3]`` of symmetric 3x3 matrices ``a`` ``[N, 3, 3]`` in closed form (the
+    trigonometric solution of the characteristic cubic; far cheaper than N LAPACK calls)."""
+    q = np.trace(a, axis1=1, axis2=2) / 3.0
+    off = a[:, 0, 1] ** 2 + a[:, 0, 2] ** 2 + a[:, 1, 2] ** 2
+    d = a - q[:, None, None] * np.eye(3)
+    p = np.sqrt((d[:, 0, 0] ** 2 + d[:, 1, 1] ** 2 + d[:, 2, 2] ** 2 + 2.0 * off) / 6.0)
+    safe = np.where(p > 0, p, 1.0)
+    b = d / safe[:, None, None]
+    det = (b[:, 0, 0] * (b[:, 1, 1] * b[:, 2, 2] - b[:, 1, 2] * b[:, 2, 1])
+           - b[:, 0, 1] * (b[:, 1, 0] * b[:, 2, 2] - b[:, 1, 2] * b[:, 2, 0])
+           + b[:, 0, 2] * (b[:, 1, 0] * b[:, 2, 1] - b[:, 1, 1] * b[:, 2, 0]))
+    r = np.clip(det / 2.0, -1.0, 1.0)
+    phi = np.arccos(r) / 3.0
+    big = q + 2.0 * p * np.cos(phi)
+    small = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
+    return np.stack([small, 3.0 * q - big - small, big], axis=1)
+
+
+def _frame(lattice: np.ndarray) -> np.ndarray:
+    """An orthonormal frame (columns) fixed to the lattice, not to the cell or its orientation: the
+    Niggli-reduced basis (spglib; LLL where that fails), a along x, b in the xy plane."""
+    import spglib
+
+    try:
+        red = spglib.niggli_reduce(lattice)
+    except Exception:  # spglib's error types vary across versions
+        red = None
+    red = _lll(lattice) if red is None else np.asarray(red, dtype=np.float64)
+    q, r = np.linalg.qr(red.T)
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
+
+
+def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, site_mass: np.ndarray,
+                     neighbours: tuple[np.ndarray, ...] | None = None) -> list[float]:
+    """The :data:`SPRING_FEATURES` (layout 3) of a cell (atom types ``types``, masses ``site_mass`` in
+    u), read on its primitive cell (:func:`_primitive`; the spectrum and the elastic tensor:
+    :func:`_spring_network`).
+
+    A Born-von Kármán network: each atom ``i`` puts a spring on every neighbour within
+    :data:`SECOND_SHELL` × its nearest distance d (stiffness d⁻³, Badger-like; :data:`SECOND_STIFFNESS`
+    of that beyond :data:`SHELL` × the nearest), half of it from each end, resisting stretch (k) and
+    sideways motion (:data:`TRANSVERSE` k). Frequencies (units of √(Å⁻³/u), an unknown overall scale:
+    the logs carry it as an offset) at Gamma (the 3 acoustic zeros left out) and, for a primitive
+    cell of at most :data:`MESH_ATOMS` atoms, the 7 zone-boundary points G/2: log mean, mean log,
+    log rms (the Brillouin-zone average ⟨ω²⟩^½ = √(Σ_i Tr Φ_ii / m_i / 3n), exact), log of the
+    10/25/90 % quantiles, the fraction of floppy modes, log ⟨ω⁻²⟩. Sound
+    velocities from the relaxed-ion long-wave limit (the network's elastic tensor with the
+    sublattices relaxed, then Christoffel's equation) along 384 directions fixed to the lattice
+    (:func:`_frame`, :data:`_DIRECTIONS`): log of their Debye
+    average ⟨v⁻³⟩^(-1/3), log of the slowest, and log v_D + ⅓ log(n/V) (a Debye temperature up to a
+    constant). Invariant under the choice of cell and its orientation: the mesh is the same for any basis
+    of the primitive lattice, the directions are fixed to its reduced basis. ``neighbours``: the
+    cell's own :func:`_neighbours` within :data:`SECOND_SHELL` (with vectors), used where it is primitive."""
+    w2, rms, c, total_mass, lat, n = _spring_network(lattice, frac, types, site_mass, neighbours)
+    om = np.sqrt(np.clip(w2, 0.0, None))
+    floppy = float(np.mean(om < _FLOOR * rms))
+    om = np.maximum(om, _FLOOR * rms)
+    frame = _frame(lat)
+    vel = _sound_velocities(c, total_mass, _DIRECTIONS @ frame.T).ravel()
+    vel = np.maximum(vel, _FLOOR * rms)
+    vd = float(np.mean(vel**-3.0)) ** (-1.0 / 3.0)
+    volume = abs(float(np.linalg.det(lat)))
+    return [math.log(float(om.mean())), float(np.log(om).mean()), math.log(rms),
+            *(math.log(x) for x in _quantiles_at(om, (0.1, 0.25, 0.9))), floppy,
+            math.log(float(np.mean(om**-2.0))), math.log(vd), math.log(float(vel.min())),
+            math.log(vd) + math.log(n / volume) / 3.0]
+
+
+def _sound_velocities(c: np.ndarray, total_mass: float, directions: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` sound velocities (ascending) along the unit ``directions`` ``[N, 3]`` (Cartesian) of
+    a lattice with elastic quadratic form ``c`` ``[3, 3, 3, 3]`` (``C_adce``: energy per cell
+    ½ Σ C_adce G_ad G_ce of a displacement gradient G) and mass ``total_mass`` per cell: Christoffel's
+    equation M v² p = Γ p, Γ_ac = Σ C_adce n_d n_e."""
+    pairs = (directions[:, :, None] * directions[:, None, :]).reshape(-1, 9)  # n_d n_e
+    gamma = (pairs @ c.transpose(1, 3, 0, 2).reshape(9, 9)).reshape(-1, 3, 3)
+    return np.sqrt(np.clip(_eigvalsh3(gamma), 0.0, None) / total_mass)
+
+
+def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, site_mass: np.ndarray,
+                    neighbours: tuple[np.ndarray, ...] | None = None
+                    ) -> tuple[np.ndarray, float, np.ndarray, float, np.ndarray, int]:
+    """The spring network of :func:`_spring_features` on the primitive cell: the squared frequencies
+    it samples (Gamma without the 3 acoustic zeros; the zone boundary for small cells), the rms
+    frequency over the Brillouin zone (the on-site force constants' trace), the relaxed-ion elastic
+    quadratic form ``C_adce`` ``[3, 3, 3, 3]`` (energy per primitive cell; Cartesian axes of the
+    given cell), the mass of the primitive cell, its lattice and its number of atoms."""
+    lat, rep = _primitive(lattice, frac, types)
+    m = site_mass[rep]
+    n = len(rep)
+    if neighbours is not None and n == len(frac):
+        pos = frac
+        nearest, ci, cj, length, vec = neighbours
+    else:
+        pos = (frac[rep] @ lattice) @ np.linalg.inv(lat)
+        pos -= np.floor(pos)
+        nearest, ci, cj, length, vec = _neighbours(lat, pos, shell=SECOND_SHELL, vectors=True)
+    cart = pos @ lat
+    cells = np.round((vec - (cart[cj] - cart[ci])) @ np.linalg.inv(lat)).astype(np.int64)  # lattice part of each bond
+    k = np.where(length <= SHELL * nearest[ci] * (1.0 + 1e-9), 1.0, SECOND_STIFFNESS) * length**-3.0
+    e = vec / length[:, None]
+    # each directed bond i -> j a half spring K' = k ((1 - t) e e^T + t I) / 2, energy (1/2) D^T K' D
+    # with D = u_j(image) - u_i: force constants K' on i and on j, -K' e^{iq.R} between them
+    kb = 0.5 * k[:, None, None] * ((1.0 - TRANSVERSE) * e[:, :, None] * e[:, None, :] + TRANSVERSE * np.eye(3))
+    flat = kb.reshape(-1, 9)
+    nine = np.arange(9)
+    onsite = (np.bincount((ci[:, None] * 9 + nine).ravel(), flat.ravel(), 9 * n)
+              + np.bincount((cj[:, None] * 9 + nine).ravel(), flat.ravel(), 9 * n)).reshape(n, 3, 3)
+    pair = ((ci * n + cj)[:, None] * 9 + nine).ravel()
+    diagonal = np.zeros((n, 3, n, 3))
+    diagonal[np.arange(n), :, np.arange(n), :] = onsite
+    inv = np.repeat(1.0 / np.sqrt(m), 3)
+    weight = inv[:, None] * inv[None, :]
+
+    def dynamical(sign: np.ndarray) -> np.ndarray:
+        """Mass-weighted ``[3n, 3n]`` dynamical matrix at q = G/2 (bond phases ``sign`` = ±1; Gamma: all 1)."""
+        t = np.bincount(pair, (flat * sign[:, None]).ravel(), 9 * n * n).reshape(n, n, 3, 3)
+        t = t.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+        return (diagonal.reshape(3 * n, 3 * n) - t - t.T) * weight
+
+    gamma_point = dynamical(np.ones(len(ci)))
+    lam = np.linalg.eigvalsh(gamma_point)
+    w2 = lam[3:]
+    if n <= MESH_ATOMS:  # a small cell: the zone boundary too (a large one has enough modes at Gamma)
+        signs = 1.0 - 2.0 * ((cells @ _MESH.T) % 2)  # [B, 7]
+        w2 = np.concatenate([w2, np.linalg.eigvalsh(np.stack([dynamical(sg) for sg in signs.T])).ravel()])
+    rms = math.sqrt(float(np.einsum("iaa,i->", onsite, 1.0 / m)) / (3 * n))
+    # long waves: energy (1/2) g^T C g of a displacement gradient g = G (9 numbers G_ad), the
+    # sublattices relaxed: C = Hgg - F D^+ F^T with F the mass-weighted gradient-displacement block
+    a = np.einsum("bac,bd->bacd", kb, vec)  # K'_ac r_d
+    hgg = np.einsum("bacd,be->adce", a, vec).reshape(9, 9)
+    a27 = a.reshape(-1, 27)
+    twenty7 = np.arange(27)
+    f = (np.bincount((cj[:, None] * 27 + twenty7).ravel(), a27.ravel(), 27 * n)
+         - np.bincount((ci[:, None] * 27 + twenty7).ravel(), a27.ravel(), 27 * n)).reshape(n, 3, 3, 3)  # [j, a, c, d]
+    f = f.transpose(1, 3, 0, 2).reshape(9, 3 * n) * inv[None, :]
+    tiny = 1e-9 * max(float(lam.max()), 1e-300)
+    if int((lam <= tiny).sum()) == 3:  # connected: D plus the translations' projector is invertible
+        shift = np.sqrt(m)[:, None, None] * np.eye(3)[None]  # [n, 3, 3]: the 3 translations, mass-weighted
+        shift = shift.reshape(3 * n, 3) / math.sqrt(float(m.sum()))
+        scale = float(lam.max()) if lam.max() > 0 else 1.0  # one atom: nothing to relax (f = 0)
+        relaxed = np.linalg.solve(gamma_point + scale * shift @ shift.T, f.T)
+    else:  # floppy parts: the pseudo-inverse
+        lam, modes = np.linalg.eigh(gamma_point)
+        good = lam > tiny
+        relaxed = modes[:, good] @ ((modes[:, good].T @ f.T) / lam[good, None])
+    return w2, rms, (hgg - f @ relaxed).reshape(3, 3, 3, 3), float(m.sum()), lat, n
+
+
+def _quantiles_at(values: np.ndarray, ps: Sequence[float]) -> list[float]:
+    """Inverted-CDF quantiles of ``values`` at ``ps`` (the same for any repetition of the values)."""
+    v = np.sort(values)
+    return [float(v[max(math.ceil(len(v) * p - 1e-9) - 1, 0)]) for p in ps]
+
+
 def raw_geometric_features(structure: Any) -> np.ndarray:
     """The :data:`N_GEOMETRIC_FEATURES` features of :data:`ALL_GEOMETRIC_FEATURES` (float64,
     unstandardised) of ``structure``: anything :func:`cloudphys.scope.structure.structure_cell`
@@ -328,7 +609,10 @@ def raw_geometric_features(structure: Any) -> np.ndarray:
     site_mass, radius, en = _site_properties(cell)
     total = sum(float(a) for a in cell.amounts.values())
     mass = sum(float(a) * _mass(el) for el, a in cell.amounts.items()) / total
-    nearest, bond_i, bond_j, length = _neighbours(lattice, frac)
+    wide = _neighbours(lattice, frac, shell=SECOND_SHELL, vectors=True)  # layout 3's springs; layout 2's first shell
+    nearest = wide[0]
+    first = wide[3] <= SHELL * nearest[wide[1]] * (1.0 + 1e-9)
+    bond_i, bond_j, length = wide[1][first], wide[2][first], wide[3][first]
     if float(nearest.min()) < 0.1:
         raise StructureError(f"two atoms are {float(nearest.min()):.3g} Å apart; the structure overlaps itself")
     coordination = np.bincount(bond_i, minlength=n)
@@ -337,8 +621,8 @@ def raw_geometric_features(structure: Any) -> np.ndarray:
     nn_mean = float(nearest.mean())
     base = [v, mass / (volume / n), nn_mean, float(nearest.min()), float(nearest.std()),
             float(coordination.mean()), lm, v / 3.0 - 0.5 * lm, math.log(nn_mean) - 0.5 * lm]
-    return np.array(base + _bond_features(site_mass, radius, en, volume, nearest, bond_i, bond_j, length),
-                    dtype=np.float64)
+    return np.array(base + _bond_features(site_mass, radius, en, volume, nearest, bond_i, bond_j, length)
+                    + _spring_features(lattice, frac, np.asarray(cell.types), site_mass, wide), dtype=np.float64)
 
 
 def standardise(raw: np.ndarray) -> np.ndarray:
