@@ -149,3 +149,26 @@ def test_the_tabulated_general_letters_are_spglibs() -> None:
     for bad in (0, 231, -1):  # not a space group: refused as before (by the spglib path)
         with pytest.raises(KeyError):  # what the Hall-number lookup raised before the table
             G.general_wyckoff_letter(bad)
+
+
+def test_read_text_reads_small_files_whole_and_keeps_the_budget(tmp_path: Path) -> None:
+    import gzip
+
+    from cloudphys.inputs.textio import read_text
+
+    text = "data_x\n_cell_length_a 4.0\r\nÅ line\n" * 3
+    plain = tmp_path / "a.cif"
+    plain.write_bytes(text.encode("utf-8"))
+    packed = tmp_path / "a.cif.gz"
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    n = len(text)
+    for path in (plain, packed):
+        assert read_text(path, n) == (text, n)  # exactly at the budget, newlines as written
+        assert read_text(path, n + 100) == (text, n)
+        assert read_text(path, n - 1) == (None, n)  # over it: reading stopped at max_chars + 1
+        assert read_text(path, 5) == (None, 6)
+    bad = tmp_path / "bad.cif"
+    bad.write_bytes(b"data_x\n\xff\xfe\n")
+    with pytest.raises(UnicodeDecodeError) as err:
+        read_text(bad, 1000)
+    assert err.value.object[err.value.start] == 0xFF

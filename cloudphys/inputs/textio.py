@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,10 +93,24 @@ def read_text(path: Path | str, max_chars: int) -> tuple[str | None, int]:
     """``(text, size)`` of a whole file; ``(None, size)`` when it has more than ``max_chars``
     characters (``size`` is then ``max_chars + 1``: reading stopped there)."""
     with open_text(path, newline="") as fh:
-        text = fh.read(max_chars + 1)
+        # a regular file of at most max_chars bytes has at most max_chars characters: read it whole
+        # (read(n) sizes its buffer by n -- a 32 MiB budget costs ~0.1 ms per small file)
+        text = fh.read() if _small_regular_file(fh, max_chars) else fh.read(max_chars + 1)
     if len(text) > max_chars:
-        return None, len(text)
+        return None, max_chars + 1
     return text, len(text)
+
+
+def _small_regular_file(fh: Any, max_bytes: int) -> bool:
+    """Whether ``fh`` reads a plain regular file (not gzip, a pipe or a device) of at most ``max_bytes`` bytes."""
+    raw = getattr(fh, "buffer", None)
+    if raw is None or isinstance(raw, gzip.GzipFile):
+        return False
+    try:
+        st = os.fstat(raw.fileno())
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size <= max_bytes
 
 
 def _skip_line(fh: io.TextIOBase, first: str) -> tuple[int, int]:
