@@ -26,6 +26,15 @@ mean, spread, min and max over the bonds (each atom counts once); then the log p
 Force constants set the phonon frequencies, and they follow from which elements bond, at what
 length and how ionic: a cell's mean volume and distances alone do not say that.
 
+Layout 3 (``encoder.geometric_features: 3``) adds 11 features of how the bonds connect
+(:data:`SPRING_FEATURES`): a Born–von Kármán spring network on the primitive cell (each neighbour
+within 1.6 × an atom's nearest distance a spring of stiffness d⁻³, a tenth of that beyond 1.2 ×,
+resisting stretch and, at 0.3 of that, sideways motion; the sites' masses). Its spectrum at Gamma and
+at the zone boundary (log mean, mean log, rms, quantiles, floppy fraction, ⟨ω⁻²⟩) and its sound
+velocities (the relaxed-ion elastic tensor of the network, Christoffel's equation, a Debye average
+over directions fixed to the lattice) are what the acoustic branches -- low-temperature Cv -- depend
+on and single bonds do not show. The stiffness scale is unknown: the logs carry it as an offset.
+
 A geometry row (:func:`geometric_features`, ``Examples.geometry``) always carries every layout's
 features (:data:`ALL_GEOMETRIC_FEATURES`, :data:`N_GEOMETRIC_FEATURES` columns); a model reads the
 first ``n_geometric_features(layout)``, so the nine of layout 1 keep their values and constants.
@@ -124,7 +133,8 @@ GEOMETRY_STD = np.array([
 def geometry_layout(value: Any) -> int:
     """The geometric layout an ``encoder.geometric_features`` value asks for: 0 (none) for
     ``False``/``None``/``0``, 1 for ``True``/``1`` (the nine cell features), 2 for ``2`` (those plus
-    :data:`BOND_FEATURES`). Raises ``ValueError`` for anything else."""
+    :data:`BOND_FEATURES`), 3 for ``3`` (those plus :data:`SPRING_FEATURES`). Raises ``ValueError``
+    for anything else."""
     if value is None or value is False:
         return 0
     if value is True:
