@@ -14,13 +14,17 @@ Part 1b (scan): the same rattled structures (same seed, same draws) read by spgl
 tolerances 0.01, 0.02, 0.05, 0.1 and 0.2 Å: the fraction that keeps the exact structure's space group
 and operation count, and the fraction read as P1 (the data the default was chosen from).
 
+Part 1c (geo): the geometric model ``phonondb-dos-geo`` (it reads the structure's lengths as well as its
+string) on the same rattled structures: the change of its Cv per atom at 50 K and 300 K against its
+prediction for the exact structure, at the default tolerance.
+
 Part 2 (consistency): every phonondb-thermo structure (9,089) and the first ``--per-file``
 structures of each ``structures/*.csv.gz`` are converted at ``"auto"`` and at 0.01 Å; the records
 (space group, Wyckoff sites, composition, as read) are compared and the changes counted.
 
 Run::
 
-    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_rattle.py [--part rattle|scan|consistency|both]
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_rattle.py [--part rattle|scan|geo|consistency|both] [--model M]
         [--seed 0] [--per-file 500] [--out rattle.json]
 """
 
@@ -148,6 +152,38 @@ def rattle(data: Path, seed: int) -> dict[str, Any]:
             "ms_per_conversion": {str(t): 1e3 * s / n_conv for t, s in seconds.items()}}
 
 
+def geo(data: Path, seed: int, model_name: str = "phonondb-dos-geo") -> dict[str, Any]:
+    """Part 1c: the geometric model (it reads the structure's lengths, not only its string) on the same
+    rattled structures: Cv per atom at 50 and 300 K against its prediction for the exact structure, at
+    the default tolerance; a rattled structure whose prediction fails is counted, never dropped."""
+    from pymatgen.core import Structure
+
+    from cloudphys import load_model
+
+    def structure(cell: Any) -> Structure:  # what a user gives (predict reads no bare spglib tuples)
+        lattice, frac, numbers = cell
+        return Structure(lattice, [int(z) for z in numbers], frac)
+
+    cells = [structure(c) for c in _test_cells(data)]
+    model = load_model(model_name)
+    t0 = time.perf_counter()
+    exact = model.predict(cells, list(TEMPERATURES), observables=["cv"], workers=1)
+    if exact.errors:
+        raise SystemExit(f"prediction failed: {list(exact.errors.items())[:3]}")
+    n = np.asarray([it.n_atoms for it in exact.items], dtype=np.float64)[:, None]
+    ref = exact.observables["cv"] / n
+    rows = []
+    for sigma, rattled in _rattled(_test_cells(data), seed).items():
+        pred = model.predict([structure(c) for c in rattled], list(TEMPERATURES), observables=["cv"], workers=1)
+        ok = np.array([it.error is None for it in pred.items])
+        diff = np.abs(pred.observables["cv"] / n - ref)[ok]
+        rows.append({"sigma_A": sigma, "n": len(rattled), "failed": int((~ok).sum()),
+                     **{f"cv{int(T)}_mean": float(diff[:, j].mean()) for j, T in enumerate(TEMPERATURES)},
+                     **{f"cv{int(T)}_max": float(diff[:, j].max()) for j, T in enumerate(TEMPERATURES)}})
+    return {"materials": len(cells), "seed": seed, "model": model_name, "rows": rows,
+            "seconds": time.perf_counter() - t0}
+
+
 def consistency(data: Path, per_file: int) -> dict[str, Any]:
     from cloudphys.inputs import read_inputs
     from cloudphys.scope.structure import analyze
@@ -187,9 +223,10 @@ def consistency(data: Path, per_file: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("rattle", "scan", "consistency", "both"), default="both",
+    ap.add_argument("--part", choices=("rattle", "scan", "geo", "consistency", "both"), default="both",
                     help="both: rattle and consistency")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="phonondb-dos-geo", help="--part geo: the geometric model (a name or a path)")
     ap.add_argument("--per-file", type=int, default=500, help="structures read from each structures/*.csv.gz")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
     args = ap.parse_args(argv)
@@ -218,6 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         for row in sc["rows"]:
             print(f"| {row['sigma_A']} | " + " | ".join(f"{row[f'same_{t}']:.1%} / {row[f'p1_{t}']:.1%}"
                                                        for t in SCAN_TOLERANCES) + " |")
+    if args.part == "geo":
+        res["geo"] = g = geo(data, args.seed, args.model)
+        print(f"\n{g['materials']} stable test materials, seed {g['seed']}: {g['model']} (reads the geometry) on the "
+              "rattled structures, Cv change per atom against its prediction for the exact structure, "
+              "J/(K·mol-atom), default symprec\n")
+        print("| rattle σ (Å) | failed | ΔCv 50 K mean / max | ΔCv 300 K mean / max |")
+        print("|---:|---:|---:|---:|")
+        for row in g["rows"]:
+            print(f"| {row['sigma_A']} | {row['failed']} | {row['cv50_mean']:.3f} / {row['cv50_max']:.3f} "
+                  f"| {row['cv300_mean']:.3f} / {row['cv300_max']:.3f} |")
+        print(f"\n{g['seconds']:.0f} s for the {len(g['rows']) + 1} predictions")
     if args.part in ("consistency", "both"):
         res["consistency"] = c = consistency(data, args.per_file)
         print("\n| structures | converted | auto ≠ 0.01 | symmetry_warning (auto) | s at 0.01 | s at auto |")
