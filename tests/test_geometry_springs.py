@@ -184,3 +184,14 @@ def test_a_small_displacement_moves_the_features_a_little() -> None:
     moved.perturb(0.005)
     change = np.abs(raw_geometric_features(moved) - raw_geometric_features(s))[35:] / GEOMETRY_STD[35:]
     assert change.max() < 0.05, change
+
+
+def test_a_large_supercell_reads_as_its_primitive_cell() -> None:
+    """216 atoms of one kind (a 3x3x3 diamond supercell: 215 candidate translations, checked in blocks
+    of bounded memory) give the 2-atom primitive cell's features."""
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    big = si * (3, 3, 3)
+    lat, rep = _primitive(*_cell(big))
+    assert len(rep) == 2 and math.isclose(abs(np.linalg.det(lat)), 5.43**3 / 4, rel_tol=1e-9)
+    np.testing.assert_allclose(raw_geometric_features(big), raw_geometric_features(si.get_primitive_structure()),
+                               rtol=1e-9, atol=1e-9)

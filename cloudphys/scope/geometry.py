@@ -412,10 +412,13 @@ def _primitive(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray) -> tupl
         return lattice, np.arange(n)
     groups = [rare] + [np.flatnonzero(types == t) for t in kinds if t != types[rare[0]]]
     shifts = frac[rare[1:]] - frac[rare[0]]
-    # a translation must first map the rarest kind onto itself (all candidates at once)
-    d = frac[rare][None, None, :, :] - (frac[rare][None, :, None, :] + shifts[:, None, None, :])
-    d -= np.round(d)
-    ok = (np.linalg.norm(d @ lattice, axis=3).min(axis=2) <= PRIMITIVE_TOLERANCE).all(axis=1)
+    # a translation must first map the rarest kind onto itself (candidates in blocks of bounded memory)
+    step = max(1, 2_000_000 // len(rare) ** 2)
+    ok = np.empty(len(shifts), dtype=bool)
+    for k in range(0, len(shifts), step):
+        d = frac[rare][None, None, :, :] - (frac[rare][None, :, None, :] + shifts[k:k + step, None, None, :])
+        d -= np.round(d)
+        ok[k:k + step] = (np.linalg.norm(d @ lattice, axis=3).min(axis=2) <= PRIMITIVE_TOLERANCE).all(axis=1)
     valid, maps = [], []
     for j in rare[1:][ok]:
         t = frac[j] - frac[rare[0]]
