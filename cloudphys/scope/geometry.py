@@ -52,6 +52,7 @@ reads after the composition features.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -92,7 +93,7 @@ BOND_FEATURES = tuple(f"{q}_{a}" for q in _BOND_QUANTITIES for a in ("mean", "st
     "log_packing_fraction",
 ) + tuple(f"site_frequency_q{q}" for q in (0, 25, 50, 75, 100))
 #: Layout 3 (``encoder.geometric_features: 3``) adds these 11 features of a spring network on the
-#: primitive cell (:func:`_spring_features`): the spectrum on a q-mesh and the sound velocities.
+#: primitive cell (:func:`_spring_features`): its spectrum at Gamma and the zone boundary, and its sound velocities.
 SPRING_FEATURES = ("spring_log_mean_w", "spring_mean_log_w", "spring_log_rms_w", "spring_log_w_q10",
                    "spring_log_w_q25", "spring_log_w_q90", "spring_floppy_fraction", "spring_log_inv_w2",
                    "spring_log_v_debye", "spring_log_v_min", "spring_log_theta")
@@ -329,12 +330,12 @@ def _bond_features(mass: np.ndarray, radius: np.ndarray, en: np.ndarray, volume:
     return out
 
 
-def _quantiles(values: np.ndarray) -> list[float]:
-    """``np.quantile(values, _SITE_QUANTILES, method="inverted_cdf")``: the sorted values at
-    ``ceil(n p) - 1`` (at least 0; ``n p`` is exact for these ``p``), without its overhead."""
+def _quantiles(values: np.ndarray, ps: Sequence[float] = _SITE_QUANTILES) -> list[float]:
+    """``np.quantile(values, ps, method="inverted_cdf")``: the sorted values at ``ceil(n p) - 1`` (at
+    least 0; ``n p`` read a hair low, so that a product that should be whole is not rounded up), without
+    its overhead. The same for any repetition of the values (a supercell's atoms)."""
     v = np.sort(values)
-    n = len(v)
-    return [float(v[max(math.ceil(n * p) - 1, 0)]) for p in _SITE_QUANTILES]
+    return [float(v[max(math.ceil(len(v) * p - 1e-9) - 1, 0)]) for p in ps]
 
 
 #: A spring to every neighbour within this factor of an atom's nearest distance (layout 3) ...
@@ -363,8 +364,6 @@ def _fibonacci(n: int) -> np.ndarray:
 
 def _cube_orbit(points: np.ndarray) -> np.ndarray:
     """``points`` and their images under the 48 signed permutations of the axes."""
-    import itertools
-
     out = [points[:, list(p)] * np.array(sg) for p in itertools.permutations(range(3))
            for sg in itertools.product((1.0, -1.0), repeat=3)]
     return np.concatenate(out)
@@ -513,7 +512,7 @@ def _spring_features(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, s
     vd = float(np.mean(vel**-3.0)) ** (-1.0 / 3.0)
     volume = abs(float(np.linalg.det(lat)))
     return [math.log(float(om.mean())), float(np.log(om).mean()), math.log(rms),
-            *(math.log(x) for x in _quantiles_at(om, (0.1, 0.25, 0.9))), floppy,
+            *(math.log(x) for x in _quantiles(om, (0.1, 0.25, 0.9))), floppy,
             math.log(float(np.mean(om**-2.0))), math.log(vd), math.log(float(vel.min())),
             math.log(vd) + math.log(n / volume) / 3.0]
 
@@ -526,6 +525,13 @@ def _sound_velocities(c: np.ndarray, total_mass: float, directions: np.ndarray) 
     pairs = (directions[:, :, None] * directions[:, None, :]).reshape(-1, 9)  # n_d n_e
     gamma = (pairs @ c.transpose(1, 3, 0, 2).reshape(9, 9)).reshape(-1, 3, 3)
     return np.sqrt(np.clip(_eigvalsh3(gamma), 0.0, None) / total_mass)
+
+
+def _per_atom(index: np.ndarray, blocks: np.ndarray, n: int) -> np.ndarray:
+    """``out[i] = Σ_b blocks[b]`` over the bonds ``b`` with ``index[b] == i`` (``[n, *blocks.shape[1:]]``)."""
+    size = int(np.prod(blocks.shape[1:]))
+    slots = (index[:, None] * size + np.arange(size)).ravel()
+    return np.bincount(slots, blocks.reshape(-1), n * size).reshape(n, *blocks.shape[1:])
 
 
 def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, site_mass: np.ndarray,
@@ -554,12 +560,11 @@ def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, si
     # with D = u_j(image) - u_i: force constants K' on i and on j, -K' e^{iq.R} between them
     kb = 0.5 * k[:, None, None] * ((1.0 - TRANSVERSE) * e[:, :, None] * e[:, None, :] + TRANSVERSE * np.eye(3))
     flat = kb.reshape(-1, 9)
-    nine = np.arange(9)
-    onsite = (np.bincount((ci[:, None] * 9 + nine).ravel(), flat.ravel(), 9 * n)
-              + np.bincount((cj[:, None] * 9 + nine).ravel(), flat.ravel(), 9 * n)).reshape(n, 3, 3)
-    pair = ((ci * n + cj)[:, None] * 9 + nine).ravel()
+    onsite = _per_atom(ci, kb, n) + _per_atom(cj, kb, n)
+    pair = ((ci * n + cj)[:, None] * 9 + np.arange(9)).ravel()
     diagonal = np.zeros((n, 3, n, 3))
     diagonal[np.arange(n), :, np.arange(n), :] = onsite
+    diagonal = diagonal.reshape(3 * n, 3 * n)
     inv = np.repeat(1.0 / np.sqrt(m), 3)
     weight = inv[:, None] * inv[None, :]
 
@@ -567,7 +572,7 @@ def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, si
         """Mass-weighted ``[3n, 3n]`` dynamical matrix at q = G/2 (bond phases ``sign`` = ±1; Gamma: all 1)."""
         t = np.bincount(pair, (flat * sign[:, None]).ravel(), 9 * n * n).reshape(n, n, 3, 3)
         t = t.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
-        return (diagonal.reshape(3 * n, 3 * n) - t - t.T) * weight
+        return (diagonal - t - t.T) * weight
 
     gamma_point = dynamical(np.ones(len(ci)))
     lam = np.linalg.eigvalsh(gamma_point)
@@ -580,10 +585,7 @@ def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, si
     # sublattices relaxed: C = Hgg - F D^+ F^T with F the mass-weighted gradient-displacement block
     a = np.einsum("bac,bd->bacd", kb, vec)  # K'_ac r_d
     hgg = np.einsum("bacd,be->adce", a, vec).reshape(9, 9)
-    a27 = a.reshape(-1, 27)
-    twenty7 = np.arange(27)
-    f = (np.bincount((cj[:, None] * 27 + twenty7).ravel(), a27.ravel(), 27 * n)
-         - np.bincount((ci[:, None] * 27 + twenty7).ravel(), a27.ravel(), 27 * n)).reshape(n, 3, 3, 3)  # [j, a, c, d]
+    f = _per_atom(cj, a, n) - _per_atom(ci, a, n)  # [j, a, c, d]
     f = f.transpose(1, 3, 0, 2).reshape(9, 3 * n) * inv[None, :]
     tiny = 1e-9 * max(float(lam.max()), 1e-300)
     if int((lam <= tiny).sum()) == 3:  # connected: D plus the translations' projector is invertible
@@ -596,12 +598,6 @@ def _spring_network(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, si
         good = lam > tiny
         relaxed = modes[:, good] @ ((modes[:, good].T @ f.T) / lam[good, None])
     return w2, rms, (hgg - f @ relaxed).reshape(3, 3, 3, 3), float(m.sum()), lat, n
-
-
-def _quantiles_at(values: np.ndarray, ps: Sequence[float]) -> list[float]:
-    """Inverted-CDF quantiles of ``values`` at ``ps`` (the same for any repetition of the values)."""
-    v = np.sort(values)
-    return [float(v[max(math.ceil(len(v) * p - 1e-9) - 1, 0)]) for p in ps]
 
 
 def raw_geometric_features(structure: Any) -> np.ndarray:
