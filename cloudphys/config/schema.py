@@ -114,6 +114,12 @@ class TrainConfig(RunOptions):
     :param ema: decay of an exponential moving average of the weights (0: none), e.g. 0.999;
         validation, the best checkpoint and the trained model use the average
         (:mod:`cloudphys.training.ema`).
+    :param formula_weight: exponent α of a per-example weight in the training loss: an example whose
+        composition (the composition part of its SCOPE string, which polymorphs share) occurs in m
+        training examples weighs m^-α, normalised to mean 1 (:func:`cloudphys.training.batching.formula_weights`).
+        0 (the default): every example weighs the same; 1: every composition weighs the same, so a
+        family of many polytypes (phonondb's 113 CdI2 in the train split) does not outweigh the rest.
+        Validation and early stopping stay unweighted.
     """
 
     SECTION: ClassVar[str] = "train"
@@ -134,6 +140,7 @@ class TrainConfig(RunOptions):
     dos_weight: float = option(
         0.0, ge=0, le=MAX_LOSS_WEIGHT, remedy="0 turns the DOS term off; e.g. 0.03 (weight x loss stays finite)")
     parallel_members: int = option(1, ge=1, le=1024, remedy="1 trains the members one after the other")
+    formula_weight: float = option(0.0, ge=0, le=1, remedy="0 weighs every example the same; 1 every composition")
     loss_weights: dict[str, float] = option(
         factory=dict, ge=0, le=MAX_LOSS_WEIGHT,
         remedy="weights are relative, e.g. {cv: 2} (weight x loss must stay finite in float32)")

@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginRegistry
 
-__all__ = ["batch_indices", "concat", "load_extra", "strings_dialect", "take"]
+__all__ = ["batch_indices", "composition_key", "concat", "formula_weights", "load_extra", "strings_dialect", "take"]
 
 
 def batch_indices(
@@ -60,6 +60,26 @@ def batch_indices(
                 break
             chunk = chunk[rank::world]
         yield chunk
+
+
+def composition_key(scope: str) -> str:
+    """What polymorphs of one compound share in their SCOPE strings: the composition part (the text
+    after the last ``|``, whitespace normalised), e.g. ``Na 0.5 Cl 0.5``; a string without one is its own key."""
+    head, sep, tail = scope.rpartition("|")
+    return " ".join((tail if sep else scope).split())
+
+
+def formula_weights(scope: Sequence[str], alpha: float) -> np.ndarray | None:
+    """``train.formula_weight``: per example m^-alpha, m the number of examples that share its
+    composition (:func:`composition_key`), normalised to mean 1; ``None`` for ``alpha == 0``."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"train.formula_weight must be between 0 and 1, got {alpha}")
+    if alpha == 0.0 or not len(scope):
+        return None
+    keys = [composition_key(s) for s in scope]
+    _, inv, counts = np.unique(np.asarray(keys, dtype=object), return_inverse=True, return_counts=True)
+    w = counts[inv].astype(np.float64) ** -alpha
+    return w / w.mean()
 
 
 def load_extra(entries: Sequence[Any], base: Examples, registry: PluginRegistry | None = None,

@@ -36,7 +36,7 @@ from ..modeling.encoding import Encoded, collate, encode, load_split, reads_geom
 from ..modeling.model import ScopePhysicsModel, build_model
 from . import checkpoint as ckpt
 from . import runtime
-from .batching import batch_indices, load_extra, strings_dialect, take
+from .batching import batch_indices, formula_weights, load_extra, strings_dialect, take
 from .ema import WeightAverage, averaged
 from .exclusion import drop_excluded, excluded_keys, keep_mask
 from .losses import (
@@ -88,6 +88,8 @@ class _Data:
     excluded: dict[str, int] | None = None
     #: ``train.extra_data``: examples added per entry
     extra: list[dict[str, Any]] = field(default_factory=list)
+    #: ``train.formula_weight``: per training example, its weight in the loss (None: all the same)
+    weights: np.ndarray | None = None
 
 
 def param_groups(model: ScopePhysicsModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -187,7 +189,7 @@ def _prepare_data(model: ScopePhysicsModel, config: Config, registry: PluginRegi
     model.head.fit_to_data({k: per_atom(v, train.n_atoms, model.head.observable(k).extensive)
                             for k, v in train.targets.items()})  # PhysicsHead's default does nothing
     return _Data(train, val, observables, stats, dict(train_ex.units), _dataset_dialect(config, registry, train_ex),
-                 excluded, extra)
+                 excluded, extra, formula_weights(train_ex.scope, tc.formula_weight))
 
 
 def _restore(out: Path, model: ScopePhysicsModel, optimizer: torch.optim.Optimizer, registry: PluginRegistry,
@@ -238,11 +240,12 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         with runtime.autocast(device, tc.precision):
             pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
                                         b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
-        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, weights)
+        ex_w = None if d.weights is None else torch.from_numpy(d.weights[idx]).to(device)
+        value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, weights, example_weights=ex_w)
         if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
             value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
         if tc.dos_weight > 0 and "dos" in b:  # W1 to the DOS labels, where a material has one (issue 20)
-            w1 = dos_w1(model.head, latents, b["n_atoms"], b["dos"])
+            w1 = dos_w1(model.head, latents, b["n_atoms"], b["dos"], example_weights=ex_w)
             value = value + tc.dos_weight * w1
             w1_sum += w1.detach().double()
         optimizer.zero_grad(set_to_none=True)

@@ -60,7 +60,7 @@ def target_stats(enc: Any, head: Any) -> dict[str, Any]:
 
 def loss(
     pred: Mapping[str, Tensor], targets: Mapping[str, Tensor], n_atoms: Tensor, stats: Mapping[str, Any], kind: str,
-    weights: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None, example_weights: Tensor | None = None,
 ) -> Tensor:
     """Mean over observables of the mean ``kind`` loss of the scaled per-atom errors.
 
@@ -73,6 +73,8 @@ def loss(
     :param stats: :func:`target_stats` of the training split.
     :param kind: ``l1``, ``mse`` or ``huber`` (δ = 1 in units of the training spread); an observable of
         kind ``probability`` (``stats`` say so) takes the binary cross-entropy instead.
+    :param example_weights: ``[B]`` weights of the examples (``train.formula_weight``): each
+        observable's mean is then the weighted mean over the labelled entries; ``None``: all 1.
     """
     total = None
     wsum = 0.0
@@ -100,7 +102,11 @@ def loss(
                 per = torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=1.0)
             else:
                 raise DataError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
-        term = per.sum() / mask.sum().clamp_min(1)
+        if example_weights is None:
+            term = per.sum() / mask.sum().clamp_min(1)
+        else:
+            w_ex = example_weights.to(per.dtype).unsqueeze(-1)
+            term = (per * w_ex).sum() / (mask * w_ex).sum().clamp_min(1e-12)
         if weights:
             w = float(weights.get(name, 1.0))
             term = term * w
@@ -145,7 +151,7 @@ def dos_roughness(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor) -> 
 
 
 def dos_w1(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor, labels: Mapping[str, Tensor],
-           reduce: bool = True) -> Tensor:
+           reduce: bool = True, example_weights: Tensor | None = None) -> Tensor:
     """The DOS term of ``train.dos_weight``: the Wasserstein-1 distance per mode (THz) between the head's
     DOS (``head.dos_histogram``: bins on (0, ν_max]) and the labels of the batch, each on its own grid
     (:func:`cloudphys.physics.spectrum.wasserstein1` with ``per = 3·n_atoms``; the labels' modes at or
@@ -153,6 +159,7 @@ def dos_w1(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor, labels: Ma
 
     :param labels: ``{"mass": [B, K'], "fmax_thz": [B], "atom": [B]}`` (:func:`~cloudphys.modeling.encoding.collate`);
         rows with a non-finite label are left out.
+    :param example_weights: ``[B]`` weights (``train.formula_weight``): the mean is then weighted.
     :returns: the mean over the labelled materials (0, still connected to the graph, if none), or
         with ``reduce=False`` the per-material distances ``[B]`` (NaN where unlabelled).
     """
@@ -174,7 +181,12 @@ def dos_w1(head: Any, latents: Mapping[str, Tensor], n_atoms: Tensor, labels: Ma
     if not reduce:
         return torch.where(ok, d, torch.full_like(d, float("nan")))
     d = torch.where(ok, d, torch.zeros_like(d))
-    return (d.sum() / ok.sum().clamp_min(1)).to(g.dtype if g.dtype != torch.float16 else torch.float32)
+    if example_weights is None:
+        mean = d.sum() / ok.sum().clamp_min(1)
+    else:
+        w_ex = torch.where(ok, example_weights.double(), torch.zeros_like(d))
+        mean = (d * w_ex).sum() / w_ex.sum().clamp_min(1e-12)
+    return mean.to(g.dtype if g.dtype != torch.float16 else torch.float32)
 
 
 def loss_value(preds: Mapping[str, np.ndarray], enc: Any, stats: Mapping[str, Any], kind: str,
