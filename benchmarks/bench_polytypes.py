@@ -15,7 +15,12 @@ materials in the split) of any prediction that gives every member of the family 
 per temperature, the family's median label minimises it. A model that reads geometry cannot do better
 on such a family than this floor unless it learns something that is not in the structure.
 
-    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_polytypes.py [--split test] [--min-members 5] [--tol 0.01]
+``--features K`` also prints, per family, the K geometric features (``cloudphys.scope.geometry``,
+standardised) that vary most across its members, with their values for the family's smallest and
+largest cells: a feature that changes with the cell while the crystal's bonds do not is an input
+through which a model can tell polytypes apart that phonopy (with consistent settings) would not.
+
+    CLOUDPHYS_DATA=../shared/data python benchmarks/bench_polytypes.py [--split test] [--min-members 5] [--tol 0.01] [--features 5]
 """
 
 from __future__ import annotations
@@ -76,6 +81,25 @@ def families(rows: list[dict[str, Any]], min_members: int, tol: float) -> list[l
     return sorted(out, key=len, reverse=True)
 
 
+def feature_spread(fam: list[dict[str, Any]], k: int) -> str:
+    """The ``k`` standardised geometric features with the largest range over a family's members, and
+    their means over the members with the fewest and the most atoms in the cell (a third each)."""
+    from pymatgen.core import Structure
+
+    from cloudphys.scope.geometry import ALL_GEOMETRIC_FEATURES, geometric_features
+
+    fam = sorted(fam, key=lambda r: r["n_atoms"])
+    x = np.array([geometric_features(Structure.from_dict(r["structure"])) for r in fam])
+    third = max(1, len(fam) // 3)
+    small, large = x[:third].mean(0), x[-third:].mean(0)
+    order = np.argsort(-(x.max(0) - x.min(0)), kind="stable")[:k]
+    n_small = f"{fam[0]['n_atoms']}-{fam[third - 1]['n_atoms']}"
+    n_large = f"{fam[-third]['n_atoms']}-{fam[-1]['n_atoms']}"
+    cells = "; ".join(f"{ALL_GEOMETRIC_FEATURES[j]} {small[j]:+.2f} → {large[j]:+.2f}" for j in order)
+    return (f"{fam[0]['formula']}: features that vary most (standardised; cells of {n_small} atoms → "
+            f"{n_large} atoms): {cells}")
+
+
 def floor(curves: np.ndarray) -> float:
     """Least sum over members of the mean absolute error of one shared curve: per temperature the
     median of the members' labels (curves ``[members, T]``, per atom)."""
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--min-members", type=int, default=5)
     ap.add_argument("--tol", type=float, default=0.01, help="relative tolerance on volume per atom and shortest distance")
+    ap.add_argument("--features", type=int, default=0, metavar="K",
+                    help="also print the K geometric features that vary most within each family")
     args = ap.parse_args(argv)
     grid, rows, n_split = _rows(args.split)
     sel = (grid >= T_RANGE[0]) & (grid <= T_RANGE[1])
@@ -114,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {fam[0]['formula']} | {len(fam)} | {100 * (vol.max() - vol.min()) / np.median(vol):.2f} % | "
               f"{100 * (dnn.max() - dnn.min()) / np.median(dnn):.2f} % | {s300[0]:.2f} – {s300[-1]:.2f} | {groups} | "
               f"{fl['cv'] / n_split:.4f} | {fl['cv_20_150'] / n_split:.4f} | {fl['s'] / n_split:.4f} | {fl['u'] / n_split:.2f} |")
+    if args.features > 0:
+        print()
+        for fam in fams:
+            print(feature_spread(fam, args.features))
     print(f"\nfloor over all families (MAE per atom on the {n_split} materials): cv {total['cv'] / n_split:.4f}, "
           f"cv 20–150 K {total['cv_20_150'] / n_split:.4f}, s {total['s'] / n_split:.4f}, u {total['u'] / n_split:.2f}")
     return 0
