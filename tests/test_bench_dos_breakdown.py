@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_dos", REPO / "benchmarks" / "bench_dos.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    from _training_helpers import load_benchmark
+
+    return load_benchmark("bench_dos")
 
 
 def test_every_formula_weighs_once_and_the_shares_sum_the_mae(bench) -> None:

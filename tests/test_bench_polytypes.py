@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_polytypes", REPO / "benchmarks" / "bench_polytypes.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    from _training_helpers import load_benchmark
+
+    return load_benchmark("bench_polytypes")
 
 
 def test_floor_is_the_least_error_of_one_shared_curve(bench) -> None:
