@@ -240,7 +240,7 @@ def _train_epoch(train_model: nn.Module, model: ScopePhysicsModel, optimizer: to
         with runtime.autocast(device, tc.precision):
             pred, latents = train_model(b["input_ids"], b["attention_mask"], b["temperature"], b["n_atoms"],
                                         b["features"], d.observables, n_atoms_primitive=b["n_atoms_primitive"])
-        ex_w = None if d.weights is None else torch.from_numpy(d.weights[idx]).to(device)
+        ex_w = None if d.weights is None else torch.from_numpy(d.weights[idx]).float().to(device)
         value = loss(pred, b["targets"], b["n_atoms"], d.stats, tc.loss, weights, example_weights=ex_w)
         if tc.dos_smoothness > 0:  # the DOS smoothness prior (a training term only; validation is the loss)
             value = value + tc.dos_smoothness * dos_roughness(model.head, latents, b["n_atoms"])
