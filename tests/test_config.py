@@ -113,3 +113,23 @@ def test_dump_round_trip(tmp_path: Path) -> None:
     cfg = load_config(yaml.safe_load(YAML))
     cfg.dump(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml").to_dict() == cfg.to_dict()
+
+
+def test_the_shipped_geo_recipe_is_its_held_out_counterpart_plus_the_val_materials() -> None:
+    """configs/phonondb-dos-geo.yaml (the final fit) and configs/phonondb-dos-geo-heldout.yaml (where its
+    choices are made, whose calibration it ships) differ only in the val entry and early stopping."""
+    from pathlib import Path
+
+    from cloudphys.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    final = load_config(root / "phonondb-dos-geo.yaml").to_dict()
+    held = load_config(root / "phonondb-dos-geo-heldout.yaml").to_dict()
+    val_entries = [e for e in final["train"]["extra_data"] if e.get("split") == "val"]
+    assert len(val_entries) == 1 and val_entries[0]["name"] == final["data"]["name"]
+    assert final["train"]["patience"] == 0 and held["train"]["patience"] > 0
+    assert not any(e.get("split") == "val" for e in held["train"]["extra_data"])
+    for cfg in (final, held):
+        cfg["train"]["extra_data"] = [e for e in cfg["train"]["extra_data"] if e.get("split") != "val"]
+        cfg["train"].pop("patience")
+    assert final == held
