@@ -18,11 +18,15 @@ ROCKSALT = "1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0
 
 
 def test_the_composition_is_what_polymorphs_share() -> None:
-    assert composition_key(ROCKSALT) == "Na 0.5 Cl 0.5"
-    other_cell = ROCKSALT.replace("| 4a 4b |", "| 1a 1b |")
-    assert composition_key(other_cell) == composition_key(ROCKSALT)
-    assert composition_key("Na  0.5   Cl 0.5 ") == "Na 0.5 Cl 0.5"  # no bar: the string itself, spaces normalised
+    assert composition_key(ROCKSALT) == "Cl 1/2 Na 1/2"
+    other_sites = ROCKSALT.replace("| 4a 4b |", "| 8c |")  # other sites, the same composition
+    assert composition_key(other_sites) == composition_key(ROCKSALT)
+    other_order = ROCKSALT.replace("Na 0.5 Cl 0.5", "Cl 0.5 Na 0.5")
+    assert composition_key(other_order) == composition_key(ROCKSALT)
     assert composition_key(ROCKSALT.replace("Cl", "Br")) != composition_key(ROCKSALT)
+    # a string that does not parse: its text after the last bar (or all of it), spaces normalised
+    assert composition_key("Na  0.5   Cl 0.5 ") == "Na 0.5 Cl 0.5"
+    assert composition_key("x | y |  Zn 0.5  S 0.5") == "Zn 0.5 S 0.5"
 
 
 def test_weights_give_each_composition_its_share() -> None:
@@ -101,8 +105,9 @@ def test_fit_with_formula_weight_trains_and_leaves_validation_unweighted(data_ro
 
     train, val = cloud_examples(data_root, 32), cloud_examples(data_root, 8, offset=32)
     # a polytype family: the first 12 training strings share one composition
-    family = composition_key(train.scope[0])
-    train.scope = [s.rsplit("|", 1)[0] + "| " + family if i < 12 else s for i, s in enumerate(train.scope)]
+    family = train.scope[0].rsplit("|", 1)[1]
+    train.scope = [s.rsplit("|", 1)[0] + "|" + family if i < 12 else s for i, s in enumerate(train.scope)]
+    assert len({composition_key(s) for s in train.scope[:12]}) == 1
     runs = {}
     for alpha in (0.0, 1.0):
         cfg = copy.deepcopy(TINY)

@@ -115,7 +115,7 @@ class TrainConfig(RunOptions):
         validation, the best checkpoint and the trained model use the average
         (:mod:`cloudphys.training.ema`).
     :param formula_weight: exponent α of a per-example weight in the training loss: an example whose
-        composition (the composition part of its SCOPE string, which polymorphs share) occurs in m
+        composition (that of its parsed SCOPE record, which polymorphs share) occurs in m
         training examples weighs m^-α, normalised to mean 1 (:func:`cloudphys.training.batching.formula_weights`).
         0 (the default): every example weighs the same; 1: every composition weighs the same, so a
         family of many polytypes (phonondb's 113 CdI2 in the train split) does not outweigh the rest.

@@ -63,10 +63,19 @@ def batch_indices(
 
 
 def composition_key(scope: str) -> str:
-    """What polymorphs of one compound share in their SCOPE strings: the composition part (the text
-    after the last ``|``, whitespace normalised), e.g. ``Na 0.5 Cl 0.5``; a string without one is its own key."""
-    head, sep, tail = scope.rpartition("|")
-    return " ".join((tail if sep else scope).split())
+    """What polymorphs of one compound share in their SCOPE strings: the composition of the parsed
+    record (:func:`cloudphys.scope.parse_cached`; elements sorted, exact fractions), e.g. ``Cl 1/2 Na 1/2``,
+    whichever dialect or element order it is written in. A string that does not parse is keyed by
+    its text after the last ``|`` (whitespace normalised; without a ``|``, the whole string)."""
+    from ..errors import ScopeParseError
+    from ..scope.dialects import parse_cached
+
+    try:
+        comp = parse_cached(scope).composition
+    except ScopeParseError:
+        _, sep, tail = scope.rpartition("|")
+        return " ".join((tail if sep else scope).split())
+    return " ".join(f"{element} {fraction}" for element, fraction in sorted(comp))
 
 
 def formula_weights(scope: Sequence[str], alpha: float) -> np.ndarray | None:
