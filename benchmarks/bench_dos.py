@@ -29,6 +29,7 @@ the split: :func:`cloudphys.modeling.encoding.load_split`).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -96,17 +97,20 @@ def formula_breakdown(formulas: list[str], per_material: dict[str, np.ndarray], 
     return out
 
 
-def _formulas(ids: list[str]) -> list[str]:
-    """The reduced formula of each phonondb-thermo id (from its ``materials.jsonl.gz``)."""
+@functools.lru_cache(maxsize=1)
+def _formula_map() -> dict[str, str]:
+    """id -> reduced formula of every phonondb-thermo material (its ``materials.jsonl.gz``, read once a process)."""
     from cloudphys.data.download import fetch
     from cloudphys.data.phonondb import PHONONDB_FILES
     from cloudphys.data.thermo_jsonl import iter_jsonl
 
-    want = set(ids)
-    found: dict[str, str] = {}
-    for _, row in iter_jsonl(fetch(PHONONDB_FILES["phonondb-thermo/materials.jsonl.gz"], dataset="phonondb-thermo")):
-        if row.get("id") in want:
-            found[row["id"]] = str(row.get("formula"))
+    path = fetch(PHONONDB_FILES["phonondb-thermo/materials.jsonl.gz"], dataset="phonondb-thermo")
+    return {str(row.get("id")): str(row.get("formula")) for _, row in iter_jsonl(path)}
+
+
+def _formulas(ids: list[str]) -> list[str]:
+    """The reduced formula of each phonondb-thermo id."""
+    found = _formula_map()
     missing = [i for i in ids if i not in found]
     if missing:
         raise SystemExit(f"{len(missing)} ids not in phonondb-thermo's materials.jsonl.gz, e.g. {missing[0]}")
